@@ -1,0 +1,6 @@
+//! masklab: train, evaluate and serve face-attribute (mask x gender x age) classifiers.
+pub mod data;
+pub mod demo;
+pub mod eda;
+pub mod labels;
+pub mod util;
