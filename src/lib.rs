@@ -3,4 +3,7 @@ pub mod data;
 pub mod demo;
 pub mod eda;
 pub mod labels;
+pub mod metrics;
+pub mod model;
+pub mod train;
 pub mod util;

@@ -1,6 +1,8 @@
-//! Data: the dataset layout, relabel lists, person-level splits and image decoding.
+//! Data: the dataset layout, relabel lists, person-level splits, decoding, sampling, augmentation.
+pub mod augment;
 pub mod decode;
 pub mod error;
 pub mod layout;
 pub mod relabel;
+pub mod sampler;
 pub mod split;

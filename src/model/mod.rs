@@ -1,0 +1,8 @@
+//! Models: torchvision-style backbones by name, and task layouts over them.
+pub mod blocks;
+pub mod densenet;
+pub mod efficientnet;
+pub mod layout;
+pub mod registry;
+pub mod resnet;
+pub mod vgg;

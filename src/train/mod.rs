@@ -1,0 +1,5 @@
+//! Training: losses, optimisers, schedules, weight averaging.
+pub mod ema;
+pub mod loss;
+pub mod optim;
+pub mod schedule;
