@@ -5,6 +5,7 @@ use crate::data::layout::{read_eval, TrainSet};
 use crate::labels::{AgeBand, AgeBounds, Class, Mask, NUM_CLASSES};
 use anyhow::{Context, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -160,27 +161,28 @@ pub fn write_charts(r: &EdaReport, dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn draw_class_chart(r: &EdaReport, path: &Path) -> Result<()> {
-    let root = BitMapBackend::new(path, (1200, 620)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1100, 720)).into_drawing_area();
     root.fill(&WHITE)?;
-    let max = *r.class_counts.iter().max().unwrap_or(&1) as f64 * 1.12 + 1.0;
+    let max = *r.class_counts.iter().max().unwrap_or(&1) as f64 * 1.15 + 1.0;
+    // Horizontal bars keep the class names readable; class 0 at the top.
+    let row = |c: usize| NUM_CLASSES - 1 - c;
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("Images per class ({} images, {} people)", r.images, r.people), (FONT, 26))
-        .margin(12)
-        .x_label_area_size(190)
-        .y_label_area_size(70)
-        .build_cartesian_2d((0usize..NUM_CLASSES).into_segmented(), 0f64..max)?;
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(230)
+        .build_cartesian_2d(0f64..max, (0usize..NUM_CLASSES - 1).into_segmented())?;
     let labels = r.class_labels.clone();
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(NUM_CLASSES)
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(c) => labels.get(*c).map(|l| format!("{c} {l}")).unwrap_or_default(),
+        .disable_y_mesh()
+        .y_labels(NUM_CLASSES)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) if *i < NUM_CLASSES => format!("{:>2}  {}", row(*i), labels[row(*i)]),
             _ => String::new(),
         })
-        .x_label_style(TextStyle::from((FONT, 15).into_font()).transform(FontTransform::Rotate90))
-        .y_desc("images")
-        .x_desc("class")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_desc("images")
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 15))
         .draw()?;
@@ -190,14 +192,14 @@ fn draw_class_chart(r: &EdaReport, path: &Path) -> Result<()> {
         _ => RGBColor(219, 68, 55),
     };
     for (c, &n) in r.class_counts.iter().enumerate() {
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(SegmentValue::Exact(c), 0.0), (SegmentValue::Exact(c + 1), n as f64)],
-            colour(c).mix(0.85).filled(),
-        )))?;
+        let (lo, hi) = (SegmentValue::Exact(row(c)), SegmentValue::Exact(row(c) + 1));
+        let mut bar = Rectangle::new([(0.0, lo), (n as f64, hi)], colour(c).mix(0.85).filled());
+        bar.set_margin(3, 3, 0, 0);
+        chart.draw_series(std::iter::once(bar))?;
         chart.draw_series(std::iter::once(Text::new(
-            n.to_string(),
-            (SegmentValue::CenterOf(c), n as f64 + max * 0.01),
-            (FONT, 14).into_font(),
+            format!(" {n}"),
+            (n as f64, SegmentValue::CenterOf(row(c))),
+            TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center)),
         )))?;
     }
     root.present()?;
@@ -223,6 +225,7 @@ fn draw_age_chart(r: &EdaReport, path: &Path) -> Result<()> {
         .configure_mesh()
         .disable_x_mesh()
         .x_desc("age (years)")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("people")
         .axis_desc_style((FONT, 18))
         .label_style((FONT, 15))
