@@ -3,6 +3,7 @@ pub mod augment;
 pub mod decode;
 pub mod error;
 pub mod layout;
+pub mod loader;
 pub mod relabel;
 pub mod sampler;
 pub mod split;

@@ -1,4 +1,5 @@
 //! Training: losses, optimisers, schedules, weight averaging.
+pub mod checkpoint;
 pub mod ema;
 pub mod loss;
 pub mod optim;

@@ -1,0 +1,241 @@
+//! The data loader: decodes images on CPU threads ahead of the device, keeps decoded, resized
+//! u8 images in memory while they fit a budget, and hands out u8 batches `[N, H, W, 3]`.
+//!
+//! Decoding is the only CPU-heavy step (augmentation runs on the device), so a batch is
+//! decoded in parallel on rayon's pool by a producer thread that stays `prefetch` batches
+//! ahead of the consumer; with the cache warm, an epoch costs only memcpy.
+use super::decode::{decode_file, Preprocess};
+use super::error::DataError;
+use rayon::prelude::*;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, OnceLock};
+use tch::Tensor;
+
+/// Decoded images by sample index, filled lazily up to a byte budget.
+struct ImageCache {
+    slots: Vec<OnceLock<Arc<[u8]>>>,
+    budget: usize,
+    used: AtomicUsize,
+}
+
+impl ImageCache {
+    fn new(n: usize, budget_bytes: usize) -> ImageCache {
+        ImageCache { slots: (0..n).map(|_| OnceLock::new()).collect(), budget: budget_bytes, used: AtomicUsize::new(0) }
+    }
+
+    fn get(&self, i: usize) -> Option<Arc<[u8]>> {
+        self.slots[i].get().cloned()
+    }
+
+    fn offer(&self, i: usize, pixels: &Arc<[u8]>) {
+        let n = pixels.len();
+        // Reserve before storing so that concurrent decoders never overshoot the budget.
+        if self.used.fetch_add(n, Ordering::Relaxed) + n <= self.budget {
+            if self.slots[i].set(pixels.clone()).is_err() {
+                self.used.fetch_sub(n, Ordering::Relaxed);
+            }
+        } else {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.get().is_some()).count()
+    }
+}
+
+/// A batch of decoded images and the sample indices they came from.
+pub struct Batch {
+    /// uint8 `[N, H, W, 3]` on the CPU.
+    pub images: Tensor,
+    /// Sample index of each row.
+    pub indices: Vec<usize>,
+}
+
+/// What the loader does with an image it cannot decode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OnBadImage {
+    /// Stop with an error naming the file.
+    Fail,
+    /// Report it and leave it out of its batch.
+    Skip,
+}
+
+#[derive(Clone)]
+pub struct Loader {
+    paths: Arc<Vec<PathBuf>>,
+    prep: Preprocess,
+    cache: Arc<ImageCache>,
+    prefetch: usize,
+    on_bad: OnBadImage,
+}
+
+impl Loader {
+    /// `cache_mib`: memory for decoded images (0 = no cache). `prefetch`: batches decoded ahead.
+    pub fn new(paths: Vec<PathBuf>, prep: Preprocess, cache_mib: usize, prefetch: usize, on_bad: OnBadImage) -> Loader {
+        let n = paths.len();
+        Loader {
+            paths: Arc::new(paths),
+            prep,
+            cache: Arc::new(ImageCache::new(n, cache_mib << 20)),
+            prefetch: prefetch.max(1),
+            on_bad,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn cached_images(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn preprocess(&self) -> &Preprocess {
+        &self.prep
+    }
+
+    fn pixels(&self, i: usize) -> Result<Arc<[u8]>, DataError> {
+        if let Some(p) = self.cache.get(i) {
+            return Ok(p);
+        }
+        let img = decode_file(&self.paths[i], &self.prep)?;
+        let pixels: Arc<[u8]> = img.data.into();
+        self.cache.offer(i, &pixels);
+        Ok(pixels)
+    }
+
+    /// Decodes one batch now, in parallel.
+    pub fn load(&self, indices: &[usize]) -> Result<Batch, DataError> {
+        let decoded: Vec<(usize, Result<Arc<[u8]>, DataError>)> =
+            indices.par_iter().map(|&i| (i, self.pixels(i))).collect();
+        let (h, w) = (self.prep.height as usize, self.prep.width as usize);
+        let mut buf = Vec::with_capacity(indices.len() * h * w * 3);
+        let mut kept = Vec::with_capacity(indices.len());
+        for (i, r) in decoded {
+            match r {
+                Ok(p) => {
+                    buf.extend_from_slice(&p);
+                    kept.push(i);
+                }
+                Err(e) if self.on_bad == OnBadImage::Skip => tracing::warn!("skipped: {e}"),
+                Err(e) => return Err(e),
+            }
+        }
+        let images = Tensor::from_slice(&buf).view([kept.len() as i64, h as i64, w as i64, 3]);
+        Ok(Batch { images, indices: kept })
+    }
+
+    /// Batches of `order` (in that order), decoded by a background thread `prefetch` batches ahead.
+    /// With `drop_last`, a final incomplete batch is left out (training); otherwise it is kept.
+    pub fn batches(&self, order: Vec<usize>, batch_size: usize, drop_last: bool) -> BatchIter {
+        let batch_size = batch_size.max(1);
+        let mut chunks: Vec<Vec<usize>> = order.chunks(batch_size).map(|c| c.to_vec()).collect();
+        if drop_last && chunks.last().is_some_and(|c| c.len() < batch_size) && chunks.len() > 1 {
+            chunks.pop();
+        }
+        let total = chunks.len();
+        let (tx, rx) = sync_channel(self.prefetch);
+        let loader = self.clone();
+        std::thread::spawn(move || {
+            for chunk in chunks {
+                let batch = loader.load(&chunk);
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return; // the consumer went away, or we reported an error
+                }
+            }
+        });
+        BatchIter { rx, total }
+    }
+}
+
+pub struct BatchIter {
+    rx: Receiver<Result<Batch, DataError>>,
+    total: usize,
+}
+
+impl BatchIter {
+    /// Batches this iterator yields in all.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<Batch, DataError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::decode::Crop;
+
+    fn write_images(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
+        (0..n)
+            .map(|i| {
+                let p = dir.join(format!("{i}.png"));
+                image::RgbImage::from_pixel(20, 24, image::Rgb([i as u8 * 10, 0, 0])).save(&p).unwrap();
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_keep_order_size_and_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_images(dir.path(), 7);
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 6 };
+        let loader = Loader::new(paths, prep, 1, 2, OnBadImage::Fail);
+        let order = vec![6, 0, 3, 1, 2, 5, 4];
+        let batches: Vec<Batch> = loader.batches(order.clone(), 3, false).map(|b| b.unwrap()).collect();
+        assert_eq!(batches.iter().map(|b| b.indices.len()).collect::<Vec<_>>(), vec![3, 3, 1]);
+        assert_eq!(batches.iter().flat_map(|b| b.indices.clone()).collect::<Vec<_>>(), order);
+        assert_eq!(batches[0].images.size(), vec![3, 6, 8, 3]);
+        assert_eq!(batches[0].images.kind(), tch::Kind::Uint8);
+        // Row 0 is image 6: red = 60 everywhere.
+        assert_eq!(batches[0].images.int64_value(&[0, 2, 3, 0]), 60);
+        assert_eq!(loader.batches(order, 3, true).count(), 2);
+        // Everything fit in the 1 MiB cache.
+        assert_eq!(loader.cached_images(), 7);
+    }
+
+    #[test]
+    fn cache_respects_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_images(dir.path(), 5);
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 6 };
+        let loader = Loader { cache: Arc::new(ImageCache::new(5, 8 * 6 * 3 * 2)), ..Loader::new(paths, prep, 0, 1, OnBadImage::Fail) };
+        loader.load(&[0, 1, 2, 3, 4]).unwrap();
+        assert_eq!(loader.cached_images(), 2);
+        let none = Loader::new(write_images(dir.path(), 3), prep, 0, 1, OnBadImage::Fail);
+        none.load(&[0, 1, 2]).unwrap();
+        assert_eq!(none.cached_images(), 0);
+    }
+
+    #[test]
+    fn a_bad_image_fails_or_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = write_images(dir.path(), 3);
+        let bad = dir.path().join("bad.jpg");
+        std::fs::write(&bad, b"junk").unwrap();
+        paths.push(bad);
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 6 };
+        let strict = Loader::new(paths.clone(), prep, 0, 1, OnBadImage::Fail);
+        let results: Vec<_> = strict.batches(vec![0, 1, 2, 3], 2, false).collect();
+        assert!(results[1].as_ref().err().unwrap().to_string().contains("bad.jpg"));
+        let lenient = Loader::new(paths, prep, 0, 1, OnBadImage::Skip);
+        let b: Vec<Batch> = lenient.batches(vec![0, 1, 2, 3], 2, false).map(|b| b.unwrap()).collect();
+        assert_eq!(b[1].indices, vec![2]);
+        assert_eq!(b[1].images.size()[0], 1);
+    }
+}

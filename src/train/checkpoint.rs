@@ -1,0 +1,117 @@
+//! Checkpoint files: named tensors in safetensors format with a JSON metadata string in the
+//! header, written atomically (temporary file + rename), so one file is one consistent
+//! checkpoint and a crash mid-write leaves the previous one intact.
+use crate::util::write_atomic;
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, Tensor};
+
+/// Header key holding the checkpoint's JSON metadata.
+const META_KEY: &str = "masklab";
+
+fn dtype_of(kind: Kind) -> Result<Dtype> {
+    Ok(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        other => bail!("cannot store tensors of kind {other:?}"),
+    })
+}
+
+fn kind_of(dtype: Dtype) -> Result<Kind> {
+    Ok(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        other => bail!("unsupported tensor dtype {other:?}"),
+    })
+}
+
+/// Serialises named tensors (any device) and a JSON metadata value into safetensors bytes.
+pub fn to_bytes(tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Result<Vec<u8>> {
+    let mut raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.detach().to_device(Device::Cpu).contiguous();
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, numel).with_context(|| format!("cannot copy tensor {name}"))?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        raw.push((name.clone(), dtype_of(t.kind())?, shape, bytes));
+    }
+    let views = raw
+        .iter()
+        .map(|(name, dtype, shape, bytes)| Ok((name.as_str(), TensorView::new(*dtype, shape.clone(), bytes)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
+    let metadata = HashMap::from([(META_KEY.to_string(), meta.to_string())]);
+    Ok(safetensors::serialize(views, &Some(metadata))?)
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(path: &Path, tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Result<()> {
+    write_atomic(path, &to_bytes(tensors, meta)?).with_context(|| format!("cannot write checkpoint {}", path.display()))
+}
+
+/// Reads a checkpoint's tensors (on the CPU, in file order) and its metadata (null when absent).
+pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).with_context(|| format!("{} is not a safetensors file", path.display()))?;
+    let meta = match header.metadata().as_ref().and_then(|m| m.get(META_KEY)) {
+        Some(s) => serde_json::from_str(s).with_context(|| format!("{}: bad masklab metadata", path.display()))?,
+        None => serde_json::Value::Null,
+    };
+    let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{} is not a safetensors file", path.display()))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind_of(view.dtype())?)
+            .with_context(|| format!("{}: cannot read tensor {name}", path.display()))?;
+        out.push((name, t));
+    }
+    Ok((out, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_keeps_names_values_kinds_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.safetensors");
+        let a = Tensor::from_slice(&[1.5f32, -2.0, 3.25, 4.0]).view([2, 2]);
+        let b = Tensor::from_slice(&[7i64]);
+        let c = Tensor::from_slice(&[0.5f32, 0.25]).to_kind(Kind::BFloat16);
+        let meta = serde_json::json!({"epoch": 3, "f1": 0.5});
+        save(&path, &[("m.a".into(), a.shallow_clone()), ("step".into(), b), ("h".into(), c)], &meta).unwrap();
+        let (tensors, m) = load(&path).unwrap();
+        assert_eq!(m, meta);
+        let get = |n: &str| tensors.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+        assert_eq!(get("m.a").size(), vec![2, 2]);
+        assert!(get("m.a").equal(&a));
+        assert_eq!(get("step").int64_value(&[0]), 7);
+        assert_eq!(get("h").kind(), Kind::BFloat16);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_truncated_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.safetensors");
+        std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.safetensors"), "{err}");
+    }
+}
