@@ -1,7 +1,10 @@
 //! masklab: train, evaluate and serve face-attribute (mask x gender x age) classifiers.
+pub mod bench;
+pub mod config;
 pub mod data;
 pub mod demo;
 pub mod eda;
+pub mod evaluate;
 pub mod labels;
 pub mod metrics;
 pub mod model;

@@ -49,6 +49,76 @@ enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
+    /// Train a model (or the models of a layout) on DATA; writes a run folder.
+    Train(TrainArgs),
+    /// Evaluate a run's best checkpoint on a labelled dataset: loss, accuracy, macro F1, confusion.
+    Eval {
+        /// Run folder written by `masklab train`.
+        run: PathBuf,
+        /// Dataset folder (train/ layout; with --split eval, eval/info.csv + eval/answers.csv).
+        data: PathBuf,
+        /// Which images: val (the run's person-level validation split), all (every train image), eval (eval/ with answers.csv).
+        #[arg(long, default_value = "val", value_parser = ["val", "all", "eval"])]
+        split: String,
+        /// Same as --split all.
+        #[arg(long)]
+        all: bool,
+        /// Evaluate the last checkpoint instead of the best.
+        #[arg(long)]
+        last: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Device: auto, cpu, cuda, cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Time training or inference steps of a backbone on synthetic input (JSON line).
+    Bench {
+        /// train or infer.
+        #[arg(value_parser = ["train", "infer"])]
+        mode: String,
+        #[arg(long, default_value = "efficientnet_b0")]
+        backbone: String,
+        #[arg(long, default_value_t = 224)]
+        size: i64,
+        #[arg(long, default_value_t = 32)]
+        batch: i64,
+        /// auto, cpu, cuda, cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// fp16 autocast (CUDA).
+        #[arg(long)]
+        amp: bool,
+        /// Channels-last memory format (CUDA).
+        #[arg(long)]
+        channels_last: bool,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct TrainArgs {
+    /// Dataset folder holding train/ (train.csv, images/, optional relabel.csv).
+    data: PathBuf,
+    /// TOML config (configs/default.toml lists every key); the built-in defaults when absent.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run folder (default: runs/<backbone>-<layout>-<n>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (its config.toml, plus any key=value given).
+    #[arg(long, conflicts_with_all = ["config", "out"])]
+    resume: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Config overrides such as model.backbone=resnet34 train.epochs=3 data.size=128.
+    overrides: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -153,6 +223,70 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Train(args) => run_train(args)?,
+        Command::Eval { run, data, split, all, last, json, device } => {
+            let split = if all { "all".to_string() } else { split };
+            run_eval(&run, &data, &split, last, json, &device)?
+        }
+        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
+            let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
+            println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
+        }
+    }
+    Ok(())
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    use masklab::config::Config;
+    let (cfg, run, resume) = match &args.resume {
+        Some(run) => (Config::load(Some(&run.join("config.toml")), &args.overrides)?, run.clone(), true),
+        None => {
+            let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
+            let run = args.out.clone().unwrap_or_else(|| next_run_dir(&cfg));
+            (cfg, run, false)
+        }
+    };
+    let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let summary = masklab::train::trainer::train(&args.data, &cfg, &run, resume, progress)?;
+    match &summary.best {
+        Some(e) => println!(
+            "run {}: best epoch {} f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4})",
+            summary.run.display(), summary.best_epoch, e.scores.f1, e.scores.accuracy, e.scores.f1_mask, e.scores.f1_gender, e.scores.f1_age
+        ),
+        None => println!("run {}: {} epochs (no validation split)", summary.run.display(), summary.epochs_run),
+    }
+    Ok(())
+}
+
+/// runs/<backbone>-<layout>-<n>, the first n not taken.
+fn next_run_dir(cfg: &masklab::config::Config) -> PathBuf {
+    let base = format!("{}-{}", cfg.model.backbone, cfg.model.layout);
+    (1..).map(|n| PathBuf::from("runs").join(format!("{base}-{n}"))).find(|p| !p.exists()).expect("a free run name")
+}
+
+fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bool, json: bool, device: &str) -> Result<()> {
+    use masklab::evaluate::{evaluate, head_losses, labelled_eval_set, render_evaluation};
+    use masklab::train::trainer::{device_from, load_run, make_loader, prepare};
+    let device = device_from(device)?;
+    let (cfg, nets) = load_run(run, if last { "last" } else { "best" }, device)?;
+    let mut prepared = if split == "eval" { labelled_eval_set(data, &cfg)? } else { prepare(data, &cfg)? };
+    let order = match split {
+        "val" => prepared.val_idx.clone(),
+        _ => (0..prepared.samples.len()).collect(),
+    };
+    if order.is_empty() {
+        anyhow::bail!("no images to evaluate in the {split} split of {}", data.display());
+    }
+    prepared.train_idx = order.clone();
+    let loader = make_loader(&prepared, &cfg);
+    let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
+    let run_opts = masklab::model::net::RunOptions { device, amp: cfg.train.amp == "fp16" && device.is_cuda(), channels_last: cfg.train.channels_last && device.is_cuda() };
+    let batch = if cfg.train.eval_batch_size > 0 { cfg.train.eval_batch_size } else { 2 * cfg.train.batch_size };
+    let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?;
+    if json {
+        println!("{}", serde_json::to_string(&e)?);
+    } else {
+        print!("{}", render_evaluation(&e, &cfg.data.bounds()?));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@ pub mod blocks;
 pub mod densenet;
 pub mod efficientnet;
 pub mod layout;
+pub mod net;
 pub mod registry;
 pub mod resnet;
 pub mod vgg;

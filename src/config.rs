@@ -1,0 +1,434 @@
+//! One configuration type, read from TOML and overridden from the command line as `key=value`.
+//!
+//! Every key has a default (`configs/default.toml` lists them all with a comment). A key that
+//! does not exist is an error naming it and the nearest valid key. Models of a layout can
+//! override any `model`, `loss`, `optim`, `schedule` or `augment` key for themselves under
+//! `models.<model name>.<section>.<key>`, e.g. `models.age.optim.lr = 1e-4`.
+use crate::data::augment::AugmentConfig;
+use crate::data::sampler::SamplerConfig;
+use crate::labels::AgeBounds;
+use crate::model::layout::Layout;
+use crate::train::loss::LossConfig;
+use crate::train::optim::OptimConfig;
+use crate::train::schedule::ScheduleConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Model input side in pixels (images are resized to size x size).
+    pub size: u32,
+    /// Centre crop before resizing: "none", pixels ("380" or "380x400"), or a fraction of the shorter side ("0.99").
+    pub crop: String,
+    /// Share of people held out for validation (person-level, stratified by gender x age band).
+    pub val_ratio: f64,
+    /// Age band bounds: where Middle and Old start ([30, 59] moves the old boundary to 59).
+    pub age_bounds: [u32; 2],
+    /// Relabel list to apply instead of DATA/train/relabel.csv ("" = that file when present).
+    pub relabel: String,
+    /// Apply no relabel list at all.
+    pub no_relabel: bool,
+    /// Report bad rows, folders and images and go on instead of stopping.
+    pub skip_bad: bool,
+    /// Memory for decoded, resized images kept across epochs, in MiB (0 = decode every epoch).
+    pub cache_mib: usize,
+    /// Batches decoded ahead of the device.
+    pub prefetch: usize,
+    /// CPU threads for decoding (0 = all cores).
+    pub workers: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            size: 128,
+            crop: "0.9896".into(),
+            val_ratio: 0.2,
+            age_bounds: [30, 60],
+            relabel: String::new(),
+            no_relabel: false,
+            skip_bad: false,
+            cache_mib: 4096,
+            prefetch: 4,
+            workers: 0,
+        }
+    }
+}
+
+impl DataConfig {
+    pub fn bounds(&self) -> Result<AgeBounds> {
+        AgeBounds::new(self.age_bounds[0], self.age_bounds[1]).map_err(|e| anyhow!("data.age_bounds: {e}"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Task layout: single (18-way), multi (mask/gender/age heads on one backbone), two (mask+gender, age), three.
+    pub layout: Layout,
+    /// Backbone name: efficientnet_b0..b4, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121.
+    pub backbone: String,
+    /// Classifier dropout; negative = the backbone's own default.
+    pub dropout: f64,
+    /// Stochastic depth probability of EfficientNet blocks; negative = the backbone's own default (0.2).
+    pub stochastic_depth: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { layout: Layout::Single, backbone: "efficientnet_b0".into(), dropout: -1.0, stochastic_depth: -1.0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    /// Images per step in validation and prediction (0 = twice batch_size).
+    pub eval_batch_size: usize,
+    /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// Mixed precision on CUDA: "none", "fp16" (autocast with dynamic loss scaling) or "bf16". Ignored on CPU.
+    pub amp: String,
+    /// Channels-last memory format on CUDA (faster convolutions with tensor cores).
+    pub channels_last: bool,
+    /// Let cuDNN pick the fastest convolution algorithms (inputs have a fixed size).
+    pub cudnn_benchmark: bool,
+    /// Seed for splits, sampling, augmentation and initialisation; a CPU run is reproducible.
+    pub seed: u64,
+    /// Write a metrics.jsonl line every N optimiser steps (0 = per epoch only).
+    pub log_every: usize,
+    /// Metric that picks the best checkpoint and drives early stopping: f1, f1_mask, f1_gender, f1_age, accuracy, loss.
+    pub monitor: String,
+    /// Stop after this many epochs without improvement of `monitor` (0 = never).
+    pub patience: usize,
+    /// Torch CPU threads for the model (0 = libtorch's default).
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 64,
+            eval_batch_size: 0,
+            device: "auto".into(),
+            amp: "none".into(),
+            channels_last: false,
+            cudnn_benchmark: true,
+            seed: 42,
+            log_every: 50,
+            monitor: "f1".into(),
+            patience: 0,
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub schedule: ScheduleConfig,
+    pub sampler: SamplerConfig,
+    pub augment: AugmentConfig,
+    pub train: TrainConfig,
+    /// Per-model overrides: `models.<model name>.<section>.<key>`.
+    pub models: BTreeMap<String, toml::Table>,
+}
+
+/// The settings one model of a layout trains with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub model: ModelConfig,
+    pub loss: LossConfig,
+    pub optim: OptimConfig,
+    pub schedule: ScheduleConfig,
+    pub augment: AugmentConfig,
+}
+
+/// Sections a model of a layout may override for itself.
+const PER_MODEL_SECTIONS: [&str; 5] = ["model", "loss", "optim", "schedule", "augment"];
+
+impl Config {
+    /// Reads a TOML file (or the defaults when None) and applies `key=value` overrides.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+                let table: toml::Table = text.parse().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                check_keys(&table, &format!("{}", path.display()))?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| anyhow!("override `{item}` is not key=value (e.g. train.epochs=3)"))?;
+            let key = key.trim();
+            set_dotted(&mut tree, key, parse_value(value.trim()))?;
+            let mut single = toml::Table::new();
+            set_dotted(&mut single, key, parse_value(value.trim()))?;
+            check_keys(&single, "the command line")?;
+        }
+        let cfg: Config = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow!("config: {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.data.bounds()?;
+        self.data.crop.parse::<crate::data::decode::Crop>().map_err(|e| anyhow!("data.crop: {e}"))?;
+        if self.data.size < 16 {
+            bail!("data.size must be at least 16, got {}", self.data.size);
+        }
+        if !(0.0..1.0).contains(&self.data.val_ratio) {
+            bail!("data.val_ratio must be in [0, 1), got {}", self.data.val_ratio);
+        }
+        if self.train.batch_size == 0 || self.train.epochs == 0 {
+            bail!("train.batch_size and train.epochs must be positive");
+        }
+        if !["none", "fp16", "bf16"].contains(&self.train.amp.as_str()) {
+            bail!("train.amp must be none, fp16 or bf16, got `{}`", self.train.amp);
+        }
+        if !["f1", "f1_mask", "f1_gender", "f1_age", "accuracy", "loss"].contains(&self.train.monitor.as_str()) {
+            bail!("train.monitor must be f1, f1_mask, f1_gender, f1_age, accuracy or loss, got `{}`", self.train.monitor);
+        }
+        let names: Vec<&str> = self.model.layout.models().iter().map(|(n, _)| *n).collect();
+        for name in self.models.keys() {
+            if !names.contains(&name.as_str()) {
+                bail!("models.{name}: layout `{}` has no model `{name}` (its models: {})", self.model.layout, names.join(", "));
+            }
+        }
+        for (name, _) in self.model.layout.models() {
+            self.model_settings(name)?;
+        }
+        Ok(())
+    }
+
+    /// The settings of one model of the layout: the shared sections overlaid with `models.<name>`.
+    pub fn model_settings(&self, name: &str) -> Result<ModelSettings> {
+        let base = ModelSettings {
+            model: self.model.clone(),
+            loss: self.loss.clone(),
+            optim: self.optim.clone(),
+            schedule: self.schedule.clone(),
+            augment: self.augment.clone(),
+        };
+        let Some(over) = self.models.get(name) else { return Ok(base) };
+        let mut tree = toml::Table::try_from(&base)?;
+        merge(&mut tree, over);
+        let settings: ModelSettings =
+            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow!("models.{name}: {}", e.message()))?;
+        if settings.model.layout != self.model.layout {
+            bail!("models.{name}.model.layout: the layout is set once, in model.layout");
+        }
+        Ok(settings)
+    }
+}
+
+/// A command-line value: TOML when it parses as one (numbers, booleans, arrays, tables), else a string.
+fn parse_value(text: &str) -> toml::Value {
+    match format!("v = {text}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(text.to_string())),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+fn set_dotted(tree: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("bad key `{key}`");
+    }
+    let mut node = tree;
+    for part in &parts[..parts.len() - 1] {
+        let entry = node.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| anyhow!("`{key}`: `{part}` is a value, not a section"))?;
+    }
+    node.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+fn merge(into: &mut toml::Table, from: &toml::Table) {
+    for (k, v) in from {
+        match (into.get_mut(k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge(a, b),
+            _ => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Every valid dotted key, from the defaults. Free-form tables (`sampler.oversample`) end the path.
+fn valid_keys() -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(sub) if !FREE_FORM.contains(&key.as_str()) => walk(&key, sub, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialise");
+    walk("", &defaults, &mut out);
+    for free in FREE_FORM {
+        if !out.iter().any(|k| k == free) {
+            out.push(free.to_string());
+        }
+    }
+    out
+}
+
+/// Keys whose value is a table with user-chosen keys.
+const FREE_FORM: [&str; 2] = ["sampler.oversample", "models"];
+
+/// Checks every leaf key of a user table against the valid keys.
+fn check_keys(table: &toml::Table, source: &str) -> Result<()> {
+    let valid = valid_keys();
+    fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(sub) if !key.starts_with("sampler.oversample") => leaves(&key, sub, out),
+                _ => out.push(key),
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    leaves("", table, &mut keys);
+    for key in keys {
+        let check = if let Some(rest) = key.strip_prefix("models.") {
+            // models.<name>.<section>.<key>: the section key must exist, and the section be overridable.
+            let mut parts = rest.splitn(2, '.');
+            let (_name, inner) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let section = inner.split('.').next().unwrap_or("");
+            if !PER_MODEL_SECTIONS.contains(&section) {
+                bail!(
+                    "unknown key `{key}` in {source}: a model may override only {} keys (models.<name>.<section>.<key>)",
+                    PER_MODEL_SECTIONS.join(", ")
+                );
+            }
+            inner.to_string()
+        } else {
+            key.clone()
+        };
+        let known = valid.iter().any(|v| v == &check) || valid.iter().any(|v| FREE_FORM.contains(&v.as_str()) && check.starts_with(&format!("{v}.")));
+        if !known {
+            let nearest = valid
+                .iter()
+                .filter(|v| !FREE_FORM.contains(&v.as_str()))
+                .min_by_key(|v| strsim::levenshtein(v, &check))
+                .cloned()
+                .unwrap_or_default();
+            bail!("unknown key `{key}` in {source} (did you mean `{nearest}`?)");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_set_typed_values() {
+        let c = Config::load(None, &["model.backbone=resnet34".into(), "train.epochs=3".into(), "data.size=96".into(), "optim.lr=1e-4".into(), "data.age_bounds=[30,59]".into()]).unwrap();
+        assert_eq!(c.model.backbone, "resnet34");
+        assert_eq!(c.train.epochs, 3);
+        assert_eq!(c.data.size, 96);
+        assert_eq!(c.optim.lr, 1e-4);
+        assert_eq!(c.data.bounds().unwrap().old, 59);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_nearest_valid_one() {
+        let err = Config::load(None, &["optim.lrr=0.1".into()]).unwrap_err().to_string();
+        assert!(err.contains("`optim.lrr`") && err.contains("`optim.lr`"), "{err}");
+        let err = Config::load(None, &["train.epoch=3".into()]).unwrap_err().to_string();
+        assert!(err.contains("did you mean `train.epochs`"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[data]\nsize = 64\ncrop_size = 3\n").unwrap();
+        let err = Config::load(Some(&f), &[]).unwrap_err().to_string();
+        assert!(err.contains("c.toml") && err.contains("data.crop_size") && err.contains("data.crop"), "{err}");
+    }
+
+    #[test]
+    fn per_model_overrides_apply_to_that_model_only() {
+        let c = Config::load(
+            None,
+            &["model.layout=two".into(), "models.age.optim.lr=0.5".into(), "models.age.model.backbone=resnet18".into()],
+        )
+        .unwrap();
+        let age = c.model_settings("age").unwrap();
+        let mg = c.model_settings("mask_gender").unwrap();
+        assert_eq!(age.optim.lr, 0.5);
+        assert_eq!(age.model.backbone, "resnet18");
+        assert_eq!(mg.optim.lr, c.optim.lr);
+        assert_eq!(mg.model.backbone, "efficientnet_b0");
+        let err = Config::load(None, &["model.layout=two".into(), "models.gender.optim.lr=0.5".into()]).unwrap_err().to_string();
+        assert!(err.contains("no model `gender`"), "{err}");
+        let err = Config::load(None, &["model.layout=two".into(), "models.age.optim.lrr=0.5".into()]).unwrap_err().to_string();
+        assert!(err.contains("optim.lr"), "{err}");
+    }
+
+    #[test]
+    fn sampler_oversample_takes_class_keys() {
+        let c = Config::load(None, &["sampler.kind=oversample".into(), "sampler.oversample={ 2 = 800, 8 = 500 }".into()]).unwrap();
+        assert_eq!(c.sampler.oversample.get("2"), Some(&800));
+    }
+
+    #[test]
+    fn default_toml_lists_every_key_with_its_default_and_a_comment() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/default.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed = Config::load(Some(&path), &[]).unwrap();
+        assert_eq!(parsed, Config::default(), "configs/default.toml must equal the built-in defaults");
+        let table: toml::Table = text.parse().unwrap();
+        let mut listed = Vec::new();
+        fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match v {
+                    toml::Value::Table(sub) if !FREE_FORM.contains(&key.as_str()) => leaves(&key, sub, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        leaves("", &table, &mut listed);
+        for key in valid_keys() {
+            if key == "models" {
+                continue;
+            }
+            assert!(listed.contains(&key), "configs/default.toml lacks `{key}`");
+        }
+        // Every key line carries a comment: either on the line or the line above.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with('[') {
+                continue;
+            }
+            let commented = l.contains('#') || (i > 0 && lines[i - 1].trim().starts_with('#'));
+            assert!(commented, "configs/default.toml line {} has no comment: {l}", i + 1);
+        }
+    }
+}
