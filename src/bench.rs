@@ -78,7 +78,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult> {
             }
             opt.step(1e-4);
         } else {
-            tch::no_grad(|| tch::autocast(amp, || net.forward_t(&x, false)));
+            let _ = tch::no_grad(|| tch::autocast(amp, || net.forward_t(&x, false)));
         }
         sync(device);
         if i >= o.warmup {

@@ -94,7 +94,7 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     pub device: String,
-    /// Mixed precision on CUDA: "none", "fp16" (autocast with dynamic loss scaling) or "bf16". Ignored on CPU.
+    /// Mixed precision on CUDA: "none" or "fp16" (autocast with dynamic loss scaling). Ignored on CPU.
     pub amp: String,
     /// Channels-last memory format on CUDA (faster convolutions with tensor cores).
     pub channels_last: bool,
@@ -203,8 +203,8 @@ impl Config {
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
         }
-        if !["none", "fp16", "bf16"].contains(&self.train.amp.as_str()) {
-            bail!("train.amp must be none, fp16 or bf16, got `{}`", self.train.amp);
+        if !["none", "fp16"].contains(&self.train.amp.as_str()) {
+            bail!("train.amp must be none or fp16, got `{}`", self.train.amp);
         }
         if !["f1", "f1_mask", "f1_gender", "f1_age", "accuracy", "loss"].contains(&self.train.monitor.as_str()) {
             bail!("train.monitor must be f1, f1_mask, f1_gender, f1_age, accuracy or loss, got `{}`", self.train.monitor);

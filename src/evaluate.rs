@@ -67,7 +67,7 @@ pub fn evaluate(
     if !kept.is_empty() {
         for (net_heads, out) in losses.iter().zip(&outputs) {
             for (head, l) in net_heads {
-                let logits = out.narrow(1, head.offset, head.task.classes()).to_device(run.device);
+                let logits = head.slice(out).to_device(run.device);
                 let target = head.task.target(&truth).to_device(run.device);
                 loss += tch::no_grad(|| l.forward(&logits, &target).double_value(&[]));
             }

@@ -70,8 +70,14 @@ pub struct Head {
 }
 
 impl Head {
+    /// This head's logits from the outputs of all the layout's models.
     pub fn logits(&self, outputs: &[Tensor]) -> Tensor {
-        outputs[self.model].narrow(1, self.offset, self.task.classes())
+        self.slice(&outputs[self.model])
+    }
+
+    /// This head's logits from its own model's output.
+    pub fn slice(&self, output: &Tensor) -> Tensor {
+        output.narrow(1, self.offset, self.task.classes())
     }
 }
 

@@ -130,6 +130,10 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     if cfg.train.threads > 0 {
         tch::set_num_threads(cfg.train.threads as i32);
     }
+    if cfg.data.workers > 0 {
+        // Decoding runs on rayon's global pool; it can be sized once per process.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(cfg.data.workers).build_global();
+    }
     let device = device_from(&cfg.train.device)?;
     let amp = cfg.train.amp == "fp16" && device.is_cuda();
     let channels_last = cfg.train.channels_last && device.is_cuda();
@@ -216,7 +220,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
                 let out = tch::autocast(amp, || net.module.forward_t(&x, true));
                 let mut loss = Tensor::zeros([], (Kind::Float, device));
                 for (head, l) in &losses[k] {
-                    let logits = head.logits(std::slice::from_ref(&out));
+                    let logits = head.slice(&out);
                     let target = head.task.target(&truth);
                     loss = loss + match &mix {
                         Some(m) => l.forward(&logits, &target) * m.lam + l.forward(&logits, &target.index_select(0, &m.perm)) * (1.0 - m.lam),
