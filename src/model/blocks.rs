@@ -1,1 +1,294 @@
-//! (being written)
+//! Building blocks shared by the torchvision-style backbones: convolutions and batch norms
+//! initialised the way torchvision initialises them, `Conv2dNormActivation`,
+//! `SqueezeExcitation`, stochastic depth, channel rounding and the pooled-feature head.
+//!
+//! Every block registers its tensors under the same path segments as the torchvision module it
+//! mirrors, so that a torchvision state dict can be loaded by name.
+use tch::nn::init::{FanInOut, NonLinearity, NormalOrUniform};
+use tch::nn::{self, Init, ModuleT};
+use tch::Tensor;
+
+/// torchvision's convolution init for ResNet, VGG and EfficientNet:
+/// `kaiming_normal_(mode="fan_out", nonlinearity="relu")` (gain sqrt(2); for a depthwise conv the
+/// fan-out is `out_channels * k * k`, exactly as PyTorch computes it, not divided by groups).
+pub const KAIMING_NORMAL_FAN_OUT: Init =
+    Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanOut, non_linearity: NonLinearity::ReLU };
+
+/// torchvision's DenseNet convolution init: plain `kaiming_normal_` (fan_in, gain sqrt(2)).
+pub const KAIMING_NORMAL_FAN_IN: Init =
+    Init::Kaiming { dist: NormalOrUniform::Normal, fan: FanInOut::FanIn, non_linearity: NonLinearity::ReLU };
+
+/// Batch-norm hyper-parameters. PyTorch's defaults (eps 1e-5, momentum 0.1) are what
+/// torchvision uses for ResNet, VGG, DenseNet and EfficientNet-B0..B4 (B5+ and V2 differ).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NormConfig {
+    pub eps: f64,
+    pub momentum: f64,
+}
+
+pub const TORCH_BATCH_NORM: NormConfig = NormConfig { eps: 1e-5, momentum: 0.1 };
+
+/// A BatchNorm2d with torchvision's init (weight 1, bias 0). tch registers `weight`, `bias`,
+/// `running_mean` and `running_var` (no `num_batches_tracked`: PyTorch only reads that counter
+/// when momentum is None, which no backbone here uses).
+pub fn batch_norm(p: nn::Path, channels: i64, norm: NormConfig) -> nn::BatchNorm {
+    let config = nn::BatchNormConfig {
+        eps: norm.eps,
+        momentum: norm.momentum,
+        ws_init: Init::Const(1.0),
+        bs_init: Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::batch_norm2d(p, channels, config)
+}
+
+/// Geometry of a square 2-D convolution with symmetric "same-style" padding `kernel / 2`
+/// (PyTorch's, not TensorFlow's asymmetric padding).
+#[derive(Clone, Copy, Debug)]
+pub struct ConvSpec {
+    pub in_channels: i64,
+    pub out_channels: i64,
+    pub kernel: i64,
+    pub stride: i64,
+    pub groups: i64,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    pub fn new(in_channels: i64, out_channels: i64, kernel: i64) -> Self {
+        ConvSpec { in_channels, out_channels, kernel, stride: 1, groups: 1, bias: false }
+    }
+
+    pub fn stride(self, stride: i64) -> Self {
+        ConvSpec { stride, ..self }
+    }
+
+    pub fn groups(self, groups: i64) -> Self {
+        ConvSpec { groups, ..self }
+    }
+
+    pub fn bias(self, bias: bool) -> Self {
+        ConvSpec { bias, ..self }
+    }
+}
+
+/// A Conv2d with the given weight init; a bias, when present, starts at zero (as torchvision
+/// sets it for every family here).
+pub fn conv2d(p: nn::Path, spec: ConvSpec, weight_init: Init) -> nn::Conv2D {
+    let config = nn::ConvConfig {
+        stride: spec.stride,
+        padding: spec.kernel / 2,
+        groups: spec.groups,
+        bias: spec.bias,
+        ws_init: weight_init,
+        bs_init: Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv2d(p, spec.in_channels, spec.out_channels, spec.kernel, config)
+}
+
+/// A Linear initialised like PyTorch's `nn.Linear` default: weight and bias uniform in
+/// +-1/sqrt(in_features) (tch's own default weight init uses a larger, ReLU-gain bound).
+pub fn torch_default_linear(p: nn::Path, in_features: i64, out_features: i64) -> nn::Linear {
+    let bound = 1.0 / (in_features as f64).sqrt();
+    let config = nn::LinearConfig {
+        ws_init: Init::Uniform { lo: -bound, up: bound },
+        bs_init: Some(Init::Uniform { lo: -bound, up: bound }),
+        bias: true,
+    };
+    nn::linear(p, in_features, out_features, config)
+}
+
+/// A Linear with explicit weight init and a zero bias.
+pub fn linear_zero_bias(p: nn::Path, in_features: i64, out_features: i64, weight_init: Init) -> nn::Linear {
+    let config = nn::LinearConfig { ws_init: weight_init, bs_init: Some(Init::Const(0.0)), bias: true };
+    nn::linear(p, in_features, out_features, config)
+}
+
+/// The activation that closes a `Conv2dNormActivation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Relu,
+    /// libtorch's fused SiLU kernel (x * sigmoid(x) in one pass).
+    Silu,
+}
+
+impl Activation {
+    /// Applies the activation in place, as torchvision does (`inplace=True`): the input is
+    /// always a fresh batch-norm output that nothing else reads, and BatchNorm's backward does
+    /// not need its own output, so overwriting it saves an allocation per layer.
+    pub fn apply_in_place(self, mut xs: Tensor) -> Tensor {
+        match self {
+            Activation::Identity => xs,
+            Activation::Relu => xs.relu_(),
+            Activation::Silu => xs.silu_(),
+        }
+    }
+}
+
+/// torchvision's `Conv2dNormActivation`: conv (no bias) at index 0, BatchNorm at index 1,
+/// activation (no parameters) at index 2.
+#[derive(Debug)]
+pub struct ConvNormActivation {
+    conv: nn::Conv2D,
+    norm: nn::BatchNorm,
+    activation: Activation,
+}
+
+impl ConvNormActivation {
+    pub fn new(p: nn::Path, spec: ConvSpec, norm: NormConfig, activation: Activation) -> Self {
+        let conv = conv2d(&p / 0, spec.bias(false), KAIMING_NORMAL_FAN_OUT);
+        let norm = batch_norm(&p / 1, spec.out_channels, norm);
+        ConvNormActivation { conv, norm, activation }
+    }
+}
+
+impl ModuleT for ConvNormActivation {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let normed = xs.apply(&self.conv).apply_t(&self.norm, train);
+        self.activation.apply_in_place(normed)
+    }
+}
+
+/// torchvision's `SqueezeExcitation` with a SiLU squeeze activation (as EfficientNet builds it):
+/// global average pool -> `fc1` (1x1 conv, bias) -> SiLU -> `fc2` (1x1 conv, bias) -> sigmoid,
+/// and the input is rescaled channel-wise.
+#[derive(Debug)]
+pub struct SqueezeExcitation {
+    fc1: nn::Conv2D,
+    fc2: nn::Conv2D,
+}
+
+impl SqueezeExcitation {
+    pub fn new(p: nn::Path, channels: i64, squeeze_channels: i64) -> Self {
+        let fc1 = conv2d(&p / "fc1", ConvSpec::new(channels, squeeze_channels, 1).bias(true), KAIMING_NORMAL_FAN_OUT);
+        let fc2 = conv2d(&p / "fc2", ConvSpec::new(squeeze_channels, channels, 1).bias(true), KAIMING_NORMAL_FAN_OUT);
+        SqueezeExcitation { fc1, fc2 }
+    }
+}
+
+impl ModuleT for SqueezeExcitation {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        let mut squeezed = xs.adaptive_avg_pool2d([1, 1]).apply(&self.fc1);
+        let scale = squeezed.silu_().apply(&self.fc2).sigmoid();
+        // The full-size tensor goes first so that its memory format (e.g. channels-last)
+        // decides the layout of the product.
+        xs * scale
+    }
+}
+
+/// torchvision's `stochastic_depth(mode="row")`: in training, each sample's residual branch is
+/// zeroed with probability `p` and the survivors are scaled by 1/(1-p); otherwise the identity.
+pub fn stochastic_depth(xs: &Tensor, p: f64, train: bool) -> Tensor {
+    if !train || p == 0.0 {
+        return xs.shallow_clone();
+    }
+    let survival_rate = 1.0 - p;
+    let mut mask_shape = vec![1i64; xs.dim()];
+    mask_shape[0] = xs.size()[0];
+    let mut noise = Tensor::empty(mask_shape.as_slice(), (xs.kind(), xs.device()));
+    let mut noise = noise.bernoulli_float_(survival_rate);
+    if survival_rate > 0.0 {
+        let _ = noise.g_div_scalar_(survival_rate);
+    }
+    xs * noise
+}
+
+/// Dropout before a classifier's last Linear; skipped entirely (no kernel launch) when it
+/// cannot change anything.
+pub fn classifier_dropout(xs: Tensor, p: f64, train: bool) -> Tensor {
+    if train && p > 0.0 {
+        xs.dropout(p, true)
+    } else {
+        xs
+    }
+}
+
+/// `AdaptiveAvgPool2d(1)` followed by `torch.flatten(x, 1)`: [N, C, H, W] -> [N, C].
+/// The pooled tensor has unit spatial dims, so the flatten is a view in any memory format.
+pub fn global_average_pool(xs: &Tensor) -> Tensor {
+    xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+}
+
+/// torchvision's `_make_divisible` (from the TF MobileNet code): round `value` to the nearest
+/// multiple of `divisor` (at least `divisor`), but never more than 10% below `value`.
+pub fn make_divisible(value: f64, divisor: i64) -> i64 {
+    // `int(v + divisor / 2)` in Python truncates toward zero; values here are positive.
+    let rounded = ((value + divisor as f64 / 2.0) as i64) / divisor * divisor;
+    let mut new_value = divisor.max(rounded);
+    if (new_value as f64) < 0.9 * value {
+        new_value += divisor;
+    }
+    new_value
+}
+
+/// Validates a probability for dropout-like options, naming the option in the error.
+pub fn check_probability(name: &str, p: f64, allow_one: bool) -> anyhow::Result<f64> {
+    let upper_ok = if allow_one { p <= 1.0 } else { p < 1.0 };
+    if p.is_finite() && p >= 0.0 && upper_ok {
+        Ok(p)
+    } else {
+        let range = if allow_one { "[0, 1]" } else { "[0, 1)" };
+        anyhow::bail!("{name} must be a probability in {range}, got {p}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device, Kind};
+
+    #[test]
+    fn make_divisible_matches_torchvision_rounding() {
+        // Values computed with torchvision's `_make_divisible(v, 8)`.
+        assert_eq!(make_divisible(32.0 * 1.1, 8), 32);
+        assert_eq!(make_divisible(16.0 * 1.4, 8), 24);
+        assert_eq!(make_divisible(40.0 * 1.4, 8), 56);
+        assert_eq!(make_divisible(112.0 * 1.2, 8), 136);
+        assert_eq!(make_divisible(320.0 * 1.1, 8), 352);
+        assert_eq!(make_divisible(3.0, 8), 8);
+        // 10% rule: 20 would round to 16 (< 0.9 * 20 = 18), so it is bumped to 24.
+        assert_eq!(make_divisible(20.0, 16), 32);
+    }
+
+    #[test]
+    fn stochastic_depth_drops_whole_rows_and_rescales_survivors() {
+        tch::manual_seed(7);
+        let xs = Tensor::ones([64, 2, 3, 3], (Kind::Float, Device::Cpu));
+        let out = stochastic_depth(&xs, 0.5, true);
+        let per_row = Vec::<f32>::try_from(out.reshape([64, -1]).amax([1], false)).unwrap();
+        let row_min = Vec::<f32>::try_from(out.reshape([64, -1]).amin([1], false)).unwrap();
+        for (max, min) in per_row.iter().zip(&row_min) {
+            // A row is either dropped whole (0) or kept whole and scaled by 1 / (1 - 0.5).
+            assert_eq!(max, min);
+            assert!(*max == 0.0 || *max == 2.0, "unexpected value {max}");
+        }
+        let dropped = per_row.iter().filter(|v| **v == 0.0).count();
+        assert!(dropped > 0 && dropped < 64, "dropped {dropped} of 64 rows");
+        assert!(stochastic_depth(&xs, 0.5, false).equal(&xs));
+    }
+
+    #[test]
+    fn batch_norm_and_conv_use_torchvision_init() {
+        let vs = VarStore::new(Device::Cpu);
+        let bn = batch_norm(vs.root() / "bn", 4, TORCH_BATCH_NORM);
+        assert!(bn.ws.as_ref().unwrap().equal(&Tensor::ones([4], (Kind::Float, Device::Cpu))));
+        assert!(bn.bs.as_ref().unwrap().equal(&Tensor::zeros([4], (Kind::Float, Device::Cpu))));
+        let conv = conv2d(vs.root() / "conv", ConvSpec::new(16, 256, 3).bias(true), KAIMING_NORMAL_FAN_OUT);
+        // fan_out = 256 * 3 * 3, gain sqrt(2): std = sqrt(2 / 2304) ~ 0.0295.
+        let std = conv.ws.std(true).double_value(&[]);
+        assert!((std - (2.0f64 / 2304.0).sqrt()).abs() < 0.002, "std {std}");
+        assert_eq!(conv.bs.as_ref().unwrap().abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn probabilities_are_validated() {
+        assert!(check_probability("dropout", 0.2, false).is_ok());
+        assert!(check_probability("dropout", 1.0, false).is_err());
+        assert!(check_probability("stochastic_depth", 1.0, true).is_ok());
+        let err = check_probability("dropout", -0.1, false).unwrap_err().to_string();
+        assert!(err.contains("dropout") && err.contains("-0.1"), "{err}");
+        assert!(check_probability("dropout", f64::NAN, false).is_err());
+    }
+}
