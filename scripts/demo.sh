@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs masklab's main job on its built-in demo dataset (in ./demo).
+# Sets up, builds, and runs masklab's main job on its built-in demo dataset (in ./demo):
+# demo data -> eda -> train (CPU-quick recipe at 64 px) -> eval on the validation split and on eval/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -7,5 +8,8 @@ source scripts/env.sh
 cargo build --release --quiet
 bin=target/release/masklab
 rm -rf demo
-$bin demo-data demo --people 40 --seed 1
+$bin demo-data demo --people 60 --seed 1
 $bin eda demo --out demo/eda
+$bin train demo --config configs/cpu-quick.toml --out demo/run data.size=64 train.epochs=8 train.batch_size=32
+$bin eval demo/run demo
+$bin eval demo/run demo --split eval

@@ -5,15 +5,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
+TORCHVISION_VERSION=0.26.0
 PY=${MASKLAB_PYTHON:-python3}
+# --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
+BENCH=0
+[ "${1:-}" = "--bench" ] && BENCH=1
 
 have() { .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; }
 
-if [ -x .venv/bin/python ] && have; then
-    exit 0
+have_bench() { .venv/bin/python -c "import torchvision, PIL, numpy, sys; sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null; }
+
+if ! { [ -x .venv/bin/python ] && have; }; then
+    echo "setup: installing torch==$TORCH_VERSION into .venv (a few GB, once)" >&2
+    [ -x .venv/bin/python ] || "$PY" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    have || { echo "setup: torch $TORCH_VERSION did not install into .venv" >&2; exit 1; }
 fi
-echo "setup: installing torch==$TORCH_VERSION into .venv (a few GB, once)" >&2
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
-have || { echo "setup: torch $TORCH_VERSION did not install into .venv" >&2; exit 1; }
-echo "setup: done" >&2
+if [ "$BENCH" = 1 ] && ! have_bench; then
+    echo "setup: installing torchvision==$TORCHVISION_VERSION, pillow, numpy into .venv" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy
+fi

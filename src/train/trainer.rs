@@ -169,6 +169,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     let last_path = run.join("last.safetensors");
     if resume {
         state = restore(&last_path, &mut nets, &mut optims, &mut emas)?;
+        forget_metrics_after(&run.join("metrics.jsonl"), state.epoch)?;
         eprintln!("resuming {} after epoch {} (step {})", run.display(), state.epoch, state.step);
     } else if last_path.exists() {
         bail!("{} already holds a run; use --resume {} to continue it, or another --out", run.display(), run.display());
@@ -318,8 +319,10 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         }
         state.epoch = epoch;
         state.loss_scale = scaler.scale;
-        save_last(run, cfg, &state, &nets, &optims, &emas, &eval)?;
+        // The epoch's line goes first: a run killed before the checkpoint lands redoes the
+        // epoch, and resuming drops the lines of epochs after the checkpoint.
         log(epoch_line.clone())?;
+        save_last(run, cfg, &state, &nets, &optims, &emas, &eval)?;
         epochs_run += 1;
         print_epoch(&epoch_line, total_epochs, improved);
         if cfg.train.patience > 0 && state.bad_epochs >= cfg.train.patience {
@@ -333,6 +336,25 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         best_eval = serde_json::from_value(meta["metrics"].clone()).ok();
     }
     Ok(TrainSummary { run: run.to_path_buf(), epochs_run, best_epoch: state.best_epoch, best: best_eval })
+}
+
+/// Drops metrics.jsonl lines of epochs after `epoch`: a resumed run writes them again.
+fn forget_metrics_after(path: &Path, epoch: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["epoch"].as_u64())
+                .is_none_or(|e| e as usize <= epoch)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    write_atomic(path, out.as_bytes())
 }
 
 fn train_classes(p: &Prepared) -> Vec<usize> {
