@@ -156,19 +156,25 @@ impl Group {
             }
         }
         let device = self.values.device();
-        let pieces: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| {
-                let grad = p.var.grad();
-                if grad.defined() {
-                    grad.reshape([-1])
-                } else {
-                    // An unused parameter (e.g. a head the layout ignores) has no grad: it counts as zero.
-                    Tensor::zeros([p.numel], (self.kind, device))
-                }
-            })
-            .collect();
+        let mut pieces: Vec<Tensor> = Vec::with_capacity(2 * self.params.len());
+        let mut end = 0;
+        for p in &self.params {
+            if p.offset > end {
+                pieces.push(Tensor::zeros([p.offset - end], (self.kind, device)));
+            }
+            let grad = p.var.grad();
+            pieces.push(if grad.defined() {
+                grad.reshape([-1]).to_kind(self.kind)
+            } else {
+                // An unused parameter (e.g. a head the layout ignores) has no grad: it counts as zero.
+                Tensor::zeros([p.numel], (self.kind, device))
+            });
+            end = p.offset + p.numel;
+        }
+        let total = self.values.numel() as i64;
+        if total > end {
+            pieces.push(Tensor::zeros([total - end], (self.kind, device)));
+        }
         let grads = tch::no_grad(|| Tensor::cat(&pieces, 0).to_kind(self.kind));
         for p in &self.params {
             let mut grad = p.var.grad();
@@ -192,6 +198,17 @@ impl Group {
             );
         }
     }
+}
+
+/// Byte alignment of each parameter inside a flat buffer. Some CUDA kernels (cuDNN's among
+/// them) load weights with vector instructions that fault on an address that is not aligned:
+/// EfficientNet's batch norms of 40 or 112 channels would otherwise start at any 4-byte offset.
+const PARAM_ALIGN_BYTES: i64 = 256;
+
+/// `offset` (in elements of `kind`) rounded up to the next aligned element.
+fn aligned(offset: i64, kind: Kind) -> i64 {
+    let step = (PARAM_ALIGN_BYTES / kind.elt_size_in_bytes() as i64).max(1);
+    (offset + step - 1) / step * step
 }
 
 /// Adam / AdamW / SGD over flat per-dtype buffers (see the module docs).
@@ -256,13 +273,14 @@ impl Optimizer {
                 }
             };
             let group = &mut groups[index];
-            let offset = group.params.last().map_or(0, |p| p.offset + p.numel);
+            let offset = aligned(group.params.last().map_or(0, |p| p.offset + p.numel), group.kind);
             group.params.push(Param { name, numel: var.numel() as i64, shape: var.size(), offset, var });
         }
         for group in &mut groups {
-            let total = group.params.last().map_or(0, |p| p.offset + p.numel);
+            let total = aligned(group.params.last().map_or(0, |p| p.offset + p.numel), group.kind);
             let device = group.values.device();
-            group.values = Tensor::empty([total], (group.kind, device));
+            // Zeros: the alignment gaps between parameters must hold no NaN or Inf.
+            group.values = Tensor::zeros([total], (group.kind, device));
             tch::no_grad(|| -> Result<()> {
                 for p in &group.params {
                     let mut view = group.slice(&group.values, p);
@@ -287,7 +305,7 @@ impl Optimizer {
 
     /// Number of scalar parameters trained.
     pub fn num_parameters(&self) -> i64 {
-        self.groups.iter().map(|g| g.values.numel() as i64).sum()
+        self.groups.iter().flat_map(|g| g.params.iter().map(|p| p.numel)).sum()
     }
 
     /// Zeroes every gradient: one fill per buffer for the grads that are already views into it.
@@ -629,6 +647,26 @@ mod tests {
         }
         assert_ne!(read("fc.weight"), w0);
         assert_ne!(read("fc.bias"), b0);
+    }
+
+    #[test]
+    fn every_parameter_and_its_grad_start_on_an_aligned_address() {
+        let fixture = Fixture::new();
+        let mut opt = Optimizer::new(&fixture.vs, &OptimConfig::default()).unwrap();
+        fixture.backward();
+        opt.step(0.1);
+        // Buffers come from the allocator aligned (512 bytes on CUDA, 64 on the CPU); every
+        // parameter and grad starts a multiple of PARAM_ALIGN_BYTES after its buffer's start.
+        for g in &opt.groups {
+            let grads = g.grads.as_ref().expect("bound after a step");
+            for p in &g.params {
+                let from = |t: &Tensor, base: &Tensor| t.data_ptr() as usize - base.data_ptr() as usize;
+                assert_eq!(from(&p.var, &g.values) % PARAM_ALIGN_BYTES as usize, 0, "{}", p.name);
+                assert_eq!(from(&p.var.grad(), grads) % PARAM_ALIGN_BYTES as usize, 0, "{} grad", p.name);
+            }
+        }
+        let n: i64 = fixture.vars.iter().map(|(_, v, _)| v.numel() as i64).sum();
+        assert_eq!(opt.num_parameters(), n, "padding is not counted as parameters");
     }
 
     #[test]
