@@ -275,20 +275,26 @@ fn merge(into: &mut toml::Table, from: &toml::Table) {
     }
 }
 
-/// Every valid dotted key, from the defaults. Free-form tables (`sampler.oversample`) end the path.
-fn valid_keys() -> Vec<String> {
-    fn walk(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+/// Dotted paths of the values in a table; tables named in `opaque` count as one value.
+fn leaf_keys(table: &toml::Table, opaque: &dyn Fn(&str) -> bool) -> Vec<String> {
+    fn walk(prefix: &str, t: &toml::Table, opaque: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
         for (k, v) in t {
             let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
             match v {
-                toml::Value::Table(sub) if !FREE_FORM.contains(&key.as_str()) => walk(&key, sub, out),
+                toml::Value::Table(sub) if !opaque(&key) => walk(&key, sub, opaque, out),
                 _ => out.push(key),
             }
         }
     }
     let mut out = Vec::new();
+    walk("", table, opaque, &mut out);
+    out
+}
+
+/// Every valid dotted key, from the defaults. Free-form tables (`sampler.oversample`) end the path.
+fn valid_keys() -> Vec<String> {
     let defaults = toml::Table::try_from(Config::default()).expect("defaults serialise");
-    walk("", &defaults, &mut out);
+    let mut out = leaf_keys(&defaults, &|k| FREE_FORM.contains(&k));
     for free in FREE_FORM {
         if !out.iter().any(|k| k == free) {
             out.push(free.to_string());
@@ -303,18 +309,7 @@ const FREE_FORM: [&str; 2] = ["sampler.oversample", "models"];
 /// Checks every leaf key of a user table against the valid keys.
 fn check_keys(table: &toml::Table, source: &str) -> Result<()> {
     let valid = valid_keys();
-    fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
-        for (k, v) in t {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-            match v {
-                toml::Value::Table(sub) if !key.starts_with("sampler.oversample") => leaves(&key, sub, out),
-                _ => out.push(key),
-            }
-        }
-    }
-    let mut keys = Vec::new();
-    leaves("", table, &mut keys);
-    for key in keys {
+    for key in leaf_keys(table, &|k| k.starts_with("sampler.oversample")) {
         let check = if let Some(rest) = key.strip_prefix("models.") {
             // models.<name>.<section>.<key>: the section key must exist, and the section be overridable.
             let mut parts = rest.splitn(2, '.');
@@ -403,17 +398,7 @@ mod tests {
         let parsed = Config::load(Some(&path), &[]).unwrap();
         assert_eq!(parsed, Config::default(), "configs/default.toml must equal the built-in defaults");
         let table: toml::Table = text.parse().unwrap();
-        let mut listed = Vec::new();
-        fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
-            for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                match v {
-                    toml::Value::Table(sub) if !FREE_FORM.contains(&key.as_str()) => leaves(&key, sub, out),
-                    _ => out.push(key),
-                }
-            }
-        }
-        leaves("", &table, &mut listed);
+        let listed = leaf_keys(&table, &|k| FREE_FORM.contains(&k));
         for key in valid_keys() {
             if key == "models" {
                 continue;
