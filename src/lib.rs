@@ -8,5 +8,6 @@ pub mod evaluate;
 pub mod labels;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod train;
 pub mod util;

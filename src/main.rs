@@ -73,6 +73,33 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Predict an eval folder (info.csv + images/) into a submission CSV, with one run or an ensemble.
+    Predict {
+        /// Run folders, then the eval folder: RUN [RUN ...] EVAL_DIR.
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<PathBuf>,
+        /// Submission CSV to write (ImageID,ans, in info.csv's order).
+        #[arg(long)]
+        out: PathBuf,
+        /// Test-time augmentation: `flip` averages each image with its mirror image.
+        #[arg(long, value_parser = ["none", "flip"], default_value = "none")]
+        tta: String,
+        /// Ensemble weights, one per run, e.g. 2,1.
+        #[arg(long, value_delimiter = ',')]
+        weights: Option<Vec<f64>>,
+        /// Also write the 18 ensemble probabilities per image (ImageID,p0..p17).
+        #[arg(long)]
+        probs: Option<PathBuf>,
+        /// Report unreadable images and give them the most frequent class instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
+        /// auto, cpu, cuda, cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Images per step (0: twice each run's training batch).
+        #[arg(long, default_value_t = 0)]
+        batch: usize,
+    },
     /// Time training or inference steps of a backbone on synthetic input (JSON line).
     Bench {
         /// train or infer.
@@ -228,6 +255,13 @@ fn run(cli: Cli) -> Result<()> {
             let split = if all { "all".to_string() } else { split };
             run_eval(&run, &data, &split, last, json, &device)?
         }
+        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, device, batch } => {
+            let eval_dir = paths.pop().expect("clap requires two paths");
+            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta_flip: tta == "flip", weights, probs, skip_bad, device, batch_size: batch };
+            let s = masklab::predict::predict(&o)?;
+            eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
+                if s.skipped.is_empty() { String::new() } else { format!(", {} unreadable", s.skipped.len()) });
+        }
         Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
             let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
@@ -280,7 +314,7 @@ fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bo
     prepared.train_idx = order.clone();
     let loader = make_loader(&prepared, &cfg);
     let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
-    let run_opts = masklab::model::net::RunOptions { device, amp: cfg.train.amp == "fp16" && device.is_cuda(), channels_last: cfg.train.channels_last && device.is_cuda() };
+    let run_opts = masklab::model::net::RunOptions { device, amp: cfg.train.amp == "fp16" && device.is_cuda(), channels_last: cfg.train.channels_last && device.is_cuda(), tta_flip: false };
     let batch = if cfg.train.eval_batch_size > 0 { cfg.train.eval_batch_size } else { 2 * cfg.train.batch_size };
     let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?;
     if json {

@@ -66,6 +66,8 @@ pub struct RunOptions {
     /// fp16 autocast (CUDA only).
     pub amp: bool,
     pub channels_last: bool,
+    /// Test-time augmentation: average the probabilities of each image and its mirror image.
+    pub tta_flip: bool,
 }
 
 /// uint8 NHWC batch on the device -> normalised float NCHW (channels-last strides when asked).
@@ -107,7 +109,19 @@ pub fn infer(
                     tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
                 })
                 .collect();
-            probs.push(layout.probs18(&outs).to_device(Device::Cpu));
+            let mut p = layout.probs18(&outs);
+            if run.tta_flip {
+                let mirrored = batch.images.flip([2]); // NHWC: dimension 2 is the width
+                let outs_flip: Vec<Tensor> = nets
+                    .iter()
+                    .map(|net| {
+                        let x = eval_input(net, &mirrored, run);
+                        tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
+                    })
+                    .collect();
+                p = (p + layout.probs18(&outs_flip)) * 0.5;
+            }
+            probs.push(p.to_device(Device::Cpu));
             for (acc, o) in outputs.iter_mut().zip(outs) {
                 acc.push(o.to_device(Device::Cpu));
             }

@@ -140,7 +140,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
     }
-    let runopt = RunOptions { device, amp, channels_last };
+    let runopt = RunOptions { device, amp, channels_last, tta_flip: false };
     let layout = cfg.model.layout;
     write_atomic(&run.join("config.toml"), cfg.to_toml()?.as_bytes())?;
 
