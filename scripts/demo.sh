@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds, and runs masklab's main job on its built-in demo dataset (in ./demo):
-# demo data -> eda -> train (CPU-quick recipe at 64 px) -> eval on the validation split and on eval/.
+# demo data -> eda -> train (the CPU-quick recipe with ResNet-18 at 64 px) -> eval on the validation
+# split and on eval/ -> predict a submission for eval/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,6 +11,7 @@ bin=target/release/masklab
 rm -rf demo
 $bin demo-data demo --people 60 --seed 1
 $bin eda demo --out demo/eda
-$bin train demo --config configs/cpu-quick.toml --out demo/run data.size=64 train.epochs=8 train.batch_size=32
+$bin train demo --config configs/cpu-quick.toml --out demo/run model.backbone=resnet18 data.size=64 train.epochs=8 train.batch_size=32
 $bin eval demo/run demo
 $bin eval demo/run demo --split eval
+$bin predict demo/run demo/eval --out demo/submission.csv --tta flip
