@@ -191,3 +191,16 @@ fn bench_prints_a_json_line() {
     assert_eq!(v["mode"], "train");
     assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn training_stops_early_without_improvement() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 8, 6);
+    let run = dir.path().join("run");
+    // With a zero learning rate the monitored loss cannot keep improving for six epochs.
+    let out = train(dir.path(), &run, &["train.epochs=6", "optim.lr=0", "train.patience=1", "train.monitor=loss"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"kind\":\"early_stop\""), "{metrics}");
+    assert!(epoch_lines(&run).len() < 6);
+}

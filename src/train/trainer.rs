@@ -293,7 +293,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         };
         let weights: Vec<(String, Tensor)> = nets.iter().flat_map(|n| n.named_tensors()).collect();
         let score = eval.as_ref().map(|e| monitor_value(e, &cfg.train.monitor)).unwrap_or(epoch as f64);
-        let improved = score > state.best;
+        let improved = state.record(epoch, score);
         let lr_now = lr_at(&nets[0].settings.schedule, nets[0].settings.optim.lr, state.step, steps_per_epoch, total_epochs);
         let epoch_line = json!({
             "kind": "epoch", "epoch": epoch, "step": state.step, "train_loss": epoch_loss.double_value(&[]) / loss_n.max(1) as f64,
@@ -302,15 +302,10 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
                 "f1_mask": e.scores.f1_mask, "f1_gender": e.scores.f1_gender, "f1_age": e.scores.f1_age, "images": e.images})),
         });
         if improved {
-            state.best = score;
-            state.best_epoch = epoch;
-            state.bad_epochs = 0;
             let meta = json!({"kind": "best", "epoch": epoch, "layout": layout.to_string(), "metrics": eval, "config": cfg});
             checkpoint::save(&run.join("best.safetensors"), &weights, &meta)?;
             write_atomic(&run.join("best.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
             best_eval = eval.clone();
-        } else {
-            state.bad_epochs += 1;
         }
         for (net, ema) in nets.iter().zip(emas.iter_mut()) {
             if let Some(e) = ema {
@@ -325,7 +320,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         save_last(run, cfg, &state, &nets, &optims, &emas, &eval)?;
         epochs_run += 1;
         print_epoch(&epoch_line, total_epochs, improved);
-        if cfg.train.patience > 0 && state.bad_epochs >= cfg.train.patience {
+        if state.should_stop(cfg.train.patience) {
             eprintln!("early stop: no improvement of {} in {} epochs", cfg.train.monitor, cfg.train.patience);
             log(json!({"kind": "early_stop", "epoch": epoch, "best_epoch": state.best_epoch}))?;
             break;
@@ -405,6 +400,26 @@ struct RunState {
     loss_scale: f64,
 }
 
+impl RunState {
+    /// Records an epoch's monitored score (higher is better); true when it is a new best.
+    fn record(&mut self, epoch: usize, score: f64) -> bool {
+        if score > self.best {
+            self.best = score;
+            self.best_epoch = epoch;
+            self.bad_epochs = 0;
+            true
+        } else {
+            self.bad_epochs += 1;
+            false
+        }
+    }
+
+    /// Early stopping: `patience` epochs in a row without a new best (0 = never stop).
+    fn should_stop(&self, patience: usize) -> bool {
+        patience > 0 && self.bad_epochs >= patience
+    }
+}
+
 fn save_last(run: &Path, cfg: &Config, state: &RunState, nets: &[Net], optims: &[Optimizer], emas: &[Option<Ema>], eval: &Option<Evaluation>) -> Result<()> {
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for ((net, opt), ema) in nets.iter().zip(optims).zip(emas) {
@@ -451,4 +466,29 @@ pub fn load_run(run: &Path, which: &str, device: Device) -> Result<(Config, Vec<
         net.load_tensors(&tensors).with_context(|| format!("{}", path.display()))?;
     }
     Ok((cfg, nets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_counts_epochs_without_a_new_best() {
+        let mut s = RunState { epoch: 0, step: 0, best: f64::NEG_INFINITY, best_epoch: 0, bad_epochs: 0, loss_scale: 1.0 };
+        // f1 per epoch: 0.2, 0.5, 0.5 (no gain), 0.4, 0.6, 0.1, 0.1
+        let verdicts: Vec<(bool, bool)> = [0.2, 0.5, 0.5, 0.4, 0.6, 0.1, 0.1]
+            .iter()
+            .enumerate()
+            .map(|(i, &f1)| (s.record(i + 1, f1), s.should_stop(2)))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![(true, false), (true, false), (false, false), (false, true), (true, false), (false, false), (false, true)]
+        );
+        assert_eq!((s.best, s.best_epoch), (0.6, 5));
+        assert!(!s.should_stop(0), "patience 0 never stops");
+        // Loss is monitored as its negative, so a falling loss is an improvement.
+        let mut l = RunState { best: f64::NEG_INFINITY, ..s.clone() };
+        assert!(l.record(1, -0.9) && l.record(2, -0.5) && !l.record(3, -0.7));
+    }
 }
