@@ -5,6 +5,7 @@
 //! override any `model`, `loss`, `optim`, `schedule` or `augment` key for themselves under
 //! `models.<model name>.<section>.<key>`, e.g. `models.age.optim.lr = 1e-4`.
 use crate::data::augment::AugmentConfig;
+use crate::data::decode::{Crop, Preprocess};
 use crate::data::sampler::SamplerConfig;
 use crate::labels::AgeBounds;
 use crate::model::layout::Layout;
@@ -61,6 +62,12 @@ impl Default for DataConfig {
 impl DataConfig {
     pub fn bounds(&self) -> Result<AgeBounds> {
         AgeBounds::new(self.age_bounds[0], self.age_bounds[1]).map_err(|e| anyhow!("data.age_bounds: {e}"))
+    }
+
+    /// How a file becomes this model's input: the centre crop, then size x size.
+    pub fn preprocess(&self) -> Result<Preprocess> {
+        let crop: Crop = self.crop.parse().map_err(|e| anyhow!("data.crop: {e}"))?;
+        Ok(Preprocess { crop, width: self.size, height: self.size })
     }
 }
 
@@ -131,6 +138,17 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Images per step in validation and prediction.
+    pub fn eval_batch(&self) -> usize {
+        if self.eval_batch_size > 0 {
+            self.eval_batch_size
+        } else {
+            2 * self.batch_size
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -193,7 +211,7 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.data.bounds()?;
-        self.data.crop.parse::<crate::data::decode::Crop>().map_err(|e| anyhow!("data.crop: {e}"))?;
+        self.data.preprocess()?;
         if self.data.size < 16 {
             bail!("data.size must be at least 16, got {}", self.data.size);
         }

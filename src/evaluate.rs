@@ -98,7 +98,6 @@ pub fn labelled_eval_set(data: &Path, cfg: &Config) -> Result<Prepared> {
         let class = *key.get(id).ok_or_else(|| anyhow!("{}: no answer for {id}", key_path.display()))?;
         samples.push(Sample { path: path.clone(), person: samples.len(), class: Class::decode(class).expect("checked") });
     }
-    let crop = cfg.data.crop.parse().map_err(|e| anyhow!("data.crop: {e}"))?;
     let set = crate::data::layout::TrainSet {
         root: data.to_path_buf(),
         people: Vec::new(),
@@ -113,7 +112,7 @@ pub fn labelled_eval_set(data: &Path, cfg: &Config) -> Result<Prepared> {
         val_idx: (0..samples.len()).collect(),
         samples,
         set,
-        prep: crate::data::decode::Preprocess { crop, width: cfg.data.size, height: cfg.data.size },
+        prep: cfg.data.preprocess()?,
     })
 }
 

@@ -96,7 +96,7 @@ enum Command {
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Images per step (0: twice each run's training batch).
+        /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
         #[arg(long, default_value_t = 0)]
         batch: usize,
     },
@@ -314,8 +314,8 @@ fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bo
     prepared.train_idx = order.clone();
     let loader = make_loader(&prepared, &cfg);
     let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
-    let run_opts = masklab::model::net::RunOptions { device, amp: cfg.train.amp == "fp16" && device.is_cuda(), channels_last: cfg.train.channels_last && device.is_cuda(), tta_flip: false };
-    let batch = if cfg.train.eval_batch_size > 0 { cfg.train.eval_batch_size } else { 2 * cfg.train.batch_size };
+    let run_opts = masklab::model::net::RunOptions::new(&cfg, device, false);
+    let batch = cfg.train.eval_batch();
     let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?;
     if json {
         println!("{}", serde_json::to_string(&e)?);

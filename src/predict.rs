@@ -26,7 +26,7 @@ pub struct PredictOptions {
     /// An unreadable image is reported and gets the most frequent predicted class, instead of an error.
     pub skip_bad: bool,
     pub device: String,
-    /// Images per step (0: twice each run's training batch).
+    /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
     pub batch_size: usize,
 }
 
@@ -68,21 +68,12 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     let mut present = vec![true; n];
     for run in &o.runs {
         let (cfg, nets) = load_run(run, "best", device).with_context(|| format!("run {}", run.display()))?;
-        let prep = crate::data::decode::Preprocess {
-            crop: cfg.data.crop.parse().map_err(|e| anyhow::anyhow!("{}: data.crop: {e}", run.display()))?,
-            width: cfg.data.size,
-            height: cfg.data.size,
-        };
+        let prep = cfg.data.preprocess().with_context(|| format!("run {}", run.display()))?;
         let on_bad = if o.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
         // Nothing is cached: each image is read once per run, and the set never has to fit in memory.
         let loader = Loader::new(eval.paths.clone(), prep, 0, cfg.data.prefetch, on_bad);
-        let batch = if o.batch_size > 0 { o.batch_size } else { 2 * cfg.train.batch_size };
-        let run_opts = RunOptions {
-            device,
-            amp: cfg.train.amp == "fp16" && device.is_cuda(),
-            channels_last: cfg.train.channels_last && device.is_cuda(),
-            tta_flip: o.tta_flip,
-        };
+        let batch = if o.batch_size > 0 { o.batch_size } else { cfg.train.eval_batch() };
+        let run_opts = RunOptions::new(&cfg, device, o.tta_flip);
         let (probs, _, kept) = infer(&nets, cfg.model.layout, &loader, (0..n).collect(), batch, &run_opts)?;
         // Rows of images that could not be read stay zero and are filled in below.
         let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));

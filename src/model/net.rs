@@ -70,6 +70,18 @@ pub struct RunOptions {
     pub tta_flip: bool,
 }
 
+impl RunOptions {
+    /// A run's settings on `device`: fp16 and channels-last take effect on CUDA only.
+    pub fn new(cfg: &crate::config::Config, device: Device, tta_flip: bool) -> RunOptions {
+        RunOptions {
+            device,
+            amp: cfg.train.amp == "fp16" && device.is_cuda(),
+            channels_last: cfg.train.channels_last && device.is_cuda(),
+            tta_flip,
+        }
+    }
+}
+
 /// uint8 NHWC batch on the device -> normalised float NCHW (channels-last strides when asked).
 pub fn eval_input(net: &Net, images_u8: &Tensor, run: &RunOptions) -> Tensor {
     let x = net.augmenter.eval(&images_u8.to_device(run.device));

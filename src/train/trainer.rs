@@ -6,7 +6,7 @@ use crate::data::layout::{read_train, ReadOptions, Sample, TrainSet};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::data::sampler::epoch_indices;
 use crate::data::split::train_val_split;
-use crate::data::decode::{Crop, Preprocess};
+use crate::data::decode::Preprocess;
 use crate::evaluate::{evaluate, head_losses, Evaluation};
 
 use crate::model::net::{to_channels_last, Net, RunOptions};
@@ -75,8 +75,7 @@ pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
             train_idx.push(i)
         }
     }
-    let crop: Crop = cfg.data.crop.parse().map_err(|e| anyhow!("data.crop: {e}"))?;
-    let prep = Preprocess { crop, width: cfg.data.size, height: cfg.data.size };
+    let prep = cfg.data.preprocess()?;
     let classes = samples.iter().map(|s| s.class.encode()).collect();
     Ok(Prepared { set, samples, classes, train_idx, val_idx, prep })
 }
@@ -135,12 +134,11 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         let _ = rayon::ThreadPoolBuilder::new().num_threads(cfg.data.workers).build_global();
     }
     let device = device_from(&cfg.train.device)?;
-    let amp = cfg.train.amp == "fp16" && device.is_cuda();
-    let channels_last = cfg.train.channels_last && device.is_cuda();
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
     }
-    let runopt = RunOptions { device, amp, channels_last, tta_flip: false };
+    let runopt = RunOptions::new(cfg, device, false);
+    let (amp, channels_last) = (runopt.amp, runopt.channels_last);
     let layout = cfg.model.layout;
     write_atomic(&run.join("config.toml"), cfg.to_toml()?.as_bytes())?;
 
@@ -160,7 +158,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     let losses = head_losses(&nets, layout, &prepared.classes, &prepared.train_idx, device)?;
 
     let batch = cfg.train.batch_size;
-    let eval_batch = if cfg.train.eval_batch_size > 0 { cfg.train.eval_batch_size } else { 2 * batch };
+    let eval_batch = cfg.train.eval_batch();
     let steps_per_epoch = {
         let n = epoch_indices(&cfg.sampler, &train_classes(&prepared), 0, cfg.train.seed)?.len();
         if n >= batch { n / batch } else { 1 }
