@@ -26,6 +26,10 @@ pub struct DataConfig {
     pub crop: String,
     /// Share of people held out for validation (person-level, stratified by gender x age band).
     pub val_ratio: f64,
+    /// k-fold cross-validation: train one model per fold, each validated on its held-out fold (0 = one train/val split by val_ratio).
+    pub folds: usize,
+    /// With folds = k: train only this fold (1..k) as a plain run; 0 = all folds in turn.
+    pub fold: usize,
     /// Age band bounds: where Middle and Old start ([30, 59] moves the old boundary to 59).
     pub age_bounds: [u32; 2],
     /// Relabel list to apply instead of DATA/train/relabel.csv ("" = that file when present).
@@ -48,6 +52,8 @@ impl Default for DataConfig {
             size: 128,
             crop: "0.9896".into(),
             val_ratio: 0.2,
+            folds: 0,
+            fold: 0,
             age_bounds: [30, 60],
             relabel: String::new(),
             no_relabel: false,
@@ -214,6 +220,12 @@ impl Config {
         self.data.preprocess()?;
         if self.data.size < 16 {
             bail!("data.size must be at least 16, got {}", self.data.size);
+        }
+        if self.data.folds == 1 {
+            bail!("data.folds must be 0 (no k-fold) or at least 2, got 1");
+        }
+        if self.data.fold > self.data.folds {
+            bail!("data.fold must be in 1..={} (or 0 for all folds), got {}", self.data.folds, self.data.fold);
         }
         if !(0.0..1.0).contains(&self.data.val_ratio) {
             bail!("data.val_ratio must be in [0, 1), got {}", self.data.val_ratio);

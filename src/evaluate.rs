@@ -7,6 +7,7 @@ use crate::data::loader::Loader;
 use crate::metrics::{scores, Confusion, Scores};
 use crate::model::layout::{Head, Layout};
 use crate::model::net::{infer, Net, RunOptions};
+use crate::predictions::PredictionRow;
 use crate::train::loss::Loss;
 use crate::train::trainer::Prepared;
 use anyhow::{anyhow, bail, Context, Result};
@@ -48,6 +49,34 @@ pub fn head_losses(nets: &[Net], layout: Layout, classes: &[usize], train_idx: &
         .collect()
 }
 
+/// An evaluation with the per-image probabilities behind it.
+pub struct Evaluated {
+    pub eval: Evaluation,
+    /// `[N, 18]` on the CPU, row i for sample `kept[i]`.
+    pub probs: Tensor,
+    /// Indices of the samples that were read (all of `order` unless bad images were skipped).
+    pub kept: Vec<usize>,
+}
+
+impl Evaluated {
+    /// One labelled row per evaluated image; `fold` is the k-fold fold it was held out in (0: none).
+    pub fn rows(&self, prepared: &Prepared, fold: usize) -> Result<Vec<PredictionRow>> {
+        let values = Vec::<f32>::try_from(self.probs.contiguous().view([-1])).context("probabilities")?;
+        Ok(self
+            .kept
+            .iter()
+            .enumerate()
+            .map(|(r, &i)| {
+                let s = &prepared.samples[i];
+                let mut probs = [0f32; NUM_CLASSES];
+                probs.copy_from_slice(&values[r * NUM_CLASSES..(r + 1) * NUM_CLASSES]);
+                let person = prepared.set.people.get(s.person).map(|p| p.folder.clone()).unwrap_or_else(|| s.person.to_string());
+                PredictionRow { path: s.path.display().to_string(), person, fold, truth: prepared.classes[i], probs }
+            })
+            .collect())
+    }
+}
+
 /// Runs the models over `order` and scores their 18-way predictions against `classes`.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
@@ -59,7 +88,7 @@ pub fn evaluate(
     order: Vec<usize>,
     batch_size: usize,
     run: &RunOptions,
-) -> Result<Evaluation> {
+) -> Result<Evaluated> {
     let (probs, outputs, kept) = infer(nets, layout, loader, order, batch_size, run)?;
     let truth = Tensor::from_slice(&kept.iter().map(|&i| classes[i] as i64).collect::<Vec<_>>());
     let mut loss = 0.0;
@@ -75,7 +104,7 @@ pub fn evaluate(
         conf.add_tensors(&truth, &probs.argmax(1, false));
     }
     let confusion = (0..NUM_CLASSES).map(|r| conf.counts[r * NUM_CLASSES..(r + 1) * NUM_CLASSES].to_vec()).collect();
-    Ok(Evaluation { loss, scores: scores(&conf), images: kept.len(), confusion })
+    Ok(Evaluated { eval: Evaluation { loss, scores: scores(&conf), images: kept.len(), confusion }, probs, kept })
 }
 
 /// The eval layout as a labelled set: `DATA/eval/info.csv` images with `DATA/eval/answers.csv` classes.

@@ -9,5 +9,6 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod predictions;
 pub mod train;
 pub mod util;

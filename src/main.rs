@@ -281,6 +281,12 @@ fn run_train(args: TrainArgs) -> Result<()> {
         }
     };
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if cfg.data.folds >= 2 && cfg.data.fold == 0 {
+        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, progress)?;
+        print!("{}", masklab::train::kfold::render(&cv));
+        println!("run {}: {} folds; out-of-fold predictions in {}", run.display(), cv.folds, run.join(masklab::train::kfold::OOF_PREDICTIONS).display());
+        return Ok(());
+    }
     let summary = masklab::train::trainer::train(&args.data, &cfg, &run, resume, progress)?;
     match &summary.best {
         Some(e) => println!(
@@ -316,7 +322,7 @@ fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bo
     let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
     let run_opts = masklab::model::net::RunOptions::new(&cfg, device, false);
     let batch = cfg.train.eval_batch();
-    let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?;
+    let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?.eval;
     if json {
         println!("{}", serde_json::to_string(&e)?);
     } else {

@@ -5,11 +5,12 @@ use crate::config::Config;
 use crate::data::layout::{read_train, ReadOptions, Sample, TrainSet};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::data::sampler::epoch_indices;
-use crate::data::split::train_val_split;
+use crate::data::split::{kfold_assign, train_val_split};
 use crate::data::decode::Preprocess;
 use crate::evaluate::{evaluate, head_losses, Evaluation};
 
 use crate::model::net::{to_channels_last, Net, RunOptions};
+use crate::predictions;
 use crate::train::checkpoint;
 use crate::train::ema::Ema;
 use crate::train::optim::Optimizer;
@@ -23,6 +24,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
+
+/// The validation split's labelled predictions at the best epoch, in a run folder.
+pub const VAL_PREDICTIONS: &str = "val_predictions.csv";
 
 /// Picks the device named in the config.
 pub fn device_from(name: &str) -> Result<Device> {
@@ -66,7 +70,15 @@ pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
     if samples.is_empty() {
         bail!("{}: no training images found", data.display());
     }
-    let is_val = train_val_split(&set.strata(&bounds), cfg.data.val_ratio, cfg.train.seed);
+    let strata = set.strata(&bounds);
+    let is_val: Vec<bool> = if cfg.data.folds >= 2 {
+        if cfg.data.fold == 0 {
+            bail!("data.folds = {} trains every fold through kfold::train_folds; a single run needs data.fold in 1..={}", cfg.data.folds, cfg.data.folds);
+        }
+        kfold_assign(&strata, cfg.data.folds, cfg.train.seed).into_iter().map(|f| f + 1 == cfg.data.fold).collect()
+    } else {
+        train_val_split(&strata, cfg.data.val_ratio, cfg.train.seed)
+    };
     let (mut train_idx, mut val_idx) = (Vec::new(), Vec::new());
     for (i, s) in samples.iter().enumerate() {
         if is_val[s.person] {
@@ -184,7 +196,8 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         Ok(())
     };
     if !resume {
-        log(json!({"kind": "start", "train_images": prepared.train_idx.len(), "val_images": prepared.val_idx.len(),
+        let data_path = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
+        log(json!({"kind": "start", "data": data_path.display().to_string(), "fold": cfg.data.fold, "train_images": prepared.train_idx.len(), "val_images": prepared.val_idx.len(),
                    "people": prepared.set.people.len(), "device": format!("{device:?}"), "layout": layout.to_string()}))?;
     }
 
@@ -284,11 +297,12 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
                 e.swap(&net.vs);
             }
         }
-        let eval = if prepared.val_idx.is_empty() {
+        let evaluated = if prepared.val_idx.is_empty() {
             None
         } else {
             Some(evaluate(&nets, &losses, layout, &loader, &prepared.classes, prepared.val_idx.clone(), eval_batch, &runopt)?)
         };
+        let eval = evaluated.as_ref().map(|e| e.eval.clone());
         let weights: Vec<(String, Tensor)> = nets.iter().flat_map(|n| n.named_tensors()).collect();
         let score = eval.as_ref().map(|e| monitor_value(e, &cfg.train.monitor)).unwrap_or(epoch as f64);
         let improved = state.record(epoch, score);
@@ -303,6 +317,9 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
             let meta = json!({"kind": "best", "epoch": epoch, "layout": layout.to_string(), "metrics": eval, "config": cfg});
             checkpoint::save(&run.join("best.safetensors"), &weights, &meta)?;
             write_atomic(&run.join("best.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+            if let Some(e) = &evaluated {
+                predictions::write_rows(&run.join(VAL_PREDICTIONS), &e.rows(&prepared, cfg.data.fold)?)?;
+            }
             best_eval = eval.clone();
         }
         for (net, ema) in nets.iter().zip(emas.iter_mut()) {

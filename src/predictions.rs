@@ -1,0 +1,130 @@
+//! Labelled predictions: one row per image with its person, true class and the 18-way
+//! probabilities. Training writes the validation split's rows at each new best
+//! (`RUN/val_predictions.csv`); a k-fold run gathers its folds' rows into out-of-fold
+//! predictions (`RUN/oof_predictions.csv`). Tuning, reports and cross-validated scores read them.
+use crate::labels::NUM_CLASSES;
+use crate::metrics::{scores, Confusion, Scores};
+use crate::util::write_atomic;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fmt::Write;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictionRow {
+    /// The image file, as training read it.
+    pub path: String,
+    /// The person's folder name: rows of one person belong together.
+    pub person: String,
+    /// The k-fold fold (1-based) the row was held out in; 0 outside k-fold.
+    pub fold: usize,
+    pub truth: usize,
+    pub probs: [f32; NUM_CLASSES],
+}
+
+impl PredictionRow {
+    pub fn predicted(&self) -> usize {
+        argmax(&self.probs)
+    }
+}
+
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Scores of `predicted(row)` against the rows' true classes.
+pub fn score_rows(rows: &[PredictionRow], predicted: impl Fn(&PredictionRow) -> usize) -> Scores {
+    let mut conf = Confusion::new(NUM_CLASSES);
+    for r in rows {
+        conf.add(r.truth, predicted(r));
+    }
+    scores(&conf)
+}
+
+const FIXED_COLUMNS: [&str; 6] = ["path", "person", "fold", "true", "pred", "confidence"];
+
+/// `path,person,fold,true,pred,confidence,p0..p17`; pred and confidence are for people reading it.
+pub fn write_rows(path: &Path, rows: &[PredictionRow]) -> Result<()> {
+    let mut out = FIXED_COLUMNS.join(",");
+    for c in 0..NUM_CLASSES {
+        let _ = write!(out, ",p{c}");
+    }
+    out.push('\n');
+    for r in rows {
+        let pred = r.predicted();
+        let _ = write!(out, "{},{},{},{},{},{}", quote(&r.path), quote(&r.person), r.fold, r.truth, pred, r.probs[pred]);
+        for p in &r.probs {
+            let _ = write!(out, ",{p}");
+        }
+        out.push('\n');
+    }
+    write_atomic(path, out.as_bytes())
+}
+
+fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+pub fn read_rows(path: &Path) -> Result<Vec<PredictionRow>> {
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header: Vec<String> = reader.headers().with_context(|| format!("{}:1", path.display()))?.iter().map(str::to_string).collect();
+    let expected: Vec<String> =
+        FIXED_COLUMNS.iter().map(|s| s.to_string()).chain((0..NUM_CLASSES).map(|c| format!("p{c}"))).collect();
+    if header != expected {
+        bail!("{}:1: expected the columns {}", path.display(), expected.join(","));
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let r = record.with_context(|| format!("{}:{line}", path.display()))?;
+        let num = |col: usize| -> Result<f64> {
+            r.get(col).unwrap_or("").trim().parse::<f64>().map_err(|_| anyhow!("{}:{line}: column {} is not a number", path.display(), expected[col]))
+        };
+        let truth = num(3)? as usize;
+        if truth >= NUM_CLASSES {
+            bail!("{}:{line}: true class must be 0..17", path.display());
+        }
+        let mut probs = [0f32; NUM_CLASSES];
+        for (c, p) in probs.iter_mut().enumerate() {
+            *p = num(FIXED_COLUMNS.len() + c)? as f32;
+        }
+        rows.push(PredictionRow { path: r[0].to_string(), person: r[1].to_string(), fold: num(2)? as usize, truth, probs });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_survive_a_round_trip_and_bad_files_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut probs = [0.01f32; NUM_CLASSES];
+        probs[7] = 0.83;
+        let rows = vec![
+            PredictionRow { path: "a/b,c.jpg".into(), person: "000001_male_Asian_45".into(), fold: 2, truth: 7, probs },
+            PredictionRow { path: "d.png".into(), person: "p\"q".into(), fold: 0, truth: 3, probs: [1.0 / 18.0; NUM_CLASSES] },
+        ];
+        let path = dir.path().join("p.csv");
+        write_rows(&path, &rows).unwrap();
+        assert_eq!(read_rows(&path).unwrap(), rows);
+        assert_eq!(rows[0].predicted(), 7);
+        let s = score_rows(&rows, |r| r.predicted());
+        assert_eq!(s.accuracy, 0.5);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen(",2,7,", ",2,19,", 1)).unwrap();
+        let err = format!("{:#}", read_rows(&path).unwrap_err());
+        assert!(err.contains("p.csv:2"), "{err}");
+    }
+}
