@@ -11,4 +11,5 @@ pub mod model;
 pub mod predict;
 pub mod predictions;
 pub mod train;
+pub mod tune;
 pub mod util;

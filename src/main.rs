@@ -93,12 +93,35 @@ enum Command {
         /// Report unreadable images and give them the most frequent class instead of stopping.
         #[arg(long)]
         skip_bad: bool,
+        /// Decide by plain argmax even for runs tuned with `masklab tune` (their tune.json).
+        #[arg(long)]
+        no_tune: bool,
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
         device: String,
         /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
         #[arg(long, default_value_t = 0)]
         batch: usize,
+    },
+    /// Fit per-class (or per-task) decision biases that maximise macro F1 on a run's held-out
+    /// predictions (out-of-fold for a k-fold run, else validation); predict applies them.
+    Tune {
+        run: PathBuf,
+        /// class: one bias per 18-way class; task: 3 mask + 2 gender + 3 age biases.
+        #[arg(long, value_enum, default_value = "class")]
+        by: masklab::tune::TuneBy,
+        /// Person groups for the held-out report when the rows have no k-fold folds.
+        #[arg(long, default_value_t = 5)]
+        groups: usize,
+        /// Largest bias tried (both signs).
+        #[arg(long, default_value_t = 3.0)]
+        range: f64,
+        /// Grid step of the biases tried.
+        #[arg(long, default_value_t = 0.1)]
+        step: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Time training or inference steps of a backbone on synthetic input (JSON line).
     Bench {
@@ -255,12 +278,25 @@ fn run(cli: Cli) -> Result<()> {
             let split = if all { "all".to_string() } else { split };
             run_eval(&run, &data, &split, last, json, &device)?
         }
-        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, device, batch } => {
+        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, no_tune, device, batch } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
-            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta_flip: tta == "flip", weights, probs, skip_bad, device, batch_size: batch };
+            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta_flip: tta == "flip", weights, probs, skip_bad, no_tune, device, batch_size: batch };
             let s = masklab::predict::predict(&o)?;
             eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
                 if s.skipped.is_empty() { String::new() } else { format!(", {} unreadable", s.skipped.len()) });
+        }
+        Command::Tune { run, by, groups, range, step, json } => {
+            if !(step > 0.0 && range >= step) {
+                anyhow::bail!("--step must be positive and --range at least --step (got step {step}, range {range})");
+            }
+            let search = masklab::tune::Search { range, step, ..Default::default() };
+            let report = masklab::tune::tune_run(&run, by, &search, groups)?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", masklab::tune::render(&report));
+                println!("wrote {}", run.join(masklab::tune::TUNE_FILE).display());
+            }
         }
         Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
             let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };

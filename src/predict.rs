@@ -1,11 +1,13 @@
 //! `masklab predict`: the submission. Reads `EVAL/info.csv` and `EVAL/images/`, runs one or
 //! more trained runs (a soft-vote ensemble with optional weights, each with optional
 //! horizontal-flip TTA), and writes `ImageID,ans` for every row of info.csv in its order.
-use crate::data::layout::read_eval;
+use crate::data::layout::{read_eval, EvalSet};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::labels::NUM_CLASSES;
 use crate::model::net::{infer, RunOptions};
+use crate::train::kfold::member_runs;
 use crate::train::trainer::{device_from, load_run};
+use crate::tune::{load_biases, TUNE_FILE};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,8 @@ pub struct PredictOptions {
     pub probs: Option<PathBuf>,
     /// An unreadable image is reported and gets the most frequent predicted class, instead of an error.
     pub skip_bad: bool,
+    /// Ignore the runs' tuned decision biases (`RUN/tune.json`).
+    pub no_tune: bool,
     pub device: String,
     /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
     pub batch_size: usize,
@@ -67,28 +71,20 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     let mut all_probs = Vec::with_capacity(o.runs.len());
     let mut present = vec![true; n];
     for run in &o.runs {
-        let (cfg, nets) = load_run(run, "best", device).with_context(|| format!("run {}", run.display()))?;
-        let prep = cfg.data.preprocess().with_context(|| format!("run {}", run.display()))?;
-        let on_bad = if o.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
-        // Nothing is cached: each image is read once per run, and the set never has to fit in memory.
-        let loader = Loader::new(eval.paths.clone(), prep, 0, cfg.data.prefetch, on_bad);
-        let batch = if o.batch_size > 0 { o.batch_size } else { cfg.train.eval_batch() };
-        let run_opts = RunOptions::new(&cfg, device, o.tta_flip);
-        let (probs, _, kept) = infer(&nets, cfg.model.layout, &loader, (0..n).collect(), batch, &run_opts)?;
-        // Rows of images that could not be read stay zero and are filled in below.
-        let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
-        let mut seen = vec![false; n];
-        for &i in &kept {
-            seen[i] = true;
+        // A k-fold run is the equal-weight ensemble of its folds, then the run's tuned decisions.
+        let members = member_runs(run)?;
+        let mut member_probs = Vec::with_capacity(members.len());
+        for member in &members {
+            member_probs.push(run_probs(member, &eval, device, o, &mut present)?);
         }
-        if !kept.is_empty() {
-            let idx = Tensor::from_slice(&kept.iter().map(|&i| i as i64).collect::<Vec<_>>());
-            let _ = full.index_copy_(0, &idx, &probs);
+        let mut probs = soft_vote(&member_probs, &vec![1.0; members.len()]);
+        if !o.no_tune {
+            if let Some(biases) = load_biases(run)? {
+                eprintln!("{}: applying its tuned decision biases ({}; --no-tune to switch off)", run.display(), TUNE_FILE);
+                probs = biases.adjust(&probs);
+            }
         }
-        for (p, s) in present.iter_mut().zip(seen) {
-            *p &= s;
-        }
-        all_probs.push(full);
+        all_probs.push(probs);
     }
     let probs = soft_vote(&all_probs, &weights);
     let mut answers: Vec<i64> = Vec::<i64>::try_from(probs.argmax(1, false)).context("predictions")?;
@@ -121,6 +117,34 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(PredictSummary { images: n, skipped, seconds, images_per_s: n as f64 / seconds.max(1e-9) })
+}
+
+/// One trained run's `[N, 18]` probabilities for every eval image; rows of images that could
+/// not be read are zero and clear their entry of `present`.
+fn run_probs(run: &Path, eval: &EvalSet, device: Device, o: &PredictOptions, present: &mut [bool]) -> Result<Tensor> {
+    let n = eval.image_ids.len();
+    let (cfg, nets) = load_run(run, "best", device).with_context(|| format!("run {}", run.display()))?;
+    let prep = cfg.data.preprocess().with_context(|| format!("run {}", run.display()))?;
+    let on_bad = if o.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
+    // Nothing is cached: each image is read once per run, and the set never has to fit in memory.
+    let loader = Loader::new(eval.paths.clone(), prep, 0, cfg.data.prefetch, on_bad);
+    let batch = if o.batch_size > 0 { o.batch_size } else { cfg.train.eval_batch() };
+    let run_opts = RunOptions::new(&cfg, device, o.tta_flip);
+    let (probs, _, kept) = infer(&nets, cfg.model.layout, &loader, (0..n).collect(), batch, &run_opts)?;
+    // Rows of images that could not be read stay zero; predict() fills in their answers.
+    let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
+    let mut seen = vec![false; n];
+    for &i in &kept {
+        seen[i] = true;
+    }
+    if !kept.is_empty() {
+        let idx = Tensor::from_slice(&kept.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let _ = full.index_copy_(0, &idx, &probs);
+    }
+    for (p, s) in present.iter_mut().zip(seen) {
+        *p &= s;
+    }
+    Ok(full)
 }
 
 /// `ImageID,p0,...,p17`, for ensembling later.

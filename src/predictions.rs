@@ -39,9 +39,14 @@ pub fn argmax(values: &[f32]) -> usize {
 
 /// Scores of `predicted(row)` against the rows' true classes.
 pub fn score_rows(rows: &[PredictionRow], predicted: impl Fn(&PredictionRow) -> usize) -> Scores {
+    score_pairs(rows.iter().map(|r| (r.truth, predicted(r))))
+}
+
+/// Scores of (true, predicted) class pairs.
+pub fn score_pairs(pairs: impl Iterator<Item = (usize, usize)>) -> Scores {
     let mut conf = Confusion::new(NUM_CLASSES);
-    for r in rows {
-        conf.add(r.truth, predicted(r));
+    for (t, p) in pairs {
+        conf.add(t, p);
     }
     scores(&conf)
 }

@@ -472,6 +472,13 @@ fn restore(path: &Path, nets: &mut [Net], optims: &mut [Optimizer], emas: &mut [
 
 /// Loads a trained run's models from `RUN/best.safetensors` (or `last`) with the run's config.
 pub fn load_run(run: &Path, which: &str, device: Device) -> Result<(Config, Vec<Net>)> {
+    if crate::train::kfold::is_kfold_run(run) {
+        bail!(
+            "{} is a k-fold run: its models are {}/fold-1 .. fold-k (predict takes the k-fold run itself and ensembles them; its cross-validated scores are in cv.json)",
+            run.display(),
+            run.display()
+        );
+    }
     let cfg_path = run.join("config.toml");
     let cfg = Config::load(Some(&cfg_path), &[]).with_context(|| format!("{} is not a masklab run", run.display()))?;
     let path = run.join(format!("{which}.safetensors"));

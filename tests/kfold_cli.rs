@@ -1,0 +1,154 @@
+//! k-fold training, out-of-fold predictions, fold ensembles and tuned decisions through the CLI.
+mod common;
+use common::{demo, masklab, stderr, stdout};
+use masklab::predictions::{read_rows, score_rows};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+fn train(data: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = vec![
+        "train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet",
+        "model.backbone=resnet18", "data.size=32", "train.batch_size=16", "train.epochs=1",
+        "train.threads=2", "train.device=cpu", "optim.lr=0.003",
+    ];
+    args.extend_from_slice(extra);
+    masklab(&args)
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = masklab(args);
+    assert!(out.status.success(), "masklab {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn read_probs(path: &Path) -> Vec<Vec<f64>> {
+    fs::read_to_string(path).unwrap().lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
+}
+
+fn answers(path: &Path) -> Vec<usize> {
+    fs::read_to_string(path).unwrap().lines().skip(1).map(|l| l.split_once(',').unwrap().1.parse().unwrap()).collect()
+}
+
+fn argmax(v: &[f64]) -> usize {
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
+}
+
+#[test]
+fn kfold_trains_every_fold_predicts_out_of_fold_and_ensembles_its_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = demo(dir.path(), 12, 5);
+    let run = dir.path().join("cv");
+    let out = train(dir.path(), &run, &["data.folds=3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("cross-validated (3 folds"), "{}", stdout(&out));
+    for k in 1..=3 {
+        let fold = run.join(format!("fold-{k}"));
+        for f in ["config.toml", "best.safetensors", "val_predictions.csv", "metrics.jsonl"] {
+            assert!(fold.join(f).is_file(), "fold-{k}/{f} missing");
+        }
+        assert!(fs::read_to_string(fold.join("config.toml")).unwrap().contains(&format!("fold = {k}")));
+    }
+
+    // Every training image is predicted exactly once, by the one fold that held its person out.
+    let oof = read_rows(&run.join("oof_predictions.csv")).unwrap();
+    assert_eq!(oof.len(), summary.images, "one out-of-fold row per training image");
+    let mut fold_of_person: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &oof {
+        assert!((1..=3).contains(&r.fold));
+        assert_eq!(*fold_of_person.entry(&r.person).or_insert(r.fold), r.fold, "person {} in two folds", r.person);
+    }
+    let mut paths: Vec<&str> = oof.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), oof.len());
+    // No fold trained on the people it was validated on: its validation people are exactly its fold's.
+    for k in 1..=3 {
+        let val = read_rows(&run.join(format!("fold-{k}/val_predictions.csv"))).unwrap();
+        assert!(val.iter().all(|r| fold_of_person[r.person.as_str()] == k));
+    }
+
+    // The printed and stored cross-validated F1 is the F1 of the out-of-fold rows.
+    let cv: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
+    let pooled = score_rows(&oof, |r| r.predicted());
+    assert!((cv["oof"]["f1"].as_f64().unwrap() - pooled.f1).abs() < 1e-9);
+    assert!((cv["oof"]["f1_age"].as_f64().unwrap() - pooled.f1_age).abs() < 1e-9);
+    assert_eq!(cv["per_fold"].as_array().unwrap().len(), 3);
+
+    // predict on the k-fold run = the equal-weight ensemble of its three folds.
+    let eval = dir.path().join("eval");
+    let p = |name: &str| dir.path().join(name);
+    ok(&["predict", run.to_str().unwrap(), eval.to_str().unwrap(), "--out", p("cv.csv").to_str().unwrap(), "--probs", p("cv_probs.csv").to_str().unwrap(), "--device", "cpu"]);
+    let folds: Vec<String> = (1..=3).map(|k| run.join(format!("fold-{k}")).to_str().unwrap().to_string()).collect();
+    ok(&["predict", &folds[0], &folds[1], &folds[2], eval.to_str().unwrap(), "--out", p("f.csv").to_str().unwrap(), "--probs", p("f_probs.csv").to_str().unwrap(), "--device", "cpu"]);
+    let (a, b) = (read_probs(&p("cv_probs.csv")), read_probs(&p("f_probs.csv")));
+    assert_eq!(a.len(), summary.eval_images);
+    for (x, y) in a.iter().zip(&b) {
+        for (u, v) in x.iter().zip(y) {
+            assert!((u - v).abs() < 1e-6, "{u} vs {v}");
+        }
+    }
+    assert_eq!(answers(&p("cv.csv")), answers(&p("f.csv")));
+
+    // A finished k-fold run resumes to the same result; a lost fold is retrained alone.
+    let fold1_mtime = fs::metadata(run.join("fold-1/best.safetensors")).unwrap().modified().unwrap();
+    fs::remove_dir_all(run.join("fold-3")).unwrap();
+    fs::write(run.join("folds.json"), r#"{"folds": 3, "completed": [1, 2]}"#).unwrap();
+    let out = masklab(&["train", dir.path().to_str().unwrap(), "--resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fold 1/3: finished earlier") && stderr(&out).contains("fold 2/3: finished earlier"), "{}", stderr(&out));
+    assert!(run.join("fold-3/best.safetensors").is_file());
+    assert_eq!(fs::metadata(run.join("fold-1/best.safetensors")).unwrap().modified().unwrap(), fold1_mtime);
+    assert_eq!(read_rows(&run.join("oof_predictions.csv")).unwrap().len(), summary.images);
+
+    // Tuning on the out-of-fold rows is reported on each fold with biases fitted on the others.
+    let report: serde_json::Value = serde_json::from_str(&ok(&["tune", run.to_str().unwrap(), "--by", "task", "--json"])).unwrap();
+    assert_eq!(report["source"], "oof_predictions.csv");
+    assert_eq!(report["held_out_groups"], 3);
+    assert_eq!(report["images"].as_u64().unwrap() as usize, summary.images);
+    assert!(report["fitted_after"]["f1"].as_f64().unwrap() >= report["fitted_before"]["f1"].as_f64().unwrap());
+    assert_eq!(report["biases"]["values"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn tune_fits_on_validation_never_loses_there_and_predict_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 10, 8);
+    let run = dir.path().join("run");
+    let out = train(dir.path(), &run, &["data.val_ratio=0.4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let text = ok(&["tune", run.to_str().unwrap()]);
+    assert!(text.contains("held out") && text.contains("tuned"), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("tune.json")).unwrap()).unwrap();
+    assert_eq!(report["source"], "val_predictions.csv");
+    let val = read_rows(&run.join("val_predictions.csv")).unwrap();
+    assert_eq!(report["images"].as_u64().unwrap() as usize, val.len());
+    let (before, after) = (report["fitted_before"]["f1"].as_f64().unwrap(), report["fitted_after"]["f1"].as_f64().unwrap());
+    assert!(after >= before, "tuning lowered the F1 it was fitted on: {before} -> {after}");
+    assert!((before - score_rows(&val, |r| r.predicted()).f1).abs() < 1e-9);
+    assert!(report["held_out_after"]["f1"].is_number());
+
+    // predict applies the biases (softmax(log p + b), then argmax) unless --no-tune.
+    let eval = dir.path().join("eval");
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    ok(&["predict", run.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("t.csv"), "--probs", &p("t_probs.csv"), "--device", "cpu"]);
+    ok(&["predict", run.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("p.csv"), "--probs", &p("p_probs.csv"), "--device", "cpu", "--no-tune"]);
+    let biases: Vec<f64> = serde_json::from_value(report["biases"]["values"].clone()).unwrap();
+    let (tuned, plain) = (read_probs(Path::new(&p("t_probs.csv"))), read_probs(Path::new(&p("p_probs.csv"))));
+    for (t, q) in tuned.iter().zip(&plain) {
+        // Hand-computed: the plain probabilities times exp(bias), renormalised.
+        let w: Vec<f64> = q.iter().zip(&biases).map(|(p, b)| p.max(1e-7) * b.exp()).collect();
+        let z: f64 = w.iter().sum();
+        for (a, b) in t.iter().zip(&w) {
+            assert!((a - b / z).abs() < 1e-4, "{a} vs {}", b / z);
+        }
+    }
+    assert_eq!(answers(Path::new(&p("t.csv"))), tuned.iter().map(|v| argmax(v)).collect::<Vec<_>>());
+    assert_eq!(answers(Path::new(&p("p.csv"))), plain.iter().map(|v| argmax(v)).collect::<Vec<_>>());
+
+    // Not a run: a clear error naming what is missing.
+    let out = masklab(&["tune", dir.path().join("eval").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("val_predictions.csv"), "{}", stderr(&out));
+}
