@@ -75,7 +75,7 @@ enum Command {
     },
     /// Predict an eval folder (info.csv + images/) into a submission CSV, with one run or an ensemble.
     Predict {
-        /// Run folders, then the eval folder: RUN [RUN ...] EVAL_DIR.
+        /// Runs, then the eval folder: RUN [RUN ...] EVAL_DIR. A RUN is a run folder (its best checkpoint), a k-fold run (its folds) or a checkpoint file such as RUN/last.safetensors.
         #[arg(required = true, num_args = 2..)]
         paths: Vec<PathBuf>,
         /// Submission CSV to write (ImageID,ans, in info.csv's order).

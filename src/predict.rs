@@ -16,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct PredictOptions {
+    /// Run folders, k-fold run folders, or checkpoint files inside run folders.
     pub runs: Vec<PathBuf>,
     pub eval_dir: PathBuf,
     pub out: PathBuf,
@@ -72,10 +73,10 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     let mut present = vec![true; n];
     for run in &o.runs {
         // A k-fold run is the equal-weight ensemble of its folds, then the run's tuned decisions.
-        let members = member_runs(run)?;
+        let members = models_of(run)?;
         let mut member_probs = Vec::with_capacity(members.len());
-        for member in &members {
-            member_probs.push(run_probs(member, &eval, device, o, &mut present)?);
+        for (member, which) in &members {
+            member_probs.push(run_probs(member, which, &eval, device, o, &mut present)?);
         }
         let mut probs = soft_vote(&member_probs, &vec![1.0; members.len()]);
         if !o.no_tune {
@@ -119,11 +120,25 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     Ok(PredictSummary { images: n, skipped, seconds, images_per_s: n as f64 / seconds.max(1e-9) })
 }
 
+/// The models one predict argument names, as (run folder, checkpoint): a run's best checkpoint,
+/// each fold's best for a k-fold run, or one checkpoint file of a run (`RUN/last.safetensors`).
+fn models_of(arg: &Path) -> Result<Vec<(PathBuf, String)>> {
+    if arg.is_file() {
+        let which = arg.file_stem().and_then(|s| s.to_str()).filter(|_| arg.extension().is_some_and(|e| e == "safetensors"));
+        let (Some(which), Some(run)) = (which, arg.parent()) else {
+            bail!("{}: expected a run folder or a checkpoint file RUN/<name>.safetensors", arg.display());
+        };
+        let run = if run.as_os_str().is_empty() { Path::new(".") } else { run };
+        return Ok(vec![(run.to_path_buf(), which.to_string())]);
+    }
+    Ok(member_runs(arg)?.into_iter().map(|r| (r, "best".to_string())).collect())
+}
+
 /// One trained run's `[N, 18]` probabilities for every eval image; rows of images that could
 /// not be read are zero and clear their entry of `present`.
-fn run_probs(run: &Path, eval: &EvalSet, device: Device, o: &PredictOptions, present: &mut [bool]) -> Result<Tensor> {
+fn run_probs(run: &Path, which: &str, eval: &EvalSet, device: Device, o: &PredictOptions, present: &mut [bool]) -> Result<Tensor> {
     let n = eval.image_ids.len();
-    let (cfg, nets) = load_run(run, "best", device).with_context(|| format!("run {}", run.display()))?;
+    let (cfg, nets) = load_run(run, which, device).with_context(|| format!("run {}", run.display()))?;
     let prep = cfg.data.preprocess().with_context(|| format!("run {}", run.display()))?;
     let on_bad = if o.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
     // Nothing is cached: each image is read once per run, and the set never has to fit in memory.

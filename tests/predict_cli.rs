@@ -76,6 +76,17 @@ fn predict_keeps_rows_and_order_and_ensembles_average() {
             assert!((z.1[c] - want).abs() < 1e-5, "class {c}: {} vs {want}", z.1[c]);
         }
     }
+
+    // A checkpoint file names one model: RUN/best.safetensors is the run itself, and the best
+    // and last checkpoints of one run ensemble like two runs.
+    run(&["predict", a.join("best.safetensors").to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("sub_f.csv"), "--probs", &p("af.csv"), "--device", "cpu"]);
+    assert_eq!(read_probs(Path::new(&p("af.csv"))), pa);
+    run(&["predict", a.join("best.safetensors").to_str().unwrap(), b.join("last.safetensors").to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("sub_bl.csv"), "--probs", &p("bl.csv"), "--device", "cpu"]);
+    // b trained one epoch, so its last checkpoint is its best: the same as the a+b ensemble at equal weights.
+    run(&["predict", a.to_str().unwrap(), b.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("sub_ab1.csv"), "--probs", &p("ab1.csv"), "--device", "cpu"]);
+    assert_eq!(read_probs(Path::new(&p("bl.csv"))), read_probs(Path::new(&p("ab1.csv"))));
+    let bad = masklab(&["predict", a.join("config.toml").to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("x.csv"), "--device", "cpu"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("config.toml"), "{}", stderr(&bad));
 }
 
 #[test]
