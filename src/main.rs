@@ -81,9 +81,10 @@ enum Command {
         /// Submission CSV to write (ImageID,ans, in info.csv's order).
         #[arg(long)]
         out: PathBuf,
-        /// Test-time augmentation: `flip` averages each image with its mirror image.
-        #[arg(long, value_parser = ["none", "flip"], default_value = "none")]
-        tta: String,
+        /// Test-time augmentation, averaged: `flip` (each image and its mirror image), `crops`
+        /// (the image and five 7/8 crops: corners and centre), or `flip,crops` (all of them mirrored too).
+        #[arg(long, default_value = "none")]
+        tta: masklab::model::net::Tta,
         /// Ensemble weights, one per run, e.g. 2,1.
         #[arg(long, value_delimiter = ',')]
         weights: Option<Vec<f64>>,
@@ -280,7 +281,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict { mut paths, out, tta, weights, probs, skip_bad, no_tune, device, batch } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
-            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta_flip: tta == "flip", weights, probs, skip_bad, no_tune, device, batch_size: batch };
+            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta, weights, probs, skip_bad, no_tune, device, batch_size: batch };
             let s = masklab::predict::predict(&o)?;
             eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
                 if s.skipped.is_empty() { String::new() } else { format!(", {} unreadable", s.skipped.len()) });
@@ -356,7 +357,7 @@ fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bo
     prepared.train_idx = order.clone();
     let loader = make_loader(&prepared, &cfg);
     let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
-    let run_opts = masklab::model::net::RunOptions::new(&cfg, device, false);
+    let run_opts = masklab::model::net::RunOptions::new(&cfg, device, Default::default());
     let batch = cfg.train.eval_batch();
     let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?.eval;
     if json {

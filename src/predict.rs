@@ -4,7 +4,7 @@
 use crate::data::layout::{read_eval, EvalSet};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::labels::NUM_CLASSES;
-use crate::model::net::{infer, RunOptions};
+use crate::model::net::{infer, RunOptions, Tta};
 use crate::train::kfold::member_runs;
 use crate::train::trainer::{device_from, load_run};
 use crate::tune::{load_biases, TUNE_FILE};
@@ -20,8 +20,8 @@ pub struct PredictOptions {
     pub runs: Vec<PathBuf>,
     pub eval_dir: PathBuf,
     pub out: PathBuf,
-    /// Average each image with its mirror image.
-    pub tta_flip: bool,
+    /// Test-time augmentation: mirror images and/or five crops, averaged.
+    pub tta: Tta,
     /// One weight per run (default: equal).
     pub weights: Option<Vec<f64>>,
     /// Also write the 18 ensemble probabilities per image here.
@@ -144,7 +144,7 @@ fn run_probs(run: &Path, which: &str, eval: &EvalSet, device: Device, o: &Predic
     // Nothing is cached: each image is read once per run, and the set never has to fit in memory.
     let loader = Loader::new(eval.paths.clone(), prep, 0, cfg.data.prefetch, on_bad);
     let batch = if o.batch_size > 0 { o.batch_size } else { cfg.train.eval_batch() };
-    let run_opts = RunOptions::new(&cfg, device, o.tta_flip);
+    let run_opts = RunOptions::new(&cfg, device, o.tta);
     let (probs, _, kept) = infer(&nets, cfg.model.layout, &loader, (0..n).collect(), batch, &run_opts)?;
     // Rows of images that could not be read stay zero; predict() fills in their answers.
     let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));

@@ -64,6 +64,17 @@ fn predict_keeps_rows_and_order_and_ensembles_average() {
     let pt = read_probs(Path::new(&p("a_tta.csv")));
     let diff: f64 = pa.iter().zip(&pt).flat_map(|(x, y)| x.1.iter().zip(&y.1).map(|(u, v)| (u - v).abs())).sum();
     assert!(diff > 1e-3, "flip TTA left the probabilities unchanged");
+    // Five crops, and crops with their mirror images: other probabilities, still distributions.
+    run(&["predict", a.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("sub_c.csv"), "--probs", &p("a_c.csv"), "--tta", "crops", "--device", "cpu"]);
+    run(&["predict", a.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("sub_fc.csv"), "--probs", &p("a_fc.csv"), "--tta", "flip,crops", "--device", "cpu"]);
+    let (pc, pfc) = (read_probs(Path::new(&p("a_c.csv"))), read_probs(Path::new(&p("a_fc.csv"))));
+    for other in [&pc, &pfc] {
+        let diff: f64 = pa.iter().zip(other.iter()).flat_map(|(x, y)| x.1.iter().zip(&y.1).map(|(u, v)| (u - v).abs())).sum();
+        assert!(diff > 1e-3, "crop TTA left the probabilities unchanged");
+        assert!(other.iter().all(|(_, v)| (v.iter().sum::<f64>() - 1.0).abs() < 1e-4));
+    }
+    let bad = masklab(&["predict", a.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("x.csv"), "--tta", "mirror"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("mirror"));
 
     // An ensemble with weights 3,1 is the weighted mean of the two runs' probabilities.
     run(&["predict", b.to_str().unwrap(), eval.to_str().unwrap(), "--out", &p("sub_b.csv"), "--probs", &p("b.csv"), "--device", "cpu"]);

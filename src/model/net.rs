@@ -66,20 +66,84 @@ pub struct RunOptions {
     /// fp16 autocast (CUDA only).
     pub amp: bool,
     pub channels_last: bool,
-    /// Test-time augmentation: average the probabilities of each image and its mirror image.
-    pub tta_flip: bool,
+    /// Test-time augmentation: the views of each image whose probabilities are averaged.
+    pub tta: Tta,
 }
 
 impl RunOptions {
     /// A run's settings on `device`: fp16 and channels-last take effect on CUDA only.
-    pub fn new(cfg: &crate::config::Config, device: Device, tta_flip: bool) -> RunOptions {
+    pub fn new(cfg: &crate::config::Config, device: Device, tta: Tta) -> RunOptions {
         RunOptions {
             device,
             amp: cfg.train.amp == "fp16" && device.is_cuda(),
             channels_last: cfg.train.channels_last && device.is_cuda(),
-            tta_flip,
+            tta,
         }
     }
+}
+
+/// Test-time augmentation. Each image is seen as several views and the 18-way probabilities
+/// of the views are averaged: `flip` adds the mirror image of every view; `crops` adds five
+/// crops of 7/8 of the side (the four corners and the centre, as torchvision's FiveCrop),
+/// each resized back to the input size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tta {
+    pub flip: bool,
+    pub crops: bool,
+}
+
+impl std::str::FromStr for Tta {
+    type Err = String;
+
+    /// `none`, `flip`, `crops`, or both joined with `,` or `+`.
+    fn from_str(s: &str) -> Result<Tta, String> {
+        let mut tta = Tta::default();
+        for part in s.split([',', '+']).map(str::trim) {
+            match part {
+                "none" | "" => {}
+                "flip" => tta.flip = true,
+                "crops" => tta.crops = true,
+                other => return Err(format!("unknown test-time augmentation `{other}` (none, flip, crops, flip,crops)")),
+            }
+        }
+        Ok(tta)
+    }
+}
+
+/// The side of a TTA crop, as a fraction of the image side.
+const TTA_CROP: f64 = 0.875;
+
+impl Tta {
+    /// The views of a uint8 NHWC batch, the batch itself first.
+    pub fn views(&self, images_u8: &Tensor) -> Vec<Tensor> {
+        let mut views = vec![images_u8.shallow_clone()];
+        if self.crops {
+            let (h, w) = (images_u8.size()[1], images_u8.size()[2]);
+            let (ch, cw) = (((h as f64) * TTA_CROP).round() as i64, ((w as f64) * TTA_CROP).round() as i64);
+            for (top, left) in [(0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw), ((h - ch) / 2, (w - cw) / 2)] {
+                let crop = images_u8.narrow(1, top, ch).narrow(2, left, cw);
+                views.push(resize_u8(&crop, h, w));
+            }
+        }
+        if self.flip {
+            let mirrored: Vec<Tensor> = views.iter().map(|v| v.flip([2])).collect(); // NHWC: dimension 2 is the width
+            views.extend(mirrored);
+        }
+        views
+    }
+}
+
+/// Bilinear resize of a uint8 NHWC batch (half-pixel centres, as the decoder's resize).
+fn resize_u8(images: &Tensor, h: i64, w: i64) -> Tensor {
+    images
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        .upsample_bilinear2d([h, w], false, None, None)
+        .round()
+        .clamp(0.0, 255.0)
+        .to_kind(Kind::Uint8)
+        .permute([0, 2, 3, 1])
+        .contiguous()
 }
 
 /// uint8 NHWC batch on the device -> normalised float NCHW (channels-last strides when asked).
@@ -114,25 +178,21 @@ pub fn infer(
     tch::no_grad(|| -> Result<()> {
         for batch in loader.batches(order, batch_size, false) {
             let batch = batch?;
-            let outs: Vec<Tensor> = nets
-                .iter()
-                .map(|net| {
-                    let x = eval_input(net, &batch.images, run);
-                    tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
-                })
-                .collect();
-            let mut p = layout.probs18(&outs);
-            if run.tta_flip {
-                let mirrored = batch.images.flip([2]); // NHWC: dimension 2 is the width
-                let outs_flip: Vec<Tensor> = nets
-                    .iter()
+            let forward = |images: &Tensor| -> Vec<Tensor> {
+                nets.iter()
                     .map(|net| {
-                        let x = eval_input(net, &mirrored, run);
+                        let x = eval_input(net, images, run);
                         tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
                     })
-                    .collect();
-                p = (p + layout.probs18(&outs_flip)) * 0.5;
+                    .collect()
+            };
+            let views = run.tta.views(&batch.images.to_device(run.device));
+            let outs = forward(&views[0]);
+            let mut p = layout.probs18(&outs);
+            for view in &views[1..] {
+                p += layout.probs18(&forward(view));
             }
+            let p = p / views.len() as f64;
             probs.push(p.to_device(Device::Cpu));
             for (acc, o) in outputs.iter_mut().zip(outs) {
                 acc.push(o.to_device(Device::Cpu));
@@ -144,4 +204,36 @@ pub fn infer(
     let cat = |v: Vec<Tensor>, width: i64| if v.is_empty() { Tensor::zeros([0, width], (Kind::Float, Device::Cpu)) } else { Tensor::cat(&v, 0) };
     let widths: Vec<i64> = layout.models().iter().map(|(_, n)| *n).collect();
     Ok((cat(probs, 18), outputs.into_iter().zip(widths).map(|(v, w)| cat(v, w)).collect(), kept))
+}
+
+#[cfg(test)]
+mod tta_tests {
+    use super::*;
+
+    #[test]
+    fn tta_parses_and_makes_the_views_it_names() {
+        assert_eq!("none".parse::<Tta>().unwrap(), Tta::default());
+        assert_eq!("flip,crops".parse::<Tta>().unwrap(), Tta { flip: true, crops: true });
+        assert_eq!("crops+flip".parse::<Tta>().unwrap(), Tta { flip: true, crops: true });
+        assert!("mirror".parse::<Tta>().unwrap_err().contains("mirror"));
+
+        // A 1x8x8x1 image whose pixel is 10*row + column.
+        let img = Tensor::from_slice(&(0..64u8).map(|i| (i / 8) * 10 + i % 8).collect::<Vec<u8>>()).view([1, 8, 8, 1]);
+        assert_eq!(Tta::default().views(&img).len(), 1);
+        let flip = Tta { flip: true, crops: false }.views(&img);
+        assert_eq!(flip.len(), 2);
+        assert_eq!(flip[1].int64_value(&[0, 0, 0, 0]), 7, "mirror: column 7 comes first");
+        let crops = Tta { flip: false, crops: true }.views(&img);
+        assert_eq!(crops.len(), 6, "the image, four corners, the centre");
+        for v in &crops {
+            assert_eq!(v.size(), vec![1, 8, 8, 1]);
+        }
+        // 7x7 crops resized to 8x8 keep their corner pixels' neighbourhood: the top-left crop
+        // starts at (0,0); the bottom-right one ends at (7,7).
+        assert_eq!(crops[1].int64_value(&[0, 0, 0, 0]), 0);
+        assert_eq!(crops[4].int64_value(&[0, 7, 7, 0]), 77);
+        assert_eq!(crops[2].int64_value(&[0, 0, 7, 0]), 7, "top-right crop ends at column 7");
+        assert_ne!(crops[1], crops[4]);
+        assert_eq!(Tta { flip: true, crops: true }.views(&img).len(), 12);
+    }
 }

@@ -149,7 +149,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
     }
-    let runopt = RunOptions::new(cfg, device, false);
+    let runopt = RunOptions::new(cfg, device, Default::default());
     let (amp, channels_last) = (runopt.amp, runopt.channels_last);
     let layout = cfg.model.layout;
     write_atomic(&run.join("config.toml"), cfg.to_toml()?.as_bytes())?;
