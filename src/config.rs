@@ -200,7 +200,7 @@ impl Config {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| anyhow!("override `{item}` is not key=value (e.g. train.epochs=3)"))?;
-            let key = key.trim();
+            let key = &expand_bare_key(key.trim())?;
             set_dotted(&mut tree, key, parse_value(value.trim()))?;
             let mut single = toml::Table::new();
             set_dotted(&mut single, key, parse_value(value.trim()))?;
@@ -337,6 +337,20 @@ fn valid_keys() -> Vec<String> {
 const FREE_FORM: [&str; 2] = ["sampler.oversample", "models"];
 
 /// Checks every leaf key of a user table against the valid keys.
+/// A command-line key without a section (`folds=5`, `epochs=3`) means the one section key of
+/// that name (`data.folds`, `train.epochs`); a name found in several sections must be written out.
+fn expand_bare_key(key: &str) -> Result<String> {
+    if key.contains('.') {
+        return Ok(key.to_string());
+    }
+    let matches: Vec<String> = valid_keys().into_iter().filter(|v| v.split_once('.').is_some_and(|(_, k)| k == key)).collect();
+    match matches.len() {
+        1 => Ok(matches[0].clone()),
+        0 => Ok(key.to_string()), // check_keys names the nearest valid key
+        _ => bail!("`{key}` is ambiguous on the command line: write one of {}", matches.join(", ")),
+    }
+}
+
 fn check_keys(table: &toml::Table, source: &str) -> Result<()> {
     let valid = valid_keys();
     for key in leaf_keys(table, &|k| k.starts_with("sampler.oversample")) {
@@ -372,6 +386,16 @@ fn check_keys(table: &toml::Table, source: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_key_means_its_one_section_key() {
+        let c = Config::load(None, &["folds=5".into(), "epochs=4".into(), "backbone=resnet34".into()]).unwrap();
+        assert_eq!((c.data.folds, c.train.epochs, c.model.backbone.as_str()), (5, 4, "resnet34"));
+        let err = format!("{:#}", Config::load(None, &["kind=sgd".into()]).unwrap_err());
+        assert!(err.contains("ambiguous") && err.contains("optim.kind") && err.contains("loss.kind"), "{err}");
+        let err = format!("{:#}", Config::load(None, &["fods=5".into()]).unwrap_err());
+        assert!(err.contains("did you mean"), "{err}");
+    }
 
     #[test]
     fn overrides_set_typed_values() {
