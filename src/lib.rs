@@ -11,3 +11,4 @@ pub mod model;
 pub mod predict;
 pub mod train;
 pub mod util;
+pub mod weights;
