@@ -82,17 +82,28 @@ impl DataConfig {
 pub struct ModelConfig {
     /// Task layout: single (18-way), multi (mask/gender/age heads on one backbone), two (mask+gender, age), three.
     pub layout: Layout,
-    /// Backbone name: efficientnet_b0..b4, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121.
+    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121.
     pub backbone: String,
     /// Classifier dropout; negative = the backbone's own default.
     pub dropout: f64,
     /// Stochastic depth probability of EfficientNet blocks; negative = the backbone's own default (0.2).
     pub stochastic_depth: f64,
+    /// PyTorch checkpoint (.pth/.pt zip or legacy, .safetensors) to start the backbone from ("" = random init).
+    pub pretrained: String,
+    /// Fail when the checkpoint lacks a backbone tensor or has another shape (the classifier head is always replaceable).
+    pub pretrained_strict: bool,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { layout: Layout::Single, backbone: "efficientnet_b0".into(), dropout: -1.0, stochastic_depth: -1.0 }
+        ModelConfig {
+            layout: Layout::Single,
+            backbone: "efficientnet_b0".into(),
+            dropout: -1.0,
+            stochastic_depth: -1.0,
+            pretrained: String::new(),
+            pretrained_strict: true,
+        }
     }
 }
 

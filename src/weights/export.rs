@@ -1,0 +1,105 @@
+//! `masklab export`: a run's trained weights under torchvision's names, so that
+//! `torchvision.models.<arch>(num_classes=N).load_state_dict(safetensors.torch.load_file(F))`
+//! works with strict loading. masklab's tensors already carry torchvision's names; export adds
+//! the BatchNorm counters (`num_batches_tracked`) that tch does not keep.
+//!
+//! One file per model of the layout, with the head of that model (N above):
+//! `single` 18 (the class, `mask*6 + gender*3 + age`), `multi` 8 (mask 3 | gender 2 | age 3),
+//! `two` 6 (`mask*2 + gender`) and 3 (age), `three` 3 (mask), 2 (gender), 3 (age).
+use crate::model::layout::Layout;
+use crate::model::registry::backbone_info;
+use crate::train::checkpoint;
+use crate::train::trainer::load_run;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// The one export format: torchvision's state-dict names in a safetensors file.
+pub const TORCHVISION: &str = "torchvision";
+
+/// One exported file.
+pub struct Exported {
+    pub model: String,
+    pub backbone: String,
+    pub num_classes: i64,
+    pub path: PathBuf,
+}
+
+/// Where a model's file goes: `out` itself for one-model layouts, else `out` with the model's
+/// name before the extension (`model.safetensors` -> `model.age.safetensors`).
+pub fn output_path(out: &Path, layout: Layout, model: &str) -> PathBuf {
+    if layout.models().len() == 1 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = out.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_else(|| "safetensors".into());
+    out.with_file_name(format!("{stem}.{model}.{ext}"))
+}
+
+/// A state dict in torchvision's form: masklab's tensors plus one `num_batches_tracked` per
+/// BatchNorm (int64 scalar 0: PyTorch reads it only when a BatchNorm's momentum is None, which
+/// no torchvision backbone uses).
+pub fn torchvision_state_dict(variables: impl IntoIterator<Item = (String, Tensor)>) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = Vec::new();
+    for (name, t) in variables {
+        if let Some(prefix) = name.strip_suffix(".running_mean") {
+            out.push((format!("{prefix}.num_batches_tracked"), Tensor::from(0i64).to_kind(Kind::Int64)));
+        }
+        out.push((name, t.to_device(Device::Cpu)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Exports the best checkpoint of `run` (the last when the run kept no best).
+pub fn export(run: &Path, out: &Path, format: &str) -> Result<Vec<Exported>> {
+    if format != TORCHVISION {
+        bail!("unknown export format `{format}` (the format is: {TORCHVISION})");
+    }
+    let which = if run.join("best.safetensors").exists() { "best" } else { "last" };
+    let (cfg, nets) = load_run(run, which, Device::Cpu).with_context(|| format!("run {}", run.display()))?;
+    let layout = cfg.model.layout;
+    let mut written = Vec::new();
+    for (net, (name, num_classes)) in nets.iter().zip(layout.models()) {
+        let backbone = net.settings.model.backbone.clone();
+        let family = backbone_info(&backbone).map(|i| i.family).unwrap_or_default();
+        let tensors = torchvision_state_dict(net.vs.variables());
+        let torchvision_call = if family == "efficientnet_lite" {
+            serde_json::Value::Null // torchvision has no EfficientNet-Lite
+        } else {
+            serde_json::Value::String(format!("torchvision.models.{backbone}(num_classes={num_classes})"))
+        };
+        let meta = serde_json::json!({
+            "format": TORCHVISION, "backbone": backbone, "num_classes": num_classes,
+            "layout": layout.to_string(), "model": name, "run": run.display().to_string(),
+            "checkpoint": which, "torchvision": torchvision_call,
+        });
+        let path = output_path(out, layout, name);
+        checkpoint::save(&path, &tensors, &meta)?;
+        written.push(Exported { model: name.to_string(), backbone, num_classes, path });
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_per_layout() {
+        let out = Path::new("dir/model.safetensors");
+        assert_eq!(output_path(out, Layout::Single, "class18"), out);
+        assert_eq!(output_path(out, Layout::Two, "age"), Path::new("dir/model.age.safetensors"));
+        assert_eq!(output_path(Path::new("m"), Layout::Three, "mask"), Path::new("m.mask.safetensors"));
+    }
+
+    #[test]
+    fn batch_norm_counters_are_added() {
+        let t = || Tensor::zeros([2], (Kind::Float, Device::Cpu));
+        let sd = torchvision_state_dict(vec![("bn.running_mean".to_string(), t()), ("bn.weight".to_string(), t()), ("fc.bias".to_string(), t())]);
+        let names: Vec<&str> = sd.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["bn.num_batches_tracked", "bn.running_mean", "bn.weight", "fc.bias"]);
+        assert_eq!(sd[0].1.kind(), Kind::Int64);
+        assert_eq!(sd[0].1.dim(), 0);
+    }
+}

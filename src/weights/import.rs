@@ -1,0 +1,167 @@
+//! Loads a pretrained checkpoint into a backbone (`model.pretrained`), and says what it did:
+//! tensors loaded, missing, unexpected, and shape mismatches. The classifier's last layer is
+//! replaced (kept at its fresh initialisation) when its shape differs, e.g. 1000 ImageNet classes
+//! against the 18 of a `single` model. Anything else missing or mismatched is an error unless
+//! `model.pretrained_strict = false`.
+use super::mapping::{to_masklab, Convention};
+use super::torchfile::{self, Checkpoint, Format};
+use crate::model::net::Net;
+use crate::model::registry::backbone_info;
+use crate::util::write_atomic;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Mismatch {
+    pub name: String,
+    pub file: Vec<i64>,
+    pub model: Vec<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportReport {
+    pub file: PathBuf,
+    pub backbone: String,
+    pub format: String,
+    /// Where the state dict was in the file: "" (top level), "state_dict" or "model".
+    pub location: String,
+    pub convention: String,
+    pub loaded: Vec<String>,
+    /// Model tensors the file does not have (kept at their initialisation).
+    pub missing: Vec<String>,
+    /// File tensors the model does not have (ignored).
+    pub unexpected: Vec<String>,
+    /// Same name, different shape (kept at their initialisation).
+    pub mismatched: Vec<Mismatch>,
+    /// True when the classifier's last layer kept its initialisation (missing or another shape).
+    pub head_replaced: bool,
+}
+
+impl ImportReport {
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} ({}, {} names): {} tensors loaded, {} missing, {} unexpected, {} shape mismatches{}",
+            self.backbone,
+            self.file.display(),
+            self.format,
+            self.convention,
+            self.loaded.len(),
+            self.missing.len(),
+            self.unexpected.len(),
+            self.mismatched.len(),
+            if self.head_replaced { "; classifier head replaced" } else { "" }
+        )
+    }
+}
+
+fn format_name(f: Format) -> String {
+    f.to_string()
+}
+
+/// Loads `path` into `vs`, whose root holds backbone `backbone` (masklab's names).
+pub fn load_into(vs: &VarStore, backbone: &str, path: &Path, strict: bool) -> Result<ImportReport> {
+    let checkpoint = torchfile::read(path)?;
+    load_checkpoint_into(vs, backbone, path, &checkpoint, strict)
+}
+
+/// As `load_into`, from a checkpoint already read from `path`.
+pub fn load_checkpoint_into(
+    vs: &VarStore,
+    backbone: &str,
+    path: &Path,
+    checkpoint: &Checkpoint,
+    strict: bool,
+) -> Result<ImportReport> {
+    let info = backbone_info(backbone).ok_or_else(|| anyhow!("unknown backbone {backbone:?}"))?;
+    let tensors = checkpoint.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let (tensors, convention): (_, Convention) = to_masklab(backbone, tensors)?;
+    let mut vars = vs.variables();
+    let mut report = ImportReport {
+        file: path.to_path_buf(),
+        backbone: backbone.to_string(),
+        format: format_name(checkpoint.format),
+        location: checkpoint.location.clone(),
+        convention: convention.to_string(),
+        loaded: Vec::new(),
+        missing: Vec::new(),
+        unexpected: Vec::new(),
+        mismatched: Vec::new(),
+        head_replaced: false,
+    };
+    let mut found = std::collections::HashSet::new();
+    tch::no_grad(|| {
+        for (name, t) in &tensors {
+            match vars.get_mut(name) {
+                None => report.unexpected.push(name.clone()),
+                Some(var) => {
+                    found.insert(name.clone());
+                    if var.size() != t.size() {
+                        report.mismatched.push(Mismatch { name: name.clone(), file: t.size(), model: var.size() });
+                    } else {
+                        // copy_ converts the dtype (fp16/bf16/fp64 files load into fp32 variables).
+                        var.copy_(t);
+                        report.loaded.push(name.clone());
+                    }
+                }
+            }
+        }
+    });
+    let mut missing: Vec<String> = vars.keys().filter(|k| !found.contains(*k)).cloned().collect();
+    missing.sort();
+    report.missing = missing;
+    let is_head = |n: &str| n.starts_with(info.head);
+    report.head_replaced =
+        report.missing.iter().any(|n| is_head(n)) || report.mismatched.iter().any(|m| is_head(&m.name));
+    if strict {
+        let missing_body: Vec<&String> = report.missing.iter().filter(|n| !is_head(n)).collect();
+        let mismatched_body: Vec<&Mismatch> = report.mismatched.iter().filter(|m| !is_head(&m.name)).collect();
+        if !missing_body.is_empty() || !mismatched_body.is_empty() {
+            let show = |v: Vec<String>| {
+                let n = v.len();
+                let mut s = v.into_iter().take(8).collect::<Vec<_>>().join(", ");
+                if n > 8 {
+                    s.push_str(&format!(", ... ({n} in all)"));
+                }
+                s
+            };
+            bail!(
+                "{} does not fit backbone {backbone} ({} names): {} tensors missing outside the classifier head [{}], \
+                 {} with another shape [{}]; {} file tensors unused [{}]. Check model.backbone, or set \
+                 model.pretrained_strict = false to load what fits",
+                path.display(),
+                convention,
+                missing_body.len(),
+                show(missing_body.into_iter().cloned().collect()),
+                mismatched_body.len(),
+                show(mismatched_body.iter().map(|m| format!("{} {:?} vs {:?}", m.name, m.file, m.model)).collect()),
+                report.unexpected.len(),
+                show(report.unexpected.clone()),
+            );
+        }
+    }
+    Ok(report)
+}
+
+/// Loads each net's `model.pretrained` (when set) and writes the reports to `RUN/pretrained.json`.
+pub fn load_pretrained(nets: &[Net], run: &Path) -> Result<Vec<(String, ImportReport)>> {
+    let mut reports = Vec::new();
+    for net in nets {
+        let m = &net.settings.model;
+        if m.pretrained.is_empty() {
+            continue;
+        }
+        let report = load_into(&net.vs, &m.backbone, Path::new(&m.pretrained), m.pretrained_strict)
+            .with_context(|| format!("model `{}`: model.pretrained", net.name))?;
+        eprintln!("pretrained `{}`: {}", net.name, report.summary());
+        reports.push((net.name.clone(), report));
+    }
+    if !reports.is_empty() {
+        let json: serde_json::Map<String, serde_json::Value> =
+            reports.iter().map(|(n, r)| Ok((n.clone(), serde_json::to_value(r)?))).collect::<Result<_>>()?;
+        write_atomic(&run.join("pretrained.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
+    Ok(reports)
+}
