@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod predictions;
+pub mod report;
 pub mod train;
 pub mod util;

@@ -100,6 +100,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         batch: usize,
     },
+    /// Write RUN/report.html from a run folder: summary, curves, confusion matrices, per-class scores, mistakes, config.
+    Report {
+        /// Run folder written by `masklab train` (a k-fold run folder gets the cross-validation page).
+        run: PathBuf,
+        /// Validation mistakes to show (default: the run's report.worst).
+        #[arg(long)]
+        worst: Option<usize>,
+    },
+    /// Compare runs: key config values and best scores (Markdown on stdout), an HTML page and overlaid curves.
+    Compare {
+        /// Run folders (two or more).
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// Folder for compare.html and its charts.
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
+    },
     /// Time training or inference steps of a backbone on synthetic input (JSON line).
     Bench {
         /// train or infer.
@@ -261,6 +278,15 @@ fn run(cli: Cli) -> Result<()> {
             let s = masklab::predict::predict(&o)?;
             eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
                 if s.skipped.is_empty() { String::new() } else { format!(", {} unreadable", s.skipped.len()) });
+        }
+        Command::Report { run, worst } => {
+            let page = masklab::report::write_report(&run, worst)?;
+            println!("wrote {}", page.display());
+        }
+        Command::Compare { runs, out } => {
+            let c = masklab::report::compare::compare(&runs, &out)?;
+            print!("{}", c.markdown);
+            eprintln!("wrote {}", c.page.display());
         }
         Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
             let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
