@@ -4,6 +4,7 @@
 use super::html::{facts, table, Page};
 use super::mistakes::worst;
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
+use plotters::chart::SeriesLabelPosition;
 use super::run::RunRecord;
 use super::run_page::{class_labels, config_section, confusions, mistakes_grid, per_class};
 use super::{FIGURE_DIR, REPORT_FILE};
@@ -29,7 +30,7 @@ pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
     let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(&fold_dir(run, k))).collect::<Result<_>>()?;
 
     let name = super::run::folder_name(run);
-    let mut page = Page::new(&format!("masklab k-fold run {name}"), &run.display().to_string(), FIGURE_DIR);
+    let mut page = Page::new(&format!("k-fold run report: {name}"), &run.display().to_string(), FIGURE_DIR);
     page.section("summary", "Cross-validation");
     let o = &cv.oof;
     let mut cards = String::from("<div class=\"cards\">");
@@ -79,7 +80,17 @@ pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
             })
             .collect()
     };
-    let chart = |title: &str, y: &str, series, range| LineChart { title: title.into(), x_desc: "epoch".into(), y_desc: y.into(), series, y_range: range, mark_x: None, scientific: false };
+    // Scores rise to the top and losses fall to the bottom: the legend goes where the lines are not.
+    let chart = |title: &str, y: &str, series, range: Option<(f64, f64)>| LineChart {
+        title: title.into(),
+        x_desc: "epoch".into(),
+        y_desc: y.into(),
+        series,
+        y_range: range,
+        mark_x: None,
+        scientific: false,
+        legend: if range.is_some() { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
+    };
     page.begin_row();
     page.figure("folds_f1.png", line_chart_png(&chart("Validation macro F1 per fold", "macro F1", per_fold(|e| e.val.map(|v| v.f1)), Some((0.0, 1.05))))?, "Validation macro F1 of each fold");
     page.figure("folds_val_loss.png", line_chart_png(&chart("Validation loss per fold", "loss", per_fold(|e| e.val.map(|v| v.loss)), None))?, "Validation loss of each fold");

@@ -165,7 +165,7 @@ figure{margin:8px 0 16px}figure img{display:block;max-width:100%;height:auto;bor
 figcaption{font-size:13px;color:#555;margin-top:4px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}.card{border:1px solid #ddd;border-radius:6px;padding:10px 16px;min-width:120px}
 .card .v{font-size:26px;font-weight:600}.card .k{font-size:13px;color:#555}
-.mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistake{width:170px;border:1px solid #ddd;border-radius:6px;padding:8px;font-size:13px}
+.mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistake{width:210px;border:1px solid #ddd;border-radius:6px;padding:8px;font-size:13px}
 .mistake img{display:block;margin:0 auto 6px;height:96px;width:auto}.mistake .t{color:#2e7d32}.mistake .p{color:#c62828}
 .note{background:#fff8e1;border-left:4px solid #f9a825;padding:6px 12px}
 pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:12px;overflow:auto;font-size:13px;max-height:640px}

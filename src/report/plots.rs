@@ -45,9 +45,10 @@ fn text(size: u32, colour: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
     TextStyle { font: (FONT, size).into_font(), color: colour.to_backend_color(), pos: Pos::new(h, v) }
 }
 
-/// A rough text width for layout before anything is drawn (DejaVu Sans is about 0.6 em per character).
+/// The width of a text in the plots' font, for layout before anything is drawn (a rough 0.6 em
+/// per character when the font cannot be measured).
 fn text_width(s: &str, size: u32) -> u32 {
-    (s.chars().count() as f64 * size as f64 * 0.6).ceil() as u32
+    (FONT, size).into_font().box_size(s).map(|(w, _)| w).unwrap_or_else(|_| (s.chars().count() as f64 * size as f64 * 0.6).ceil() as u32)
 }
 
 /// White to dark blue by `v` in [0, 1].
@@ -67,11 +68,11 @@ pub fn confusion_png(counts: &[Vec<u64>], labels: &[String], title: &str) -> Res
     }
     let big = n > 6;
     let cell: u32 = if big { 50 } else { 100 };
-    let (label_size, count_size, share_size) = if big { (15, 15, 11) } else { (18, 24, 16) };
+    let (label_size, count_size, share_size) = if big { (15, 15, 12) } else { (18, 24, 16) };
     let label_w = labels.iter().map(|l| text_width(l, label_size)).max().unwrap_or(0) + 14;
     let (axis_w, top, right) = (34, 78, 80);
     let left = axis_w + label_w;
-    let bottom = label_w + 40;
+    let bottom = label_w + 44;
     let width = (left + n as u32 * cell + right).max(text_width(title, 22) + 40).max(560);
     let height = top + n as u32 * cell + bottom;
     // Centre the matrix when the title makes the picture wider than it.
@@ -145,6 +146,8 @@ pub struct LineChart {
     pub mark_x: Option<(f64, String)>,
     /// Scientific tick labels (learning rates).
     pub scientific: bool,
+    /// Where the legend goes: where the lines are not (scores rise to the top, losses fall).
+    pub legend: SeriesLabelPosition,
 }
 
 pub fn line_chart_png(chart: &LineChart) -> Result<Vec<u8>> {
@@ -158,7 +161,8 @@ pub fn line_chart_png(chart: &LineChart) -> Result<Vec<u8>> {
         if hi > lo { (lo, hi + (hi - lo) * 0.08) } else { (lo, lo + 1.0) }
     });
     let scientific = chart.scientific;
-    render(900, 460, |root| {
+    // Two fit side by side on a 1400 px wide window.
+    render(660, 420, |root| {
         let mut c = ChartBuilder::on(root)
             .caption(&chart.title, (FONT, 22))
             .margin(14)
@@ -192,10 +196,10 @@ pub fn line_chart_png(chart: &LineChart) -> Result<Vec<u8>> {
             }
         }
         c.configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(chart.legend.clone())
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(190, 190, 190))
-            .label_font((FONT, 15))
+            .label_font((FONT, 14))
             .draw()?;
         Ok(())
     })
@@ -320,9 +324,10 @@ mod tests {
             y_range: None,
             mark_x: Some((2.0, "best epoch 2".into())),
             scientific: false,
+            legend: SeriesLabelPosition::UpperRight,
         };
         let img = decode(&line_chart_png(&chart).unwrap());
-        assert_eq!((img.width(), img.height()), (900, 460));
+        assert_eq!((img.width(), img.height()), (660, 420));
         assert!(has_ink(&img));
         let bars = grouped_bars_png(
             "Per class",

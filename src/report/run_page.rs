@@ -4,6 +4,7 @@
 use super::html::{data_uri, escape, facts, table, Page};
 use super::mistakes::{worst, Mistake};
 use super::plots::{confusion_png, grouped_bars_png, line_chart_png, BarGroup, LineChart, Series, PALETTE};
+use plotters::chart::SeriesLabelPosition;
 use super::run::{config_values, RunRecord};
 use crate::labels::{AgeBounds, Class, Gender, Mask, NUM_CLASSES};
 use crate::metrics::Confusion;
@@ -13,7 +14,7 @@ use std::fmt::Write;
 /// The figures and page of a run; figure files go to `figure_dir` beside the page.
 pub fn run_page(run: &RunRecord, worst_count: usize, figure_dir: &str) -> Result<Page> {
     let bounds = run.bounds();
-    let mut page = Page::new(&format!("masklab run {}", run.name()), &run.dir.display().to_string(), figure_dir);
+    let mut page = Page::new(&format!("Run report: {}", run.name()), &run.dir.display().to_string(), figure_dir);
     summary(&mut page, run);
     curves(&mut page, run)?;
     match &run.best {
@@ -112,7 +113,8 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
         Series { name: "train loss (epoch mean)".into(), points: epoch_points(&|e| Some(e.train_loss)), markers: true, colour: PALETTE[0] },
         Series { name: "validation loss".into(), points: epoch_points(&|e| e.val.map(|v| v.loss)), markers: true, colour: PALETTE[1] },
     ];
-    if !run.steps.is_empty() {
+    // A single log interval draws no line; the epoch means say the same.
+    if run.steps.len() >= 2 {
         let steps: Vec<(f64, f64)> = run.steps.iter().map(|s| (run.step_epoch(s), s.loss)).collect();
         loss.insert(0, Series { name: "train loss (per log interval)".into(), points: steps, markers: false, colour: RGB_LIGHT_BLUE });
     }
@@ -124,6 +126,7 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
         y_range: None,
         mark_x: best_mark.clone(),
         scientific: false,
+        legend: SeriesLabelPosition::UpperRight,
     })?;
     let score = |name: &str, colour, f: fn(&super::run::ValPoint) -> f64| Series {
         name: name.into(),
@@ -140,11 +143,12 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
             score("mask F1", PALETTE[0], |v| v.f1_mask),
             score("gender F1", PALETTE[2], |v| v.f1_gender),
             score("age F1", PALETTE[4], |v| v.f1_age),
-            score("accuracy", PALETTE[7], |v| v.accuracy),
+            score("accuracy", PALETTE[9], |v| v.accuracy),
         ],
         y_range: Some((0.0, 1.05)),
         mark_x: best_mark,
         scientific: false,
+        legend: SeriesLabelPosition::LowerRight,
     })?;
     let mut lr: Vec<(f64, f64)> = run.steps.iter().map(|s| (run.step_epoch(s), s.lr)).chain(run.epochs.iter().map(|e| (e.epoch as f64, e.lr))).collect();
     lr.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -152,10 +156,16 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
         title: "Learning rate".into(),
         x_desc: "epoch".into(),
         y_desc: "learning rate".into(),
-        series: vec![Series { name: format!("{} (first model of the layout)", run.config.optim.lr), points: lr, markers: run.steps.is_empty(), colour: PALETTE[2] }],
+        series: vec![Series {
+            name: format!("{} schedule from {} (the layout's first model)", config_values(&run.config).get("schedule.kind").cloned().unwrap_or_default(), run.config.optim.lr),
+            points: lr,
+            markers: true,
+            colour: PALETTE[2],
+        }],
         y_range: None,
         mark_x: None,
         scientific: true,
+        legend: SeriesLabelPosition::UpperRight,
     })?;
     page.begin_row();
     page.figure("loss.png", loss_png, "Training and validation loss per epoch");
@@ -189,9 +199,13 @@ pub fn per_class(page: &mut Page, conf: &Confusion, bounds: &AgeBounds, what: &s
     let labels = class_labels(bounds);
     let stats = conf.per_class();
     let categories: Vec<String> = labels.iter().zip(&stats).map(|(l, s)| format!("{l} (n={})", s.support)).collect();
+    let n = conf.n;
+    // A class neither present nor predicted has no scores: its bars stay empty and unlabelled.
+    let absent: Vec<bool> = (0..n).map(|c| (0..n).all(|o| conf.counts[c * n + o] == 0 && conf.counts[o * n + c] == 0)).collect();
     let group = |name: &str, colour, f: fn(&crate::metrics::ClassStats) -> f64| {
         let values: Vec<f64> = stats.iter().map(f).collect();
-        BarGroup { name: name.into(), texts: values.iter().map(|v| format!("{v:.2}")).collect(), values, colour }
+        let texts = values.iter().zip(&absent).map(|(v, &a)| if a { String::new() } else { format!("{v:.2}") }).collect();
+        BarGroup { name: name.into(), texts, values, colour }
     };
     let png = grouped_bars_png(
         &format!("Per-class scores ({what})"),
@@ -202,20 +216,20 @@ pub fn per_class(page: &mut Page, conf: &Confusion, bounds: &AgeBounds, what: &s
     )?;
     page.begin_row();
     page.figure("per_class.png", png, "Precision, recall and F1 per class (n: true images of the class)");
-    let n = conf.n;
     let rows: Vec<Vec<String>> = stats
         .iter()
         .enumerate()
         .map(|(c, s)| {
             let row = &conf.counts[c * n..(c + 1) * n];
             let confused = (0..n).filter(|&p| p != c && row[p] > 0).max_by_key(|&p| (row[p], std::cmp::Reverse(p)));
+            let score = |v: f64| if absent[c] { "-".to_string() } else { format!("{v:.3}") };
             vec![
                 c.to_string(),
                 labels[c].clone(),
                 s.support.to_string(),
-                format!("{:.3}", s.precision),
-                format!("{:.3}", s.recall),
-                format!("{:.3}", s.f1),
+                score(s.precision),
+                score(s.recall),
+                score(s.f1),
                 confused.map(|p| format!("{} ({})", labels[p], row[p])).unwrap_or_else(|| "-".into()),
             ]
         })
