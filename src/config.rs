@@ -166,6 +166,21 @@ impl TrainConfig {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Write RUN/report.html when training ends (`masklab report RUN` writes it at any time).
+    pub enabled: bool,
+    /// Validation mistakes shown in the report, most confident first.
+    pub worst: usize,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig { enabled: true, worst: 24 }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -177,6 +192,7 @@ pub struct Config {
     pub sampler: SamplerConfig,
     pub augment: AugmentConfig,
     pub train: TrainConfig,
+    pub report: ReportConfig,
     /// Per-model overrides: `models.<model name>.<section>.<key>`.
     pub models: BTreeMap<String, toml::Table>,
 }

@@ -140,6 +140,23 @@ enum Command {
         #[arg(long, default_value = "torchvision", value_parser = ["torchvision"])]
         format: String,
     },
+    /// Write RUN/report.html from a run folder: summary, curves, confusion matrices, per-class scores, mistakes, config.
+    Report {
+        /// Run folder written by `masklab train` (a k-fold run folder gets the cross-validation page).
+        run: PathBuf,
+        /// Validation mistakes to show (default: the run's report.worst).
+        #[arg(long)]
+        worst: Option<usize>,
+    },
+    /// Compare runs: key config values and best scores (Markdown on stdout), an HTML page and overlaid curves.
+    Compare {
+        /// Run folders (two or more).
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// Folder for compare.html and its charts.
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
+    },
     /// Time training or inference steps of a backbone on synthetic input (JSON line).
     Bench {
         /// train or infer.
@@ -352,6 +369,15 @@ fn run(cli: Cli) -> Result<()> {
             for e in masklab::weights::export::export(&run, &out, &format)? {
                 println!("{} -> {} ({}, {} classes)", e.model, e.path.display(), e.backbone, e.num_classes);
             }
+        }
+        Command::Report { run, worst } => {
+            let page = masklab::report::write_report(&run, worst)?;
+            println!("wrote {}", page.display());
+        }
+        Command::Compare { runs, out } => {
+            let c = masklab::report::compare::compare(&runs, &out)?;
+            print!("{}", c.markdown);
+            eprintln!("wrote {}", c.page.display());
         }
         Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
             let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };

@@ -120,6 +120,9 @@ pub fn train_folds(data: &Path, cfg: &Config, run: &Path, resume: bool, progress
     }
     let cv = gather_oof(run, k)?;
     write_atomic(&run.join(CV_FILE), serde_json::to_string_pretty(&cv)?.as_bytes())?;
+    if cfg.report.enabled {
+        crate::report::write_after_training(run, cfg.report.worst);
+    }
     Ok(cv)
 }
 

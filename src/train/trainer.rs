@@ -202,8 +202,13 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
     };
     if !resume {
         let data_path = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
+        let per_class = |idx: &[usize]| idx.iter().fold(vec![0u64; crate::labels::NUM_CLASSES], |mut n, &i| {
+            n[prepared.classes[i]] += 1;
+            n
+        });
         log(json!({"kind": "start", "data": data_path.display().to_string(), "fold": cfg.data.fold, "train_images": prepared.train_idx.len(), "val_images": prepared.val_idx.len(),
-                   "people": prepared.set.people.len(), "device": format!("{device:?}"), "layout": layout.to_string()}))?;
+                   "people": prepared.set.people.len(), "device": format!("{device:?}"), "layout": layout.to_string(),
+                   "train_classes": per_class(&prepared.train_idx), "val_classes": per_class(&prepared.val_idx)}))?;
     }
 
     let total_epochs = cfg.train.epochs;
@@ -345,6 +350,9 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
             log(json!({"kind": "early_stop", "epoch": epoch, "best_epoch": state.best_epoch}))?;
             break;
         }
+    }
+    if cfg.report.enabled {
+        crate::report::write_after_training(run, cfg.report.worst);
     }
     if best_eval.is_none() && run.join("best.json").exists() {
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("best.json"))?)?;

@@ -1,0 +1,115 @@
+//! The page of a k-fold run: cross-validated scores (cv.json), the out-of-fold confusion and
+//! per-class scores, every fold's curves on one chart, the worst out-of-fold mistakes, and links
+//! to each fold's own page.
+use super::html::{facts, table, Page};
+use super::mistakes::worst;
+use super::plots::{line_chart_png, LineChart, Series, PALETTE};
+use plotters::chart::SeriesLabelPosition;
+use super::run::RunRecord;
+use super::run_page::{class_labels, config_section, confusions, mistakes_grid, per_class};
+use super::{FIGURE_DIR, REPORT_FILE};
+use crate::config::Config;
+use crate::labels::NUM_CLASSES;
+use crate::metrics::Confusion;
+use crate::predictions::read_rows;
+use crate::train::kfold::{fold_dir, CrossValidation, CV_FILE, OOF_PREDICTIONS};
+use anyhow::{Context, Result};
+use std::fmt::Write;
+use std::path::Path;
+
+pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
+    let cv_path = run.join(CV_FILE);
+    let cv: CrossValidation = serde_json::from_slice(
+        &std::fs::read(&cv_path).with_context(|| format!("cannot read {} (a k-fold run writes it when its last fold ends)", cv_path.display()))?,
+    )
+    .with_context(|| format!("{} is not a cross-validation file", cv_path.display()))?;
+    let config_path = run.join("config.toml");
+    let config = Config::load(Some(&config_path), &[]).with_context(|| format!("{} is not a masklab run", run.display()))?;
+    let config_text = std::fs::read_to_string(&config_path)?;
+    let bounds = config.data.bounds()?;
+    let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(&fold_dir(run, k))).collect::<Result<_>>()?;
+
+    let name = super::run::folder_name(run);
+    let mut page = Page::new(&format!("k-fold run report: {name}"), &run.display().to_string(), FIGURE_DIR);
+    page.section("summary", "Cross-validation");
+    let o = &cv.oof;
+    let mut cards = String::from("<div class=\"cards\">");
+    for (k, v) in [
+        ("out-of-fold macro F1", format!("{:.4}", o.f1)),
+        ("fold F1 mean &plusmn; std", format!("{:.4} &plusmn; {:.4}", cv.fold_f1_mean, cv.fold_f1_std)),
+        ("accuracy", format!("{:.4}", o.accuracy)),
+        ("mask F1", format!("{:.4}", o.f1_mask)),
+        ("gender F1", format!("{:.4}", o.f1_gender)),
+        ("age F1", format!("{:.4}", o.f1_age)),
+    ] {
+        // Keys and values here are our own fixed text and numbers; the entity is meant.
+        let _ = write!(cards, "<div class=\"card\"><div class=\"v\">{v}</div><div class=\"k\">{k}</div></div>");
+    }
+    cards.push_str("</div>");
+    page.html(&cards);
+    page.html(&facts(&[
+        ("folds", format!("{} (people split by person, stratified by gender x age band)", cv.folds)),
+        ("out-of-fold images", cv.images.to_string()),
+        ("model", format!("{} ({} layout), input {} px", config.model.backbone, config.model.layout, config.data.size)),
+        ("dataset", folds[0].start.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into())),
+    ]));
+    let rows: Vec<Vec<String>> = cv
+        .per_fold
+        .iter()
+        .map(|f| {
+            let s = &f.scores;
+            vec![f.fold.to_string(), f.people.to_string(), f.images.to_string(), f.best_epoch.to_string(), format!("{:.4}", s.f1), format!("{:.4}", s.accuracy), format!("{:.4}", s.f1_mask), format!("{:.4}", s.f1_gender), format!("{:.4}", s.f1_age)]
+        })
+        .collect();
+    page.html(&table(&["fold", "people", "images", "best epoch", "macro F1", "accuracy", "mask F1", "gender F1", "age F1"], &rows));
+    let links: Vec<String> = (1..=cv.folds)
+        .map(|k| format!("<a href=\"fold-{k}/{REPORT_FILE}\">fold {k}</a>"))
+        .collect();
+    page.html(&format!("<p>Each fold's own report: {}</p>", links.join(" &middot; ")));
+
+    page.section("curves", "Learning curves of the folds");
+    let per_fold = |f: fn(&super::run::EpochPoint) -> Option<f64>| -> Vec<Series> {
+        folds
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Series {
+                name: format!("fold {}", i + 1),
+                points: r.epochs.iter().filter_map(|e| f(e).map(|y| (e.epoch as f64, y))).collect(),
+                markers: true,
+                colour: PALETTE[i % PALETTE.len()],
+            })
+            .collect()
+    };
+    // Scores rise to the top and losses fall to the bottom: the legend goes where the lines are not.
+    let chart = |title: &str, y: &str, series, range: Option<(f64, f64)>| LineChart {
+        title: title.into(),
+        x_desc: "epoch".into(),
+        y_desc: y.into(),
+        series,
+        y_range: range,
+        mark_x: None,
+        scientific: false,
+        legend: if range.is_some() { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
+    };
+    page.begin_row();
+    page.figure("folds_f1.png", line_chart_png(&chart("Validation macro F1 per fold", "macro F1", per_fold(|e| e.val.map(|v| v.f1)), Some((0.0, 1.05))))?, "Validation macro F1 of each fold");
+    page.figure("folds_val_loss.png", line_chart_png(&chart("Validation loss per fold", "loss", per_fold(|e| e.val.map(|v| v.loss)), None))?, "Validation loss of each fold");
+    page.figure("folds_train_loss.png", line_chart_png(&chart("Training loss per fold", "loss", per_fold(|e| Some(e.train_loss)), None))?, "Training loss of each fold");
+    page.end_row();
+
+    let oof_path = run.join(OOF_PREDICTIONS);
+    let oof = read_rows(&oof_path)?;
+    let mut conf = Confusion::new(NUM_CLASSES);
+    for r in &oof {
+        conf.add(r.truth, r.predicted());
+    }
+    confusions(&mut page, &conf, &bounds, "out-of-fold")?;
+    per_class(&mut page, &conf, &bounds, "out-of-fold")?;
+
+    page.section("mistakes", "Worst out-of-fold mistakes");
+    let found = worst(&oof, worst_count.unwrap_or(config.report.worst), folds[0].start.data.as_deref());
+    page.text(&format!("{} of {} out-of-fold images are wrong; the {} below got the highest probability for a wrong class.", oof.iter().filter(|r| r.predicted() != r.truth).count(), oof.len(), found.len()));
+    page.html(&mistakes_grid(&found, &class_labels(&bounds)));
+    config_section(&mut page, &config_text);
+    Ok(page)
+}
