@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod predict;
 pub mod predictions;
+pub mod tracking;
 pub mod train;
 pub mod tune;
 pub mod util;
