@@ -1,5 +1,5 @@
 //! The confusion matrix as a PNG image: rows are true classes, columns predicted ones, each cell
-//! shaded by its share of the row (the class's recall on the diagonal) and labelled with its count.
+//! shaded by its share of the row (the class's recall on the outlined diagonal) and labelled with its count.
 use anyhow::{bail, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -57,7 +57,9 @@ pub fn confusion_png(confusion: &[Vec<u64>], labels: &[String]) -> Result<Vec<u8
                 let (x, y) = (p, row(t));
                 let cell = [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))];
                 chart.draw_series(std::iter::once(Rectangle::new(cell.clone(), shade(share).filled())))?;
-                chart.draw_series(std::iter::once(Rectangle::new(cell, RGBColor(220, 220, 220).stroke_width(1))))?;
+                // The diagonal (correct predictions) is outlined so that it reads at a glance.
+                let border = if t == p { RGBColor(60, 60, 60).stroke_width(2) } else { RGBColor(220, 220, 220).stroke_width(1) };
+                chart.draw_series(std::iter::once(Rectangle::new(cell, border)))?;
                 if count > 0 {
                     let ink = if share > 0.5 { WHITE } else { BLACK };
                     chart.draw_series(std::iter::once(Text::new(
