@@ -2,7 +2,7 @@
 # Sets up (libtorch into .venv, once) and runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 source scripts/env.sh
 cargo build --quiet --bins --tests
 # Unit tests share libtorch's global random generator, and some check that a seed reproduces
