@@ -325,7 +325,7 @@ fn mlflow_receives_params_metrics_and_artifacts_and_a_resume_continues_the_run()
     for (path, _) in &listed {
         assert!(!path.starts_with("last."), "only the best checkpoint is uploaded: {listed:?}");
     }
-    for f in ["best.safetensors", "best.json", "config.toml", "metrics.jsonl", "report.html", "report/notes.txt"] {
+    for f in ["best.safetensors", "best.json", "config.toml", "metrics.jsonl", "val_predictions.csv", "report.html", "report/notes.txt"] {
         let size = fs::metadata(run.join(f)).unwrap().len();
         assert!(listed.contains(&(f.to_string(), size)), "{f} ({size} bytes) is not an artifact: {listed:?}");
     }

@@ -165,7 +165,7 @@ impl MlflowRun {
             Some((link, run)) => (link, logged_params(&run)),
             None => {
                 let experiment_id = experiment_id(&client, experiment)?;
-                let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "masklab".into());
+                let name = run_name(run_dir);
                 let folder = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
                 let tags = json!([
                     {"key": "mlflow.source.name", "value": "masklab"},
@@ -246,6 +246,17 @@ impl MlflowRun {
     }
 }
 
+/// The run folder's name; a fold of a k-fold run is `<k-fold run>/fold-N`, so that folds of
+/// different runs tell apart in one experiment.
+fn run_name(run_dir: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let own = name(run_dir).unwrap_or_else(|| "masklab".into());
+    match run_dir.parent().filter(|p| crate::train::kfold::is_kfold_run(p)).and_then(name) {
+        Some(parent) => format!("{parent}/{own}"),
+        None => own,
+    }
+}
+
 /// The params an MLflow run already holds (from runs/get).
 fn logged_params(run: &Value) -> BTreeMap<String, String> {
     run["run"]["data"]["params"]
@@ -284,6 +295,17 @@ mod tests {
         assert_eq!(proxied_root("/srv/mlruns/1/abc/artifacts"), None);
         assert_eq!(proxied_root("s3://bucket/1/abc/artifacts"), None);
         assert_eq!(encode_path("1/abc/artifacts/report/confusion matrix.png"), "1/abc/artifacts/report/confusion%20matrix.png");
+    }
+
+    #[test]
+    fn folds_of_a_kfold_run_are_named_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("cv-run");
+        std::fs::create_dir_all(run.join("fold-2")).unwrap();
+        assert_eq!(run_name(&run.join("fold-2")), "fold-2");
+        std::fs::write(run.join(crate::train::kfold::FOLDS_FILE), "{}").unwrap();
+        assert_eq!(run_name(&run.join("fold-2")), "cv-run/fold-2");
+        assert_eq!(run_name(&run), "cv-run");
     }
 
     #[test]

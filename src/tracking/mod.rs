@@ -53,7 +53,8 @@ pub const TENSORBOARD_DIR: &str = "tensorboard";
 pub const CONFUSION_TAG: &str = "val/confusion";
 
 /// Files of a run folder uploaded to MLflow at the end, when present, and the report's folder.
-const ARTIFACT_FILES: [&str; 5] = ["best.safetensors", "best.json", "config.toml", "metrics.jsonl", "report.html"];
+const ARTIFACT_FILES: [&str; 6] =
+    ["best.safetensors", "best.json", "config.toml", "metrics.jsonl", crate::train::trainer::VAL_PREDICTIONS, "report.html"];
 const ARTIFACT_DIRS: [&str; 1] = ["report"];
 
 /// The trackers of one training run. The trainer calls `start`, then `step` and `epoch` with
