@@ -6,9 +6,13 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.11.0
 TORCHVISION_VERSION=0.26.0
+# Readers the tracking tests check masklab's TensorBoard and MLflow output with (tested versions).
+TENSORBOARD_VERSION=2.21.0
+MLFLOW_VERSION=3.17.2
 PY=${MASKLAB_PYTHON:-python3}
 # --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
-# --test: also what the weight parity test needs (torchvision, safetensors); scripts/test.sh uses it.
+# --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
+#         tensorboard and mlflow (tracking); scripts/test.sh uses it.
 BENCH=0
 TEST=0
 for arg in "$@"; do
@@ -21,7 +25,18 @@ done
 
 have() { .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; }
 
-have_test() { .venv/bin/python -c "import torchvision, safetensors, sys; sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null; }
+# Package metadata, not imports: importing mlflow takes seconds.
+have_test() {
+    .venv/bin/python -c "from importlib.metadata import version as v; import sys
+want = {'torchvision': '$TORCHVISION_VERSION', 'safetensors': None, 'tensorboard': '$TENSORBOARD_VERSION', 'mlflow': '$MLFLOW_VERSION'}
+def ok(name, version):
+    try:
+        have = v(name)
+    except Exception:
+        return False
+    return version is None or have.split('+')[0] == version
+sys.exit(0 if all(ok(n, w) for n, w in want.items()) else 1)" 2>/dev/null
+}
 
 have_bench() { .venv/bin/python -c "import torchvision, PIL, numpy, sys; sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null; }
 
@@ -36,6 +51,9 @@ if [ "$BENCH" = 1 ] && ! have_bench; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy
 fi
 if [ "$TEST" = 1 ] && ! have_test; then
-    echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors into .venv (for the weight parity test)" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" safetensors
+    echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
+    # torch stays pinned: mlflow's dependencies must not move it.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" safetensors \
+        "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
+    have_test || { echo "setup: the test packages did not install into .venv" >&2; exit 1; }
 fi

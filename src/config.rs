@@ -12,6 +12,7 @@ use crate::model::layout::Layout;
 use crate::train::loss::LossConfig;
 use crate::train::optim::OptimConfig;
 use crate::train::schedule::ScheduleConfig;
+use crate::tracking::TrackingConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -193,6 +194,7 @@ pub struct Config {
     pub augment: AugmentConfig,
     pub train: TrainConfig,
     pub report: ReportConfig,
+    pub tracking: TrackingConfig,
     /// Per-model overrides: `models.<model name>.<section>.<key>`.
     pub models: BTreeMap<String, toml::Table>,
 }
@@ -245,6 +247,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         self.data.bounds()?;
         self.data.preprocess()?;
+        self.tracking.validate()?;
         if self.data.size < 16 {
             bail!("data.size must be at least 16, got {}", self.data.size);
         }

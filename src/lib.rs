@@ -11,6 +11,7 @@ pub mod model;
 pub mod predict;
 pub mod predictions;
 pub mod report;
+pub mod tracking;
 pub mod train;
 pub mod tune;
 pub mod util;

@@ -15,6 +15,7 @@ use crate::train::checkpoint;
 use crate::train::ema::Ema;
 use crate::train::optim::Optimizer;
 use crate::train::schedule::lr_at;
+use crate::tracking::Trackers;
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -210,6 +211,8 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
                    "people": prepared.set.people.len(), "device": format!("{device:?}"), "layout": layout.to_string(),
                    "train_classes": per_class(&prepared.train_idx), "val_classes": per_class(&prepared.val_idx)}))?;
     }
+    // TensorBoard and MLflow receive the metrics.jsonl lines; they warn instead of failing.
+    let mut trackers = Trackers::start(cfg, run, resume.then_some(state.step));
 
     let total_epochs = cfg.train.epochs;
     let mut best_eval: Option<Evaluation> = None;
@@ -291,9 +294,11 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
             }
             if cfg.train.log_every > 0 && state.step % cfg.train.log_every == 0 {
                 let secs = window.0.elapsed().as_secs_f64();
-                log(json!({"kind": "step", "epoch": epoch, "step": state.step, "loss": window_loss.double_value(&[]) / window.2 as f64,
+                let line = json!({"kind": "step", "epoch": epoch, "step": state.step, "loss": window_loss.double_value(&[]) / window.2 as f64,
                            "lr": lr_at(&nets[0].settings.schedule, nets[0].settings.optim.lr, state.step, steps_per_epoch, total_epochs),
-                           "images_per_s": window.1 as f64 / secs.max(1e-9)}))?;
+                           "images_per_s": window.1 as f64 / secs.max(1e-9)});
+                log(line.clone())?;
+                trackers.step(&line);
                 window = (Instant::now(), 0, 0);
                 window_loss = Tensor::zeros([], (Kind::Float, device));
             }
@@ -342,6 +347,7 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         // The epoch's line goes first: a run killed before the checkpoint lands redoes the
         // epoch, and resuming drops the lines of epochs after the checkpoint.
         log(epoch_line.clone())?;
+        trackers.epoch(&epoch_line, eval.as_ref().map(|e| e.confusion.as_slice()));
         save_last(run, cfg, &state, &nets, &optims, &emas, &eval)?;
         epochs_run += 1;
         print_epoch(&epoch_line, total_epochs, improved);
@@ -358,6 +364,8 @@ pub fn train(data: &Path, cfg: &Config, run: &Path, resume: bool, progress: bool
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("best.json"))?)?;
         best_eval = serde_json::from_value(meta["metrics"].clone()).ok();
     }
+    // Last: the artifacts MLflow receives are the run folder's final files.
+    trackers.finish(state.best_epoch);
     Ok(TrainSummary { run: run.to_path_buf(), epochs_run, best_epoch: state.best_epoch, best: best_eval })
 }
 

@@ -1,0 +1,299 @@
+//! Experiment tracking: TensorBoard event files in the run folder and an MLflow run on a tracking
+//! server. Both are fed the lines the trainer writes to metrics.jsonl, so they show exactly what
+//! metrics.jsonl holds. A tracker that fails warns once and is switched off for the rest of the
+//! run: tracking never fails a training run.
+pub mod mlflow;
+pub mod tensorboard;
+pub mod tfrecord;
+
+use crate::config::Config;
+use crate::labels::Class;
+use anyhow::Result;
+use crate::report::plots::confusion_png;
+use mlflow::MlflowRun;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tensorboard::EventWriter;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// Write TensorBoard event files into RUN/tensorboard/: scalars per step and per epoch, the confusion matrix per epoch.
+    pub tensorboard: bool,
+    /// MLflow tracking server URL, e.g. "http://127.0.0.1:5000" ("" = no MLflow).
+    pub mlflow: String,
+    /// MLflow experiment that runs are logged under (created when missing).
+    pub experiment: String,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        TrackingConfig { tensorboard: true, mlflow: String::new(), experiment: "masklab".into() }
+    }
+}
+
+impl TrackingConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !self.mlflow.is_empty() {
+            mlflow::check_url(&self.mlflow)?;
+            if self.experiment.trim().is_empty() {
+                anyhow::bail!("tracking.experiment must name an MLflow experiment");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The run folder's TensorBoard log (`tensorboard --logdir RUN`).
+pub const TENSORBOARD_DIR: &str = "tensorboard";
+
+/// Tag of the confusion matrix image in TensorBoard.
+pub const CONFUSION_TAG: &str = "val/confusion";
+
+/// Files of a run folder uploaded to MLflow at the end, when present, and the report's folder.
+const ARTIFACT_FILES: [&str; 6] =
+    ["best.safetensors", "best.json", "config.toml", "metrics.jsonl", crate::train::trainer::VAL_PREDICTIONS, "report.html"];
+const ARTIFACT_DIRS: [&str; 1] = ["report"];
+
+/// The trackers of one training run. The trainer calls `start`, then `step` and `epoch` with
+/// each metrics.jsonl line it writes, and `finish` at the end; dropped without `finish` (the
+/// training failed), the MLflow run is marked FAILED.
+pub struct Trackers {
+    run_dir: PathBuf,
+    tensorboard: Option<EventWriter>,
+    /// Class labels for the confusion image; empty once drawing it failed.
+    labels: Vec<String>,
+    mlflow: Option<MlflowRun>,
+    mlflow_url: String,
+    ended: bool,
+}
+
+impl Trackers {
+    /// Opens the configured trackers for `run_dir`. `resumed_at` is the global step of the
+    /// checkpoint a resumed run continues from: TensorBoard forgets what was logged after it.
+    pub fn start(cfg: &Config, run_dir: &Path, resumed_at: Option<usize>) -> Trackers {
+        let t = &cfg.tracking;
+        let mut trackers = Trackers {
+            run_dir: run_dir.to_path_buf(),
+            tensorboard: None,
+            labels: match cfg.data.bounds() {
+                Ok(b) => Class::all().map(|c| c.label(&b)).collect(),
+                Err(_) => Vec::new(),
+            },
+            mlflow: None,
+            mlflow_url: t.mlflow.clone(),
+            ended: false,
+        };
+        if t.tensorboard {
+            let dir = run_dir.join(TENSORBOARD_DIR);
+            match EventWriter::create(&dir, resumed_at.map(|s| s as i64)) {
+                Ok(w) => trackers.tensorboard = Some(w),
+                Err(e) => tracing::warn!("TensorBoard log off: {e:#}"),
+            }
+        }
+        if !t.mlflow.is_empty() {
+            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir, &config_params(cfg), resumed_at.is_some()) {
+                Ok(run) => {
+                    eprintln!(
+                        "MLflow: run {} in experiment `{}`: {}/#/experiments/{}/runs/{}",
+                        run.link.run_id,
+                        t.experiment,
+                        t.mlflow.trim_end_matches('/'),
+                        run.link.experiment_id,
+                        run.link.run_id
+                    );
+                    trackers.mlflow = Some(run);
+                }
+                Err(e) => warn_mlflow_off(&t.mlflow, "starting the run", &e),
+            }
+        }
+        trackers
+    }
+
+    /// A `"kind": "step"` line: its numbers go to TensorBoard as `train/<name>` at its step.
+    pub fn step(&mut self, line: &Value) {
+        let step = line["step"].as_i64().unwrap_or(0);
+        let scalars: Vec<(String, f64)> = line_scalars(line).into_iter().map(|(k, v)| (format!("train/{k}"), v)).collect();
+        self.tensorboard_do(|w| w.scalars(step, &scalars));
+    }
+
+    /// A `"kind": "epoch"` line: its numbers go to TensorBoard as `epoch/<name>` at the epoch's
+    /// last step, with the confusion matrix image, and to MLflow as `<name>` at step = epoch.
+    pub fn epoch(&mut self, line: &Value, confusion: Option<&[Vec<u64>]>) {
+        let (epoch, step) = (line["epoch"].as_i64().unwrap_or(0), line["step"].as_i64().unwrap_or(0));
+        let scalars = line_scalars(line);
+        if self.tensorboard.is_some() {
+            let tagged: Vec<(String, f64)> = scalars.iter().map(|(k, v)| (format!("epoch/{k}"), *v)).collect();
+            self.tensorboard_do(|w| w.scalars(step, &tagged));
+            if let (Some(m), false) = (confusion, self.labels.is_empty()) {
+                match confusion_png(m, &self.labels, &format!("validation confusion matrix, epoch {epoch}")).and_then(|png| {
+                    let (width, height) = png_size(&png)?;
+                    Ok((png, width, height))
+                }) {
+                    Ok((png, width, height)) => self.tensorboard_do(|writer| writer.image(step, CONFUSION_TAG, &png, width, height)),
+                    Err(e) => {
+                        tracing::warn!("TensorBoard: cannot draw the confusion matrix ({e:#}); logging scalars only");
+                        self.labels.clear();
+                    }
+                }
+            }
+        }
+        self.mlflow_do("logging metrics", |run| run.log_metrics(epoch, &scalars));
+    }
+
+    /// The end of a training run: uploads the run folder's artifacts to MLflow and marks its run FINISHED.
+    pub fn finish(mut self, best_epoch: usize) {
+        let files = run_artifacts(&self.run_dir);
+        let run_dir = self.run_dir.clone();
+        self.mlflow_do("setting tags", |run| run.set_tag("masklab.best_epoch", &best_epoch.to_string()));
+        self.mlflow_do("uploading artifacts", |run| run.upload(&run_dir, &files));
+        self.mlflow_do("ending the run", |run| run.end("FINISHED"));
+        self.ended = true;
+    }
+
+    fn tensorboard_do(&mut self, f: impl FnOnce(&mut EventWriter) -> Result<()>) {
+        if let Some(w) = &mut self.tensorboard {
+            if let Err(e) = f(w) {
+                tracing::warn!("TensorBoard log off for the rest of the run: {e:#}");
+                self.tensorboard = None;
+            }
+        }
+    }
+
+    fn mlflow_do(&mut self, what: &str, f: impl FnOnce(&MlflowRun) -> Result<()>) {
+        if let Some(run) = &self.mlflow {
+            if let Err(e) = f(run) {
+                warn_mlflow_off(&self.mlflow_url, what, &e);
+                self.mlflow = None;
+            }
+        }
+    }
+}
+
+impl Drop for Trackers {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.mlflow_do("marking the run failed", |run| run.end("FAILED"));
+        }
+    }
+}
+
+fn warn_mlflow_off(url: &str, what: &str, e: &anyhow::Error) {
+    tracing::warn!("MLflow at {url}: {what} failed, training goes on without MLflow: {e:#}");
+}
+
+/// The numbers of a metrics.jsonl line, nested objects flattened with `_` (`val.f1` -> `val_f1`);
+/// `epoch` and `step` are where the values go, not values.
+pub fn line_scalars(line: &Value) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let Some(fields) = line.as_object() else { return out };
+    for (key, value) in fields {
+        if ["kind", "epoch", "step"].contains(&key.as_str()) {
+            continue;
+        }
+        match value {
+            Value::Number(n) => out.extend(n.as_f64().map(|v| (key.clone(), v))),
+            Value::Object(inner) => {
+                out.extend(inner.iter().filter_map(|(k, v)| Some((format!("{key}_{k}"), v.as_f64()?))));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every config key as an MLflow param: dotted key -> value (strings bare, the rest as TOML writes them).
+pub fn config_params(cfg: &Config) -> Vec<(String, String)> {
+    fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) if !t.is_empty() => walk(&key, t, out),
+                toml::Value::String(s) => out.push((key, s.clone())),
+                other => out.push((key, other.to_string())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(table) = toml::Table::try_from(cfg) {
+        walk("", &table, &mut out);
+    }
+    out
+}
+
+/// The run folder's files that go to MLflow, relative and slash-separated.
+fn run_artifacts(run_dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue; // a temporary file of an atomic write
+            }
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, &format!("{rel}/{name}"), out);
+            } else if path.is_file() {
+                out.push(format!("{rel}/{name}"));
+            }
+        }
+    }
+    let mut out: Vec<String> = ARTIFACT_FILES.iter().filter(|f| run_dir.join(f).is_file()).map(|f| f.to_string()).collect();
+    for d in ARTIFACT_DIRS {
+        walk(&run_dir.join(d), d, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lines_become_named_scalars() {
+        let line = json!({"kind": "epoch", "epoch": 3, "step": 12, "train_loss": 0.5, "lr": 1e-3,
+                          "val": {"loss": 0.7, "f1": 0.25, "images": 21}, "note": "text"});
+        let got = line_scalars(&line);
+        let want: Vec<(String, f64)> = [("lr", 1e-3), ("train_loss", 0.5), ("val_f1", 0.25), ("val_images", 21.0), ("val_loss", 0.7)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        assert_eq!(got, want);
+        // An epoch without validation logs null there.
+        assert_eq!(line_scalars(&json!({"kind": "epoch", "val": null, "lr": 0.1})), vec![("lr".to_string(), 0.1)]);
+    }
+
+    #[test]
+    fn config_params_cover_every_key() {
+        let cfg = Config::load(None, &["model.backbone=resnet18".into(), "models.class18.optim.lr=0.5".into()]).unwrap();
+        let params = config_params(&cfg);
+        let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("model.backbone"), Some("resnet18"));
+        assert_eq!(get("train.epochs"), Some("10"));
+        assert_eq!(get("optim.betas"), Some("[0.9, 0.999]"));
+        assert_eq!(get("sampler.oversample"), Some("{}"));
+        assert_eq!(get("models.class18.optim.lr"), Some("0.5"));
+        assert_eq!(get("tracking.experiment"), Some("masklab"));
+    }
+
+    #[test]
+    fn artifacts_are_the_results_and_the_report_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["best.safetensors", "last.safetensors", "metrics.jsonl", "report/curves.png", "report/img/a b.png", "report/.x.tmp1"] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(run_artifacts(dir.path()), vec!["best.safetensors", "metrics.jsonl", "report/curves.png", "report/img/a b.png"]);
+    }
+}
+
+/// Width and height of a PNG, which TensorBoard's image summary states beside the bytes.
+fn png_size(png: &[u8]) -> Result<(u32, u32)> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(png)).with_guessed_format()?;
+    Ok(reader.into_dimensions()?)
+}
