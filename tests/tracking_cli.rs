@@ -52,7 +52,7 @@ fn assert_f32_eq(got: f64, want: f64, what: &str) {
 }
 
 /// What TensorBoard's EventAccumulator reads from a log folder: per tag, the [step, value] scalars
-/// and [step, width, height, is_png] images. `purge` is TensorBoard's orphaned-data purge.
+/// and [step, width, height, is_png, png_width, png_height] images. `purge` is TensorBoard's orphaned-data purge.
 fn tensorboard_read(dir: &Path, purge: bool) -> Value {
     let script = r#"
 import json, sys
@@ -62,7 +62,9 @@ acc.Reload()
 tags = acc.Tags()
 print(json.dumps({
     "scalars": {t: [[e.step, e.value] for e in acc.Scalars(t)] for t in tags["scalars"]},
-    "images": {t: [[e.step, e.width, e.height, e.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"] for e in acc.Images(t)] for t in tags["images"]},
+    "images": {t: [[e.step, e.width, e.height, e.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n",
+                    int.from_bytes(e.encoded_image_string[16:20], "big"), int.from_bytes(e.encoded_image_string[20:24], "big")]
+                   for e in acc.Images(t)] for t in tags["images"]},
 }))
 "#;
     let python = venv_bin("python");
@@ -103,8 +105,14 @@ fn assert_tensorboard_matches_metrics(tb: &Value, run: &Path) {
         assert!(tb["scalars"].get(format!("train/{name}")).is_some(), "train/{name} missing: {tb}");
     }
     let images = tb["images"]["val/confusion"].as_array().unwrap_or_else(|| panic!("no confusion images: {tb}"));
-    let want: Vec<Value> = epochs.iter().map(|e| json!([e["step"], 1000, 820, true])).collect();
-    assert_eq!(images, &want, "a 1000x820 PNG confusion matrix per epoch");
+    // One PNG per epoch at its last step, whose stated size is the size in its IHDR header.
+    let got: Vec<Value> = images.iter().map(|i| json!([i[0], i[3]])).collect();
+    let want: Vec<Value> = epochs.iter().map(|e| json!([e["step"], true])).collect();
+    assert_eq!(got, want, "a PNG confusion matrix per epoch");
+    for i in images {
+        assert_eq!((&i[1], &i[2]), (&i[4], &i[5]), "stated size = the PNG's own size: {i}");
+        assert!(i[1].as_u64().unwrap() > 500 && i[2].as_u64().unwrap() > 500, "a readable 18x18 matrix: {i}");
+    }
 }
 
 #[test]

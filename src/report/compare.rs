@@ -3,7 +3,6 @@
 //! overlaid. A k-fold run takes part with its out-of-fold scores and its folds' mean curves.
 use super::html::{table, Page};
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
-use plotters::chart::SeriesLabelPosition;
 use super::run::{config_values, folder_name, RunRecord};
 use crate::config::Config;
 use crate::metrics::Scores;
@@ -199,17 +198,7 @@ pub fn compare(dirs: &[PathBuf], out: &Path) -> Result<Comparison> {
             .map(|(i, r)| Series { name: r.name.clone(), points: r.curve.iter().map(|c| (c.0 as f64, pick(c))).collect(), markers: true, colour: PALETTE[i % PALETTE.len()] })
             .collect()
     };
-    // Scores rise to the top and losses fall to the bottom: the legend goes where the lines are not.
-    let chart = |title: &str, y: &str, series, range: Option<(f64, f64)>| LineChart {
-        title: title.into(),
-        x_desc: "epoch".into(),
-        y_desc: y.into(),
-        series,
-        y_range: range,
-        mark_x: None,
-        scientific: false,
-        legend: if range.is_some() { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
-    };
+    let chart = LineChart::per_epoch;
     page.begin_row();
     page.figure("compare_f1.png", line_chart_png(&chart("Validation macro F1", "macro F1", series(|c| c.1), Some((0.0, 1.05))))?, "Validation macro F1 per epoch");
     page.figure("compare_val_loss.png", line_chart_png(&chart("Validation loss", "loss", series(|c| c.2), None))?, "Validation loss per epoch");

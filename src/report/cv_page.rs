@@ -4,7 +4,6 @@
 use super::html::{facts, table, Page};
 use super::mistakes::worst;
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
-use plotters::chart::SeriesLabelPosition;
 use super::run::RunRecord;
 use super::run_page::{class_labels, config_section, confusions, mistakes_grid, per_class};
 use super::{FIGURE_DIR, REPORT_FILE};
@@ -80,17 +79,7 @@ pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
             })
             .collect()
     };
-    // Scores rise to the top and losses fall to the bottom: the legend goes where the lines are not.
-    let chart = |title: &str, y: &str, series, range: Option<(f64, f64)>| LineChart {
-        title: title.into(),
-        x_desc: "epoch".into(),
-        y_desc: y.into(),
-        series,
-        y_range: range,
-        mark_x: None,
-        scientific: false,
-        legend: if range.is_some() { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
-    };
+    let chart = LineChart::per_epoch;
     page.begin_row();
     page.figure("folds_f1.png", line_chart_png(&chart("Validation macro F1 per fold", "macro F1", per_fold(|e| e.val.map(|v| v.f1)), Some((0.0, 1.05))))?, "Validation macro F1 of each fold");
     page.figure("folds_val_loss.png", line_chart_png(&chart("Validation loss per fold", "loss", per_fold(|e| e.val.map(|v| v.loss)), None))?, "Validation loss of each fold");

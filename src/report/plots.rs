@@ -150,6 +150,23 @@ pub struct LineChart {
     pub legend: SeriesLabelPosition,
 }
 
+impl LineChart {
+    /// Curves per epoch: a score with a fixed range (legend low, where score lines are not) or
+    /// a loss with a free one (legend high).
+    pub fn per_epoch(title: &str, y_desc: &str, series: Vec<Series>, y_range: Option<(f64, f64)>) -> LineChart {
+        LineChart {
+            title: title.into(),
+            x_desc: "epoch".into(),
+            y_desc: y_desc.into(),
+            series,
+            y_range,
+            mark_x: None,
+            scientific: false,
+            legend: if y_range.is_some() { SeriesLabelPosition::LowerRight } else { SeriesLabelPosition::UpperRight },
+        }
+    }
+}
+
 pub fn line_chart_png(chart: &LineChart) -> Result<Vec<u8>> {
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let points: Vec<(f64, f64)> = chart.series.iter().flat_map(|s| s.points.iter().filter(finite).copied()).collect();
