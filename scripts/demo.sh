@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds, and runs masklab's main job on its built-in demo dataset (in ./demo):
 # demo data -> eda -> train (the CPU-quick recipe with ResNet-18 at 64 px) -> eval on the validation
-# split and on eval/ -> predict a submission for eval/.
+# split and on eval/ -> tune the decisions for macro F1 -> predict a submission for eval/; the run
+# folder holds report.html and TensorBoard event files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,4 +15,6 @@ $bin eda demo --out demo/eda
 $bin train demo --config configs/cpu-quick.toml --out demo/run model.backbone=resnet18 data.size=64 train.epochs=8 train.batch_size=32
 $bin eval demo/run demo
 $bin eval demo/run demo --split eval
+$bin tune demo/run
 $bin predict demo/run demo/eval --out demo/submission.csv --tta flip
+echo "report: $(pwd)/demo/run/report.html   TensorBoard: tensorboard --logdir demo/run/tensorboard"
