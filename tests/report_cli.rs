@@ -2,31 +2,12 @@
 mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{demo, masklab, stderr, stdout};
+use common::{demo, masklab, stderr, stdout, train_tiny};
 use std::fs;
 use std::path::Path;
 
-/// A tiny, fast recipe (as in train_cli.rs): 32 px, a small batch, two threads.
 fn train(data: &Path, run: &Path, extra: &[&str]) {
-    let mut args: Vec<String> = ["train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet"].iter().map(|s| s.to_string()).collect();
-    for a in [
-        "model.backbone=resnet18",
-        "data.size=32",
-        "train.batch_size=16",
-        "train.epochs=2",
-        "train.log_every=2",
-        "train.threads=2",
-        "train.device=cpu",
-        "data.val_ratio=0.25",
-        "optim.lr=0.003",
-    ]
-    .iter()
-    .chain(extra)
-    {
-        args.push(a.to_string());
-    }
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = masklab(&refs);
+    let out = train_tiny(data, run, extra);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -1,35 +1,8 @@
 //! Training, evaluation, resuming and benchmarking through the CLI on tiny generated data.
 mod common;
-use common::{demo, masklab, stderr, stdout};
+use common::{demo, masklab, stderr, stdout, tiny_recipe as tiny, train_tiny as train};
 use std::fs;
 use std::path::Path;
-
-/// A tiny, fast recipe: 32 px, a small batch, two threads.
-fn tiny(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "model.backbone=resnet18",
-        "data.size=32",
-        "train.batch_size=16",
-        "train.epochs=2",
-        "train.log_every=2",
-        "train.threads=2",
-        "train.device=cpu",
-        "data.val_ratio=0.25",
-        "optim.lr=0.003",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
-fn train(data: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["train".to_string(), data.to_str().unwrap().into(), "--out".into(), run.to_str().unwrap().into(), "--quiet".into()];
-    args.extend(tiny(extra));
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    masklab(&refs)
-}
 
 fn epoch_lines(run: &Path) -> Vec<serde_json::Value> {
     fs::read_to_string(run.join("metrics.jsonl"))

@@ -20,3 +20,31 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A tiny, fast training recipe for CLI tests: ResNet-18 at 32 px, batch 16, 2 epochs, two
+/// threads on the CPU, a quarter of the people held out; `extra` overrides any of it.
+pub fn tiny_recipe(extra: &[&str]) -> Vec<String> {
+    [
+        "model.backbone=resnet18",
+        "data.size=32",
+        "train.batch_size=16",
+        "train.epochs=2",
+        "train.log_every=2",
+        "train.threads=2",
+        "train.device=cpu",
+        "data.val_ratio=0.25",
+        "optim.lr=0.003",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `masklab train DATA --out RUN --quiet` with [`tiny_recipe`].
+pub fn train_tiny(data: &Path, run: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = ["train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet"].iter().map(|s| s.to_string()).collect();
+    args.extend(tiny_recipe(extra));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    masklab(&refs)
+}
