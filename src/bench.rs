@@ -4,7 +4,7 @@
 use crate::model::net::to_channels_last;
 use crate::model::registry::{build_backbone, BackboneOptions};
 use crate::train::optim::{OptimConfig, Optimizer};
-use crate::train::trainer::device_from;
+use crate::config::DeviceChoice;
 use anyhow::Result;
 use serde::Serialize;
 use std::time::Instant;
@@ -17,7 +17,7 @@ pub struct BenchOptions {
     pub backbone: String,
     pub size: i64,
     pub batch: i64,
-    pub device: String,
+    pub device: DeviceChoice,
     pub amp: bool,
     pub channels_last: bool,
     pub warmup: usize,
@@ -46,7 +46,7 @@ fn sync(device: Device) {
 }
 
 pub fn run(o: &BenchOptions) -> Result<BenchResult> {
-    let device = device_from(&o.device)?;
+    let device = o.device.resolve()?;
     let amp = o.amp && device.is_cuda();
     let channels_last = o.channels_last && device.is_cuda();
     if device.is_cuda() {

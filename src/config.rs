@@ -8,11 +8,12 @@ use crate::data::augment::AugmentConfig;
 use crate::data::decode::{Crop, Preprocess};
 use crate::data::sampler::SamplerConfig;
 use crate::labels::AgeBounds;
-use crate::model::layout::Layout;
+use crate::metrics::Evaluation;
+use crate::model::task_layout::Layout;
 use crate::train::loss::LossConfig;
 use crate::train::optim::OptimConfig;
 use crate::train::schedule::ScheduleConfig;
-use crate::tracking::TrackingConfig;
+use crate::tracking::settings::TrackingConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -118,9 +119,9 @@ pub struct TrainConfig {
     /// Images per step in validation and prediction (0 = twice batch_size).
     pub eval_batch_size: usize,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-    pub device: String,
+    pub device: DeviceChoice,
     /// Mixed precision on CUDA: "none" or "fp16" (autocast with dynamic loss scaling). Ignored on CPU.
-    pub amp: String,
+    pub amp: Amp,
     /// Channels-last memory format on CUDA (faster convolutions with tensor cores).
     pub channels_last: bool,
     /// Let cuDNN pick the fastest convolution algorithms (inputs have a fixed size).
@@ -130,7 +131,7 @@ pub struct TrainConfig {
     /// Write a metrics.jsonl line every N optimiser steps (0 = per epoch only).
     pub log_every: usize,
     /// Metric that picks the best checkpoint and drives early stopping: f1, f1_mask, f1_gender, f1_age, accuracy, loss.
-    pub monitor: String,
+    pub monitor: Monitor,
     /// Stop after this many epochs without improvement of `monitor` (0 = never).
     pub patience: usize,
     /// Torch CPU threads for the model (0 = libtorch's default).
@@ -143,13 +144,13 @@ impl Default for TrainConfig {
             epochs: 10,
             batch_size: 64,
             eval_batch_size: 0,
-            device: "auto".into(),
-            amp: "none".into(),
+            device: DeviceChoice::Auto,
+            amp: Amp::None,
             channels_last: false,
             cudnn_benchmark: true,
             seed: 42,
             log_every: 50,
-            monitor: "f1".into(),
+            monitor: Monitor::F1,
             patience: 0,
             threads: 0,
         }
@@ -164,6 +165,116 @@ impl TrainConfig {
         } else {
             2 * self.batch_size
         }
+    }
+}
+
+/// Mixed precision (`train.amp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amp {
+    #[default]
+    None,
+    /// fp16 autocast with dynamic loss scaling (CUDA only).
+    Fp16,
+}
+
+/// The validation score that picks the best checkpoint and drives early stopping (`train.monitor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    #[default]
+    F1,
+    F1Mask,
+    F1Gender,
+    F1Age,
+    Accuracy,
+    Loss,
+}
+
+impl Monitor {
+    /// The monitored value of an evaluation, oriented so that higher is better (loss is negated).
+    pub fn score(self, e: &Evaluation) -> f64 {
+        match self {
+            Monitor::Loss => -e.loss,
+            Monitor::Accuracy => e.scores.accuracy,
+            Monitor::F1Mask => e.scores.f1_mask,
+            Monitor::F1Gender => e.scores.f1_gender,
+            Monitor::F1Age => e.scores.f1_age,
+            Monitor::F1 => e.scores.f1,
+        }
+    }
+}
+
+impl std::fmt::Display for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
+/// Where a model runs (`train.device`, `--device`): "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    /// A CUDA device by index (`cuda` = `cuda:0`).
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    /// The device to run on; CUDA asked for on a machine without it is an error.
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda(index) => {
+                if !tch::Cuda::is_available() {
+                    bail!("device {self} asked for, but CUDA is not available (masklab --version tells what libtorch sees)");
+                }
+                Ok(tch::Device::Cuda(index))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<DeviceChoice, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl Serialize for DeviceChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -262,12 +373,6 @@ impl Config {
         }
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
-        }
-        if !["none", "fp16"].contains(&self.train.amp.as_str()) {
-            bail!("train.amp must be none or fp16, got `{}`", self.train.amp);
-        }
-        if !["f1", "f1_mask", "f1_gender", "f1_age", "accuracy", "loss"].contains(&self.train.monitor.as_str()) {
-            bail!("train.monitor must be f1, f1_mask, f1_gender, f1_age, accuracy or loss, got `{}`", self.train.monitor);
         }
         let names: Vec<&str> = self.model.layout.models().iter().map(|(n, _)| *n).collect();
         for name in self.models.keys() {

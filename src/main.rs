@@ -1,9 +1,13 @@
 //! The masklab command line.
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use masklab::data::layout::{read_train, ReadOptions};
+use masklab::config::{Config, DeviceChoice};
+use masklab::data::dataset::{read_train, ReadOptions};
+use masklab::evaluate::EvalSplit;
 use masklab::labels::AgeBounds;
-use std::path::PathBuf;
+use masklab::run_dir::RunDir;
+use masklab::train::observer::TrainObserver;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "masklab", about = "Train, evaluate and serve mask x gender x age classifiers", disable_version_flag = true)]
@@ -58,8 +62,8 @@ enum Command {
         /// Dataset folder (train/ layout; with --split eval, eval/info.csv + eval/answers.csv).
         data: PathBuf,
         /// Which images: val (the run's person-level validation split), all (every train image), eval (eval/ with answers.csv).
-        #[arg(long, default_value = "val", value_parser = ["val", "all", "eval"])]
-        split: String,
+        #[arg(long, value_enum, default_value = "val")]
+        split: EvalSplit,
         /// Same as --split all.
         #[arg(long)]
         all: bool,
@@ -71,7 +75,7 @@ enum Command {
         json: bool,
         /// Device: auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
-        device: String,
+        device: DeviceChoice,
     },
     /// Predict an eval folder (info.csv + images/) into a submission CSV, with one run or an ensemble.
     Predict {
@@ -99,7 +103,7 @@ enum Command {
         no_tune: bool,
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
-        device: String,
+        device: DeviceChoice,
         /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
         #[arg(long, default_value_t = 0)]
         batch: usize,
@@ -110,7 +114,7 @@ enum Command {
         run: PathBuf,
         /// class: one bias per 18-way class; task: 3 mask + 2 gender + 3 age biases.
         #[arg(long, value_enum, default_value = "class")]
-        by: masklab::tune::TuneBy,
+        by: masklab::decision_biases::TuneBy,
         /// Person groups for the held-out report when the rows have no k-fold folds.
         #[arg(long, default_value_t = 5)]
         groups: usize,
@@ -137,8 +141,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Tensor names: torchvision (`torchvision.models.<arch>(num_classes=N).load_state_dict` loads them).
-        #[arg(long, default_value = "torchvision", value_parser = ["torchvision"])]
-        format: String,
+        #[arg(long, value_enum, default_value = "torchvision")]
+        format: masklab::weights::export::ExportFormat,
     },
     /// Write RUN/report.html from a run folder: summary, curves, confusion matrices, per-class scores, mistakes, config.
     Report {
@@ -159,9 +163,9 @@ enum Command {
     },
     /// Time training or inference steps of a backbone on synthetic input (JSON line).
     Bench {
-        /// train or infer.
-        #[arg(value_parser = ["train", "infer"])]
-        mode: String,
+        /// train (forward, loss, backward, AdamW) or infer (forward).
+        #[arg(value_enum)]
+        mode: BenchMode,
         #[arg(long, default_value = "efficientnet_b0")]
         backbone: String,
         #[arg(long, default_value_t = 224)]
@@ -170,7 +174,7 @@ enum Command {
         batch: i64,
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
-        device: String,
+        device: DeviceChoice,
         /// fp16 autocast (CUDA).
         #[arg(long)]
         amp: bool,
@@ -183,6 +187,12 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         steps: usize,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchMode {
+    Train,
+    Infer,
 }
 
 #[derive(Subcommand)]
@@ -341,8 +351,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => run_train(args)?,
         Command::Eval { run, data, split, all, last, json, device } => {
-            let split = if all { "all".to_string() } else { split };
-            run_eval(&run, &data, &split, last, json, &device)?
+            let split = if all { EvalSplit::All } else { split };
+            let run = RunDir::new(run);
+            let e = masklab::evaluate::eval_run(&run, &data, split, last, device)?;
+            if json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                print!("{}", masklab::evaluate::render_evaluation(&e, &run.load_config()?.data.bounds()?));
+            }
         }
         Command::Predict { mut paths, out, tta, weights, probs, skip_bad, no_tune, device, batch } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
@@ -355,18 +371,19 @@ fn run(cli: Cli) -> Result<()> {
             if !(step > 0.0 && range >= step) {
                 anyhow::bail!("--step must be positive and --range at least --step (got step {step}, range {range})");
             }
-            let search = masklab::tune::Search { range, step, ..Default::default() };
-            let report = masklab::tune::tune_run(&run, by, &search, groups)?;
+            let search = masklab::decision_biases::Search { range, step, ..Default::default() };
+            let run = RunDir::new(run);
+            let report = masklab::decision_biases::tune_run(&run, by, &search, groups)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                print!("{}", masklab::tune::render(&report));
-                println!("wrote {}", run.join(masklab::tune::TUNE_FILE).display());
+                print!("{}", masklab::decision_biases::render(&report));
+                println!("wrote {}", run.tune_file().display());
             }
         }
         Command::Weights { action } => run_weights(action)?,
         Command::Export { run, out, format } => {
-            for e in masklab::weights::export::export(&run, &out, &format)? {
+            for e in masklab::weights::export::export(&run, &out, format)? {
                 println!("{} -> {} ({}, {} classes)", e.model, e.path.display(), e.backbone, e.num_classes);
             }
         }
@@ -380,7 +397,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", c.page.display());
         }
         Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
-            let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
+            let o = masklab::bench::BenchOptions { train: mode == BenchMode::Train, backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
         }
     }
@@ -413,23 +430,30 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    use masklab::config::Config;
     let (cfg, run, resume) = match &args.resume {
-        Some(run) => (Config::load(Some(&run.join("config.toml")), &args.overrides)?, run.clone(), true),
+        Some(run) => {
+            let run = RunDir::new(run);
+            (Config::load(Some(&run.config_file()), &args.overrides)?, run, true)
+        }
         None => {
             let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
-            let run = args.out.clone().unwrap_or_else(|| next_run_dir(&cfg));
+            let run = RunDir::new(args.out.clone().unwrap_or_else(|| next_run_dir(&cfg)));
             (cfg, run, false)
         }
     };
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
-        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, progress)?;
+        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, &observers_for)?;
+        if cfg.report.enabled {
+            masklab::report::write_after_training(run.path(), cfg.report.worst);
+        }
         print!("{}", masklab::train::kfold::render(&cv));
-        println!("run {}: {} folds; out-of-fold predictions in {}", run.display(), cv.folds, run.join(masklab::train::kfold::OOF_PREDICTIONS).display());
+        println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
         return Ok(());
     }
-    let summary = masklab::train::trainer::train(&args.data, &cfg, &run, resume, progress)?;
+    let mut observers = observers(&cfg, progress);
+    let summary = masklab::train::trainer::Trainer::new(&args.data, &cfg, run, resume)?.run(&mut observers)?;
     match &summary.best {
         Some(e) => println!(
             "run {}: best epoch {} f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4})",
@@ -440,35 +464,21 @@ fn run_train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// runs/<backbone>-<layout>-<n>, the first n not taken.
-fn next_run_dir(cfg: &masklab::config::Config) -> PathBuf {
-    let base = format!("{}-{}", cfg.model.backbone, cfg.model.layout);
-    (1..).map(|n| PathBuf::from("runs").join(format!("{base}-{n}"))).find(|p| !p.exists()).expect("a free run name")
+/// Who follows a training run, in the order they hear of each event: the metrics log, the
+/// console, the report (written when the run ends), then the trackers, whose MLflow upload at
+/// the end takes the run folder's final files.
+fn observers(cfg: &Config, progress: bool) -> Vec<Box<dyn TrainObserver>> {
+    let mut list: Vec<Box<dyn TrainObserver>> =
+        vec![Box::new(masklab::train::metrics_file::MetricsFile::new()), Box::new(masklab::console::Console::new(progress))];
+    if cfg.report.enabled {
+        list.push(Box::new(masklab::report::ReportObserver::new(cfg.report.worst)));
+    }
+    list.push(Box::new(masklab::tracking::TrackingObserver::new()));
+    list
 }
 
-fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bool, json: bool, device: &str) -> Result<()> {
-    use masklab::evaluate::{evaluate, head_losses, labelled_eval_set, render_evaluation};
-    use masklab::train::trainer::{device_from, load_run, make_loader, prepare};
-    let device = device_from(device)?;
-    let (cfg, nets) = load_run(run, if last { "last" } else { "best" }, device)?;
-    let mut prepared = if split == "eval" { labelled_eval_set(data, &cfg)? } else { prepare(data, &cfg)? };
-    let order = match split {
-        "val" => prepared.val_idx.clone(),
-        _ => (0..prepared.samples.len()).collect(),
-    };
-    if order.is_empty() {
-        anyhow::bail!("no images to evaluate in the {split} split of {}", data.display());
-    }
-    prepared.train_idx = order.clone();
-    let loader = make_loader(&prepared, &cfg);
-    let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
-    let run_opts = masklab::model::net::RunOptions::new(&cfg, device, Default::default());
-    let batch = cfg.train.eval_batch();
-    let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?.eval;
-    if json {
-        println!("{}", serde_json::to_string(&e)?);
-    } else {
-        print!("{}", render_evaluation(&e, &cfg.data.bounds()?));
-    }
-    Ok(())
+/// runs/<backbone>-<layout>-<n>, the first n not taken.
+fn next_run_dir(cfg: &Config) -> PathBuf {
+    let base = format!("{}-{}", cfg.model.backbone, cfg.model.layout);
+    (1..).map(|n| Path::new("runs").join(format!("{base}-{n}"))).find(|p| !p.exists()).expect("a free run name")
 }

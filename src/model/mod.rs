@@ -2,8 +2,9 @@
 pub mod blocks;
 pub mod densenet;
 pub mod efficientnet;
-pub mod layout;
 pub mod net;
 pub mod registry;
 pub mod resnet;
+pub mod task_layout;
+pub mod trained;
 pub mod vgg;

@@ -6,6 +6,7 @@
 use super::mapping::{to_masklab, Convention};
 use super::torchfile::{self, Checkpoint, Format};
 use crate::model::net::Net;
+use crate::run_dir::RunDir;
 use crate::model::registry::backbone_info;
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
@@ -146,7 +147,7 @@ pub fn load_checkpoint_into(
 }
 
 /// Loads each net's `model.pretrained` (when set) and writes the reports to `RUN/pretrained.json`.
-pub fn load_pretrained(nets: &[Net], run: &Path) -> Result<Vec<(String, ImportReport)>> {
+pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, ImportReport)>> {
     let mut reports = Vec::new();
     for net in nets {
         let m = &net.settings.model;
@@ -161,7 +162,7 @@ pub fn load_pretrained(nets: &[Net], run: &Path) -> Result<Vec<(String, ImportRe
     if !reports.is_empty() {
         let json: serde_json::Map<String, serde_json::Value> =
             reports.iter().map(|(n, r)| Ok((n.clone(), serde_json::to_value(r)?))).collect::<Result<_>>()?;
-        write_atomic(&run.join("pretrained.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+        write_atomic(&run.pretrained_report(), serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
     Ok(reports)
 }

@@ -4,7 +4,7 @@ use super::import::{load_checkpoint_into, ImportReport};
 use super::mapping::to_masklab;
 use super::torchfile::{self, Checkpoint};
 use crate::model::registry::{backbone_info, backbone_names, build_backbone, BackboneOptions};
-use crate::train::checkpoint;
+use crate::run_dir::checkpoint;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;

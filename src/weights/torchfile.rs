@@ -53,7 +53,7 @@ fn read_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint> {
         return state_dict(Format::TorchZip, root);
     }
     if looks_like_safetensors(bytes) {
-        let (tensors, _) = crate::train::checkpoint::load(path)?;
+        let (tensors, _) = crate::run_dir::checkpoint::load(path)?;
         return Ok(Checkpoint { format: Format::Safetensors, location: String::new(), tensors });
     }
     if bytes.starts_with(b"\x80") {
@@ -417,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.bin");
         let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
-        crate::train::checkpoint::save(&path, &[("a.weight".into(), t.shallow_clone())], &serde_json::json!({})).unwrap();
+        crate::run_dir::checkpoint::save(&path, &[("a.weight".into(), t.shallow_clone())], &serde_json::json!({})).unwrap();
         let c = read(&path).unwrap();
         assert_eq!(c.format, Format::Safetensors);
         assert_eq!(c.tensors.len(), 1);
