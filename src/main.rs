@@ -128,6 +128,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve runs over HTTP: a JSON API (POST /v1/predict) and a web page that classify the faces in a photo.
+    Serve(ServeArgs),
     /// Pretrained checkpoints: inspect, convert to masklab's names, fetch EfficientNet-Lite ImageNet weights.
     Weights {
         #[command(subcommand)]
@@ -161,11 +163,14 @@ enum Command {
         #[arg(long, default_value = "compare")]
         out: PathBuf,
     },
-    /// Time training or inference steps of a backbone on synthetic input (JSON line).
+    /// Time training or inference steps of a backbone on synthetic input (JSON line), or load-test
+    /// a running service (`bench serve --url URL --images DIR`: a JSON line per concurrency level).
     Bench {
-        /// train (forward, loss, backward, AdamW) or infer (forward).
+        /// train (forward, loss, backward, AdamW), infer (forward) or serve (HTTP load on --url).
         #[arg(value_enum)]
         mode: BenchMode,
+        #[command(flatten)]
+        load: LoadArgs,
         #[arg(long, default_value = "efficientnet_b0")]
         backbone: String,
         #[arg(long, default_value_t = 224)]
@@ -193,6 +198,82 @@ enum Command {
 enum BenchMode {
     Train,
     Infer,
+    Serve,
+}
+
+/// `bench serve`: the load generator's settings.
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// (serve) The endpoint taking an image as the raw POST body.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1/predict")]
+    url: String,
+    /// (serve) Image files or folders of JPEG/PNG files, sent in turn.
+    #[arg(long, num_args = 1..)]
+    images: Vec<PathBuf>,
+    /// (serve) Concurrency levels: clients sending at once.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// (serve) Measured seconds per level.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// (serve) Unmeasured seconds before each level.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_seconds: f64,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Run folders (their best checkpoint), k-fold runs (their folds) or checkpoint files; several make an ensemble.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// auto, cpu, cuda, cuda:N, or several (cuda:0,cuda:1): one inference thread per device.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    device: Vec<DeviceChoice>,
+    /// Test-time augmentation, as for predict: none, flip, crops, flip,crops.
+    #[arg(long, default_value = "none")]
+    tta: masklab::model::net::Tta,
+    /// Ensemble weights, one per run, e.g. 2,1.
+    #[arg(long, value_delimiter = ',')]
+    weights: Option<Vec<f64>>,
+    /// Decide by plain argmax even for runs tuned with `masklab tune` (their tune.json).
+    #[arg(long)]
+    no_tune: bool,
+    /// Most faces in one inference batch.
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// Longest wait for more images to fill a batch, while admitted images are still being decoded.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Most images in the service at once (decoding, queued or running); beyond it, 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    queue: usize,
+    /// Largest request body (413): bytes, or with a unit (KiB, MiB, KB, MB).
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    max_body: u64,
+    /// Most pixels in one image, read from its header before decoding (413).
+    #[arg(long, default_value_t = 50_000_000)]
+    max_pixels: u64,
+    /// Most images in one multipart request (413).
+    #[arg(long, default_value_t = 16)]
+    max_images: usize,
+    /// Longest time from request to response, body upload included (504).
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// Most open connections; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Longest time a connection may take to send a request's headers, and to stay idle between requests.
+    #[arg(long, default_value_t = 30)]
+    header_timeout_s: u64,
+    /// Torch CPU threads (0: libtorch's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Image decoding threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    decode_threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -271,6 +352,25 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w.parse().map_err(|_| format!("bad width `{w}`"))?, h.parse().map_err(|_| format!("bad height `{h}`"))?))
 }
 
+/// `16MiB`, `512KiB`, `2MB`, `1000`: a size in bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("expected a size such as 16MiB, got `{s}`"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}` in `{s}` (B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("`{s}` is too large"))
+}
+
 fn parse_bounds(s: &str) -> Result<AgeBounds, String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     match parts.as_slice() {
@@ -293,8 +393,11 @@ fn version_text() -> String {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn".into()))
+        // The service's request log (target masklab::serve::access) is on by default.
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn,masklab::serve=info".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let cli = Cli::parse();
@@ -381,6 +484,28 @@ fn run(cli: Cli) -> Result<()> {
                 println!("wrote {}", run.tune_file().display());
             }
         }
+        Command::Serve(a) => {
+            let o = masklab::serve::ServeOptions {
+                runs: a.runs,
+                addr: a.addr,
+                devices: a.device,
+                tta: a.tta,
+                weights: a.weights,
+                no_tune: a.no_tune,
+                max_batch: a.max_batch,
+                max_wait: std::time::Duration::from_millis(a.max_wait_ms),
+                queue: a.queue,
+                max_body: a.max_body,
+                max_pixels: a.max_pixels,
+                max_images: a.max_images,
+                timeout: std::time::Duration::from_millis(a.timeout_ms),
+                max_connections: a.max_connections,
+                header_timeout: std::time::Duration::from_secs(a.header_timeout_s.max(1)),
+                threads: a.threads,
+                decode_threads: a.decode_threads,
+            };
+            masklab::serve::serve(&o)?;
+        }
         Command::Weights { action } => run_weights(action)?,
         Command::Export { run, out, format } => {
             for e in masklab::weights::export::export(&run, &out, format)? {
@@ -396,7 +521,24 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", c.markdown);
             eprintln!("wrote {}", c.page.display());
         }
-        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
+        Command::Bench { mode: BenchMode::Serve, load, .. } => {
+            let o = masklab::serve::load::LoadOptions {
+                url: load.url,
+                images: load.images,
+                concurrency: load.concurrency,
+                seconds: load.seconds,
+                warmup_seconds: load.warmup_seconds,
+            };
+            if o.images.is_empty() {
+                anyhow::bail!("bench serve needs --images FILE|DIR ...");
+            }
+            let results = masklab::serve::load::run(&o)?;
+            for r in &results {
+                println!("{}", serde_json::to_string(r)?);
+            }
+            eprint!("{}", masklab::serve::load::render(&results));
+        }
+        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps, .. } => {
             let o = masklab::bench::BenchOptions { train: mode == BenchMode::Train, backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
         }

@@ -2,6 +2,8 @@
 //! Format is detected from the bytes, not the extension (the competition has mislabelled files).
 use super::error::DataError;
 use fast_image_resize::images::{Image, ImageRef};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rayon::prelude::*;
 use std::fmt;
@@ -91,12 +93,32 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-/// Decodes a JPEG or PNG and crops and resizes it as `prep` says.
-pub fn decode_bytes(bytes: &[u8], prep: &Preprocess) -> Result<RgbImage, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
+/// Decodes a whole JPEG or PNG into 8-bit RGB as a person sees it: the EXIF orientation applied
+/// (a phone photo stored sideways is read standing up); grey, grey + alpha, RGBA, CMYK and 16-bit
+/// images become 8-bit RGB (alpha dropped).
+pub fn decode_upright(bytes: &[u8]) -> Result<RgbImage, String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read image: {e}"))?;
+    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode image: {e}"))?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode image: {e}"))?;
+    img.apply_orientation(orientation);
     let rgb = img.into_rgb8();
-    let (w, h) = rgb.dimensions();
-    resize_rgb(&RgbImage { width: w, height: h, data: rgb.into_raw() }, prep)
+    let (width, height) = rgb.dimensions();
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
+}
+
+/// Decodes a JPEG or PNG (upright) and crops and resizes it as `prep` says.
+pub fn decode_bytes(bytes: &[u8], prep: &Preprocess) -> Result<RgbImage, String> {
+    resize_rgb(&decode_upright(bytes)?, prep)
+}
+
+/// The format and the stored width and height of an image in memory, from its header alone (no
+/// pixel decoding: what a size limit checks before a decompression bomb is unpacked).
+pub fn peek_header(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read image: {e}"))?;
+    let format = reader.format().ok_or("not an image format masklab reads (JPEG, PNG)")?;
+    let (w, h) = reader.into_dimensions().map_err(|e| format!("cannot decode image header: {e}"))?;
+    Ok((format, w, h))
 }
 
 /// Crops and resizes an RGB image (bilinear, antialiased when shrinking, as torchvision's Resize).
@@ -188,6 +210,68 @@ mod tests {
         let diff: i64 = png_out.data.iter().zip(&jpg_out.data).map(|(a, b)| (*a as i64 - *b as i64).abs()).sum();
         assert!(diff / (png_out.data.len() as i64) < 6);
         assert_eq!(image_size(&png).unwrap(), (48, 64));
+    }
+
+    /// A JPEG of `img` whose EXIF orientation tag says `orientation` (little-endian TIFF).
+    fn jpeg_with_orientation(img: &image::RgbImage, orientation: u8) -> Vec<u8> {
+        let exif = vec![b'I', b'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, orientation, 0, 0, 0, 0, 0, 0, 0];
+        let mut bytes = Vec::new();
+        let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+        encoder.set_exif_metadata(exif).unwrap();
+        encoder.write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // Left half red, right half blue; orientation 6 = shown rotated 90 degrees clockwise, so
+        // the left column becomes the top row: upright it is 20 wide, 40 tall, red on top.
+        let img = image::RgbImage::from_fn(40, 20, |x, _| if x < 20 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+        let up = decode_upright(&jpeg_with_orientation(&img, 6)).unwrap();
+        assert_eq!((up.width, up.height), (20, 40));
+        let px = |x: u32, y: u32| &up.data[((y * up.width + x) * 3) as usize..][..3];
+        assert!(px(10, 5)[0] > 200 && px(10, 5)[2] < 60, "top is red: {:?}", px(10, 5));
+        assert!(px(10, 35)[2] > 200 && px(10, 35)[0] < 60, "bottom is blue: {:?}", px(10, 35));
+        // Orientation 1 (or none) leaves it as stored; the header is read without decoding.
+        let plain = decode_upright(&jpeg_with_orientation(&img, 1)).unwrap();
+        assert_eq!((plain.width, plain.height), (40, 20));
+        assert_eq!(peek_header(&jpeg_with_orientation(&img, 6)).unwrap(), (ImageFormat::Jpeg, 40, 20));
+        assert!(peek_header(b"plain text, not an image").is_err());
+    }
+
+    #[test]
+    fn grey_alpha_and_16_bit_pngs_become_rgb() {
+        let encode = |img: DynamicImage| {
+            let mut bytes = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+            bytes
+        };
+        let grey = encode(DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 4, image::Luma([90]))));
+        let rgba = encode(DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(6, 4, image::Rgba([10, 20, 30, 128]))));
+        let deep = encode(DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(6, 4, image::Rgb([65535u16, 0, 32896]))));
+        for (bytes, want) in [(grey, [90, 90, 90]), (rgba, [10, 20, 30]), (deep, [255, 0, 128])] {
+            let img = decode_upright(&bytes).unwrap();
+            assert_eq!((img.width, img.height, img.data.len()), (6, 4, 72));
+            assert_eq!(&img.data[..3], &want);
+        }
+    }
+
+    #[test]
+    fn cmyk_jpeg_becomes_its_rgb_colours() {
+        let img = gradient(32, 24);
+        let mut cmyk = Vec::new();
+        for p in img.pixels() {
+            let [r, g, b] = p.0.map(|v| v as f32 / 255.0);
+            let k = 1.0 - r.max(g).max(b);
+            let c = |v: f32| if k >= 1.0 { 0 } else { ((1.0 - v - k) / (1.0 - k) * 255.0).round() as u8 };
+            cmyk.extend([c(r), c(g), c(b), (k * 255.0).round() as u8]);
+        }
+        let mut bytes = Vec::new();
+        jpeg_encoder::Encoder::new(&mut bytes, 100).encode(&cmyk, 32, 24, jpeg_encoder::ColorType::Cmyk).unwrap();
+        let out = decode_upright(&bytes).unwrap();
+        assert_eq!((out.width, out.height), (32, 24));
+        let diff: i64 = out.data.iter().zip(img.as_raw()).map(|(a, b)| (*a as i64 - *b as i64).abs()).sum();
+        assert!(diff / (out.data.len() as i64) < 12, "mean difference {}", diff / out.data.len() as i64);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! soft vote of a run's models, the run's tuned decision biases, and the weighted soft vote of
 //! several runs.
 use crate::config::Config;
-use crate::data::decode::Preprocess;
+use crate::data::decode::{Preprocess, RgbImage};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::decision_biases::{load_biases, Biases};
 use crate::labels::NUM_CLASSES;
@@ -136,6 +136,38 @@ impl Ensemble {
         soft_vote(&run_probs, &self.members.iter().map(|m| m.weight).collect::<Vec<_>>())
     }
 
+    /// The distinct input pipelines of the models, in the order they first appear: how an image
+    /// is decoded and resized for [`Ensemble::probs_of_decoded`].
+    pub fn pipelines(&self) -> Vec<Preprocess> {
+        let mut out: Vec<Preprocess> = Vec::new();
+        for m in self.models() {
+            if !out.contains(&m.prep) {
+                out.push(m.prep);
+            }
+        }
+        out
+    }
+
+    /// The ensemble's `[B, 18]` probabilities (CPU) of B images that arrived already decoded
+    /// (`serve`): `inputs[i]` is their uint8 NHWC batch decoded and resized by `pipelines()[i]`.
+    /// The same models, TTA, votes and biases as [`Ensemble::probs_of_files`].
+    pub fn probs_of_decoded(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        let pipelines = self.pipelines();
+        if inputs.len() != pipelines.len() {
+            bail!("{} input batches for {} input pipelines", inputs.len(), pipelines.len());
+        }
+        let mut all = Vec::new();
+        for model in self.models() {
+            let i = pipelines.iter().position(|p| *p == model.prep).expect("every model's pipeline is listed");
+            let want = [inputs[i].size()[1], inputs[i].size()[2]];
+            if want != [model.prep.height as i64, model.prep.width as i64] {
+                bail!("input batch {i} is {}x{}, its pipeline is {}x{}", want[1], want[0], model.prep.width, model.prep.height);
+            }
+            all.push(model.probs(&inputs[i]));
+        }
+        Ok(self.combine(&all))
+    }
+
     /// The ensemble's `[N, 18]` probabilities of image files, and which images every model read.
     pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
         let mut all = Vec::new();
@@ -149,6 +181,20 @@ impl Ensemble {
         }
         Ok((self.combine(&all), read))
     }
+}
+
+/// A uint8 NHWC batch `[B, H, W, 3]` of decoded images, which must all have one size.
+pub fn batch_u8(images: &[&RgbImage]) -> Result<Tensor> {
+    let Some(first) = images.first() else { bail!("an empty batch") };
+    let (w, h) = (first.width, first.height);
+    let mut buf = Vec::with_capacity(images.len() * (w * h * 3) as usize);
+    for img in images {
+        if (img.width, img.height) != (w, h) || img.data.len() != (w * h * 3) as usize {
+            bail!("images of different sizes in one batch: {}x{} and {}x{}", w, h, img.width, img.height);
+        }
+        buf.extend_from_slice(&img.data);
+    }
+    Ok(Tensor::from_slice(&buf).view([images.len() as i64, h as i64, w as i64, 3]))
 }
 
 /// Soft vote: the weighted mean of `[N, 18]` probabilities.
