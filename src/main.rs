@@ -268,10 +268,10 @@ struct ServeArgs {
     /// Longest time a connection may take to send a request's headers, and to stay idle between requests.
     #[arg(long, default_value_t = 30)]
     header_timeout_s: u64,
-    /// Torch CPU threads (0: libtorch's default, one per core).
+    /// Torch CPU threads (0: half the cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Image decoding threads (0: one per core).
+    /// Image decoding threads (0: the cores the torch threads leave).
     #[arg(long, default_value_t = 0)]
     decode_threads: usize,
 }

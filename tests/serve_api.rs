@@ -412,6 +412,7 @@ fn a_burst_beyond_the_queue_gets_503s_and_every_accepted_request_its_own_answer(
         }
     }
     assert!(refused > 0, "48 simultaneous requests never overfilled a queue of 2");
+    eprintln!("burst: {refused} refused with 503");
     // The service is fine afterwards.
     let r = post_raw(&addr, "/v1/predict", "image/png", &images[0]).unwrap();
     assert_eq!(r.status, 200);
@@ -474,6 +475,7 @@ fn hundreds_of_malformed_bodies_leave_the_service_answering() {
         *statuses.entry(r.status).or_default() += 1;
     }
     assert!(statuses.len() >= 3, "the cases reach several kinds of refusal: {statuses:?}");
+    eprintln!("malformed bodies answered: {statuses:?}");
     let r = post_raw(addr, "/v1/predict", "image/png", &good_png).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(get(addr, "/readyz").status, 200);
