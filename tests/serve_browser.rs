@@ -2,7 +2,8 @@
 //! playwright-core (`tests/browser/serve_page.mjs`; `scripts/setup.sh --test` installs both).
 //! A generated photo goes through the page's file input on a desktop-sized and a phone-sized
 //! window and the page must show the label the API gives for it; a file that is not an image
-//! must show the server's error; the webcam view must classify chromium's fake camera.
+//! must show the server's error; a dropped and a pasted photo must be classified too; the webcam
+//! view must classify chromium's fake camera.
 mod common;
 use common::serve::{post_raw, Server};
 use common::{demo, stderr, train_tiny};
@@ -68,6 +69,9 @@ fn the_page_shows_the_label_the_api_gives() {
         assert_eq!(w["bars"].as_u64(), Some(8), "{window}: mask 3 + gender 2 + age 3 bars: {w}");
         assert_eq!(w["drawn"], true, "{window}: the photo is drawn: {w}");
         assert_eq!(w["problems"], serde_json::json!([]), "{window}: no script errors, no external requests");
+    }
+    for how in ["droppedLabel", "pastedLabel"] {
+        assert_eq!(shown["phone"][how].as_str(), Some(want.as_str()), "{how}: a dropped or pasted photo is classified too");
     }
     assert_eq!(shown["desktop"]["failed"], serde_json::json!(["415 /v1/predict"]), "only the file that is not an image is refused");
     assert_eq!(shown["phone"]["failed"], serde_json::json!([]));

@@ -5,9 +5,9 @@
 //
 // usage: node serve_page.mjs URL PHOTO BAD_FILE OUT_DIR
 import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 const [url, photo, badFile, outDir] = process.argv.slice(2);
 if (!outDir) {
@@ -60,6 +60,25 @@ async function upload(page, file) {
   };
 }
 
+/// Drops `file` on the photo area, or pastes it, as a person's browser would deliver it.
+async function deliver(page, how, file) {
+  const b64 = readFileSync(file).toString("base64");
+  const type = file.toLowerCase().endsWith(".png") ? "image/png" : "image/jpeg";
+  await page.evaluate(({ how, b64, name, type }) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], name, { type }));
+    document.getElementById("meta").textContent = "";
+    if (how === "drop") {
+      document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+    } else {
+      window.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true }));
+    }
+  }, { how, b64, name: basename(file), type });
+  await page.waitForFunction(() => document.getElementById("meta").textContent.includes("px"));
+  return await page.textContent("[data-testid=label]");
+}
+
 const result = {};
 result.desktop = await withPage({ viewport: { width: 1280, height: 860 } }, async (page, problems) => {
   const shown = await upload(page, photo);
@@ -86,6 +105,8 @@ result.phone = await withPage(
     const shown = await upload(page, photo);
     shown.scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
     await page.screenshot({ path: join(outDir, "phone.png"), fullPage: true });
+    shown.droppedLabel = await deliver(page, "drop", photo);
+    shown.pastedLabel = await deliver(page, "paste", photo);
     shown.problems = problems;
     return shown;
   },
