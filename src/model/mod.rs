@@ -1,9 +1,15 @@
 //! Models: torchvision-style backbones by name, and task layouts over them.
 pub mod blocks;
+pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
+pub mod efficientnet_v2;
 pub mod layout;
+pub mod mobilenet;
 pub mod net;
+pub mod regnet;
 pub mod registry;
 pub mod resnet;
+pub mod swin;
 pub mod vgg;
+pub mod vit;
