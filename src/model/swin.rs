@@ -227,11 +227,9 @@ impl Swin {
                 }
             });
             if merging.is_some() {
-                stages.push((blocks, merging));
                 dim *= 2;
-            } else {
-                stages.push((blocks, None));
             }
+            stages.push((blocks, merging));
         }
         let norm = layer_norm(p / "norm", dim, EPS);
         let head = linear_trunc_normal(p / "head", dim, num_classes, INIT_STD, true);

@@ -93,7 +93,7 @@ pub fn hub_file(repo_id: &str, filename: &str) -> Result<PathBuf> {
         evict(&pointer);
     }
     if offline() {
-        return Err(explain("HF_HUB_OFFLINE is set and the file is not in the cache".into()));
+        return Err(explain("HF_HUB_OFFLINE is set (unset it to download) and the file is not in the cache".into()));
     }
     let token = env("HF_TOKEN").or_else(|| cache.token());
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());

