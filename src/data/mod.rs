@@ -2,6 +2,7 @@
 pub mod augment;
 pub mod decode;
 pub mod error;
+pub mod image_check;
 pub mod layout;
 pub mod loader;
 pub mod relabel;
