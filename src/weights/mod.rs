@@ -8,4 +8,5 @@ pub mod import;
 pub mod inspect;
 pub mod mapping;
 pub mod pickle;
+pub mod raw;
 pub mod torchfile;
