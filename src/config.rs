@@ -244,6 +244,7 @@ impl Config {
             None => file.map(|f| format!(" (in {})", f.display())).unwrap_or_default(),
         };
         let cfg: Config = from_tree(tree, "", &source)?;
+        reject_non_finite(&cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -317,6 +318,22 @@ fn from_tree<T: serde::de::DeserializeOwned>(tree: toml::Table, prefix: &str, so
         let key = if path == "." { prefix.trim_end_matches('.').to_string() } else { format!("{prefix}{path}") };
         anyhow!("config key `{key}`: {}{}", e.inner().message(), source(&key))
     })
+}
+
+/// NaN and infinity pass every range check (`p < 0.0 || p > 1.0` is false for NaN), so no
+/// setting may be one: an error names the key.
+fn reject_non_finite(cfg: &Config) -> Result<()> {
+    let table = toml::Table::try_from(cfg)?;
+    let mut todo: Vec<(String, &toml::Value)> = table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((key, v)) = todo.pop() {
+        match v {
+            toml::Value::Float(x) if !x.is_finite() => bail!("config key `{key}` must be a finite number, got {x}"),
+            toml::Value::Table(t) => todo.extend(t.iter().map(|(k, v)| (format!("{key}.{k}"), v))),
+            toml::Value::Array(a) => todo.extend(a.iter().enumerate().map(|(i, v)| (format!("{key}[{i}]"), v))),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A command-line value: TOML when it parses as one (numbers, booleans, arrays, tables), else a string.

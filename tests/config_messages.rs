@@ -132,3 +132,15 @@ fn random_settings_never_panic_and_what_loads_round_trips() {
         assert!(loaded.is_ok(), "Config::load panicked on:\n{}", lines.join("\n"));
     }
 }
+
+#[test]
+fn non_finite_numbers_are_refused_naming_the_key() {
+    for (setting, key) in [("augment.erasing=nan", "augment.erasing"), ("optim.lr=inf", "optim.lr"), ("models.age.optim.lr=-inf", "models.age.optim.lr")] {
+        let mut o = vec![setting];
+        if setting.starts_with("models.") {
+            o.insert(0, "model.layout=two");
+        }
+        let err = error(None, &o);
+        assert!(err.contains(key) && err.contains("finite"), "{err}");
+    }
+}

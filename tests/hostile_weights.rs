@@ -103,6 +103,12 @@ fn one_tensor_pickle(offset: i64, size: &[i64], stride: &[i64]) -> Vec<u8> {
 /// Runs inspect, convert and model.pretrained on `file`; each must fail with exit code 1 (an
 /// error, not a crash) and a message naming the file and containing `expect`.
 fn refused_everywhere(dir: &Path, file: &Path, expect: &str) {
+    refused(dir, file, expect, 3)
+}
+
+/// [`refused_everywhere`] with the first `commands` of inspect, convert and model.pretrained
+/// (they share the reader; one command keeps the variations of a case quick).
+fn refused(dir: &Path, file: &Path, expect: &str, commands: usize) {
     let f = file.to_str().unwrap();
     let name = file.file_name().unwrap().to_str().unwrap();
     let out = dir.join("converted.safetensors");
@@ -111,12 +117,13 @@ fn refused_everywhere(dir: &Path, file: &Path, expect: &str) {
         demo(&data, 6, 1);
     }
     let pretrained = format!("model.pretrained={f}");
+    let run = dir.join("run");
     let runs: [Vec<&str>; 3] = [
         vec!["weights", "inspect", f],
         vec!["weights", "convert", f, out.to_str().unwrap(), "--backbone", "resnet18"],
-        vec!["train", data.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap(), "--quiet", "model.backbone=resnet18", "data.size=32", "train.epochs=1", "train.device=cpu", &pretrained],
+        vec!["train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet", "model.backbone=resnet18", "data.size=32", "train.epochs=1", "train.device=cpu", &pretrained],
     ];
-    for args in runs {
+    for args in runs.into_iter().take(commands) {
         let o = masklab_limited(&args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{args:?}: want a clean error (exit 1), got {:?}: {err}", o.status);
@@ -165,9 +172,9 @@ fn a_memo_bomb_is_refused() {
 
 #[test]
 fn deep_nesting_is_refused_without_overflowing_the_stack() {
-    // 150,000 nested one-tuples in 150 KB (the report's case aborted with a stack overflow).
+    // A million nested one-tuples in 1 MB (the report's 150 KB case aborted with a stack overflow).
     let mut pkl = vec![0x80, 2, b'N'];
-    pkl.extend(std::iter::repeat(0x85).take(150_000));
+    pkl.extend(std::iter::repeat(0x85).take(1_000_000));
     pkl.push(b'.');
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("deep.pth");
@@ -176,19 +183,19 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
     // The legacy format too (a bare pickle).
     let legacy = dir.path().join("deep_legacy.pth");
     std::fs::write(&legacy, &pkl).unwrap();
-    refused_everywhere(dir.path(), &legacy, "nest");
+    refused(dir.path(), &legacy, "nest", 1);
 }
 
 #[test]
 fn code_in_a_pickle_is_refused_and_never_runs() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("pwned");
-    for (module, name) in [("os", "system"), ("posix", "system"), ("subprocess", "check_call"), ("builtins", "eval"), ("builtins", "getattr")] {
+    for (i, (module, name)) in [("os", "system"), ("posix", "system"), ("subprocess", "check_call"), ("builtins", "eval"), ("builtins", "getattr")].into_iter().enumerate() {
         let cmd = format!("touch {}", marker.display());
         let pkl = Pickle::new().op(b"}").text("w").global(module, name).text(&cmd).op(&[0x85]).op(b"R").op(b"s").stop();
         let file = dir.path().join(format!("{module}_{name}.pth"));
         std::fs::write(&file, torch_zip(&pkl, false, &[])).unwrap();
-        refused_everywhere(dir.path(), &file, &format!("`{module}.{name}`"));
+        refused(dir.path(), &file, &format!("`{module}.{name}`"), if i == 0 { 3 } else { 1 });
         assert!(!marker.exists(), "{module}.{name} ran");
     }
 }
@@ -203,10 +210,10 @@ fn tensor_geometry_that_overflows_or_leaves_its_storage_is_refused() {
         ("negative_stride", 0, &[2], &[-1], "negative"),
         ("huge_offset", i64::MAX, &[1], &[1], "overflows"),
     ];
-    for (name, offset, size, stride, expect) in cases {
+    for (i, (name, offset, size, stride, expect)) in cases.into_iter().enumerate() {
         let file = dir.path().join(format!("{name}.pth"));
         std::fs::write(&file, torch_zip(&one_tensor_pickle(offset, size, stride), false, &storage)).unwrap();
-        refused_everywhere(dir.path(), &file, expect);
+        refused(dir.path(), &file, expect, if i == 0 { 3 } else { 1 });
     }
     // The same pickle with a sane geometry loads: the cases above differ only in it.
     let file = dir.path().join("sane.pth");
