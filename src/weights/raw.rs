@@ -420,7 +420,7 @@ fn read_zip(bytes: &[u8]) -> Result<RawCheckpoint<'_>> {
         }
     }
     let pkl = source.entry(&pkl_name, pickle::MAX_PICKLE_BYTES as u64)?;
-    let (root, _) = pickle::read(&pkl).context("data.pkl")?;
+    let (root, _) = pickle::read_with(&pkl, pickle::Limits::for_file(bytes.len())).context("data.pkl")?;
     state_dict(Format::TorchZip, &root, &mut source)
 }
 
@@ -441,7 +441,8 @@ impl<'a> StorageSource<'a> for LegacySource<'a> {
 fn read_legacy(bytes: &[u8]) -> Result<RawCheckpoint<'_>> {
     let mut pos = 0;
     let mut next = |what: &str| -> Result<Value> {
-        let (v, used) = pickle::read(&bytes[pos..]).with_context(|| format!("legacy checkpoint: {what}"))?;
+        let limits = pickle::Limits::for_file(bytes.len());
+        let (v, used) = pickle::read_with(&bytes[pos..], limits).with_context(|| format!("legacy checkpoint: {what}"))?;
         pos += used;
         Ok(v)
     };
