@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod mapping;
 pub mod pickle;
 pub mod pretrained;
+pub mod raw;
 pub mod sources;
 pub mod timm_names;
 pub mod torchfile;
