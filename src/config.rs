@@ -135,6 +135,10 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Torch CPU threads for the model (0 = libtorch's default).
     pub threads: usize,
+    /// Distributed runs (torchrun, srun, --nproc): c10d backend, auto (NCCL on CUDA, Gloo on CPU), nccl or gloo.
+    pub dist_backend: crate::dist::BackendChoice,
+    /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
+    pub dist_timeout: u64,
 }
 
 impl Default for TrainConfig {
@@ -152,6 +156,8 @@ impl Default for TrainConfig {
             monitor: "f1".into(),
             patience: 0,
             threads: 0,
+            dist_backend: crate::dist::BackendChoice::Auto,
+            dist_timeout: 600,
         }
     }
 }
@@ -262,6 +268,9 @@ impl Config {
         }
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
+        }
+        if self.train.dist_timeout == 0 {
+            bail!("train.dist_timeout must be at least 1 second");
         }
         if !["none", "fp16"].contains(&self.train.amp.as_str()) {
             bail!("train.amp must be none or fp16, got `{}`", self.train.amp);

@@ -3,6 +3,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod demo;
+pub mod dist;
 pub mod eda;
 pub mod evaluate;
 pub mod labels;
