@@ -45,7 +45,6 @@ fn compile_c10d(lib_dir: &Path) {
     println!("cargo:rerun-if-changed=csrc/gloo_decl");
     println!("cargo:rerun-if-env-changed=MASKLAB_NCCL");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    println!("cargo:rustc-check-cfg=cfg(masklab_nccl)");
     let torch = lib_dir.parent().unwrap_or(lib_dir);
     let include = torch.join("include");
     let mut build = cc::Build::new();
@@ -70,12 +69,17 @@ fn compile_c10d(lib_dir: &Path) {
         match nccl_includes(torch) {
             Ok(dirs) => {
                 build.includes(&dirs).flag("-DUSE_C10D_NCCL").flag("-DMASKLAB_C10D_NCCL").file("csrc/c10d_nccl.cpp");
-                println!("cargo:rustc-cfg=masklab_nccl");
             }
-            Err(missing) => println!(
-                "cargo:warning=masklab builds without the NCCL backend: no {missing} beside libtorch \
-                 (scripts/setup.sh installs the CUDA headers; MASKLAB_NCCL=0 silences this)"
-            ),
+            Err(missing) => {
+                println!(
+                    "cargo:warning=masklab builds without the NCCL backend: no {missing} beside libtorch \
+                     (scripts/setup.sh installs the CUDA headers; MASKLAB_NCCL=0 silences this)"
+                );
+                // Build again once the headers are installed there.
+                if let Some(nvidia) = torch.parent().map(|site| site.join("nvidia")).filter(|d| d.is_dir()) {
+                    println!("cargo:rerun-if-changed={}", nvidia.display());
+                }
+            }
         }
     }
     build.compile("masklab_c10d");

@@ -139,6 +139,60 @@ mod tests {
         }
     }
 
+    /// What the trainer will do each step: backward on this rank's half of the batch, average the
+    /// optimiser's flat grads, step. Both ranks must end with the weights of one process that
+    /// stepped on the mean gradient of both halves.
+    #[test]
+    fn averaged_steps_keep_ranks_identical_and_equal_to_one_process() {
+        use crate::train::optim::{OptimConfig, OptimKind, Optimizer};
+        use tch::nn::VarStore;
+        fn model() -> (VarStore, Tensor, Tensor) {
+            let vs = VarStore::new(Device::Cpu);
+            let w = vs.root().add("w", Tensor::from_slice(&[0.5f32, -1.0, 2.0]), true);
+            let b = vs.root().add("b", Tensor::from_slice(&[0.25f64]), true);
+            (vs, w, b)
+        }
+        fn half(rank: usize) -> (Tensor, Tensor) {
+            let x = Tensor::from_slice(&[1.0f32, 2.0, -1.0, 0.5, -3.0, 1.0]).view([2, 3]) * (rank as f64 + 1.0);
+            (x, Tensor::from_slice(&[1.0f32 - rank as f32, 2.0]))
+        }
+        fn loss(w: &Tensor, b: &Tensor, x: &Tensor, y: &Tensor) -> Tensor {
+            let prediction = x.matmul(w) + b.to_kind(Kind::Float);
+            (prediction - y).square().mean(Kind::Float)
+        }
+        let cfg = OptimConfig { kind: OptimKind::Adamw, lr: 0.1, weight_decay: 0.01, ..Default::default() };
+        let weights = on_ranks(2, |pg| {
+            let cfg = OptimConfig { kind: OptimKind::Adamw, lr: 0.1, weight_decay: 0.01, ..Default::default() };
+            let (vs, w, b) = model();
+            let mut opt = Optimizer::new(&vs, &cfg).unwrap();
+            let (x, y) = half(pg.rank());
+            for _ in 0..3 {
+                opt.zero_grad();
+                loss(&w, &b, &x, &y).backward();
+                average_gradients(pg, &mut opt.grad_buffers()).unwrap();
+                opt.step(0.1);
+            }
+            [values(&w), values(&b)].concat()
+        });
+        assert_eq!(weights[0], weights[1], "both ranks hold identical weights");
+        let (vs, w, b) = model();
+        let mut opt = Optimizer::new(&vs, &cfg).unwrap();
+        for _ in 0..3 {
+            opt.zero_grad();
+            // The mean of the two halves' mean losses: the gradient both ranks averaged.
+            let total = (0..2).map(|r| {
+                let (x, y) = half(r);
+                loss(&w, &b, &x, &y)
+            });
+            (total.fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, l| a + l) / 2.0).backward();
+            opt.step(0.1);
+        }
+        let single = [values(&w), values(&b)].concat();
+        for (a, b) in weights[0].iter().zip(&single) {
+            assert!((a - b).abs() < 1e-6, "distributed {:?} vs one process {single:?}", weights[0]);
+        }
+    }
+
     #[test]
     fn broadcast_copies_rank_0s_tensors_of_every_dtype() {
         let results = on_ranks(2, |pg| {
