@@ -69,6 +69,8 @@ fn compile_c10d(lib_dir: &Path) {
         match nccl_includes(torch) {
             Ok(dirs) => {
                 build.includes(&dirs).flag("-DUSE_C10D_NCCL").flag("-DMASKLAB_C10D_NCCL").file("csrc/c10d_nccl.cpp");
+                // c10::cuda::set_device lives in libc10_cuda, which torch-sys does not link itself.
+                println!("cargo:rustc-link-lib=dylib=c10_cuda");
             }
             Err(missing) => {
                 println!(

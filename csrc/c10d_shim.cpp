@@ -21,12 +21,14 @@ struct masklab_pg {
   std::chrono::milliseconds timeout;
   bool nccl;
   int world_size;
+  int device_index;  // the CUDA device of an NCCL group's tensors
 };
 
 #ifdef MASKLAB_C10D_NCCL
 // c10d_nccl.cpp: kept apart so that the CUDA and NCCL headers are needed only when they exist.
 c10::intrusive_ptr<c10d::Backend> masklab_make_nccl_backend(
-    const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size, std::chrono::milliseconds timeout);
+    const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size, std::chrono::milliseconds timeout,
+    int device_index);
 #endif
 
 namespace {
@@ -165,7 +167,7 @@ char* masklab_pg_gloo(masklab_store* store, int rank, int world_size, int64_t ti
     }
     // Connects to every peer through the store: blocks until all ranks arrive or the timeout.
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store->store, rank, world_size, options);
-    *out = new masklab_pg{backend, timeout, false, world_size};
+    *out = new masklab_pg{backend, timeout, false, world_size, -1};
   });
 }
 
@@ -177,18 +179,20 @@ int masklab_c10d_has_nccl(void) {
 #endif
 }
 
-char* masklab_pg_nccl(masklab_store* store, int rank, int world_size, int64_t timeout_ms, masklab_pg** out) {
+char* masklab_pg_nccl(masklab_store* store, int rank, int world_size, int64_t timeout_ms, int device_index,
+                      masklab_pg** out) {
   *out = nullptr;
   return guarded([&] {
 #ifdef MASKLAB_C10D_NCCL
     auto timeout = std::chrono::milliseconds(timeout_ms);
-    auto backend = masklab_make_nccl_backend(store->store, rank, world_size, timeout);
-    *out = new masklab_pg{backend, timeout, true, world_size};
+    auto backend = masklab_make_nccl_backend(store->store, rank, world_size, timeout, device_index);
+    *out = new masklab_pg{backend, timeout, true, world_size, device_index};
 #else
     (void)store;
     (void)rank;
     (void)world_size;
     (void)timeout_ms;
+    (void)device_index;
     throw std::runtime_error("masklab was built against a libtorch without CUDA: the NCCL backend is unavailable");
 #endif
   });
@@ -263,9 +267,10 @@ char* masklab_pg_allgather(masklab_pg* pg, void* input, void* const* outputs, si
 char* masklab_pg_barrier(masklab_pg* pg) {
   return guarded([&] {
     if (pg->nccl) {
-      // NCCL's own barrier guesses a device; an all-reduce on the current one, read back on the
+      // NCCL's own barrier guesses a device; an all-reduce on the group's, read back on the
       // host, both synchronises the ranks and blocks this thread until it is done.
-      at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA));
+      at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(pg->device_index));
+      at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(device));
       std::vector<at::Tensor> tensors{one};
       c10d::AllreduceOptions options;
       options.timeout = pg->timeout;

@@ -39,8 +39,9 @@ void masklab_store_free(masklab_store* store);
 // else loopback). `timeout_ms` bounds every collective.
 char* masklab_pg_gloo(masklab_store* store, int rank, int world_size, int64_t timeout_ms, const char* ifnames,
                       int threads, masklab_pg** out);
-// An NCCL process group (CUDA tensors). Fails when this libtorch has no NCCL.
-char* masklab_pg_nccl(masklab_store* store, int rank, int world_size, int64_t timeout_ms, masklab_pg** out);
+// An NCCL process group over tensors on CUDA device `device_index`. Fails when built without NCCL.
+char* masklab_pg_nccl(masklab_store* store, int rank, int world_size, int64_t timeout_ms, int device_index,
+                      masklab_pg** out);
 // 1 when masklab was built with the NCCL backend.
 int masklab_c10d_has_nccl(void);
 

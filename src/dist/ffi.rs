@@ -50,6 +50,7 @@ extern "C" {
         rank: c_int,
         world_size: c_int,
         timeout_ms: i64,
+        device_index: c_int,
         out: *mut *mut RawProcessGroup,
     ) -> *mut c_char;
     pub fn masklab_pg_allreduce(pg: *mut RawProcessGroup, tensor: *mut c_void, op: c_int) -> *mut c_char;

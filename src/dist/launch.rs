@@ -171,7 +171,9 @@ pub fn launch(command: &WorkerCommand, options: &LaunchOptions) -> Result<()> {
     let omp_threads = (threads / nproc).max(1).to_string();
     let launcher_pid = std::process::id() as libc::pid_t;
 
-    let (exited_tx, exited_rx) = mpsc::channel::<(usize, std::io::Result<ExitStatus>)>();
+    // Each worker's end, and when its waiter saw it: several failures can arrive almost together
+    // (one rank dies, its peers then fail in a collective), and the earliest is the cause.
+    let (exited_tx, exited_rx) = mpsc::channel::<(usize, std::io::Result<ExitStatus>, Instant)>();
     let mut pids: Vec<libc::pid_t> = Vec::with_capacity(nproc);
     let (forwarded_tx, forwarded_rx) = mpsc::channel::<()>();
     let mut streams = 0;
@@ -221,14 +223,14 @@ pub fn launch(command: &WorkerCommand, options: &LaunchOptions) -> Result<()> {
         let tx = exited_tx.clone();
         std::thread::spawn(move || {
             let status = child.wait();
-            let _ = tx.send((rank, status));
+            let _ = tx.send((rank, status, Instant::now()));
         });
     }
     drop(exited_tx);
 
     let mut exited: Vec<usize> = Vec::new();
-    let mut failure: Option<(usize, String)> = None;
-    let mut later_failures: Vec<String> = Vec::new();
+    let mut failures: Vec<(Instant, usize, String)> = Vec::new();
+    let mut stopping = false;
     let mut stop_deadline: Option<Instant> = None;
     while exited.len() < nproc {
         let received = match stop_deadline {
@@ -236,23 +238,20 @@ pub fn launch(command: &WorkerCommand, options: &LaunchOptions) -> Result<()> {
             Some(deadline) => exited_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
         };
         match received {
-            Ok((rank, status)) => {
+            Ok((rank, status, when)) => {
                 exited.push(rank);
-                let ok = matches!(&status, Ok(s) if s.success());
-                if ok {
-                    continue;
-                }
                 let how = match &status {
+                    Ok(s) if s.success() => continue,
+                    // The launcher's own SIGTERM or SIGKILL: stopped, not a failure of its own.
+                    Ok(s) if stopping && matches!(s.signal(), Some(libc::SIGTERM | libc::SIGKILL)) => continue,
                     Ok(s) => describe(s),
                     Err(e) => format!("could not be waited for ({e})"),
                 };
-                match &failure {
-                    None => {
-                        failure = Some((rank, how));
-                        stop(&pids, &exited, libc::SIGTERM);
-                        stop_deadline = Some(Instant::now() + options.grace);
-                    }
-                    Some(_) => later_failures.push(format!("rank {rank} {how}")),
+                failures.push((when, rank, how));
+                if !stopping {
+                    stopping = true;
+                    stop(&pids, &exited, libc::SIGTERM);
+                    stop_deadline = Some(Instant::now() + options.grace);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -270,16 +269,14 @@ pub fn launch(command: &WorkerCommand, options: &LaunchOptions) -> Result<()> {
         }
     }
     drop(store);
-    match failure {
-        None => Ok(()),
-        Some((rank, how)) => {
-            let mut message = format!("worker rank {rank} of {nproc} {how}; the launcher stopped the other workers");
-            if !later_failures.is_empty() {
-                message.push_str(&format!(" (then: {})", later_failures.join(", ")));
-            }
-            bail!(message)
-        }
+    failures.sort_by_key(|(when, rank, _)| (*when, *rank));
+    let Some((_, rank, how)) = failures.first() else { return Ok(()) };
+    let mut message = format!("worker rank {rank} of {nproc} {how}; the launcher stopped the other workers");
+    if failures.len() > 1 {
+        let others: Vec<String> = failures[1..].iter().map(|(_, rank, how)| format!("rank {rank} {how}")).collect();
+        message.push_str(&format!(" (then: {})", others.join(", ")));
     }
+    bail!(message)
 }
 
 /// Sends `signal` to the workers that have not exited yet.

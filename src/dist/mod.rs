@@ -260,7 +260,10 @@ impl ProcessGroup {
                 let c_ifnames = c_string(&ifnames, "GLOO_SOCKET_IFNAME")?;
                 unsafe { ffi::masklab_pg_gloo(scoped.raw, c_rank, c_world, millis(timeout), c_ifnames.as_ptr(), 0, &mut raw) }
             }
-            Backend::Nccl => unsafe { ffi::masklab_pg_nccl(scoped.raw, c_rank, c_world, millis(timeout), &mut raw) },
+            Backend::Nccl => {
+                let Device::Cuda(index) = device else { unreachable!("checked above: NCCL has a CUDA device") };
+                unsafe { ffi::masklab_pg_nccl(scoped.raw, c_rank, c_world, millis(timeout), index as c_int, &mut raw) }
+            }
         };
         check(|| format!("rank {rank} of {world_size} cannot join the {backend} process group"), error)?;
         Ok(ProcessGroup { raw, backend, rank, world_size, device, timeout })
