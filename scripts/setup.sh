@@ -52,6 +52,29 @@ if ! { [ -x .venv/bin/python ] && have; }; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
     have || { echo "setup: torch $TORCH_VERSION did not install into .venv" >&2; exit 1; }
 fi
+# A CUDA torch: the CUDA runtime's CRT and CCCL headers too (pip's cuda-toolkit extras, at the
+# version torch pins), which ProcessGroupNCCL.hpp includes: build.rs then compiles masklab's
+# NCCL backend (csrc/c10d_nccl.cpp). Prints nothing to do for a CPU torch or other CUDA layouts.
+cuda_headers_wanted() {
+    .venv/bin/python - <<'PY' 2>/dev/null
+import importlib.metadata as m, pathlib, torch
+torch_dir = pathlib.Path(torch.__file__).parent
+if (torch_dir / "lib" / "libtorch_cuda.so").exists():
+    try:
+        version = m.version("cuda-toolkit")
+        include = torch_dir.parent / "nvidia" / f"cu{version.split('.')[0]}" / "include"
+        if not ((include / "crt" / "host_defines.h").exists() and (include / "cccl" / "nv" / "target").exists()):
+            print(f"cuda-toolkit[crt,cccl]=={version}")
+    except m.PackageNotFoundError:
+        pass
+PY
+}
+CUDA_HEADERS=$(cuda_headers_wanted || true)
+if [ -n "$CUDA_HEADERS" ]; then
+    echo "setup: installing $CUDA_HEADERS into .venv (CUDA headers for masklab's NCCL backend)" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "$CUDA_HEADERS"
+    [ -z "$(cuda_headers_wanted || true)" ] || { echo "setup: the CUDA headers did not install into .venv" >&2; exit 1; }
+fi
 if [ "$BENCH" = 1 ] && ! have_bench; then
     echo "setup: installing torchvision==$TORCHVISION_VERSION, pillow, numpy into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy

@@ -138,6 +138,10 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Torch CPU threads for the model (0 = libtorch's default).
     pub threads: usize,
+    /// Distributed runs (torchrun, srun, --nproc): c10d backend, auto (NCCL on CUDA, Gloo on CPU), nccl or gloo.
+    pub dist_backend: crate::dist::BackendChoice,
+    /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
+    pub dist_timeout: u64,
 }
 
 impl Default for TrainConfig {
@@ -155,6 +159,8 @@ impl Default for TrainConfig {
             monitor: Monitor::F1,
             patience: 0,
             threads: 0,
+            dist_backend: crate::dist::BackendChoice::Auto,
+            dist_timeout: 600,
         }
     }
 }
@@ -382,6 +388,9 @@ impl Config {
         }
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
+        }
+        if self.train.dist_timeout == 0 {
+            bail!("train.dist_timeout must be at least 1 second");
         }
         let names: Vec<&str> = self.model.layout.models().iter().map(|(n, _)| *n).collect();
         for name in self.models.keys() {

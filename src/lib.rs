@@ -10,6 +10,7 @@ pub mod console;
 pub mod data;
 pub mod decision_biases;
 pub mod demo;
+pub mod dist;
 pub mod eda;
 pub mod evaluate;
 pub mod heldout;
