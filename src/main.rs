@@ -215,6 +215,9 @@ enum Command {
         /// detect: folder of the MTCNN weights (default: where `masklab weights fetch mtcnn` puts them).
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// detect: copies of the photo detected in one call for the batched time.
+        #[arg(long, default_value_t = 8)]
+        detect_batch: usize,
     },
 }
 
@@ -414,12 +417,12 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", c.page.display());
         }
         Command::Faces { path, out, weights, device, batch, json, read } => run_faces(&path, out.as_deref(), weights, &device, batch, json, &read)?,
-        Command::Bench { mode, image: Some(image), photo_size, weights, backbone, size, batch, device, warmup, steps, .. } if mode == "detect" => {
+        Command::Bench { mode, image: Some(image), photo_size, weights, detect_batch, backbone, size, batch, device, warmup, steps, .. } if mode == "detect" => {
             let o = masklab::bench::DetectBenchOptions {
                 image,
                 photo: photo_size,
                 weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
-                batch: 8,
+                batch: detect_batch,
                 backbone,
                 size,
                 classifier_batch: batch,
