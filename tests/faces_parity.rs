@@ -93,7 +93,101 @@ fn detections_match_facenet_pytorch_on_real_photos_and_composed_scenes() {
             }
         }
     }
+    // A batch of photos (two of one size, one of another) finds what each photo finds alone.
+    let photos: Vec<_> = [2, 5, 3].iter().map(|&i| decode_photo(&images[i]).unwrap()).collect();
+    let refs: Vec<_> = photos.iter().collect();
+    let batched = detector.detect_batch(&refs).unwrap();
+    for (photo, faces) in photos.iter().zip(&batched) {
+        let alone = detector.detect(photo).unwrap();
+        assert_eq!(alone.len(), faces.len());
+        for (a, b) in alone.iter().zip(faces) {
+            assert!(iou(&a.bbox, &b.bbox) > 0.999 && (a.score - b.score).abs() < 1e-4, "{a:?} vs {b:?}");
+        }
+    }
     eprintln!("{compared} faces compared with facenet-pytorch; {found_unmasked} of {unmasked} unmasked placed faces found");
     assert!(compared >= 14, "only {compared} faces compared");
     assert_eq!(found_unmasked, unmasked);
+}
+
+/// A measurement, not a check (run it by hand): detection recall and precision at IoU 0.5 on
+/// multi-face scenes composed from UTKFace's aligned face crops, and the time per scene.
+///
+///     MASKLAB_UTKFACE=../shared/data/utkface-adults [MASKLAB_BIN=target/release/masklab] \
+///         cargo test --test faces_parity -- --ignored --nocapture
+///
+/// Each crop's own face (MTCNN on the crop alone; crops where it finds not exactly one face are
+/// left out) is the truth for its placements. Nothing is written outside a temporary folder.
+#[test]
+#[ignore]
+fn measure_detection_on_utkface_scenes() {
+    let Some(faces_dir) = std::env::var_os("MASKLAB_UTKFACE").map(PathBuf::from) else {
+        panic!("set MASKLAB_UTKFACE to the folder of UTKFace crops (../shared/data/utkface-adults)");
+    };
+    let bin = std::env::var_os("MASKLAB_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_masklab")));
+    let n_chips: usize = std::env::var("MASKLAB_CHIPS").ok().and_then(|v| v.parse().ok()).unwrap_or(240);
+    let n_scenes: u64 = std::env::var("MASKLAB_SCENES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("mtcnn");
+    masklab::faces::weights::fetch(Some(&weights), Some(&common::faces::facenet_wheel())).unwrap();
+    let run_faces = |folder: &Path| -> serde_json::Value {
+        let o = Command::new(&bin).args(["faces", folder.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--device", "cpu", "--json"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+
+    // Every k-th crop of the sorted folder, copied (faces.csv is written beside the photos).
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&faces_dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
+    all.sort();
+    let step = (all.len() / n_chips).max(1);
+    let chips_dir = dir.path().join("chips");
+    std::fs::create_dir_all(&chips_dir).unwrap();
+    for p in all.iter().step_by(step).take(n_chips) {
+        std::fs::copy(p, chips_dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let chip_summary = run_faces(&chips_dir);
+    let chip_cache = masklab::faces::cache::FacesCache::read(&chips_dir.join("faces.csv")).unwrap();
+    let sources: Vec<common::faces::SourceFace> = chip_cache
+        .images
+        .iter()
+        .filter(|(_, e)| e.faces.len() == 1)
+        .map(|(k, e)| common::faces::SourceFace { photo: decode_photo(&chips_dir.join(k)).unwrap(), bbox: e.faces[0].bbox, landmarks: e.faces[0].landmarks })
+        .collect();
+
+    let scenes_dir = dir.path().join("scenes");
+    std::fs::create_dir_all(&scenes_dir).unwrap();
+    let mut truth = std::collections::BTreeMap::new();
+    for seed in 0..n_scenes {
+        let o = SceneOptions { width: 384, height: 512, faces: 3 + (seed % 3) as usize, min_face: 24.0, max_face: 160.0, p_masked: 0.3, context: 0.45 };
+        let (scene, placed) = compose(&sources, &o, 1000 + seed);
+        let name = format!("scene{seed:03}.png");
+        save_png(&scene, &scenes_dir.join(&name));
+        truth.insert(name, placed);
+    }
+    let summary = run_faces(&scenes_dir);
+    let cache = masklab::faces::cache::FacesCache::read(&scenes_dir.join("faces.csv")).unwrap();
+    // (found, total) per group; detections matched / all.
+    let mut groups: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let (mut matched, mut detections) = (0, 0);
+    for (name, placed) in &truth {
+        let found = &cache.images[name].faces;
+        detections += found.len();
+        matched += found.iter().filter(|f| placed.iter().any(|p| iou(&p.bbox, &f.bbox) >= 0.5)).count();
+        for p in placed {
+            let hit = found.iter().any(|f| iou(&p.bbox, &f.bbox) >= 0.5) as usize;
+            let width = p.bbox[2] - p.bbox[0];
+            let size = if width < 40.0 { "width <40 px" } else if width < 80.0 { "width 40-80 px" } else { "width >=80 px" };
+            let wear = p.wear.map(|w| format!("masked {w:?}")).unwrap_or_else(|| "unmasked".into());
+            for key in ["all".to_string(), wear, size.to_string()] {
+                let g = groups.entry(key).or_default();
+                g.0 += hit;
+                g.1 += 1;
+            }
+        }
+    }
+    eprintln!("chips: {} of {} with exactly one face (the truth), in {:.1}s", sources.len(), chip_summary["images"], chip_summary["seconds"].as_f64().unwrap());
+    eprintln!("scenes: {n_scenes} of 384x512, {} s for all ({:.3} s per scene, decoding included)", summary["seconds"], summary["seconds"].as_f64().unwrap() / n_scenes as f64);
+    for (k, (hit, total)) in &groups {
+        eprintln!("recall@0.5 {k}: {hit}/{total} = {:.3}", *hit as f64 / *total as f64);
+    }
+    eprintln!("precision@0.5: {matched}/{detections} = {:.3}", matched as f64 / detections.max(1) as f64);
 }
