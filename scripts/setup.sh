@@ -13,11 +13,18 @@ MLFLOW_VERSION=3.17.2
 # and read the hub cache masklab writes with huggingface_hub.
 TIMM_VERSION=1.0.31
 HUGGINGFACE_HUB_VERSION=2.4.0
+# Face detection tests: facenet-pytorch's wheel (its MTCNN and weights; never installed, it pins
+# an old torch) and real face photos shipped in scikit-image's and matplotlib's wheels, all
+# unpacked into .venv/masklab-test/ (only the files the tests read).
+FACENET_VERSION=2.6.0
+SKIMAGE_VERSION=0.26.0
+MATPLOTLIB_VERSION=3.11.2
 PY=${MASKLAB_PYTHON:-python3}
 # --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
 #         timm + huggingface_hub (timm name mapping, hub cache layout), tensorboard and mlflow
-#         (tracking); scripts/test.sh uses it.
+#         (tracking), facenet-pytorch's MTCNN and face photos (face detection, in
+#         .venv/masklab-test/); scripts/test.sh uses it.
 BENCH=0
 TEST=0
 for arg in "$@"; do
@@ -85,4 +92,34 @@ if [ "$TEST" = 1 ] && ! have_test; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" safetensors \
         "timm==$TIMM_VERSION" "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
     have_test || { echo "setup: the test packages did not install into .venv" >&2; exit 1; }
+fi
+
+# The face test assets: a marker file names the versions they came from.
+ASSETS=.venv/masklab-test
+ASSETS_STAMP="facenet-pytorch==$FACENET_VERSION scikit-image==$SKIMAGE_VERSION matplotlib==$MATPLOTLIB_VERSION"
+if [ "$TEST" = 1 ] && [ "$(cat "$ASSETS/versions.txt" 2>/dev/null)" != "$ASSETS_STAMP" ]; then
+    echo "setup: fetching the face test assets into $ASSETS ($ASSETS_STAMP wheels, not installed)" >&2
+    rm -rf "$ASSETS"
+    mkdir -p "$ASSETS/wheels"
+    .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --dest "$ASSETS/wheels" \
+        "facenet-pytorch==$FACENET_VERSION" "scikit-image==$SKIMAGE_VERSION" "matplotlib==$MATPLOTLIB_VERSION"
+    .venv/bin/python - "$ASSETS" <<'PY'
+import glob, os, sys, zipfile
+assets = sys.argv[1]
+def wheel(prefix):
+    found = glob.glob(os.path.join(assets, "wheels", prefix + "-*.whl"))
+    if len(found) != 1:
+        sys.exit(f"setup: expected one {prefix} wheel, found {found}")
+    return zipfile.ZipFile(found[0])
+facenet = wheel("facenet_pytorch")
+facenet.extractall(assets, [n for n in facenet.namelist() if n.startswith("facenet_pytorch/")])
+for prefix, member in [("scikit_image", "skimage/data/astronaut.png"),
+                       ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg")]:
+    with open(os.path.join(assets, os.path.basename(member)), "wb") as out:
+        out.write(wheel(prefix).read(member))
+for f in glob.glob(os.path.join(assets, "wheels", "*.whl")):
+    if not os.path.basename(f).startswith("facenet_pytorch"):
+        os.remove(f)
+PY
+    echo "$ASSETS_STAMP" > "$ASSETS/versions.txt"
 fi

@@ -12,6 +12,7 @@ pub mod decision_biases;
 pub mod demo;
 pub mod dist;
 pub mod eda;
+pub mod faces;
 pub mod evaluate;
 pub mod heldout;
 pub mod labels;

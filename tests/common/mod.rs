@@ -59,3 +59,5 @@ pub fn train_tiny(data: &Path, run: &Path, extra: &[&str]) -> Output {
     let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     masklab(&refs)
 }
+
+pub mod faces;
