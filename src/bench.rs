@@ -185,7 +185,7 @@ pub fn run_detect(o: &DetectBenchOptions, device: DeviceChoice) -> Result<Vec<De
             backbone: o.backbone.clone(),
             size: o.size,
             batch: o.classifier_batch,
-            device: name.into(),
+            device: if device.is_cuda() { DeviceChoice::Cuda(0) } else { DeviceChoice::Cpu },
             amp: false,
             channels_last: false,
             warmup: o.warmup,

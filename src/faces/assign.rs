@@ -92,6 +92,7 @@ mod tests {
             race: "Asian".into(),
             age: 30,
             folder: folder.into(),
+            line: 2,
             images: STEMS
                 .iter()
                 .map(|s| ImageEntry { path: root.join("images").join(folder).join(format!("{s}.jpg")), stem: s.to_string(), mask: Mask::from_stem(s).unwrap() })
