@@ -136,6 +136,9 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Torch CPU threads for the model (0 = libtorch's default).
     pub threads: usize,
+    /// Steps whose loss or gradients are not finite are skipped; this many in a row stop training
+    /// with an error (fp16 loss-scale overflows do not count).
+    pub max_nonfinite_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -153,6 +156,7 @@ impl Default for TrainConfig {
             monitor: Monitor::F1,
             patience: 0,
             threads: 0,
+            max_nonfinite_steps: 10,
         }
     }
 }
@@ -373,6 +377,9 @@ impl Config {
         }
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
+        }
+        if self.train.max_nonfinite_steps == 0 {
+            bail!("train.max_nonfinite_steps must be at least 1 (1 = stop at the first step with a non-finite loss)");
         }
         let names: Vec<&str> = self.model.layout.models().iter().map(|(n, _)| *n).collect();
         for name in self.models.keys() {
