@@ -395,7 +395,6 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Report { run, worst } => {
-            let _lock = masklab::run_dir::RunLock::acquire(&RunDir::new(&run), "report")?;
             let page = masklab::report::write_report(&run, worst)?;
             println!("wrote {}", page.display());
         }

@@ -105,7 +105,7 @@ impl Trainer {
             has
         };
         if !resume {
-            if run.has_checkpoint() {
+            if run.has_checkpoint() || run.is_kfold() {
                 let p = run.path().display();
                 bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
             }
