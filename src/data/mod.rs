@@ -3,6 +3,7 @@ pub mod augment;
 pub mod decode;
 pub mod error;
 pub mod dataset;
+pub mod image_check;
 pub mod loader;
 pub mod prepared;
 pub mod relabel;

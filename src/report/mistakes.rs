@@ -1,6 +1,6 @@
 //! The worst validation mistakes: wrong predictions ordered by the confidence given to the
 //! wrong class, each with a small JPEG thumbnail of its image (embedded in the page).
-use crate::data::decode::{decode_file, image_size, Crop, Preprocess};
+use crate::data::decode::{read_upright, resize_rgb, Crop, Preprocess};
 use crate::heldout::HeldOutRow;
 use anyhow::{anyhow, Result};
 use image::ImageEncoder;
@@ -52,10 +52,12 @@ pub fn locate(path: &str, data_root: Option<&Path>) -> PathBuf {
 
 /// A JPEG of the image scaled to `THUMB_HEIGHT` pixels high, keeping its aspect ratio.
 pub fn thumbnail(path: &Path) -> Result<Vec<u8>> {
-    let (w, h) = image_size(path).map_err(|e| anyhow!("{e}"))?;
+    // Decoded once, upright; a cut or corrupt file is an error naming it.
+    let full = read_upright(path).map_err(|e| anyhow!("{e}"))?;
+    let (w, h) = (full.width, full.height);
     let height = THUMB_HEIGHT.min(h.max(1));
     let width = ((w as f64 * height as f64 / h.max(1) as f64).round() as u32).max(1);
-    let img = decode_file(path, &Preprocess { crop: Crop::None, width, height }).map_err(|e| anyhow!("{e}"))?;
+    let img = resize_rgb(&full, &Preprocess { crop: Crop::None, width, height }).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 88).write_image(&img.data, width, height, image::ExtendedColorType::Rgb8)?;
     Ok(jpeg)

@@ -6,7 +6,7 @@
 //! MLflow run instead of starting another.
 pub use super::settings::check_url;
 use crate::util::write_atomic;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -264,6 +264,13 @@ impl Optimizer {
         self.groups.iter().flat_map(|g| g.layout.slots.iter().map(|s| s.numel)).sum()
     }
 
+    /// The flat gradient buffer of each dtype group, the grads gathered into it first: what a
+    /// data-parallel step averages across ranks (`dist::sync::average_gradients`) between the
+    /// backward pass and `step`. Writing into them changes the gradients `step` uses.
+    pub fn grad_buffers(&mut self) -> Vec<Tensor> {
+        self.groups.iter_mut().map(|g| g.flat_grads()).collect()
+    }
+
     /// Zeroes every gradient: one fill per buffer for the grads that are already views into it.
     pub fn zero_grad(&mut self) {
         tch::no_grad(|| {
@@ -767,6 +774,32 @@ mod tests {
         assert_close(&fixture.values().concat(), &after, "step with accumulated grads");
         opt.zero_grad();
         assert_eq!(opt.clip_grad_norm(0.0), 0.0, "zero_grad clears the bound grads");
+    }
+
+    #[test]
+    fn the_step_uses_what_was_written_into_the_grad_buffers() {
+        let fixture = Fixture::new();
+        let cfg = OptimConfig { kind: OptimKind::Sgd, momentum: 0.0, weight_decay: 0.0, ..Default::default() };
+        let mut opt = Optimizer::new(&fixture.vs, &cfg).unwrap();
+        fixture.backward();
+        let mut buffers = opt.grad_buffers();
+        assert_eq!(buffers.iter().map(|b| b.kind()).collect::<Vec<_>>(), vec![Kind::Float, Kind::Double], "one buffer per dtype");
+        // What an all-reduce average with a rank whose grads were zero would leave.
+        for buffer in &mut buffers {
+            let _ = buffer.g_mul_scalar_(0.5);
+        }
+        let expected_grads: Vec<f64> =
+            fixture.values().concat().iter().zip(fixture.coefficients().concat()).map(|(w, c)| 0.5 * c * w).collect();
+        let grads: Vec<f64> = fixture
+            .vars
+            .iter()
+            .flat_map(|(_, v, _)| Vec::<f64>::try_from(&v.grad().to_kind(Kind::Double).reshape([-1])).unwrap())
+            .collect();
+        assert_close(&grads, &expected_grads, "each .grad sees the buffer");
+        let before = fixture.values().concat();
+        opt.step(1.0);
+        let after: Vec<f64> = before.iter().zip(&expected_grads).map(|(w, g)| w - g).collect();
+        assert_close(&fixture.values().concat(), &after, "step with the halved grads");
     }
 
     #[test]
