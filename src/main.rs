@@ -98,6 +98,9 @@ enum Command {
         /// Report unreadable images and give them the most frequent class instead of stopping.
         #[arg(long)]
         skip_bad: bool,
+        /// With --skip-bad: fail when more images than this were unreadable, a count (3) or a share of the images (5%).
+        #[arg(long, default_value = "5%", requires = "skip_bad")]
+        max_skipped: masklab::predict::SkipLimit,
         /// Decide by plain argmax even for runs tuned with `masklab tune` (their tune.json).
         #[arg(long)]
         no_tune: bool,
@@ -127,6 +130,10 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Have predict apply the biases even when their held-out (cross-fitted) macro F1 is not
+        /// higher than the argmax's (by default they are then recorded but not applied).
+        #[arg(long)]
+        force: bool,
     },
     /// Serve runs over HTTP: a JSON API (POST /v1/predict) and a web page that classify the faces in a photo.
     Serve(ServeArgs),
@@ -512,20 +519,20 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", masklab::evaluate::render_evaluation(&e, &run.load_config()?.data.bounds()?));
             }
         }
-        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, no_tune, device, batch } => {
+        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
-            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta, weights, probs, skip_bad, no_tune, device, batch_size: batch };
+            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch_size: batch };
             let s = masklab::predict::predict(&o)?;
             eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
                 if s.skipped.is_empty() { String::new() } else { format!(", {} unreadable", s.skipped.len()) });
         }
-        Command::Tune { run, by, groups, range, step, json } => {
+        Command::Tune { run, by, groups, range, step, json, force } => {
             if !(step > 0.0 && range >= step) {
                 anyhow::bail!("--step must be positive and --range at least --step (got step {step}, range {range})");
             }
             let search = masklab::decision_biases::Search { range, step, ..Default::default() };
             let run = RunDir::new(run);
-            let report = masklab::decision_biases::tune_run(&run, by, &search, groups)?;
+            let report = masklab::decision_biases::tune_run(&run, by, &search, groups, force)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
@@ -688,10 +695,14 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
-        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, &observers_for)?;
+        // Held until the run's report is written too.
+        std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
+        let lock = masklab::run_dir::RunLock::acquire(&run, "train")?;
+        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &lock, resume, &observers_for)?;
         if cfg.report.enabled {
             masklab::report::write_after_training(run.path(), cfg.report.worst);
         }
+        drop(lock);
         print!("{}", masklab::train::kfold::render(&cv));
         println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
         return Ok(());

@@ -6,9 +6,9 @@
 use crate::config::Config;
 use crate::data::decode::{Preprocess, RgbImage};
 use crate::data::loader::{Loader, OnBadImage};
-use crate::decision_biases::{load_biases, Biases};
+use crate::decision_biases::{load_biases, not_applied_reason, Biases};
 use crate::labels::NUM_CLASSES;
-use crate::model::net::{forward_batch, infer, Net, RunOptions, Tta};
+use crate::model::net::{check_finite_outputs, forward_batch, infer, Net, RunOptions, Tta};
 use crate::model::trained::load_trained;
 use crate::run_dir::{RunDir, BEST};
 use anyhow::{bail, Context, Result};
@@ -65,6 +65,7 @@ impl TrainedModel {
         let n = paths.len();
         let loader = Loader::new(paths.to_vec(), self.prep, 0, self.config.data.prefetch, on_bad);
         let (probs, _, kept) = infer(&self.nets, self.config.model.layout, &loader, (0..n).collect(), self.batch_size, &self.run_opts)?;
+        check_finite_outputs(&probs).with_context(|| format!("{}", self.checkpoint_file().display()))?;
         let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
         let mut read = vec![false; n];
         for &i in &kept {
@@ -84,6 +85,8 @@ pub struct EnsembleMember {
     pub source: PathBuf,
     pub models: Vec<TrainedModel>,
     pub biases: Option<Biases>,
+    /// Why the run's tune.json is not applied (its held-out F1 did not rise), to tell the user.
+    pub biases_refused: Option<String>,
     pub weight: f64,
 }
 
@@ -110,8 +113,8 @@ impl Ensemble {
         for (source, weight) in sources.iter().zip(weights) {
             let (run, models) = models_of(source)?;
             let models = models.iter().map(|(r, which)| TrainedModel::load(r, which, o)).collect::<Result<Vec<_>>>()?;
-            let biases = if o.use_biases { load_biases(&run)? } else { None };
-            members.push(EnsembleMember { source: source.clone(), models, biases, weight });
+            let (biases, biases_refused) = if o.use_biases { (load_biases(&run)?, not_applied_reason(&run)?) } else { (None, None) };
+            members.push(EnsembleMember { source: source.clone(), models, biases, biases_refused, weight });
         }
         Ok(Ensemble { members })
     }
