@@ -1,4 +1,5 @@
 //! masklab: train, evaluate and serve face-attribute (mask x gender x age) classifiers.
+pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod data;

@@ -1,0 +1,459 @@
+//! The label audit: suspected wrong labels of a training set, found from out-of-fold
+//! predictions (every image predicted by a model that never saw its person).
+//!
+//! Three kinds of evidence, all from the 18-way probabilities split into their mask, gender and
+//! age marginals:
+//! - per photo, confident learning (`confident`, as cleanlab's `find_label_issues`) over the 18
+//!   classes; a flagged photo whose mask marginal says another state is a **mask** suspect;
+//! - per person, the seven photos pooled (the mean of their marginals), since a person's photos
+//!   share gender and age: a person whose pooled gender or age band is not the given one is a
+//!   **gender** or **age** suspect;
+//! - per person, the `normal` / `incorrect_mask` pair (each person has one of each): when the
+//!   bare-face photo looks worn-incorrectly and the other looks bare, the two were filed under
+//!   each other's name, a **swap** suspect.
+//!
+//! A suspect's score is the model's pooled probability of the suggested value (for a swap, the
+//! geometric mean of the two photos' probabilities of the swapped states). Age suspects whose
+//! person is at most `hard_years` outside the suggested band are plausibly hard cases rather
+//! than wrong labels (a 29-year-old who looks 31): they are marked and their score is halved.
+pub mod confident;
+pub mod draft;
+pub mod run;
+
+use crate::labels::{AgeBand, AgeBounds, Class, Gender, Mask, NUM_CLASSES, STEMS};
+use crate::predictions::PredictionRow;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A hard case's score is multiplied by this: it stays on the list, below clear cases.
+pub const HARD_CASE_FACTOR: f64 = 0.5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Field {
+    Gender,
+    Age,
+    /// The mask state of one photo.
+    Mask,
+    /// The `normal` and `incorrect_mask` photos filed under each other's name.
+    Swap,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Gender => "gender",
+            Field::Age => "age",
+            Field::Mask => "mask",
+            Field::Swap => "swap",
+        }
+    }
+}
+
+/// What the audit knows of a person folder besides its predictions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PersonInfo {
+    /// The id that relabel lists name (train.csv's `id`).
+    pub id: String,
+    /// The age as training used it, when known.
+    pub age: Option<u32>,
+    /// The gender as training used it, when known.
+    pub gender: Option<Gender>,
+}
+
+impl PersonInfo {
+    /// What a folder named `<id>_<gender>_<race>_<age>` says; the id is the whole name when it
+    /// has no `_`.
+    pub fn from_folder(folder: &str) -> PersonInfo {
+        let parts: Vec<&str> = folder.split('_').collect();
+        PersonInfo {
+            id: parts[0].to_string(),
+            gender: parts.get(1).and_then(|g| Gender::parse(g)),
+            age: if parts.len() >= 4 { parts[parts.len() - 1].parse().ok() } else { None },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    pub bounds: AgeBounds,
+    /// An age suspect whose person is at most this many years outside the suggested band is a hard case.
+    pub hard_years: u32,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions { bounds: AgeBounds::default(), hard_years: 2 }
+    }
+}
+
+/// One photo of a suspect's person, as the evidence shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotoEvidence {
+    pub path: String,
+    /// The file stem (`mask1` .. `normal`).
+    pub stem: String,
+    /// The given 18-way class and the predicted one (argmax).
+    pub given: usize,
+    pub predicted: usize,
+    /// The photo's probability of the suggested value of the suspect's field.
+    pub p_suggested: f64,
+    /// Whether this photo by itself says the suggested value (its marginal's argmax).
+    pub disagrees: bool,
+    /// Whether per-photo confident learning flags it.
+    pub flagged: bool,
+}
+
+/// A relabel-list row (`id,field,true_value`) that would apply a suspect's suggestion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelabelRow {
+    pub id: String,
+    pub field: String,
+    pub true_value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// The person folder.
+    pub person: String,
+    pub id: String,
+    pub field: Field,
+    /// The photo (file stem) a mask suspect is about.
+    pub photo: Option<String>,
+    pub given: String,
+    pub suggested: String,
+    /// The ranking score: the confidence, times HARD_CASE_FACTOR for a hard case.
+    pub score: f64,
+    /// The model's probability of the suggested value, pooled over the photos considered.
+    pub confidence: f64,
+    pub hard_case: bool,
+    /// Photos that by themselves say the suggested value, of the photos considered.
+    pub disagreeing: usize,
+    pub considered: usize,
+    /// Of the disagreeing photos, how many per-photo confident learning flags.
+    pub flagged: usize,
+    /// The evidence in words.
+    pub evidence: String,
+    /// All the person's photos, in stem order.
+    pub photos: Vec<PhotoEvidence>,
+    /// The relabel row that applies the suggestion, when masklab's relabel list can say it.
+    pub relabel: Option<RelabelRow>,
+    /// Why it is a hard case, or why no relabel row can apply it.
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Audit {
+    pub images: usize,
+    pub people: usize,
+    pub age_bounds: [u32; 2],
+    pub hard_years: u32,
+    /// Per-class thresholds of per-photo confident learning (mean self-confidence), 18.
+    pub thresholds: Vec<f64>,
+    /// Photos that per-photo confident learning flags (any field).
+    pub photo_issues: usize,
+    /// Every suspect, highest score first.
+    pub suspects: Vec<Suspect>,
+}
+
+/// A photo's probabilities split by task, each normalised to sum to one.
+struct Marginals {
+    mask: [f64; 3],
+    gender: [f64; 2],
+    age: [f64; 3],
+}
+
+fn marginals(probs: &[f32; NUM_CLASSES]) -> Option<Marginals> {
+    let total: f64 = probs.iter().map(|&p| p as f64).sum();
+    if !(total > 0.0 && total.is_finite()) || probs.iter().any(|p| *p < 0.0) {
+        return None;
+    }
+    let mut m = Marginals { mask: [0.0; 3], gender: [0.0; 2], age: [0.0; 3] };
+    for c in Class::all() {
+        let p = probs[c.encode()] as f64 / total;
+        m.mask[c.mask.index()] += p;
+        m.gender[c.gender.index()] += p;
+        m.age[c.age.index()] += p;
+    }
+    Some(m)
+}
+
+fn stem_of(path: &str) -> String {
+    Path::new(&path.replace('\\', "/")).file_stem().map(|s| s.to_string_lossy().to_ascii_lowercase()).unwrap_or_default()
+}
+
+fn mask_word(m: Mask) -> &'static str {
+    match m {
+        Mask::Wear => "wear",
+        Mask::Incorrect => "incorrect",
+        Mask::NotWear => "normal",
+    }
+}
+
+/// How many years `age` lies outside `band` (0 inside it).
+pub fn years_outside(age: u32, band: AgeBand, bounds: &AgeBounds) -> u32 {
+    let (lo, hi) = band_range(band, bounds);
+    if age < lo {
+        lo - age
+    } else if age > hi {
+        age - hi
+    } else {
+        0
+    }
+}
+
+/// The first and last age of a band (the old band ends at u32::MAX).
+fn band_range(band: AgeBand, bounds: &AgeBounds) -> (u32, u32) {
+    match band {
+        AgeBand::Young => (0, bounds.middle - 1),
+        AgeBand::Middle => (bounds.middle, bounds.old - 1),
+        AgeBand::Old => (bounds.old, u32::MAX),
+    }
+}
+
+/// The age in `band` nearest to `age`: what a relabel row writes for a suggested band.
+pub fn nearest_age_in(band: AgeBand, age: u32, bounds: &AgeBounds) -> u32 {
+    let (lo, hi) = band_range(band, bounds);
+    age.clamp(lo, hi)
+}
+
+/// One person's rows, in stem order, with their marginals.
+struct PersonRows<'a> {
+    folder: &'a str,
+    rows: Vec<(usize, &'a PredictionRow, Marginals)>,
+    gender: Gender,
+    band: AgeBand,
+}
+
+/// Audits out-of-fold rows. `people` holds what is known of each person folder beyond its rows
+/// (its id and age); folders missing from it are read from their names.
+pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts: &AuditOptions) -> Result<Audit> {
+    if rows.is_empty() {
+        bail!("no predictions to audit");
+    }
+    let mut marg = Vec::with_capacity(rows.len());
+    for r in rows {
+        match marginals(&r.probs) {
+            Some(m) => marg.push(m),
+            None => bail!("{}: its probabilities are not a distribution (negative, all zero or not finite)", r.path),
+        }
+    }
+    let labels: Vec<usize> = rows.iter().map(|r| r.truth).collect();
+    let probs: Vec<Vec<f64>> = rows.iter().map(|r| r.probs.iter().map(|&p| p as f64).collect()).collect();
+    let cl = confident::find_label_issues(&labels, &probs);
+
+    let mut by_person: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        by_person.entry(r.person.as_str()).or_default().push(i);
+    }
+    let mut marg: Vec<Option<Marginals>> = marg.into_iter().map(Some).collect();
+    let mut suspects = Vec::new();
+    for (folder, idx) in &by_person {
+        let first = Class::decode(rows[idx[0]].truth).expect("checked by read_rows");
+        for &i in idx {
+            let c = Class::decode(rows[i].truth).expect("checked by read_rows");
+            if c.gender != first.gender || c.age != first.age {
+                bail!("person {folder}: its rows disagree on gender or age band ({} and {}): one folder is one person", rows[idx[0]].path, rows[i].path);
+            }
+        }
+        let mut person_rows: Vec<(usize, &PredictionRow, Marginals)> =
+            idx.iter().map(|&i| (i, &rows[i], marg[i].take().expect("each row once"))).collect();
+        person_rows.sort_by_key(|(_, r, _)| {
+            let stem = stem_of(&r.path);
+            (STEMS.iter().position(|s| *s == stem).unwrap_or(STEMS.len()), r.path.clone())
+        });
+        let p = PersonRows { folder, rows: person_rows, gender: first.gender, band: first.age };
+        let info = people.get(*folder).cloned().unwrap_or_else(|| PersonInfo::from_folder(folder));
+        suspects.extend(person_suspects(&p, &info, &cl, opts));
+    }
+    suspects.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.person.cmp(&b.person)).then_with(|| a.field.cmp(&b.field)).then_with(|| a.photo.cmp(&b.photo)));
+    Ok(Audit {
+        images: rows.len(),
+        people: by_person.len(),
+        age_bounds: [opts.bounds.middle, opts.bounds.old],
+        hard_years: opts.hard_years,
+        thresholds: cl.thresholds.clone(),
+        photo_issues: cl.issue.iter().filter(|i| **i).count(),
+        suspects,
+    })
+}
+
+fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentLearning, opts: &AuditOptions) -> Vec<Suspect> {
+    let n = p.rows.len();
+    let mut out = Vec::new();
+    // The class confident learning suggests for a flagged photo: its argmax (never its label).
+    let suggested_class = |i: usize, r: &PredictionRow| -> Option<Class> {
+        cl.issue[i].then(|| Class::decode(crate::predictions::argmax(&r.probs)).expect("18 probabilities"))
+    };
+    let photos = |p_of: &dyn Fn(&Marginals) -> f64, says: &dyn Fn(&Marginals) -> bool, flagged: &dyn Fn(usize, &PredictionRow) -> bool| -> Vec<PhotoEvidence> {
+        p.rows
+            .iter()
+            .map(|(i, r, m)| PhotoEvidence {
+                path: r.path.clone(),
+                stem: stem_of(&r.path),
+                given: r.truth,
+                predicted: r.predicted(),
+                p_suggested: p_of(m),
+                disagrees: says(m),
+                flagged: flagged(*i, r),
+            })
+            .collect()
+    };
+    let new = |field: Field, photo: Option<String>, given: String, suggested: String, confidence: f64, photos: Vec<PhotoEvidence>, evidence: String| Suspect {
+        person: p.folder.to_string(),
+        id: info.id.clone(),
+        field,
+        photo,
+        given,
+        suggested,
+        score: confidence,
+        confidence,
+        hard_case: false,
+        disagreeing: photos.iter().filter(|e| e.disagrees).count(),
+        considered: 0,
+        flagged: photos.iter().filter(|e| e.disagrees && e.flagged).count(),
+        evidence,
+        photos,
+        relabel: None,
+        note: String::new(),
+    };
+    let row = |field: &str, value: String| Some(RelabelRow { id: info.id.clone(), field: field.into(), true_value: value });
+
+    // Gender: the photos pooled.
+    let other = Gender::from_index(1 - p.gender.index()).expect("two genders");
+    let pooled = p.rows.iter().map(|(_, _, m)| m.gender[other.index()]).sum::<f64>() / n as f64;
+    if pooled > 0.5 {
+        let ev = photos(
+            &|m| m.gender[other.index()],
+            &|m| m.gender[other.index()] > m.gender[p.gender.index()],
+            &|i, r| suggested_class(i, r).is_some_and(|c| c.gender == other),
+        );
+        let k = ev.iter().filter(|e| e.disagrees).count();
+        let mean_k = mean(ev.iter().filter(|e| e.disagrees).map(|e| e.p_suggested));
+        let evidence = format!("{k} of {n} photos say {} (mean p {mean_k:.2}); pooled p({}) {pooled:.2}", other.word(), other.word());
+        let mut s = new(Field::Gender, None, p.gender.word().into(), other.word().into(), pooled, ev, evidence);
+        s.considered = n;
+        s.relabel = row("gender", other.word().into());
+        out.push(s);
+    }
+
+    // Age band: the photos pooled.
+    let mut pooled_age = [0.0; 3];
+    for (_, _, m) in &p.rows {
+        for (a, v) in pooled_age.iter_mut().zip(m.age) {
+            *a += v / n as f64;
+        }
+    }
+    let best = AgeBand::from_index(confident::argmax(&pooled_age)).expect("three bands");
+    if best != p.band {
+        let b = &opts.bounds;
+        let ev = photos(
+            &|m| m.age[best.index()],
+            &|m| confident::argmax(&m.age) == best.index(),
+            &|i, r| suggested_class(i, r).is_some_and(|c| c.age == best),
+        );
+        let k = ev.iter().filter(|e| e.disagrees).count();
+        let mean_k = mean(ev.iter().filter(|e| e.disagrees).map(|e| e.p_suggested));
+        let given = match info.age {
+            Some(age) => format!("{} (age {age})", b.band_label(p.band)),
+            None => b.band_label(p.band),
+        };
+        let evidence = format!("{k} of {n} photos say {} (mean p {mean_k:.2}); pooled p({}) {:.2}", b.band_label(best), b.band_label(best), pooled_age[best.index()]);
+        let mut s = new(Field::Age, None, given, b.band_label(best), pooled_age[best.index()], ev, evidence);
+        s.considered = n;
+        match info.age {
+            Some(age) => {
+                let years = years_outside(age, best, b);
+                if years <= opts.hard_years {
+                    s.hard_case = true;
+                    s.score *= HARD_CASE_FACTOR;
+                    s.note = format!("hard case: age {age} is {years} year{} from {}", if years == 1 { "" } else { "s" }, b.band_label(best));
+                }
+                s.relabel = row("age", nearest_age_in(best, age, b).to_string());
+            }
+            None => s.note = "the person's age is unknown (no train.csv, folder name without it): no relabel row".into(),
+        }
+        out.push(s);
+    }
+
+    // Swap: the one photo labelled NotWear against the one labelled Incorrect.
+    let with = |mask: Mask| -> Vec<usize> { (0..n).filter(|&k| Class::decode(p.rows[k].1.truth).is_some_and(|c| c.mask == mask)).collect() };
+    let (bare, incorrect) = (with(Mask::NotWear), with(Mask::Incorrect));
+    let mut swapped = Vec::new();
+    if let ([b], [w]) = (bare.as_slice(), incorrect.as_slice()) {
+        let (mb, mw) = (&p.rows[*b].2, &p.rows[*w].2);
+        let looks_swapped = confident::argmax(&mb.mask) == Mask::Incorrect.index() && confident::argmax(&mw.mask) == Mask::NotWear.index();
+        if looks_swapped {
+            let (pb, pw) = (mb.mask[Mask::Incorrect.index()], mw.mask[Mask::NotWear.index()]);
+            let score = (pb * pw).sqrt();
+            let (sb, sw) = (stem_of(&p.rows[*b].1.path), stem_of(&p.rows[*w].1.path));
+            let pair = [*b, *w];
+            let ev: Vec<PhotoEvidence> = photos(&|_| 0.0, &|_| false, &|i, _| cl.issue[i])
+                .into_iter()
+                .enumerate()
+                .map(|(k, mut e)| {
+                    if pair.contains(&k) {
+                        e.disagrees = true;
+                        e.p_suggested = if k == *b { pb } else { pw };
+                    }
+                    e
+                })
+                .collect();
+            let evidence = format!("{sb} (filed bare) looks worn incorrectly (p {pb:.2}); {sw} (filed incorrect) looks bare (p {pw:.2})");
+            let mut s = new(
+                Field::Swap,
+                None,
+                format!("{sb}=normal, {sw}=incorrect"),
+                format!("{sb}=incorrect, {sw}=normal"),
+                score,
+                ev,
+                evidence,
+            );
+            s.considered = 2;
+            s.relabel = row("swap", "normal<->incorrect_mask".into());
+            out.push(s);
+            swapped = pair.to_vec();
+        }
+    }
+
+    // Mask state of single photos: those confident learning flags whose mask marginal says
+    // another state (a swapped pair is reported as the swap).
+    for (k, (i, r, m)) in p.rows.iter().enumerate() {
+        let given = Class::decode(r.truth).expect("checked").mask;
+        let best = Mask::from_index(confident::argmax(&m.mask)).expect("three states");
+        if !cl.issue[*i] || best == given || swapped.contains(&k) {
+            continue;
+        }
+        let stem = stem_of(&r.path);
+        let mut ev = photos(&|m| m.mask[best.index()], &|_| false, &|i, _| cl.issue[i]);
+        ev[k].disagrees = true;
+        let evidence = format!("{stem} looks {} (p {:.2}), filed {}; flagged by confident learning", best.name(), m.mask[best.index()], given.name());
+        let mut s = new(Field::Mask, Some(stem.clone()), given.name().into(), best.name().into(), m.mask[best.index()], ev, evidence);
+        s.considered = 1;
+        if STEMS.contains(&stem.as_str()) {
+            s.relabel = row("mask", format!("{stem}={}", mask_word(best)));
+        } else {
+            s.note = format!("`{stem}` is not one of the seven photo names: no relabel row");
+        }
+        out.push(s);
+    }
+    out
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for v in values {
+        sum += v;
+        n += 1;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+#[cfg(test)]
+mod tests;
