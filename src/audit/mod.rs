@@ -124,10 +124,13 @@ pub struct Suspect {
     pub photo: Option<String>,
     pub given: String,
     pub suggested: String,
-    /// The ranking score: the confidence, times HARD_CASE_FACTOR for a hard case.
+    /// The ranking score: confidence minus baseline (at least 0), times HARD_CASE_FACTOR for a hard case.
     pub score: f64,
     /// The model's probability of the suggested value, pooled over the photos considered.
     pub confidence: f64,
+    /// The same probability as it usually is for units filed with the given value (people for
+    /// gender and age, photos for mask, pairs for swaps): the score is what the suspect has above it.
+    pub baseline: f64,
     pub hard_case: bool,
     /// Photos that by themselves say the suggested value, of the photos considered.
     pub disagreeing: usize,
@@ -154,8 +157,28 @@ pub struct Audit {
     pub thresholds: Vec<f64>,
     /// Photos that per-photo confident learning flags (any field).
     pub photo_issues: usize,
+    /// How well the out-of-fold model reads each task (macro F1 of its argmax): a suspect means
+    /// little where its task is read poorly.
+    pub oof_f1: TaskF1,
     /// Every suspect, highest score first.
     pub suspects: Vec<Suspect>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskF1 {
+    pub mask: f64,
+    pub gender: f64,
+    pub age: f64,
+}
+
+/// Below this out-of-fold macro F1 a task's suspects are mostly the model's own mistakes.
+pub const WEAK_TASK_F1: f64 = 0.6;
+
+impl TaskF1 {
+    /// The tasks read poorly, as (name, F1).
+    pub fn weak(&self) -> Vec<(&'static str, f64)> {
+        [("mask", self.mask), ("gender", self.gender), ("age", self.age)].into_iter().filter(|(_, f)| *f < WEAK_TASK_F1).collect()
+    }
 }
 
 /// A photo's probabilities split by task, each normalised to sum to one.
@@ -249,7 +272,7 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
         by_person.entry(r.person.as_str()).or_default().push(i);
     }
     let mut marg: Vec<Option<Marginals>> = marg.into_iter().map(Some).collect();
-    let mut suspects = Vec::new();
+    let mut persons = Vec::with_capacity(by_person.len());
     for (folder, idx) in &by_person {
         let first = Class::decode(rows[idx[0]].truth).expect("checked by read_rows");
         for &i in idx {
@@ -264,10 +287,15 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
             let stem = stem_of(&r.path);
             (STEMS.iter().position(|s| *s == stem).unwrap_or(STEMS.len()), r.path.clone())
         });
-        let p = PersonRows { folder, rows: person_rows, gender: first.gender, band: first.age };
-        let info = people.get(*folder).cloned().unwrap_or_else(|| PersonInfo::from_folder(folder));
-        suspects.extend(person_suspects(&p, &info, &cl, opts));
+        persons.push(PersonRows { folder, rows: person_rows, gender: first.gender, band: first.age });
     }
+    let base = Baselines::of(&persons);
+    let mut suspects = Vec::new();
+    for p in &persons {
+        let info = people.get(p.folder).cloned().unwrap_or_else(|| PersonInfo::from_folder(p.folder));
+        suspects.extend(person_suspects(p, &info, &cl, &base, opts));
+    }
+    let s = crate::predictions::score_rows(rows, |r| r.predicted());
     suspects.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.person.cmp(&b.person)).then_with(|| a.field.cmp(&b.field)).then_with(|| a.photo.cmp(&b.photo)));
     Ok(Audit {
         images: rows.len(),
@@ -276,11 +304,77 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
         hard_years: opts.hard_years,
         thresholds: cl.thresholds.clone(),
         photo_issues: cl.issue.iter().filter(|i| **i).count(),
+        oof_f1: TaskF1 { mask: s.f1_mask, gender: s.f1_gender, age: s.f1_age },
         suspects,
     })
 }
 
-fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentLearning, opts: &AuditOptions) -> Vec<Suspect> {
+impl PersonRows<'_> {
+    fn pooled_gender(&self) -> [f64; 2] {
+        let n = self.rows.len() as f64;
+        let mut out = [0.0; 2];
+        for (_, _, m) in &self.rows {
+            out.iter_mut().zip(m.gender).for_each(|(o, v)| *o += v / n);
+        }
+        out
+    }
+
+    fn pooled_age(&self) -> [f64; 3] {
+        let n = self.rows.len() as f64;
+        let mut out = [0.0; 3];
+        for (_, _, m) in &self.rows {
+            out.iter_mut().zip(m.age).for_each(|(o, v)| *o += v / n);
+        }
+        out
+    }
+
+    /// The positions of the one photo filed bare and the one filed worn incorrectly, with their
+    /// probabilities of the swapped states; None unless the person has exactly one of each.
+    fn pair(&self) -> Option<(usize, usize, f64, f64)> {
+        let with = |mask: Mask| -> Vec<usize> { (0..self.rows.len()).filter(|&k| Class::decode(self.rows[k].1.truth).is_some_and(|c| c.mask == mask)).collect() };
+        match (with(Mask::NotWear).as_slice(), with(Mask::Incorrect).as_slice()) {
+            ([b], [w]) => Some((*b, *w, self.rows[*b].2.mask[Mask::Incorrect.index()], self.rows[*w].2.mask[Mask::NotWear.index()])),
+            _ => None,
+        }
+    }
+}
+
+/// What the model usually says, per given value: the mean probability of each value over the
+/// people (gender, age), photos (mask) or bare/incorrect pairs (swap) filed with the given one.
+/// A suspect counts by how far it stands above its own label's usual, so that a model that
+/// confuses two classes everywhere (or a collapsed one) does not make everyone a suspect.
+struct Baselines {
+    gender: [[f64; 2]; 2],
+    age: [[f64; 3]; 3],
+    mask: [[f64; 3]; 3],
+    swap: f64,
+}
+
+impl Baselines {
+    fn of(persons: &[PersonRows]) -> Baselines {
+        fn means<const K: usize>(items: impl Iterator<Item = (usize, [f64; K])>) -> [[f64; K]; K] {
+            let mut sum = [[0.0; K]; K];
+            let mut n = [0usize; K];
+            for (given, v) in items {
+                n[given] += 1;
+                sum[given].iter_mut().zip(v).for_each(|(s, x)| *s += x);
+            }
+            for (row, n) in sum.iter_mut().zip(n) {
+                row.iter_mut().for_each(|s| *s /= n.max(1) as f64);
+            }
+            sum
+        }
+        let pairs: Vec<f64> = persons.iter().filter_map(|p| p.pair()).map(|(_, _, b, w)| (b * w).sqrt()).collect();
+        Baselines {
+            gender: means(persons.iter().map(|p| (p.gender.index(), p.pooled_gender()))),
+            age: means(persons.iter().map(|p| (p.band.index(), p.pooled_age()))),
+            mask: means(persons.iter().flat_map(|p| p.rows.iter().map(|(_, r, m)| (Class::decode(r.truth).expect("checked").mask.index(), m.mask)))),
+            swap: pairs.iter().sum::<f64>() / pairs.len().max(1) as f64,
+        }
+    }
+}
+
+fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentLearning, base: &Baselines, opts: &AuditOptions) -> Vec<Suspect> {
     let n = p.rows.len();
     let mut out = Vec::new();
     // The class confident learning suggests for a flagged photo: its argmax (never its label).
@@ -301,15 +395,16 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
             })
             .collect()
     };
-    let new = |field: Field, photo: Option<String>, given: String, suggested: String, confidence: f64, photos: Vec<PhotoEvidence>, evidence: String| Suspect {
+    let new = |field: Field, photo: Option<String>, given: String, suggested: String, (confidence, baseline): (f64, f64), photos: Vec<PhotoEvidence>, evidence: String| Suspect {
         person: p.folder.to_string(),
         id: info.id.clone(),
         field,
         photo,
         given,
         suggested,
-        score: confidence,
+        score: (confidence - baseline).max(0.0),
         confidence,
+        baseline,
         hard_case: false,
         disagreeing: photos.iter().filter(|e| e.disagrees).count(),
         considered: 0,
@@ -323,7 +418,8 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
 
     // Gender: the photos pooled.
     let other = Gender::from_index(1 - p.gender.index()).expect("two genders");
-    let pooled = p.rows.iter().map(|(_, _, m)| m.gender[other.index()]).sum::<f64>() / n as f64;
+    let pooled = p.pooled_gender()[other.index()];
+    let usual = base.gender[p.gender.index()][other.index()];
     if pooled > 0.5 {
         let ev = photos(
             &|m| m.gender[other.index()],
@@ -332,20 +428,20 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         );
         let k = ev.iter().filter(|e| e.disagrees).count();
         let mean_k = mean(ev.iter().filter(|e| e.disagrees).map(|e| e.p_suggested));
-        let evidence = format!("{k} of {n} photos say {} (mean p {mean_k:.2}); pooled p({}) {pooled:.2}", other.word(), other.word());
-        let mut s = new(Field::Gender, None, p.gender.word().into(), other.word().into(), pooled, ev, evidence);
+        let evidence = format!(
+            "{k} of {n} photos say {} (mean p {mean_k:.2}); pooled p({}) {pooled:.2}, usually {usual:.2} for people filed {}",
+            other.word(),
+            other.word(),
+            p.gender.word()
+        );
+        let mut s = new(Field::Gender, None, p.gender.word().into(), other.word().into(), (pooled, usual), ev, evidence);
         s.considered = n;
         s.relabel = row("gender", other.word().into());
         out.push(s);
     }
 
     // Age band: the photos pooled.
-    let mut pooled_age = [0.0; 3];
-    for (_, _, m) in &p.rows {
-        for (a, v) in pooled_age.iter_mut().zip(m.age) {
-            *a += v / n as f64;
-        }
-    }
+    let pooled_age = p.pooled_age();
     let best = AgeBand::from_index(confident::argmax(&pooled_age)).expect("three bands");
     if best != p.band {
         let b = &opts.bounds;
@@ -360,8 +456,15 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
             Some(age) => format!("{} (age {age})", b.band_label(p.band)),
             None => b.band_label(p.band),
         };
-        let evidence = format!("{k} of {n} photos say {} (mean p {mean_k:.2}); pooled p({}) {:.2}", b.band_label(best), b.band_label(best), pooled_age[best.index()]);
-        let mut s = new(Field::Age, None, given, b.band_label(best), pooled_age[best.index()], ev, evidence);
+        let usual = base.age[p.band.index()][best.index()];
+        let evidence = format!(
+            "{k} of {n} photos say {} (mean p {mean_k:.2}); pooled p({}) {:.2}, usually {usual:.2} for people filed {}",
+            b.band_label(best),
+            b.band_label(best),
+            pooled_age[best.index()],
+            b.band_label(p.band)
+        );
+        let mut s = new(Field::Age, None, given, b.band_label(best), (pooled_age[best.index()], usual), ev, evidence);
         s.considered = n;
         match info.age {
             Some(age) => {
@@ -379,35 +482,35 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
     }
 
     // Swap: the one photo labelled NotWear against the one labelled Incorrect.
-    let with = |mask: Mask| -> Vec<usize> { (0..n).filter(|&k| Class::decode(p.rows[k].1.truth).is_some_and(|c| c.mask == mask)).collect() };
-    let (bare, incorrect) = (with(Mask::NotWear), with(Mask::Incorrect));
     let mut swapped = Vec::new();
-    if let ([b], [w]) = (bare.as_slice(), incorrect.as_slice()) {
-        let (mb, mw) = (&p.rows[*b].2, &p.rows[*w].2);
+    if let Some((b, w, pb, pw)) = p.pair() {
+        let (mb, mw) = (&p.rows[b].2, &p.rows[w].2);
         let looks_swapped = confident::argmax(&mb.mask) == Mask::Incorrect.index() && confident::argmax(&mw.mask) == Mask::NotWear.index();
         if looks_swapped {
-            let (pb, pw) = (mb.mask[Mask::Incorrect.index()], mw.mask[Mask::NotWear.index()]);
             let score = (pb * pw).sqrt();
-            let (sb, sw) = (stem_of(&p.rows[*b].1.path), stem_of(&p.rows[*w].1.path));
-            let pair = [*b, *w];
+            let (sb, sw) = (stem_of(&p.rows[b].1.path), stem_of(&p.rows[w].1.path));
+            let pair = [b, w];
             let ev: Vec<PhotoEvidence> = photos(&|_| 0.0, &|_| false, &|i, _| cl.issue[i])
                 .into_iter()
                 .enumerate()
                 .map(|(k, mut e)| {
                     if pair.contains(&k) {
                         e.disagrees = true;
-                        e.p_suggested = if k == *b { pb } else { pw };
+                        e.p_suggested = if k == b { pb } else { pw };
                     }
                     e
                 })
                 .collect();
-            let evidence = format!("{sb} (filed bare) looks worn incorrectly (p {pb:.2}); {sw} (filed incorrect) looks bare (p {pw:.2})");
+            let evidence = format!(
+                "{sb} (filed bare) looks worn incorrectly (p {pb:.2}); {sw} (filed incorrect) looks bare (p {pw:.2}); geometric mean {score:.2}, usually {:.2}",
+                base.swap
+            );
             let mut s = new(
                 Field::Swap,
                 None,
                 format!("{sb}=normal, {sw}=incorrect"),
                 format!("{sb}=incorrect, {sw}=normal"),
-                score,
+                (score, base.swap),
                 ev,
                 evidence,
             );
@@ -429,8 +532,14 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         let stem = stem_of(&r.path);
         let mut ev = photos(&|m| m.mask[best.index()], &|_| false, &|i, _| cl.issue[i]);
         ev[k].disagrees = true;
-        let evidence = format!("{stem} looks {} (p {:.2}), filed {}; flagged by confident learning", best.name(), m.mask[best.index()], given.name());
-        let mut s = new(Field::Mask, Some(stem.clone()), given.name().into(), best.name().into(), m.mask[best.index()], ev, evidence);
+        let usual = base.mask[given.index()][best.index()];
+        let evidence = format!(
+            "{stem} looks {} (p {:.2}, usually {usual:.2} for photos filed {}); flagged by confident learning",
+            best.name(),
+            m.mask[best.index()],
+            given.name()
+        );
+        let mut s = new(Field::Mask, Some(stem.clone()), given.name().into(), best.name().into(), (m.mask[best.index()], usual), ev, evidence);
         s.considered = 1;
         if STEMS.contains(&stem.as_str()) {
             s.relabel = row("mask", format!("{stem}={}", mask_word(best)));

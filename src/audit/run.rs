@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// The audit's results in the run folder.
 pub const AUDIT_FILE: &str = "audit.json";
 /// Suspects scoring at least this are accepted into a relabel draft by default.
-pub const DEFAULT_MIN_SCORE: f64 = 0.7;
+pub const DEFAULT_MIN_SCORE: f64 = 0.5;
 
 #[derive(Clone, Debug)]
 pub struct RunAuditOptions {
@@ -170,7 +170,7 @@ pub fn audit_run(run: &Path, opts: &RunAuditOptions) -> Result<AuditFile> {
 pub fn suspects_csv(suspects: &[Suspect]) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "rank", "score", "field", "person", "id", "photo", "given", "suggested", "confidence", "hard_case", "disagreeing", "considered", "flagged",
+        "rank", "score", "field", "person", "id", "photo", "given", "suggested", "confidence", "baseline", "hard_case", "disagreeing", "considered", "flagged",
         "evidence", "note", "relabel_field", "relabel_value",
     ])?;
     for (i, s) in suspects.iter().enumerate() {
@@ -185,6 +185,7 @@ pub fn suspects_csv(suspects: &[Suspect]) -> Result<String> {
             s.given.clone(),
             s.suggested.clone(),
             format!("{:.4}", s.confidence),
+            format!("{:.4}", s.baseline),
             s.hard_case.to_string(),
             s.disagreeing.to_string(),
             s.considered.to_string(),
@@ -213,6 +214,9 @@ pub fn render(file: &AuditFile) -> String {
     );
     for w in &file.warnings {
         let _ = writeln!(s, "warning: {w}");
+    }
+    for (task, f1) in a.oof_f1.weak() {
+        let _ = writeln!(s, "warning: the out-of-fold model reads {task} poorly (macro F1 {f1:.2}): its {task} suspects are mostly its own mistakes");
     }
     let listed = file.listed();
     if listed.is_empty() {

@@ -172,7 +172,7 @@ fn planted_errors_rank_first_and_hard_cases_are_marked_below_them() {
     for h in &hard {
         assert_eq!(h.field, Field::Age);
         assert!(h.note.starts_with("hard case: age"), "{}", h.note);
-        assert!((h.score - h.confidence * HARD_CASE_FACTOR).abs() < 1e-12);
+        assert!((h.score - (h.confidence - h.baseline) * HARD_CASE_FACTOR).abs() < 1e-12);
         assert!(s.iter().position(|x| std::ptr::eq(x, *h)).unwrap() > last_planted.max(planted.len() - 1));
     }
 }
@@ -253,6 +253,7 @@ fn suspect(folder: &str, id: &str, field: Field, value: &str) -> Suspect {
         suggested: String::new(),
         score: 0.9,
         confidence: 0.9,
+        baseline: 0.0,
         hard_case: false,
         disagreeing: 7,
         considered: 7,

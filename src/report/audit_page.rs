@@ -40,6 +40,9 @@ pub fn audit_section(page: &mut Page, run: &Path, data_root: Option<&Path>) {
     page.section("audit", "Label audit: suspected wrong labels");
     page.html(STYLE);
     page.html(&summary(&file));
+    for (task, f1) in file.audit.oof_f1.weak() {
+        page.html(&format!("<div class=\"note\">The out-of-fold model reads {task} poorly (macro F1 {f1:.2}): its {task} suspects are mostly its own mistakes.</div>"));
+    }
     page.html(&rows(&file, data_root));
 }
 
@@ -48,7 +51,8 @@ fn summary(file: &AuditFile) -> String {
     let listed = file.listed();
     let mut s = format!(
         "<p>From the out-of-fold predictions of {} images of {} people (<code>masklab audit</code>, RUN/audit.json): {} suspects, the top {} below, highest score first. \
-         The score is the model's probability of the suggested value pooled over the photos considered (a swap: both photos); \
+         The score is the model's probability of the suggested value pooled over the photos considered (a swap: both photos), \
+         less its usual value for units filed like this one; \
          age suspects at most {} years outside the suggested band are hard cases, marked and halved. \
          Red frames: photos that by themselves say the suggested value. {} of the listed score at least {:.2} and are accepted for a relabel draft.</p>",
         a.images,
@@ -154,6 +158,7 @@ mod tests {
             suggested: "male".into(),
             score: 0.91,
             confidence: 0.91,
+            baseline: 0.0,
             hard_case: false,
             disagreeing: 6,
             considered: 7,
@@ -170,7 +175,7 @@ mod tests {
             relabel_file: None,
             top: 2,
             min_score: 0.7,
-            audit: Audit { images: 7, people: 1, age_bounds: [30, 60], hard_years: 2, thresholds: vec![], photo_issues: 6, suspects: vec![suspect.clone(), hard, suspect] },
+            audit: Audit { images: 7, people: 1, age_bounds: [30, 60], hard_years: 2, thresholds: vec![], photo_issues: 6, oof_f1: crate::audit::TaskF1 { mask: 1.0, gender: 0.9, age: 0.5 }, suspects: vec![suspect.clone(), hard, suspect] },
             draft: None,
             warnings: vec![],
         };
@@ -186,6 +191,7 @@ mod tests {
         assert!(html.contains("6 of 7 photos say male &lt;b&gt;"), "evidence is escaped");
         assert!(html.contains("badge hard") && html.contains("below min score") && html.contains("badge ok"));
         assert!(html.contains("<code>000010,gender,male</code>"));
+        assert!(html.contains("reads age poorly (macro F1 0.50)"));
         assert_eq!(html.matches("class=\"says\"").count(), 12);
 
         // No audit file: no section; a broken one: a note.
