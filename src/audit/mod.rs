@@ -4,7 +4,8 @@
 //! Three kinds of evidence, all from the 18-way probabilities split into their mask, gender and
 //! age marginals:
 //! - per photo, confident learning (`confident`, as cleanlab's `find_label_issues`) over the 18
-//!   classes; a flagged photo whose mask marginal says another state is a **mask** suspect;
+//!   classes flags photos; a photo whose mask marginal says another state is a **mask** suspect
+//!   (the flag is part of its evidence, as the flags of a person's photos are for gender and age);
 //! - per person, the seven photos pooled (the mean of their marginals), since a person's photos
 //!   share gender and age: a person whose pooled gender or age band is not the given one is a
 //!   **gender** or **age** suspect;
@@ -521,12 +522,14 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         }
     }
 
-    // Mask state of single photos: those confident learning flags whose mask marginal says
-    // another state (a swapped pair is reported as the swap).
+    // Mask state of single photos: those whose mask marginal says another state (a swapped pair
+    // is reported as the swap). Confident learning's flag is evidence, not a gate: it prunes only
+    // as many photos as its noise estimate allows and passes over a wrong label that is no more
+    // confident than its true class's average photo.
     for (k, (i, r, m)) in p.rows.iter().enumerate() {
         let given = Class::decode(r.truth).expect("checked").mask;
         let best = Mask::from_index(confident::argmax(&m.mask)).expect("three states");
-        if !cl.issue[*i] || best == given || swapped.contains(&k) {
+        if best == given || swapped.contains(&k) {
             continue;
         }
         let stem = stem_of(&r.path);
@@ -534,10 +537,11 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         ev[k].disagrees = true;
         let usual = base.mask[given.index()][best.index()];
         let evidence = format!(
-            "{stem} looks {} (p {:.2}, usually {usual:.2} for photos filed {}); flagged by confident learning",
+            "{stem} looks {} (p {:.2}, usually {usual:.2} for photos filed {}); {}",
             best.name(),
             m.mask[best.index()],
-            given.name()
+            given.name(),
+            if cl.issue[*i] { "flagged by confident learning" } else { "not flagged by confident learning" }
         );
         let mut s = new(Field::Mask, Some(stem.clone()), given.name().into(), best.name().into(), (m.mask[best.index()], usual), ev, evidence);
         s.considered = 1;

@@ -221,9 +221,9 @@ pub fn render(file: &AuditFile) -> String {
     let listed = file.listed();
     if listed.is_empty() {
         s.push_str("no suspects: every person's pooled gender and age band, every normal/incorrect pair and every photo's mask state agree with the labels\n");
-        return s;
+    } else {
+        let _ = writeln!(s, "{:>4}  {:>5}  {:<6}  {:<32}  {:<40}  evidence", "rank", "score", "field", "person", "given -> suggested");
     }
-    let _ = writeln!(s, "{:>4}  {:>5}  {:<6}  {:<32}  {:<40}  evidence", "rank", "score", "field", "person", "given -> suggested");
     for (i, x) in listed.iter().enumerate() {
         let what = match &x.photo {
             Some(stem) => format!("{stem}: {} -> {}", x.given, x.suggested),
@@ -235,8 +235,10 @@ pub fn render(file: &AuditFile) -> String {
     if listed.len() < a.suspects.len() {
         let _ = writeln!(s, "({} more below the top {}; --top 0 lists all)", a.suspects.len() - listed.len(), listed.len());
     }
-    let accepted = file.accepted().len();
-    let _ = writeln!(s, "{accepted} of the {} listed score at least {:.2} (accepted for a relabel draft)", listed.len(), file.min_score);
+    if !listed.is_empty() {
+        let accepted = file.accepted().len();
+        let _ = writeln!(s, "{accepted} of the {} listed score at least {:.2} (accepted for a relabel draft)", listed.len(), file.min_score);
+    }
     if let Some(d) = &file.draft {
         let _ = writeln!(
             s,
