@@ -1,15 +1,17 @@
 //! Confident learning on held-out probabilities, as Python's `cleanlab.filter.find_label_issues`
-//! does it with its defaults (`filter_by="prune_by_noise_rate"`, the calibrated confident joint):
+//! (cleanlab 2.x) does it with its defaults (`filter_by="prune_by_noise_rate"`, the calibrated
+//! confident joint, `min_examples_per_class=1`, `frac_noise=1`):
 //!
 //! 1. per-class thresholds: the mean probability of class k over the rows labelled k (the class's
 //!    mean self-confidence);
-//! 2. each row's confident class: among the classes whose probability reaches their threshold,
-//!    the most probable (none when no class reaches it);
-//! 3. the confident joint C[given][confident], calibrated so that each row of it sums to the
-//!    count of its given label and the whole to the number of rows;
-//! 4. for each off-diagonal (given i, true j), the round(C[i][j]) rows labelled i with the largest
-//!    margin p[j] - p[i] are issues;
-//! 5. rows whose argmax is their given label are never issues.
+//! 2. each row's confident class: the one class whose probability reaches its threshold, or the
+//!    row's argmax when several do (none when no class reaches it);
+//! 3. the confident joint C[given][confident], its diagonal at least 1, calibrated so that each
+//!    row sums to the count of its given label and the whole to the number of rows, rounded
+//!    keeping row totals;
+//! 4. for each off-diagonal (given i, true j), the C[i][j] rows labelled i with the largest
+//!    margin p[j] - p[i] are issues (leaving at least one row of each given label);
+//! 5. rows whose given label is their argmax are never issues.
 //!
 //! The module knows nothing about masks or people: rows are a label and K probabilities.
 
@@ -24,7 +26,7 @@ pub struct ConfidentLearning {
     pub thresholds: Vec<f64>,
     /// Each row's confident class, if any class reaches its threshold.
     pub confident: Vec<Option<usize>>,
-    /// The calibrated confident joint, C[given][true], summing to the number of rows.
+    /// The calibrated confident joint, C[given][true], in whole rows, summing to the number of rows.
     pub joint: Vec<Vec<f64>>,
     /// Whether each row is a label issue.
     pub issue: Vec<bool>,
@@ -50,36 +52,41 @@ pub fn find_label_issues(labels: &[usize], probs: &[Vec<f64>]) -> ConfidentLearn
     let confident: Vec<Option<usize>> = probs
         .iter()
         .map(|p| {
-            (0..k)
-                .filter(|&c| p[c] >= thresholds[c] - THRESHOLD_TOLERANCE)
-                .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
+            let reached: Vec<usize> = (0..k).filter(|&c| p[c] >= thresholds[c] - THRESHOLD_TOLERANCE).collect();
+            match reached.as_slice() {
+                [] => None,
+                [one] => Some(*one),
+                _ => Some(argmax(p)),
+            }
         })
         .collect();
 
-    let mut joint = vec![vec![0.0; k]; k];
+    let mut counted = vec![vec![0.0f64; k]; k];
     for (&y, c) in labels.iter().zip(&confident) {
         if let Some(c) = c {
-            joint[y][*c] += 1.0;
+            counted[y][*c] += 1.0;
         }
+    }
+    for (c, row) in counted.iter_mut().enumerate() {
+        row[c] = row[c].max(1.0);
     }
     // Calibrate: each given label's row sums to its count, then the whole to n.
-    for (i, row) in joint.iter_mut().enumerate() {
+    for (i, row) in counted.iter_mut().enumerate() {
         let total: f64 = row.iter().sum();
-        if total > 0.0 {
-            row.iter_mut().for_each(|v| *v *= counts[i] as f64 / total);
-        }
+        row.iter_mut().for_each(|v| *v *= counts[i] as f64 / total);
     }
-    let total: f64 = joint.iter().flatten().sum();
+    let total: f64 = counted.iter().flatten().sum();
     if total > 0.0 {
-        joint.iter_mut().flatten().for_each(|v| *v *= n as f64 / total);
+        counted.iter_mut().flatten().for_each(|v| *v *= n as f64 / total);
     }
+    let joint: Vec<Vec<f64>> = counted.iter().map(|row| round_preserving_sum(row)).collect();
 
     let mut issue = vec![false; n];
     for i in 0..k {
         let rows: Vec<usize> = (0..n).filter(|&r| labels[r] == i).collect();
         for j in (0..k).filter(|&j| j != i) {
             // Never prune a class below one remaining example (cleanlab's min_examples_per_class).
-            let remove = (joint[i][j].round() as usize).min(rows.len().saturating_sub(1));
+            let remove = (joint[i][j] as usize).min(rows.len().saturating_sub(1));
             if remove == 0 {
                 continue;
             }
@@ -91,11 +98,36 @@ pub fn find_label_issues(labels: &[usize], probs: &[Vec<f64>]) -> ConfidentLearn
         }
     }
     for (r, p) in probs.iter().enumerate() {
-        if argmax(p) == labels[r] {
+        let label = labels[r];
+        if p.iter().all(|&v| p[label] + THRESHOLD_TOLERANCE >= v) {
             issue[r] = false;
         }
     }
     ConfidentLearning { thresholds, confident, joint, issue }
+}
+
+/// Rounds half to even, then moves the entries furthest from their rounded value by one until
+/// the integers sum to the rounded sum of the floats (cleanlab's `round_preserving_sum`).
+fn round_preserving_sum(floats: &[f64]) -> Vec<f64> {
+    let mut ints: Vec<f64> = floats.iter().map(|v| v.round_ties_even()).collect();
+    let target = floats.iter().sum::<f64>().round_ties_even();
+    let mut sum: f64 = ints.iter().sum();
+    while (sum - target).abs() > 1e-6 {
+        let step = if target > sum { 1.0 } else { -1.0 };
+        let changes = ((target - sum).abs().round() as usize).min(floats.len());
+        // Up: the most rounded down first; down: the most rounded up first (ties as numpy's
+        // ascending argsort, reversed for up).
+        let mut order: Vec<usize> = (0..floats.len()).collect();
+        order.sort_by(|&a, &b| (floats[a] - ints[a]).total_cmp(&(floats[b] - ints[b])));
+        if step > 0.0 {
+            order.reverse();
+        }
+        for &i in order.iter().take(changes) {
+            ints[i] += step;
+        }
+        sum = ints.iter().sum();
+    }
+    ints
 }
 
 /// The index of the largest value (the first of equals).
@@ -142,6 +174,14 @@ mod tests {
         let cl = find_label_issues(&labels, &probs);
         let issues: Vec<usize> = (0..labels.len()).filter(|&r| cl.issue[r]).collect();
         assert_eq!(issues, vec![3, 7]);
+    }
+
+    #[test]
+    fn rounding_keeps_the_total() {
+        // numpy: [0, 2, 2], [1, 2, 1], [0, 1, 1] (checked against cleanlab.internal.util).
+        assert_eq!(round_preserving_sum(&[0.5, 1.5, 2.5]), vec![0.0, 2.0, 2.0]);
+        assert_eq!(round_preserving_sum(&[1.4, 1.4, 1.2]), vec![1.0, 2.0, 1.0]);
+        assert_eq!(round_preserving_sum(&[0.6, 0.6, 0.8]), vec![0.0, 1.0, 1.0]);
     }
 
     #[test]

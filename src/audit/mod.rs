@@ -158,6 +158,8 @@ pub struct Audit {
     pub thresholds: Vec<f64>,
     /// Photos that per-photo confident learning flags (any field).
     pub photo_issues: usize,
+    /// Their paths, in the order of the predictions file.
+    pub flagged_photos: Vec<String>,
     /// How well the out-of-fold model reads each task (macro F1 of its argmax): a suspect means
     /// little where its task is read poorly.
     pub oof_f1: TaskF1,
@@ -305,6 +307,7 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
         hard_years: opts.hard_years,
         thresholds: cl.thresholds.clone(),
         photo_issues: cl.issue.iter().filter(|i| **i).count(),
+        flagged_photos: rows.iter().zip(&cl.issue).filter(|(_, i)| **i).map(|(r, _)| r.path.clone()).collect(),
         oof_f1: TaskF1 { mask: s.f1_mask, gender: s.f1_gender, age: s.f1_age },
         suspects,
     })

@@ -175,7 +175,7 @@ mod tests {
             relabel_file: None,
             top: 2,
             min_score: 0.7,
-            audit: Audit { images: 7, people: 1, age_bounds: [30, 60], hard_years: 2, thresholds: vec![], photo_issues: 6, oof_f1: crate::audit::TaskF1 { mask: 1.0, gender: 0.9, age: 0.5 }, suspects: vec![suspect.clone(), hard, suspect] },
+            audit: Audit { images: 7, people: 1, age_bounds: [30, 60], hard_years: 2, thresholds: vec![], photo_issues: 6, flagged_photos: vec![], oof_f1: crate::audit::TaskF1 { mask: 1.0, gender: 0.9, age: 0.5 }, suspects: vec![suspect.clone(), hard, suspect] },
             draft: None,
             warnings: vec![],
         };
