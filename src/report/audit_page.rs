@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 
+/// At most this many suspects are shown with photos (seven thumbnails each); the rest are in audit.json.
+pub const MAX_ROWS: usize = 200;
+
 const STYLE: &str = "<style>
 .audit{display:flex;flex-direction:column;gap:8px}
 .suspect{display:flex;gap:14px;align-items:center;border:1px solid #ddd;border-radius:6px;padding:6px 10px}
@@ -63,6 +66,9 @@ fn summary(file: &AuditFile) -> String {
         file.accepted().len(),
         file.min_score
     );
+    if listed.len() > MAX_ROWS {
+        let _ = write!(s, "<p>The first {MAX_ROWS} are shown; audit.json holds all {}.</p>", listed.len());
+    }
     if let Some(d) = &file.draft {
         let _ = write!(s, "<p>Draft written: <code>{}</code> ({} rows for suspects; apply it with <code>--relabel</code>).</p>", escape(&d.path), d.written.len());
     }
@@ -70,7 +76,7 @@ fn summary(file: &AuditFile) -> String {
 }
 
 fn rows(file: &AuditFile, data_root: Option<&Path>) -> String {
-    let listed = file.listed();
+    let listed = &file.listed()[..file.listed().len().min(MAX_ROWS)];
     let paths: BTreeSet<&str> = listed.iter().flat_map(|s| s.photos.iter().map(|p| p.path.as_str())).collect();
     let thumbs: BTreeMap<&str, Result<Vec<u8>, String>> =
         paths.into_par_iter().map(|p| (p, thumbnail(&locate(p, data_root)).map_err(|e| format!("{e:#}")))).collect();
