@@ -94,7 +94,8 @@ fn audit_finds_the_planted_labels_and_its_draft_restores_them() {
     hand_made_run(&run, data, &rows, true);
 
     let (csv, draft) = (data.join("suspects.csv"), data.join("draft.csv"));
-    let out = masklab(&["audit", run.to_str().unwrap(), "--top", "10", "--out", csv.to_str().unwrap(), "--write-relabel", draft.to_str().unwrap()]);
+    // mask3 worn below the nose and filed as worn is a hard case (its score halved): accept it too.
+    let out = masklab(&["audit", run.to_str().unwrap(), "--top", "10", "--out", csv.to_str().unwrap(), "--write-relabel", draft.to_str().unwrap(), "--min-score", "0.3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     // The demo's planted errors (gender of person 5, swap of 6, age of 11, mask3 of 13) and the two
@@ -108,6 +109,7 @@ fn audit_finds_the_planted_labels_and_its_draft_restores_them() {
         assert!(rank.is_some_and(|r| r < expected.len()), "{field} of {} not in the top {}:\n{text}", folder(i), expected.len());
     }
     assert!(text.contains(&format!("{} of the ", expected.len())), "{text}");
+    assert!(lines.iter().any(|l| l.contains(&folder(12)) && l.contains("mask3") && l.contains("[hard case: a mask just below the nose")), "{text}");
     assert!(text.contains("left out of the draft: gender"), "{text}");
 
     // The suspects CSV lists the top 10 with their evidence.

@@ -13,10 +13,15 @@
 //!   bare-face photo looks worn-incorrectly and the other looks bare, the two were filed under
 //!   each other's name, a **swap** suspect.
 //!
-//! A suspect's score is the model's pooled probability of the suggested value (for a swap, the
-//! geometric mean of the two photos' probabilities of the swapped states). Age suspects whose
-//! person is at most `hard_years` outside the suggested band are plausibly hard cases rather
-//! than wrong labels (a 29-year-old who looks 31): they are marked and their score is halved.
+//! A suspect's confidence is the model's pooled probability of the suggested value (for a swap,
+//! the probability that the pair is swapped rather than as filed, from the two photos' mask
+//! readings). Its score is the confidence times the reliability of the model on that task (the
+//! out-of-fold macro F1, corrected for chance: 0 for a model no better than guessing, 1 for a
+//! perfect one), so that a task the model reads poorly does not fill the list with its own
+//! mistakes. Plausibly hard cases rather than wrong labels are marked and their score is halved:
+//! age suspects whose person is at most `hard_years` outside the suggested band (a 29-year-old
+//! who looks 31), and single photos read as the neighbouring mask state (a mask below the nose
+//! read as worn, one on the chin read as bare; worn against bare is never a hard case).
 pub mod confident;
 pub mod draft;
 pub mod run;
@@ -125,13 +130,15 @@ pub struct Suspect {
     pub photo: Option<String>,
     pub given: String,
     pub suggested: String,
-    /// The ranking score: confidence minus baseline (at least 0), times HARD_CASE_FACTOR for a hard case.
+    /// The ranking score: confidence times reliability, times HARD_CASE_FACTOR for a hard case.
     pub score: f64,
     /// The model's probability of the suggested value, pooled over the photos considered.
     pub confidence: f64,
     /// The same probability as it usually is for units filed with the given value (people for
-    /// gender and age, photos for mask, pairs for swaps): the score is what the suspect has above it.
+    /// gender and age, photos for mask, pairs for swaps), for comparison.
     pub baseline: f64,
+    /// How well the model reads the field's task: its out-of-fold macro F1 corrected for chance, in [0, 1].
+    pub reliability: f64,
     pub hard_case: bool,
     /// Photos that by themselves say the suggested value, of the photos considered.
     pub disagreeing: usize,
@@ -178,6 +185,12 @@ pub struct TaskF1 {
 pub const WEAK_TASK_F1: f64 = 0.6;
 
 impl TaskF1 {
+    /// Each task's F1 corrected for chance ((F1 - 1/k) / (1 - 1/k) for k classes), in [0, 1].
+    pub fn reliability(&self) -> TaskF1 {
+        let r = |f1: f64, k: f64| ((f1 - 1.0 / k) / (1.0 - 1.0 / k)).clamp(0.0, 1.0);
+        TaskF1 { mask: r(self.mask, 3.0), gender: r(self.gender, 2.0), age: r(self.age, 3.0) }
+    }
+
     /// The tasks read poorly, as (name, F1).
     pub fn weak(&self) -> Vec<(&'static str, f64)> {
         [("mask", self.mask), ("gender", self.gender), ("age", self.age)].into_iter().filter(|(_, f)| *f < WEAK_TASK_F1).collect()
@@ -293,12 +306,14 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
         persons.push(PersonRows { folder, rows: person_rows, gender: first.gender, band: first.age });
     }
     let base = Baselines::of(&persons);
+    let s = crate::predictions::score_rows(rows, |r| r.predicted());
+    let oof_f1 = TaskF1 { mask: s.f1_mask, gender: s.f1_gender, age: s.f1_age };
+    let reliability = oof_f1.reliability();
     let mut suspects = Vec::new();
     for p in &persons {
         let info = people.get(p.folder).cloned().unwrap_or_else(|| PersonInfo::from_folder(p.folder));
-        suspects.extend(person_suspects(p, &info, &cl, &base, opts));
+        suspects.extend(person_suspects(p, &info, &cl, &base, &reliability, opts));
     }
-    let s = crate::predictions::score_rows(rows, |r| r.predicted());
     suspects.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.person.cmp(&b.person)).then_with(|| a.field.cmp(&b.field)).then_with(|| a.photo.cmp(&b.photo)));
     Ok(Audit {
         images: rows.len(),
@@ -308,7 +323,7 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
         thresholds: cl.thresholds.clone(),
         photo_issues: cl.issue.iter().filter(|i| **i).count(),
         flagged_photos: rows.iter().zip(&cl.issue).filter(|(_, i)| **i).map(|(r, _)| r.path.clone()).collect(),
-        oof_f1: TaskF1 { mask: s.f1_mask, gender: s.f1_gender, age: s.f1_age },
+        oof_f1,
         suspects,
     })
 }
@@ -332,21 +347,38 @@ impl PersonRows<'_> {
         out
     }
 
-    /// The positions of the one photo filed bare and the one filed worn incorrectly, with their
-    /// probabilities of the swapped states; None unless the person has exactly one of each.
-    fn pair(&self) -> Option<(usize, usize, f64, f64)> {
+    /// The one photo filed bare and the one filed worn incorrectly; None unless the person has
+    /// exactly one of each.
+    fn pair(&self) -> Option<Pair> {
         let with = |mask: Mask| -> Vec<usize> { (0..self.rows.len()).filter(|&k| Class::decode(self.rows[k].1.truth).is_some_and(|c| c.mask == mask)).collect() };
         match (with(Mask::NotWear).as_slice(), with(Mask::Incorrect).as_slice()) {
-            ([b], [w]) => Some((*b, *w, self.rows[*b].2.mask[Mask::Incorrect.index()], self.rows[*w].2.mask[Mask::NotWear.index()])),
+            ([b], [w]) => {
+                let (mb, mw) = (&self.rows[*b].2.mask, &self.rows[*w].2.mask);
+                let (i, n) = (Mask::Incorrect.index(), Mask::NotWear.index());
+                // The two hypotheses' likelihoods: swapped (bare file shows an incorrect mask, the
+                // other a bare face) against as filed.
+                let (swapped, filed) = (mb[i] * mw[n], mb[n] * mw[i]);
+                let posterior = if swapped + filed > 0.0 { swapped / (swapped + filed) } else { 0.0 };
+                Some(Pair { bare: *b, incorrect: *w, bare_reads_incorrect: mb[i], incorrect_reads_bare: mw[n], posterior })
+            }
             _ => None,
         }
     }
 }
 
+/// A person's `normal` / `incorrect_mask` pair as the model reads it.
+struct Pair {
+    bare: usize,
+    incorrect: usize,
+    bare_reads_incorrect: f64,
+    incorrect_reads_bare: f64,
+    /// The probability that the two are swapped rather than as filed.
+    posterior: f64,
+}
+
 /// What the model usually says, per given value: the mean probability of each value over the
 /// people (gender, age), photos (mask) or bare/incorrect pairs (swap) filed with the given one.
-/// A suspect counts by how far it stands above its own label's usual, so that a model that
-/// confuses two classes everywhere (or a collapsed one) does not make everyone a suspect.
+/// Shown beside each suspect's confidence, so a reviewer sees how unusual it is.
 struct Baselines {
     gender: [[f64; 2]; 2],
     age: [[f64; 3]; 3],
@@ -368,7 +400,7 @@ impl Baselines {
             }
             sum
         }
-        let pairs: Vec<f64> = persons.iter().filter_map(|p| p.pair()).map(|(_, _, b, w)| (b * w).sqrt()).collect();
+        let pairs: Vec<f64> = persons.iter().filter_map(|p| p.pair()).map(|pair| pair.posterior).collect();
         Baselines {
             gender: means(persons.iter().map(|p| (p.gender.index(), p.pooled_gender()))),
             age: means(persons.iter().map(|p| (p.band.index(), p.pooled_age()))),
@@ -378,7 +410,7 @@ impl Baselines {
     }
 }
 
-fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentLearning, base: &Baselines, opts: &AuditOptions) -> Vec<Suspect> {
+fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentLearning, base: &Baselines, reliability: &TaskF1, opts: &AuditOptions) -> Vec<Suspect> {
     let n = p.rows.len();
     let mut out = Vec::new();
     // The class confident learning suggests for a flagged photo: its argmax (never its label).
@@ -406,9 +438,10 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         photo,
         given,
         suggested,
-        score: (confidence - baseline).max(0.0),
+        score: confidence * field_reliability(field, reliability),
         confidence,
         baseline,
+        reliability: field_reliability(field, reliability),
         hard_case: false,
         disagreeing: photos.iter().filter(|e| e.disagrees).count(),
         considered: 0,
@@ -487,42 +520,39 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
 
     // Swap: the one photo labelled NotWear against the one labelled Incorrect.
     let mut swapped = Vec::new();
-    if let Some((b, w, pb, pw)) = p.pair() {
-        let (mb, mw) = (&p.rows[b].2, &p.rows[w].2);
-        let looks_swapped = confident::argmax(&mb.mask) == Mask::Incorrect.index() && confident::argmax(&mw.mask) == Mask::NotWear.index();
-        if looks_swapped {
-            let score = (pb * pw).sqrt();
-            let (sb, sw) = (stem_of(&p.rows[b].1.path), stem_of(&p.rows[w].1.path));
-            let pair = [b, w];
-            let ev: Vec<PhotoEvidence> = photos(&|_| 0.0, &|_| false, &|i, _| cl.issue[i])
-                .into_iter()
-                .enumerate()
-                .map(|(k, mut e)| {
-                    if pair.contains(&k) {
-                        e.disagrees = true;
-                        e.p_suggested = if k == b { pb } else { pw };
-                    }
-                    e
-                })
-                .collect();
-            let evidence = format!(
-                "{sb} (filed bare) looks worn incorrectly (p {pb:.2}); {sw} (filed incorrect) looks bare (p {pw:.2}); geometric mean {score:.2}, usually {:.2}",
-                base.swap
-            );
-            let mut s = new(
-                Field::Swap,
-                None,
-                format!("{sb}=normal, {sw}=incorrect"),
-                format!("{sb}=incorrect, {sw}=normal"),
-                (score, base.swap),
-                ev,
-                evidence,
-            );
-            s.considered = 2;
-            s.relabel = row("swap", "normal<->incorrect_mask".into());
-            out.push(s);
-            swapped = pair.to_vec();
-        }
+    if let Some(pair) = p.pair().filter(|pair| pair.posterior > 0.5) {
+        let (b, w, pb, pw) = (pair.bare, pair.incorrect, pair.bare_reads_incorrect, pair.incorrect_reads_bare);
+        let (sb, sw) = (stem_of(&p.rows[b].1.path), stem_of(&p.rows[w].1.path));
+        let both = [b, w];
+        let ev: Vec<PhotoEvidence> = photos(&|_| 0.0, &|_| false, &|i, _| cl.issue[i])
+            .into_iter()
+            .enumerate()
+            .map(|(k, mut e)| {
+                if both.contains(&k) {
+                    e.disagrees = true;
+                    e.p_suggested = if k == b { pb } else { pw };
+                }
+                e
+            })
+            .collect();
+        let evidence = format!(
+            "{sb} (filed bare) reads worn incorrectly (p {pb:.2}); {sw} (filed incorrect) reads bare (p {pw:.2}); swapped rather than as filed: p {:.2}, usually {:.2}",
+            pair.posterior,
+            base.swap
+        );
+        let mut s = new(
+            Field::Swap,
+            None,
+            format!("{sb}=normal, {sw}=incorrect"),
+            format!("{sb}=incorrect, {sw}=normal"),
+            (pair.posterior, base.swap),
+            ev,
+            evidence,
+        );
+        s.considered = 2;
+        s.relabel = row("swap", "normal<->incorrect_mask".into());
+        out.push(s);
+        swapped = both.to_vec();
     }
 
     // Mask state of single photos: those whose mask marginal says another state (a swapped pair
@@ -548,6 +578,15 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         );
         let mut s = new(Field::Mask, Some(stem.clone()), given.name().into(), best.name().into(), (m.mask[best.index()], usual), ev, evidence);
         s.considered = 1;
+        // Worn and bare are never confused by a labeller; the incorrect state borders both.
+        if given == Mask::Incorrect || best == Mask::Incorrect {
+            s.hard_case = true;
+            s.score *= HARD_CASE_FACTOR;
+            s.note = format!(
+                "hard case: {}",
+                if given == Mask::Wear || best == Mask::Wear { "a mask just below the nose reads as worn or incorrect alike" } else { "a mask on the chin reads as incorrect or bare alike" }
+            );
+        }
         if STEMS.contains(&stem.as_str()) {
             s.relabel = row("mask", format!("{stem}={}", mask_word(best)));
         } else {
@@ -556,6 +595,14 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
         out.push(s);
     }
     out
+}
+
+fn field_reliability(field: Field, r: &TaskF1) -> f64 {
+    match field {
+        Field::Gender => r.gender,
+        Field::Age => r.age,
+        Field::Mask | Field::Swap => r.mask,
+    }
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {

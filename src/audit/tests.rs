@@ -133,7 +133,9 @@ fn planted_errors_rank_first_and_hard_cases_are_marked_below_them() {
     people[9].age = 24;
     people[9].looks = AgeBand::Young;
     people[9].filed_age = 64;
-    people[12].mask3 = Some(Mask::Incorrect);
+    people[12].mask3 = Some(Mask::NotWear);
+    // A mask3 worn below the nose, filed as worn: a hard case, not among the clear ones.
+    people[14].mask3 = Some(Mask::Incorrect);
     let rows = oof(&people, 5);
     let result = audit(&rows, &infos(&people), &AuditOptions::default()).unwrap();
     let s = &result.suspects;
@@ -162,17 +164,21 @@ fn planted_errors_rank_first_and_hard_cases_are_marked_below_them() {
     assert_eq!(w.photos.iter().filter(|e| e.disagrees).map(|e| e.stem.as_str()).collect::<Vec<_>>(), ["incorrect_mask", "normal"]);
     assert!(!s.iter().any(|x| x.person == people[7].folder() && x.field == Field::Mask), "the swapped photos are one swap suspect, not two mask suspects");
     let m = by(12, Field::Mask);
-    assert_eq!((m.photo.as_deref(), m.given.as_str(), m.suggested.as_str()), (Some("mask3"), "Wear", "Incorrect"));
-    assert_eq!(m.relabel.as_ref().unwrap().true_value, "mask3=incorrect");
+    assert_eq!((m.photo.as_deref(), m.given.as_str(), m.suggested.as_str()), (Some("mask3"), "Wear", "NotWear"));
+    assert_eq!(m.relabel.as_ref().unwrap().true_value, "mask3=normal");
+    let near = by(14, Field::Mask);
+    assert!(near.hard_case && near.note.contains("below the nose"), "{near:?}");
+    assert_eq!(near.relabel.as_ref().unwrap().true_value, "mask3=incorrect");
 
-    // The hard cases are suspects too, marked, with halved scores below every planted error.
+    // The hard cases are suspects too, marked, with halved scores below every clear planted error.
     let last_planted = s.iter().position(|x| planted.iter().any(|(i, f)| x.person == people[*i].folder() && x.field == *f)).unwrap();
     let hard: Vec<&Suspect> = s.iter().filter(|x| x.hard_case).collect();
-    assert!(hard.len() >= 4, "{}", hard.len());
+    assert!(hard.iter().filter(|h| h.field == Field::Age).count() >= 4, "{}", hard.len());
     for h in &hard {
-        assert_eq!(h.field, Field::Age);
-        assert!(h.note.starts_with("hard case: age"), "{}", h.note);
-        assert!((h.score - (h.confidence - h.baseline) * HARD_CASE_FACTOR).abs() < 1e-12);
+        assert!(matches!(h.field, Field::Age | Field::Mask));
+        assert!(h.note.starts_with("hard case: "), "{}", h.note);
+        assert!((h.score - h.confidence * h.reliability * HARD_CASE_FACTOR).abs() < 1e-12);
+        assert!(h.reliability > 0.5 && h.reliability <= 1.0);
         assert!(s.iter().position(|x| std::ptr::eq(x, *h)).unwrap() > last_planted.max(planted.len() - 1));
     }
 }
@@ -254,6 +260,7 @@ fn suspect(folder: &str, id: &str, field: Field, value: &str) -> Suspect {
         score: 0.9,
         confidence: 0.9,
         baseline: 0.0,
+        reliability: 1.0,
         hard_case: false,
         disagreeing: 7,
         considered: 7,

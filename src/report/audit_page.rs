@@ -55,8 +55,8 @@ fn summary(file: &AuditFile) -> String {
     let mut s = format!(
         "<p>From the out-of-fold predictions of {} images of {} people (<code>masklab audit</code>, RUN/audit.json): {} suspects, the top {} below, highest score first. \
          The score is the model's probability of the suggested value pooled over the photos considered (a swap: both photos), \
-         less its usual value for units filed like this one; \
-         age suspects at most {} years outside the suggested band are hard cases, marked and halved. \
+         times how reliably it reads that task out of fold (macro F1 corrected for chance); \
+         age suspects at most {} years outside the suggested band and single photos read as the neighbouring mask state are hard cases, marked and halved. \
          Red frames: photos that by themselves say the suggested value. {} of the listed score at least {:.2} and are accepted for a relabel draft.</p>",
         a.images,
         a.people,
@@ -165,6 +165,7 @@ mod tests {
             score: 0.91,
             confidence: 0.91,
             baseline: 0.0,
+            reliability: 1.0,
             hard_case: false,
             disagreeing: 6,
             considered: 7,
