@@ -9,10 +9,22 @@ TORCHVISION_VERSION=0.26.0
 # Readers the tracking tests check masklab's TensorBoard and MLflow output with (tested versions).
 TENSORBOARD_VERSION=2.21.0
 MLFLOW_VERSION=3.17.2
+# timm: the tests load timm models' state dicts (random weights) to check the timm name mapping,
+# and read the hub cache masklab writes with huggingface_hub.
+TIMM_VERSION=1.0.31
+HUGGINGFACE_HUB_VERSION=2.4.0
+# Face detection tests: facenet-pytorch's wheel (its MTCNN and weights; never installed, it pins
+# an old torch) and real face photos shipped in scikit-image's and matplotlib's wheels, all
+# unpacked into .venv/masklab-test/ (only the files the tests read).
+FACENET_VERSION=2.6.0
+SKIMAGE_VERSION=0.26.0
+MATPLOTLIB_VERSION=3.11.2
 PY=${MASKLAB_PYTHON:-python3}
 # --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
-#         tensorboard and mlflow (tracking); scripts/test.sh uses it.
+#         timm + huggingface_hub (timm name mapping, hub cache layout), tensorboard and mlflow
+#         (tracking), facenet-pytorch's MTCNN and face photos (face detection, in
+#         .venv/masklab-test/); scripts/test.sh uses it.
 BENCH=0
 TEST=0
 for arg in "$@"; do
@@ -28,7 +40,8 @@ have() { .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.
 # Package metadata, not imports: importing mlflow takes seconds.
 have_test() {
     .venv/bin/python -c "from importlib.metadata import version as v; import sys
-want = {'torchvision': '$TORCHVISION_VERSION', 'safetensors': None, 'tensorboard': '$TENSORBOARD_VERSION', 'mlflow': '$MLFLOW_VERSION'}
+want = {'torchvision': '$TORCHVISION_VERSION', 'safetensors': None, 'tensorboard': '$TENSORBOARD_VERSION', 'mlflow': '$MLFLOW_VERSION',
+        'timm': '$TIMM_VERSION', 'huggingface_hub': '$HUGGINGFACE_HUB_VERSION'}
 def ok(name, version):
     try:
         have = v(name)
@@ -46,14 +59,67 @@ if ! { [ -x .venv/bin/python ] && have; }; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
     have || { echo "setup: torch $TORCH_VERSION did not install into .venv" >&2; exit 1; }
 fi
+# A CUDA torch: the CUDA runtime's CRT and CCCL headers too (pip's cuda-toolkit extras, at the
+# version torch pins), which ProcessGroupNCCL.hpp includes: build.rs then compiles masklab's
+# NCCL backend (csrc/c10d_nccl.cpp). Prints nothing to do for a CPU torch or other CUDA layouts.
+cuda_headers_wanted() {
+    .venv/bin/python - <<'PY' 2>/dev/null
+import importlib.metadata as m, pathlib, torch
+torch_dir = pathlib.Path(torch.__file__).parent
+if (torch_dir / "lib" / "libtorch_cuda.so").exists():
+    try:
+        version = m.version("cuda-toolkit")
+        include = torch_dir.parent / "nvidia" / f"cu{version.split('.')[0]}" / "include"
+        if not ((include / "crt" / "host_defines.h").exists() and (include / "cccl" / "nv" / "target").exists()):
+            print(f"cuda-toolkit[crt,cccl]=={version}")
+    except m.PackageNotFoundError:
+        pass
+PY
+}
+CUDA_HEADERS=$(cuda_headers_wanted || true)
+if [ -n "$CUDA_HEADERS" ]; then
+    echo "setup: installing $CUDA_HEADERS into .venv (CUDA headers for masklab's NCCL backend)" >&2
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "$CUDA_HEADERS"
+    [ -z "$(cuda_headers_wanted || true)" ] || { echo "setup: the CUDA headers did not install into .venv" >&2; exit 1; }
+fi
 if [ "$BENCH" = 1 ] && ! have_bench; then
     echo "setup: installing torchvision==$TORCHVISION_VERSION, pillow, numpy into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy
 fi
 if [ "$TEST" = 1 ] && ! have_test; then
-    echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
-    # torch stays pinned: mlflow's dependencies must not move it.
+    echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, timm==$TIMM_VERSION, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
+    # torch stays pinned: mlflow's and timm's dependencies must not move it.
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" safetensors \
-        "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
+        "timm==$TIMM_VERSION" "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
     have_test || { echo "setup: the test packages did not install into .venv" >&2; exit 1; }
+fi
+
+# The face test assets: a marker file names the versions they came from.
+ASSETS=.venv/masklab-test
+ASSETS_STAMP="facenet-pytorch==$FACENET_VERSION scikit-image==$SKIMAGE_VERSION matplotlib==$MATPLOTLIB_VERSION"
+if [ "$TEST" = 1 ] && [ "$(cat "$ASSETS/versions.txt" 2>/dev/null)" != "$ASSETS_STAMP" ]; then
+    echo "setup: fetching the face test assets into $ASSETS ($ASSETS_STAMP wheels, not installed)" >&2
+    rm -rf "$ASSETS"
+    mkdir -p "$ASSETS/wheels"
+    .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --dest "$ASSETS/wheels" \
+        "facenet-pytorch==$FACENET_VERSION" "scikit-image==$SKIMAGE_VERSION" "matplotlib==$MATPLOTLIB_VERSION"
+    .venv/bin/python - "$ASSETS" <<'PY'
+import glob, os, sys, zipfile
+assets = sys.argv[1]
+def wheel(prefix):
+    found = glob.glob(os.path.join(assets, "wheels", prefix + "-*.whl"))
+    if len(found) != 1:
+        sys.exit(f"setup: expected one {prefix} wheel, found {found}")
+    return zipfile.ZipFile(found[0])
+facenet = wheel("facenet_pytorch")
+facenet.extractall(assets, [n for n in facenet.namelist() if n.startswith("facenet_pytorch/")])
+for prefix, member in [("scikit_image", "skimage/data/astronaut.png"),
+                       ("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg")]:
+    with open(os.path.join(assets, os.path.basename(member)), "wb") as out:
+        out.write(wheel(prefix).read(member))
+for f in glob.glob(os.path.join(assets, "wheels", "*.whl")):
+    if not os.path.basename(f).startswith("facenet_pytorch"):
+        os.remove(f)
+PY
+    echo "$ASSETS_STAMP" > "$ASSETS/versions.txt"
 fi

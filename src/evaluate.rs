@@ -1,53 +1,20 @@
 //! Evaluation of trained models on labelled images: loss, accuracy, macro F1 (overall and per
-//! task) and the 18x18 confusion matrix, and its text rendering.
-use crate::config::Config;
-use crate::data::layout::{read_eval, Sample};
-use crate::labels::{AgeBounds, Class, NUM_CLASSES};
+//! task) and the 18x18 confusion matrix, its text rendering, and `masklab eval` on a run.
+use crate::config::DeviceChoice;
 use crate::data::loader::Loader;
-use crate::metrics::{scores, Confusion, Scores};
-use crate::model::layout::{Head, Layout};
+use crate::data::prepared::{labelled_eval_set, prepare, Prepared};
+use crate::heldout::HeldOutRow;
+use crate::labels::{AgeBounds, Class, NUM_CLASSES};
+use crate::metrics::{scores, Confusion, Evaluation};
 use crate::model::net::{infer, Net, RunOptions};
-use crate::predictions::PredictionRow;
-use crate::train::loss::Loss;
-use crate::train::trainer::Prepared;
-use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use crate::model::task_layout::{Head, Layout};
+use crate::model::trained::load_trained;
+use crate::run_dir::metrics_log::History;
+use crate::run_dir::{RunDir, BEST, LAST};
+use crate::train::loss::{head_losses, Loss};
+use anyhow::{bail, Context, Result};
 use std::path::Path;
-use tch::{Device, Tensor};
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub loss: f64,
-    #[serde(flatten)]
-    pub scores: Scores,
-    pub images: usize,
-    /// Rows are true classes, columns predicted classes.
-    pub confusion: Vec<Vec<u64>>,
-}
-
-/// Each model's heads with their configured losses; `auto` class weights count `train_idx`.
-pub fn head_losses(nets: &[Net], layout: Layout, classes: &[usize], train_idx: &[usize], device: Device) -> Result<Vec<Vec<(Head, Loss)>>> {
-    let all = Tensor::from_slice(&train_idx.iter().map(|&i| classes[i] as i64).collect::<Vec<_>>());
-    nets.iter()
-        .enumerate()
-        .map(|(k, net)| {
-            layout
-                .heads()
-                .into_iter()
-                .filter(|h| h.model == k)
-                .map(|head| {
-                    let mut counts = vec![0; head.task.classes() as usize];
-                    for c in Vec::<i64>::try_from(head.task.target(&all)).unwrap_or_default() {
-                        counts[c as usize] += 1;
-                    }
-                    let loss = Loss::new(&net.settings.loss, head.task.classes(), &counts, device)
-                        .with_context(|| format!("model `{}`", net.name))?;
-                    Ok((head, loss))
-                })
-                .collect()
-        })
-        .collect()
-}
+use tch::Tensor;
 
 /// An evaluation with the per-image probabilities behind it.
 pub struct Evaluated {
@@ -60,18 +27,16 @@ pub struct Evaluated {
 
 impl Evaluated {
     /// One labelled row per evaluated image; `fold` is the k-fold fold it was held out in (0: none).
-    pub fn rows(&self, prepared: &Prepared, fold: usize) -> Result<Vec<PredictionRow>> {
+    pub fn rows(&self, prepared: &Prepared, fold: usize) -> Result<Vec<HeldOutRow>> {
         let values = Vec::<f32>::try_from(self.probs.contiguous().view([-1])).context("probabilities")?;
         Ok(self
             .kept
             .iter()
             .enumerate()
             .map(|(r, &i)| {
-                let s = &prepared.samples[i];
                 let mut probs = [0f32; NUM_CLASSES];
                 probs.copy_from_slice(&values[r * NUM_CLASSES..(r + 1) * NUM_CLASSES]);
-                let person = prepared.set.people.get(s.person).map(|p| p.folder.clone()).unwrap_or_else(|| s.person.to_string());
-                PredictionRow { path: s.path.display().to_string(), person, fold, truth: prepared.classes[i], probs }
+                HeldOutRow { path: prepared.samples[i].path.display().to_string(), person: prepared.person_name(i), fold, truth: prepared.classes[i], probs }
             })
             .collect())
     }
@@ -107,42 +72,63 @@ pub fn evaluate(
     Ok(Evaluated { eval: Evaluation { loss, scores: scores(&conf), images: kept.len(), confusion }, probs, kept })
 }
 
-/// The eval layout as a labelled set: `DATA/eval/info.csv` images with `DATA/eval/answers.csv` classes.
-pub fn labelled_eval_set(data: &Path, cfg: &Config) -> Result<Prepared> {
-    let dir = data.join("eval");
-    let eval = read_eval(&dir, cfg.data.skip_bad)?;
-    let key_path = dir.join("answers.csv");
-    let mut reader = csv::Reader::from_path(&key_path).with_context(|| format!("cannot read {} (the answer key)", key_path.display()))?;
-    let mut key = std::collections::HashMap::new();
-    for (i, r) in reader.records().enumerate() {
-        let r = r.with_context(|| format!("{}:{}", key_path.display(), i + 2))?;
-        let class: usize = r.get(1).unwrap_or("").trim().parse().map_err(|_| anyhow!("{}:{}: ans must be 0..17", key_path.display(), i + 2))?;
-        if class >= NUM_CLASSES {
-            bail!("{}:{}: ans must be 0..17, got {class}", key_path.display(), i + 2);
-        }
-        key.insert(r.get(0).unwrap_or("").to_string(), class);
+/// Which images `masklab eval` scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalSplit {
+    /// The run's person-level validation split.
+    Val,
+    /// Every training image.
+    All,
+    /// `DATA/eval/` scored against `DATA/eval/answers.csv`.
+    Eval,
+}
+
+/// `masklab eval`: a run's best (or last) checkpoint on a labelled split of `data`, with the
+/// run's own loss settings. `auto` class weights use the run's training split, as in training,
+/// so the validation loss equals the one training logged for that checkpoint.
+pub fn eval_run(run: &RunDir, data: &Path, split: EvalSplit, last: bool, device: DeviceChoice) -> Result<Evaluation> {
+    let device = device.resolve()?;
+    let (cfg, nets) = load_trained(run, if last { LAST } else { BEST }, device)?;
+    if cfg.train.threads > 0 {
+        tch::set_num_threads(cfg.train.threads as i32); // as the run validated
     }
-    let mut samples = Vec::with_capacity(eval.image_ids.len());
-    for (id, path) in eval.image_ids.iter().zip(&eval.paths) {
-        let class = *key.get(id).ok_or_else(|| anyhow!("{}: no answer for {id}", key_path.display()))?;
-        samples.push(Sample { path: path.clone(), person: samples.len(), class: Class::decode(class).expect("checked") });
-    }
-    let set = crate::data::layout::TrainSet {
-        root: data.to_path_buf(),
-        people: Vec::new(),
-        skipped_files: Vec::new(),
-        relabel_file: None,
-        relabeled: 0,
-        problems: eval.problems,
+    let prepared = match split {
+        EvalSplit::Eval => labelled_eval_set(data, &cfg)?,
+        EvalSplit::Val | EvalSplit::All => prepare(data, &cfg)?,
     };
-    Ok(Prepared {
-        classes: samples.iter().map(|s| s.class.encode()).collect(),
-        train_idx: Vec::new(),
-        val_idx: (0..samples.len()).collect(),
-        samples,
-        set,
-        prep: cfg.data.preprocess()?,
-    })
+    let order = match split {
+        EvalSplit::Val => prepared.val_idx.clone(),
+        EvalSplit::All | EvalSplit::Eval => (0..prepared.samples.len()).collect(),
+    };
+    if order.is_empty() {
+        bail!("no images to evaluate in the {} split of {}", split_name(split), data.display());
+    }
+    let train_counts = training_class_counts(run, &cfg, data)?;
+    let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.model.layout, &train_counts, device)?;
+    let run_opts = RunOptions::new(&cfg, device, Default::default());
+    let loader = prepared.loader(&cfg);
+    Ok(evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, cfg.train.eval_batch(), &run_opts)?.eval)
+}
+
+fn split_name(split: EvalSplit) -> &'static str {
+    match split {
+        EvalSplit::Val => "val",
+        EvalSplit::All => "all",
+        EvalSplit::Eval => "eval",
+    }
+}
+
+/// The run's training images per class: from its metrics log, else (runs that predate that
+/// record) from the training split of `data` as the run's config draws it.
+fn training_class_counts(run: &RunDir, cfg: &crate::config::Config, data: &Path) -> Result<Vec<u64>> {
+    let logged = History::read(&run.metrics_file()).ok().and_then(|h| h.start.train_classes).filter(|c| c.len() == NUM_CLASSES);
+    match logged {
+        Some(counts) => Ok(counts),
+        None => {
+            let prepared = prepare(data, cfg).with_context(|| format!("{}: the run logged no class counts; reading its training split", run.path().display()))?;
+            Ok(prepared.class_counts(&prepared.train_idx))
+        }
+    }
 }
 
 /// The evaluation as a human reads it: scores, then the confusion matrix with class labels.

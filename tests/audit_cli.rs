@@ -5,10 +5,10 @@
 mod common;
 use common::{demo, masklab, stderr, stdout};
 use masklab::config::Config;
-use masklab::data::layout::{read_train, ReadOptions, TrainSet};
+use masklab::data::dataset::{read_train, ReadOptions, TrainSet};
+use masklab::heldout::{score_rows, write_rows, HeldOutRow};
 use masklab::labels::{Gender, NUM_CLASSES};
-use masklab::predictions::{score_rows, write_rows, PredictionRow};
-use masklab::train::kfold::{CrossValidation, FoldScore};
+use masklab::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir};
 use rand::{Rng, SeedableRng};
 use std::fs;
 use std::path::Path;
@@ -29,32 +29,33 @@ fn probs_for(seen: usize, rng: &mut rand_chacha::ChaCha8Rng) -> [f32; NUM_CLASSE
 
 /// A k-fold run folder (3 folds) holding `rows` as its out-of-fold predictions, trained on `data`
 /// (with its relabel list or without), with what `masklab report` needs.
-fn hand_made_run(run: &Path, data: &Path, rows: &[PredictionRow], no_relabel: bool) {
+fn hand_made_run(run: &Path, data: &Path, rows: &[HeldOutRow], no_relabel: bool) {
     fs::create_dir_all(run).unwrap();
+    let run = RunDir::new(run);
     let cfg = Config::load(None, &["data.folds=3".into(), format!("data.no_relabel={no_relabel}")]).unwrap();
-    fs::write(run.join("config.toml"), cfg.to_toml().unwrap()).unwrap();
-    fs::write(run.join("folds.json"), r#"{"folds": 3, "completed": [1, 2, 3]}"#).unwrap();
-    write_rows(&run.join("oof_predictions.csv"), rows).unwrap();
+    run.write_config(&cfg).unwrap();
+    run.write_folds_state(&FoldsState { folds: 3, completed: vec![1, 2, 3] }).unwrap();
+    write_rows(&run.oof_predictions(), rows).unwrap();
     let mut per_fold = Vec::new();
     for k in 1..=3 {
-        let dir = run.join(format!("fold-{k}"));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = run.fold(k);
+        fs::create_dir_all(dir.path()).unwrap();
         let mut fold_cfg = cfg.clone();
         fold_cfg.data.fold = k;
-        fs::write(dir.join("config.toml"), fold_cfg.to_toml().unwrap()).unwrap();
+        dir.write_config(&fold_cfg).unwrap();
         let start = serde_json::json!({"kind": "start", "data": data.display().to_string(), "fold": k});
         let epoch = r#"{"kind":"epoch","epoch":1,"step":4,"train_loss":1.5,"lr":0.001,"seconds":2.0,"val":{"loss":1.2,"f1":0.8,"accuracy":0.8,"f1_mask":0.9,"f1_gender":0.9,"f1_age":0.8,"images":7}}"#;
-        fs::write(dir.join("metrics.jsonl"), format!("{start}\n{epoch}\n")).unwrap();
-        let fold_rows: Vec<PredictionRow> = rows.iter().filter(|r| r.fold == k).cloned().collect();
+        fs::write(dir.metrics_file(), format!("{start}\n{epoch}\n")).unwrap();
+        let fold_rows: Vec<HeldOutRow> = rows.iter().filter(|r| r.fold == k).cloned().collect();
         let people: std::collections::BTreeSet<&str> = fold_rows.iter().map(|r| r.person.as_str()).collect();
         per_fold.push(FoldScore { fold: k, images: fold_rows.len(), people: people.len(), best_epoch: 1, scores: score_rows(&fold_rows, |r| r.predicted()) });
     }
     let cv = CrossValidation { folds: 3, oof: score_rows(rows, |r| r.predicted()), images: rows.len(), per_fold, fold_f1_mean: 0.8, fold_f1_std: 0.0 };
-    fs::write(run.join("cv.json"), serde_json::to_string(&cv).unwrap()).unwrap();
+    run.write_cv(&cv).unwrap();
 }
 
 /// Out-of-fold rows labelled as `filed` says and predicted as `seen` looks (same people, same order).
-fn oof_rows(filed: &TrainSet, seen: &TrainSet, seed: u64) -> Vec<PredictionRow> {
+fn oof_rows(filed: &TrainSet, seen: &TrainSet, seed: u64) -> Vec<HeldOutRow> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let bounds = masklab::labels::AgeBounds::default();
     let (given, truth) = (filed.samples(&bounds), seen.samples(&bounds));
@@ -63,7 +64,7 @@ fn oof_rows(filed: &TrainSet, seen: &TrainSet, seed: u64) -> Vec<PredictionRow> 
         .zip(&truth)
         .map(|(g, t)| {
             assert_eq!(g.path, t.path);
-            PredictionRow {
+            HeldOutRow {
                 path: g.path.display().to_string(),
                 person: filed.people[g.person].folder.clone(),
                 fold: g.person % 3 + 1,
@@ -130,7 +131,7 @@ fn audit_finds_the_planted_labels_and_its_draft_restores_them() {
     assert!(eda.status.success(), "{}", stderr(&eda));
 
     // audit.json is in the run, and the run's page shows the suspects with their photos.
-    let audit: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("audit.json")).unwrap()).unwrap();
+    let audit: serde_json::Value = serde_json::from_str(&fs::read_to_string(RunDir::new(&run).audit_file()).unwrap()).unwrap();
     assert_eq!(audit["audit"]["people"], 20);
     assert_eq!(audit["draft"]["written"].as_array().unwrap().len(), 5);
     let page = fs::read_to_string(run.join("report.html")).unwrap();
@@ -163,7 +164,7 @@ fn a_correct_set_has_no_accepted_suspects_and_bad_runs_are_errors() {
     let out = masklab(&["audit", data.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("is not a k-fold run"), "{}", stderr(&out));
-    fs::remove_file(run.join("oof_predictions.csv")).unwrap();
+    fs::remove_file(RunDir::new(&run).oof_predictions()).unwrap();
     let out = masklab(&["audit", run.to_str().unwrap()]);
     assert!(stderr(&out).contains("has no oof_predictions.csv"), "{}", stderr(&out));
 }

@@ -1,6 +1,6 @@
 //! Person-level splits on a generated dataset: no person's photos on both sides.
 mod common;
-use masklab::data::layout::{read_train, ReadOptions};
+use masklab::data::dataset::{read_train, ReadOptions};
 use masklab::data::split::{kfold_assign, train_val_split};
 use masklab::labels::AgeBounds;
 use std::collections::{HashMap, HashSet};

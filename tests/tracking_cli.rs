@@ -43,7 +43,7 @@ fn metrics(run: &Path, kind: &str) -> Vec<Value> {
 
 /// The `(name, value)` numbers of a metrics.jsonl line as the trackers name them.
 fn named(line: &Value) -> Vec<(String, f64)> {
-    masklab::tracking::line_scalars(line)
+    masklab::run_dir::metrics_log::line_scalars(line)
 }
 
 /// TensorBoard stores scalars as f32.

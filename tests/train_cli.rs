@@ -177,3 +177,23 @@ fn training_stops_early_without_improvement() {
     assert!(metrics.contains("\"kind\":\"early_stop\""), "{metrics}");
     assert!(epoch_lines(&run).len() < 6);
 }
+
+/// `masklab eval` on the validation split reports the loss that training logged for the best
+/// epoch, also with `auto` class weights (computed from the run's training split, not from the
+/// evaluated images) and with EMA weights.
+#[test]
+fn eval_reports_the_validation_loss_training_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path(), 12, 5);
+    let run = dir.path().join("run");
+    let out = train(dir.path(), &run, &["loss.class_weights=\"auto\"", "optim.ema=0.5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let best: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("best.json")).unwrap()).unwrap();
+    let best_epoch = best["epoch"].as_u64().unwrap();
+    let logged = epoch_lines(&run).into_iter().find(|e| e["epoch"].as_u64() == Some(best_epoch)).unwrap()["val"]["loss"].as_f64().unwrap();
+    let out = masklab(&["eval", run.to_str().unwrap(), dir.path().to_str().unwrap(), "--json", "--device", "cpu"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let evaluated = v["loss"].as_f64().unwrap();
+    assert!((evaluated - logged).abs() <= 1e-5 * logged.abs().max(1.0), "eval loss {evaluated}, training logged {logged} at epoch {best_epoch}");
+}

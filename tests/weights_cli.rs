@@ -4,7 +4,7 @@
 mod common;
 use common::{demo, masklab, stderr, stdout};
 use masklab::model::registry::{build_backbone, BackboneOptions};
-use masklab::train::checkpoint;
+use masklab::run_dir::checkpoint;
 use std::fs;
 use std::io::Write;
 use std::path::Path;

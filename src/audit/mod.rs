@@ -27,7 +27,7 @@ pub mod draft;
 pub mod run;
 
 use crate::labels::{AgeBand, AgeBounds, Class, Gender, Mask, NUM_CLASSES, STEMS};
-use crate::predictions::PredictionRow;
+use crate::heldout::HeldOutRow;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -261,14 +261,14 @@ pub fn nearest_age_in(band: AgeBand, age: u32, bounds: &AgeBounds) -> u32 {
 /// One person's rows, in stem order, with their marginals.
 struct PersonRows<'a> {
     folder: &'a str,
-    rows: Vec<(usize, &'a PredictionRow, Marginals)>,
+    rows: Vec<(usize, &'a HeldOutRow, Marginals)>,
     gender: Gender,
     band: AgeBand,
 }
 
 /// Audits out-of-fold rows. `people` holds what is known of each person folder beyond its rows
 /// (its id and age); folders missing from it are read from their names.
-pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts: &AuditOptions) -> Result<Audit> {
+pub fn audit(rows: &[HeldOutRow], people: &BTreeMap<String, PersonInfo>, opts: &AuditOptions) -> Result<Audit> {
     if rows.is_empty() {
         bail!("no predictions to audit");
     }
@@ -297,7 +297,7 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
                 bail!("person {folder}: its rows disagree on gender or age band ({} and {}): one folder is one person", rows[idx[0]].path, rows[i].path);
             }
         }
-        let mut person_rows: Vec<(usize, &PredictionRow, Marginals)> =
+        let mut person_rows: Vec<(usize, &HeldOutRow, Marginals)> =
             idx.iter().map(|&i| (i, &rows[i], marg[i].take().expect("each row once"))).collect();
         person_rows.sort_by_key(|(_, r, _)| {
             let stem = stem_of(&r.path);
@@ -306,7 +306,7 @@ pub fn audit(rows: &[PredictionRow], people: &BTreeMap<String, PersonInfo>, opts
         persons.push(PersonRows { folder, rows: person_rows, gender: first.gender, band: first.age });
     }
     let base = Baselines::of(&persons);
-    let s = crate::predictions::score_rows(rows, |r| r.predicted());
+    let s = crate::heldout::score_rows(rows, |r| r.predicted());
     let oof_f1 = TaskF1 { mask: s.f1_mask, gender: s.f1_gender, age: s.f1_age };
     let reliability = oof_f1.reliability();
     let mut suspects = Vec::new();
@@ -414,10 +414,10 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
     let n = p.rows.len();
     let mut out = Vec::new();
     // The class confident learning suggests for a flagged photo: its argmax (never its label).
-    let suggested_class = |i: usize, r: &PredictionRow| -> Option<Class> {
-        cl.issue[i].then(|| Class::decode(crate::predictions::argmax(&r.probs)).expect("18 probabilities"))
+    let suggested_class = |i: usize, r: &HeldOutRow| -> Option<Class> {
+        cl.issue[i].then(|| Class::decode(crate::heldout::argmax(&r.probs)).expect("18 probabilities"))
     };
-    let photos = |p_of: &dyn Fn(&Marginals) -> f64, says: &dyn Fn(&Marginals) -> bool, flagged: &dyn Fn(usize, &PredictionRow) -> bool| -> Vec<PhotoEvidence> {
+    let photos = |p_of: &dyn Fn(&Marginals) -> f64, says: &dyn Fn(&Marginals) -> bool, flagged: &dyn Fn(usize, &HeldOutRow) -> bool| -> Vec<PhotoEvidence> {
         p.rows
             .iter()
             .map(|(i, r, m)| PhotoEvidence {

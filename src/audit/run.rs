@@ -3,20 +3,18 @@
 //! a relabel-list draft.
 use super::draft::{write_draft, DraftSummary};
 use super::{audit, Audit, AuditOptions, PersonInfo, Suspect};
-use crate::config::Config;
-use crate::data::layout::{read_train, ReadOptions};
+use crate::data::dataset::{read_train, ReadOptions};
 use crate::data::relabel::{read_relabels, Relabel};
-use crate::predictions::read_rows;
-use crate::train::kfold::{fold_dir, is_kfold_run, OOF_PREDICTIONS};
+use crate::heldout::read_rows;
+use crate::run_dir::metrics_log::History;
+use crate::run_dir::RunDir;
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The audit's results in the run folder.
-pub const AUDIT_FILE: &str = "audit.json";
 /// Suspects scoring at least this are accepted into a relabel draft by default.
 pub const DEFAULT_MIN_SCORE: f64 = 0.5;
 
@@ -69,8 +67,8 @@ impl AuditFile {
 }
 
 /// Reads `RUN/audit.json`; None when the run has not been audited.
-pub fn read_audit(run: &Path) -> Result<Option<AuditFile>> {
-    let path = run.join(AUDIT_FILE);
+pub fn read_audit(run: &RunDir) -> Result<Option<AuditFile>> {
+    let path = run.audit_file();
     if !path.is_file() {
         return Ok(None);
     }
@@ -79,22 +77,22 @@ pub fn read_audit(run: &Path) -> Result<Option<AuditFile>> {
 }
 
 /// The dataset a run trained on: the `data` of its first fold's `start` line in metrics.jsonl.
-pub fn trained_on(run: &Path) -> Option<PathBuf> {
-    let metrics = std::fs::read_to_string(fold_dir(run, 1).join("metrics.jsonl")).ok()?;
-    metrics.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["kind"] == "start").and_then(|v| v["data"].as_str().map(PathBuf::from))
+pub fn trained_on(run: &RunDir) -> Option<PathBuf> {
+    History::read(&run.fold(1).metrics_file()).ok()?.start.data
 }
 
 /// Audits a k-fold run and writes RUN/audit.json (and the CSV and draft when asked).
-pub fn audit_run(run: &Path, opts: &RunAuditOptions) -> Result<AuditFile> {
-    let oof_path = run.join(OOF_PREDICTIONS);
-    if !is_kfold_run(run) {
-        bail!("{} is not a k-fold run (no folds.json): the audit needs out-of-fold predictions; train one with data.folds=5", run.display());
+pub fn audit_run(run: &RunDir, opts: &RunAuditOptions) -> Result<AuditFile> {
+    let oof_path = run.oof_predictions();
+    let shown = run.path().display();
+    if !run.is_kfold() {
+        bail!("{shown} is not a k-fold run (no folds file): the audit needs out-of-fold predictions; train one with data.folds=5");
     }
     if !oof_path.is_file() {
-        bail!("{} has no {OOF_PREDICTIONS}: its folds have not all finished; continue it with masklab train DATA --resume {}", run.display(), run.display());
+        let name = oof_path.file_name().unwrap_or_default().to_string_lossy();
+        bail!("{shown} has no {name}: its folds have not all finished; continue it with masklab train DATA --resume {shown}");
     }
-    let config_path = run.join("config.toml");
-    let config = Config::load(Some(&config_path), &[]).with_context(|| format!("{} is not a masklab run", run.display()))?;
+    let config = run.load_config()?;
     let bounds = config.data.bounds()?;
     let rows = read_rows(&oof_path)?;
 
@@ -145,7 +143,7 @@ pub fn audit_run(run: &Path, opts: &RunAuditOptions) -> Result<AuditFile> {
 
     let result = audit(&rows, &people, &AuditOptions { bounds, hard_years: opts.hard_years })?;
     let mut file = AuditFile {
-        run: run.display().to_string(),
+        run: run.path().display().to_string(),
         data: data_read,
         relabel_file,
         top: opts.top,
@@ -162,7 +160,7 @@ pub fn audit_run(run: &Path, opts: &RunAuditOptions) -> Result<AuditFile> {
     if let Some(path) = &opts.out_csv {
         write_atomic(path, suspects_csv(file.listed())?.as_bytes())?;
     }
-    write_atomic(&run.join(AUDIT_FILE), serde_json::to_string_pretty(&file)?.as_bytes())?;
+    write_atomic(&run.audit_file(), serde_json::to_string_pretty(&file)?.as_bytes())?;
     Ok(file)
 }
 

@@ -58,7 +58,7 @@ fn dirichlet_rest(rng: &mut ChaCha8Rng, k: usize, top: usize, p_top: f64) -> Vec
 
 /// Out-of-fold rows for the people: the model's probabilities come from the truth (and from
 /// what each person looks like), the labels from the folders.
-fn oof(people: &[Synth], seed: u64) -> Vec<PredictionRow> {
+fn oof(people: &[Synth], seed: u64) -> Vec<HeldOutRow> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut rows = Vec::new();
     for (n, p) in people.iter().enumerate() {
@@ -84,7 +84,7 @@ fn oof(people: &[Synth], seed: u64) -> Vec<PredictionRow> {
                 probs[c.encode()] = (mask[c.mask.index()] * gender[c.gender.index()] * age[c.age.index()]) as f32;
             }
             let given = Class::new(Mask::from_stem(filed_stem).unwrap(), p.filed_gender, bounds().band(p.filed_age));
-            rows.push(PredictionRow {
+            rows.push(HeldOutRow {
                 path: format!("train/images/{}/{filed_stem}.jpg", p.folder()),
                 person: p.folder(),
                 fold: n % 5 + 1,
@@ -312,7 +312,7 @@ fn drafts_name_suffixed_ids_whole_and_leave_out_rows_that_would_change_another_f
 
 #[test]
 fn a_draft_applied_to_demo_data_changes_only_the_folders_it_means() {
-    use crate::data::layout::{read_train, ReadOptions};
+    use crate::data::dataset::{read_train, ReadOptions};
     let dir = tempfile::tempdir().unwrap();
     crate::demo::write_demo(dir.path(), &crate::demo::DemoOptions { train_people: 14, eval_people: 4, width: 16, height: 20, seed: 3 }).unwrap();
     let plain = read_train(dir.path(), &ReadOptions { no_relabel: true, ..Default::default() }).unwrap();
@@ -334,7 +334,7 @@ fn a_draft_applied_to_demo_data_changes_only_the_folders_it_means() {
     let fixed = read_train(dir.path(), &ReadOptions { relabel: Some(path), ..Default::default() }).unwrap();
     for (before, after) in plain.people.iter().zip(&fixed.people) {
         assert_eq!(before.folder, after.folder);
-        let masks = |p: &crate::data::layout::Person| p.images.iter().map(|i| i.mask).collect::<Vec<_>>();
+        let masks = |p: &crate::data::dataset::Person| p.images.iter().map(|i| i.mask).collect::<Vec<_>>();
         assert_eq!(masks(before), masks(after), "no folder was swapped");
         if before.folder == suffixed.folder {
             assert_eq!(after.gender, flip(before.gender));

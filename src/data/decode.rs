@@ -1,6 +1,14 @@
-//! Decoding: JPEG/PNG file -> u8 RGB, optional centre crop, resize to the model's input size.
+//! Decoding: JPEG/PNG file -> u8 RGB, upright, optional centre crop, resize to the model's input size.
 //! Format is detected from the bytes, not the extension (the competition has mislabelled files).
+//!
+//! Every image masklab reads goes through [`decode_upright`]: the EXIF orientation is applied
+//! (a phone photo stored sideways with orientation 6 is read standing up), and a damaged file is
+//! an error: cut short ([`super::image_check`]), corrupt JPEG data (zune-jpeg in strict mode), bad
+//! PNG CRCs or zlib data, or a header claiming more than [`MAX_SIDE`] / [`MAX_PIXELS`].
 use super::error::DataError;
+use super::image_check::{jpeg_is_whole, png_is_whole};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use rayon::prelude::*;
@@ -64,6 +72,31 @@ impl FromStr for Crop {
     }
 }
 
+/// Reads a crop setting written as text (`"0.99"`, `"380x400"`) or as a TOML number (`0.99`,
+/// `380`), into its text form. A float keeps its decimal point, so `1.0` stays a fraction.
+pub fn crop_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct CropVisitor;
+    impl serde::de::Visitor<'_> for CropVisitor {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a crop: \"none\", pixels (380 or \"380x400\") or a fraction such as 0.99")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(format!("{v:?}"))
+        }
+    }
+    d.deserialize_any(CropVisitor)
+}
+
 impl fmt::Display for Crop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -91,12 +124,80 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-/// Decodes a JPEG or PNG and crops and resizes it as `prep` says.
-pub fn decode_bytes(bytes: &[u8], prep: &Preprocess) -> Result<RgbImage, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode image: {e}"))?;
+/// The widest or tallest image decoded (a photo from any phone fits; a forged header does not).
+pub const MAX_SIDE: u32 = 16_384;
+/// The most pixels an image may have (100 MP: 300 MB as RGB).
+pub const MAX_PIXELS: u64 = 100_000_000;
+
+/// Decodes a whole JPEG or PNG into RGB as a person sees it: the EXIF orientation applied.
+/// A truncated or corrupt file is an error.
+pub fn decode_upright(bytes: &[u8]) -> Result<RgbImage, String> {
+    let format = image::guess_format(bytes).map_err(|_| "not a JPEG or PNG image".to_string())?;
+    let (mut img, orientation) = match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes)?,
+        ImageFormat::Png => decode_png(bytes)?,
+        other => return Err(format!("unsupported image format {other:?} (JPEG and PNG are read)")),
+    };
+    img.apply_orientation(orientation);
     let rgb = img.into_rgb8();
-    let (w, h) = rgb.dimensions();
-    resize_rgb(&RgbImage { width: w, height: h, data: rgb.into_raw() }, prep)
+    let (width, height) = rgb.dimensions();
+    Ok(RgbImage { width, height, data: rgb.into_raw() })
+}
+
+fn check_dimensions(w: u64, h: u64) -> Result<(), String> {
+    if w == 0 || h == 0 || w > MAX_SIDE as u64 || h > MAX_SIDE as u64 || w * h > MAX_PIXELS {
+        return Err(format!("image of {w}x{h} pixels refused (at most {MAX_SIDE} a side and {MAX_PIXELS} pixels)"));
+    }
+    Ok(())
+}
+
+/// JPEG through zune-jpeg (the image crate's decoder) in strict mode: the image crate runs it
+/// leniently, which paints the rest of a cut or corrupt file grey without an error.
+fn decode_jpeg(bytes: &[u8]) -> Result<(DynamicImage, Orientation), String> {
+    use zune_core::colorspace::ColorSpace;
+    jpeg_is_whole(bytes)?;
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(MAX_SIDE as usize)
+        .set_max_height(MAX_SIDE as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(|e| format!("corrupt JPEG: {e}"))?;
+    let (w, h) = decoder.dimensions().ok_or("corrupt JPEG: no dimensions")?;
+    check_dimensions(w as u64, h as u64)?;
+    let gray = decoder.input_colorspace() == Some(ColorSpace::Luma);
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(if gray { ColorSpace::Luma } else { ColorSpace::RGB }));
+    let pixels = decoder.decode().map_err(|e| format!("corrupt JPEG: {e}"))?;
+    let orientation = decoder.exif().and_then(|exif| Orientation::from_exif_chunk(exif)).unwrap_or(Orientation::NoTransforms);
+    let (w, h) = (w as u32, h as u32);
+    let short = || "corrupt JPEG: fewer pixels than its size".to_string();
+    let img = if gray {
+        DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(short)?)
+    } else {
+        DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).ok_or_else(short)?)
+    };
+    Ok((img, orientation))
+}
+
+fn decode_png(bytes: &[u8]) -> Result<(DynamicImage, Orientation), String> {
+    png_is_whole(bytes)?;
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    // 16-bit RGBA at the largest size allowed, and the decoder's own buffers.
+    limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt PNG: {e}"))?;
+    let (w, h) = decoder.dimensions();
+    check_dimensions(w as u64, h as u64)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt PNG: {e}"))?;
+    Ok((img, orientation))
+}
+
+/// Decodes a JPEG or PNG (upright) and crops and resizes it as `prep` says.
+pub fn decode_bytes(bytes: &[u8], prep: &Preprocess) -> Result<RgbImage, String> {
+    resize_rgb(&decode_upright(bytes)?, prep)
 }
 
 /// Crops and resizes an RGB image (bilinear, antialiased when shrinking, as torchvision's Resize).
@@ -115,8 +216,13 @@ pub fn resize_rgb(src: &RgbImage, prep: &Preprocess) -> Result<RgbImage, String>
 }
 
 pub fn decode_file(path: &Path, prep: &Preprocess) -> Result<RgbImage, DataError> {
+    resize_rgb(&read_upright(path)?, prep).map_err(|msg| DataError::file(path, msg))
+}
+
+/// A file decoded whole and upright, at its own size.
+pub fn read_upright(path: &Path) -> Result<RgbImage, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read image: {e}")))?;
-    decode_bytes(&bytes, prep).map_err(|msg| DataError::file(path, msg))
+    decode_upright(&bytes).map_err(|msg| DataError::file(path, msg))
 }
 
 /// Decodes many files on rayon's threads; results keep the order of `paths`.
@@ -124,13 +230,11 @@ pub fn decode_many(paths: &[PathBuf], prep: &Preprocess) -> Vec<Result<RgbImage,
     paths.par_iter().map(|p| decode_file(p, prep)).collect()
 }
 
-/// Width and height from the header alone (cheap: no pixel decoding).
+/// Width and height as a person sees the image (after its EXIF orientation). The whole file is
+/// decoded: a header alone says nothing of a file cut short or corrupt further on.
 pub fn image_size(path: &Path) -> Result<(u32, u32), DataError> {
-    image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| DataError::file(path, format!("cannot read image: {e}")))?
-        .into_dimensions()
-        .map_err(|e| DataError::file(path, format!("cannot decode image: {e}")))
+    let img = read_upright(path)?;
+    Ok((img.width, img.height))
 }
 
 #[cfg(test)]
@@ -188,6 +292,147 @@ mod tests {
         let diff: i64 = png_out.data.iter().zip(&jpg_out.data).map(|(a, b)| (*a as i64 - *b as i64).abs()).sum();
         assert!(diff / (png_out.data.len() as i64) < 6);
         assert_eq!(image_size(&png).unwrap(), (48, 64));
+    }
+
+    fn encode(img: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_cut_file_is_an_error_naming_it_at_every_fraction() {
+        let dir = tempfile::tempdir().unwrap();
+        let prep = Preprocess { crop: Crop::None, width: 16, height: 16 };
+        // A photo-like gradient large enough for many JPEG blocks and PNG rows.
+        let img = gradient(192, 256);
+        for (format, ext) in [(image::ImageFormat::Jpeg, "jpg"), (image::ImageFormat::Png, "png")] {
+            let bytes = encode(&img, format);
+            let whole = dir.path().join(format!("whole.{ext}"));
+            std::fs::write(&whole, &bytes).unwrap();
+            decode_file(&whole, &prep).unwrap();
+            for percent in [30, 50, 70, 90, 95, 99] {
+                let path = dir.path().join(format!("cut{percent}.{ext}"));
+                std::fs::write(&path, &bytes[..bytes.len() * percent / 100]).unwrap();
+                let err = decode_file(&path, &prep).expect_err(&format!("{ext} cut at {percent}% decoded")).to_string();
+                assert!(err.contains(&format!("cut{percent}.{ext}")) && err.contains("truncated"), "{err}");
+                // EDA's sizes and the report's thumbnails read the same way.
+                assert!(image_size(&path).is_err(), "{ext} {percent}%");
+                assert!(read_upright(&path).is_err());
+            }
+            // All but the last byte.
+            let path = dir.path().join(format!("last.{ext}"));
+            std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+            assert!(decode_file(&path, &prep).is_err(), "{ext} without its last byte");
+        }
+    }
+
+    #[test]
+    fn corrupt_jpeg_data_is_an_error() {
+        let bytes = encode(&gradient(192, 256), image::ImageFormat::Jpeg);
+        // Overwrite a stretch of the scan data (well after the headers) with marker-like bytes.
+        let mut bad = bytes.clone();
+        let at = bytes.len() / 2;
+        for b in &mut bad[at..at + 64] {
+            *b = 0xFF;
+        }
+        let prep = Preprocess { crop: Crop::None, width: 16, height: 16 };
+        assert!(decode_bytes(&bad, &prep).is_err());
+    }
+
+    #[test]
+    fn a_forged_huge_header_is_refused_before_allocating() {
+        // A 1x1 PNG whose IHDR claims 100000 x 100000 pixels.
+        let mut png = encode(&gradient(1, 1), image::ImageFormat::Png);
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 8 };
+        assert!(decode_bytes(&png, &prep).is_err());
+    }
+
+    /// A JPEG with an EXIF APP1 segment holding only an Orientation tag (IFD0, tag 0x0112).
+    fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16, little_endian: bool) -> Vec<u8> {
+        let jpeg = encode(img, image::ImageFormat::Jpeg);
+        let u16b = |v: u16| if little_endian { v.to_le_bytes() } else { v.to_be_bytes() };
+        let u32b = |v: u32| if little_endian { v.to_le_bytes() } else { v.to_be_bytes() };
+        let mut tiff: Vec<u8> = if little_endian { b"II".to_vec() } else { b"MM".to_vec() };
+        tiff.extend(u16b(42));
+        tiff.extend(u32b(8)); // IFD0 right after the header
+        tiff.extend(u16b(1)); // one entry
+        tiff.extend(u16b(0x0112)); // Orientation
+        tiff.extend(u16b(3)); // SHORT
+        tiff.extend(u32b(1)); // one value
+        tiff.extend(u16b(orientation));
+        tiff.extend([0, 0]); // the value field's padding
+        tiff.extend(u32b(0)); // no next IFD
+        let mut segment = b"Exif\0\0".to_vec();
+        segment.extend(tiff);
+        let mut out = jpeg[..2].to_vec(); // SOI
+        out.extend([0xFF, 0xE1]);
+        out.extend(((segment.len() + 2) as u16).to_be_bytes());
+        out.extend(segment);
+        out.extend(&jpeg[2..]);
+        out
+    }
+
+    /// The colour at the centre of each quadrant: top-left, top-right, bottom-left, bottom-right.
+    fn quadrants(img: &RgbImage) -> [[u8; 3]; 4] {
+        let at = |x: u32, y: u32| {
+            let i = ((y * img.width + x) * 3) as usize;
+            [img.data[i], img.data[i + 1], img.data[i + 2]]
+        };
+        let (w, h) = (img.width, img.height);
+        [at(w / 4, h / 4), at(3 * w / 4, h / 4), at(w / 4, 3 * h / 4), at(3 * w / 4, 3 * h / 4)]
+    }
+
+    fn close(a: [u8; 3], b: [u8; 3]) -> bool {
+        a.iter().zip(b).all(|(x, y)| (*x as i32 - y as i32).abs() < 40)
+    }
+
+    #[test]
+    fn exif_orientation_puts_pixels_where_a_person_sees_them() {
+        const RED: [u8; 3] = [255, 0, 0];
+        const GREEN: [u8; 3] = [0, 255, 0];
+        const BLUE: [u8; 3] = [0, 0, 255];
+        const WHITE: [u8; 3] = [255, 255, 255];
+        // Stored 64 wide, 32 high: red | green over blue | white.
+        let stored = image::RgbImage::from_fn(64, 32, |x, y| {
+            image::Rgb(match (x < 32, y < 16) {
+                (true, true) => RED,
+                (false, true) => GREEN,
+                (true, false) => BLUE,
+                (false, false) => WHITE,
+            })
+        });
+        // (orientation, displayed size, displayed quadrants TL, TR, BL, BR). 3: turned 180
+        // degrees; 6: turned 90 degrees clockwise to display; 8: 90 degrees counter-clockwise.
+        let cases = [
+            (1, (64, 32), [RED, GREEN, BLUE, WHITE]),
+            (3, (64, 32), [WHITE, BLUE, GREEN, RED]),
+            (6, (32, 64), [BLUE, RED, WHITE, GREEN]),
+            (8, (32, 64), [GREEN, WHITE, RED, BLUE]),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (orientation, size, expect) in cases {
+            for little_endian in [false, true] {
+                let bytes = jpeg_with_orientation(&stored, orientation, little_endian);
+                let img = decode_upright(&bytes).unwrap();
+                assert_eq!((img.width, img.height), size, "orientation {orientation}");
+                let got = quadrants(&img);
+                for (g, e) in got.iter().zip(expect) {
+                    assert!(close(*g, e), "orientation {orientation}: quadrants {got:?}, want {expect:?}");
+                }
+                // EDA's sizes and the model's input (a square resize keeps the quadrants) agree.
+                let path = dir.path().join(format!("o{orientation}.jpg"));
+                std::fs::write(&path, &bytes).unwrap();
+                assert_eq!(image_size(&path).unwrap(), size);
+                let input = decode_file(&path, &Preprocess { crop: Crop::None, width: 16, height: 16 }).unwrap();
+                let got = quadrants(&input);
+                for (g, e) in got.iter().zip(expect) {
+                    assert!(close(*g, e), "resized, orientation {orientation}: {got:?}, want {expect:?}");
+                }
+            }
+        }
     }
 
     #[test]

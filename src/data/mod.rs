@@ -1,9 +1,11 @@
-//! Data: the dataset layout, relabel lists, person-level splits, decoding, sampling, augmentation.
+//! Data: the dataset folder format (dataset), prepared splits, relabel lists, person-level splits, decoding, sampling, augmentation.
 pub mod augment;
 pub mod decode;
 pub mod error;
-pub mod layout;
+pub mod dataset;
+pub mod image_check;
 pub mod loader;
+pub mod prepared;
 pub mod relabel;
 pub mod sampler;
 pub mod split;

@@ -5,6 +5,9 @@
 //! - `age`: an integer
 //! - `swap`: `normal<->incorrect_mask` (the two photos were filed under each other's name)
 //! - `mask`: `STEM=state`, e.g. `mask3=incorrect` (`wear` | `incorrect` | `normal`)
+//!
+//! `id` is train.csv's id, or the person's folder name: an id that several folders share
+//! (a duplicated id) must be written as the folder name, else the row is an error naming them.
 use super::error::{csv_error, csv_line, DataError};
 use crate::labels::{Gender, Mask, STEMS};
 use std::path::Path;
@@ -26,11 +29,13 @@ pub struct Relabel {
 }
 
 pub fn read_relabels(path: &Path) -> Result<Vec<Relabel>, DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| DataError::file(path, format!("cannot read relabel file: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::file(path, format!("cannot read relabel file: {e}")))?;
+    parse_relabels(file, path)
+}
+
+/// A relabel list from its text; `path` names it in messages.
+pub fn parse_relabels(input: impl std::io::Read, path: &Path) -> Result<Vec<Relabel>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(input);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     let col = |name: &str| {
         headers

@@ -56,6 +56,8 @@ pub enum Padding {
     /// kernels); at stride 2 on an even side it pads only the bottom/right. The EfficientNet-Lite
     /// weights (converted from TensorFlow) expect it.
     TfSame,
+    /// No padding: the patchifying convolutions of ConvNeXt, Swin and ViT (kernel = stride).
+    Zero,
 }
 
 /// Geometry of a square 2-D convolution.
@@ -102,7 +104,7 @@ impl ConvSpec {
 pub fn conv2d(p: nn::Path, spec: ConvSpec, weight_init: Init) -> nn::Conv2D {
     let config = nn::ConvConfig {
         stride: spec.stride,
-        padding: if spec.pads_dynamically() { 0 } else { spec.kernel / 2 },
+        padding: if spec.pads_dynamically() || spec.padding == Padding::Zero { 0 } else { spec.kernel / 2 },
         groups: spec.groups,
         bias: spec.bias,
         ws_init: weight_init,
@@ -137,8 +139,10 @@ pub enum Activation {
     Relu,
     /// libtorch's fused SiLU kernel (x * sigmoid(x) in one pass).
     Silu,
-    /// min(max(x, 0), 6), EfficientNet-Lite's activation.
+    /// min(max(x, 0), 6), EfficientNet-Lite's and MobileNetV2's activation.
     Relu6,
+    /// x * relu6(x + 3) / 6, MobileNetV3's activation.
+    Hardswish,
 }
 
 impl Activation {
@@ -151,6 +155,7 @@ impl Activation {
             Activation::Relu => xs.relu_(),
             Activation::Silu => xs.silu_(),
             Activation::Relu6 => xs.relu6_(),
+            Activation::Hardswish => xs.hardswish_(),
         }
     }
 }
@@ -201,27 +206,47 @@ impl ModuleT for ConvNormActivation {
     }
 }
 
-/// torchvision's `SqueezeExcitation` with a SiLU squeeze activation (as EfficientNet builds it):
-/// global average pool -> `fc1` (1x1 conv, bias) -> SiLU -> `fc2` (1x1 conv, bias) -> sigmoid,
-/// and the input is rescaled channel-wise.
+/// The gate of a squeeze-excitation block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    Sigmoid,
+    /// relu6(x + 3) / 6 (MobileNetV3).
+    Hardsigmoid,
+}
+
+/// torchvision's `SqueezeExcitation`: global average pool -> `fc1` (1x1 conv, bias) ->
+/// activation -> `fc2` (1x1 conv, bias) -> gate, and the input is rescaled channel-wise.
+/// EfficientNet squeezes with SiLU and gates with a sigmoid; MobileNetV3 uses ReLU and a hard
+/// sigmoid; RegNet ReLU and a sigmoid.
 #[derive(Debug)]
 pub struct SqueezeExcitation {
     fc1: nn::Conv2D,
     fc2: nn::Conv2D,
+    activation: Activation,
+    gate: Gate,
 }
 
 impl SqueezeExcitation {
+    /// EfficientNet's: SiLU, sigmoid.
     pub fn new(p: nn::Path, channels: i64, squeeze_channels: i64) -> Self {
+        Self::with(p, channels, squeeze_channels, Activation::Silu, Gate::Sigmoid)
+    }
+
+    pub fn with(p: nn::Path, channels: i64, squeeze_channels: i64, activation: Activation, gate: Gate) -> Self {
         let fc1 = conv2d(&p / "fc1", ConvSpec::new(channels, squeeze_channels, 1).bias(true), KAIMING_NORMAL_FAN_OUT);
         let fc2 = conv2d(&p / "fc2", ConvSpec::new(squeeze_channels, channels, 1).bias(true), KAIMING_NORMAL_FAN_OUT);
-        SqueezeExcitation { fc1, fc2 }
+        SqueezeExcitation { fc1, fc2, activation, gate }
     }
 }
 
 impl ModuleT for SqueezeExcitation {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let mut squeezed = xs.adaptive_avg_pool2d([1, 1]).apply(&self.fc1);
-        let scale = squeezed.silu_().apply(&self.fc2).sigmoid();
+        let squeezed = xs.adaptive_avg_pool2d([1, 1]).apply(&self.fc1);
+        let excited = self.activation.apply_in_place(squeezed).apply(&self.fc2);
+        let scale = match self.gate {
+            Gate::Sigmoid => excited.sigmoid(),
+            Gate::Hardsigmoid => excited.hardsigmoid(),
+        };
         // The full-size tensor goes first so that its memory format (e.g. channels-last)
         // decides the layout of the product.
         xs * scale
@@ -259,6 +284,65 @@ pub fn classifier_dropout(xs: Tensor, p: f64, train: bool) -> Tensor {
 /// The pooled tensor has unit spatial dims, so the flatten is a view in any memory format.
 pub fn global_average_pool(xs: &Tensor) -> Tensor {
     xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+}
+
+/// A LayerNorm over the last dimension (weight 1, bias 0, as PyTorch initialises it).
+pub fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![dim], nn::LayerNormConfig { eps, ..Default::default() })
+}
+
+/// torchvision's `LayerNorm2d`: a LayerNorm over the channels of an [N, C, H, W] tensor.
+pub fn layer_norm_2d(xs: &Tensor, norm: &nn::LayerNorm) -> Tensor {
+    xs.permute([0, 2, 3, 1]).apply(norm).permute([0, 3, 1, 2])
+}
+
+/// Fills `t` like `torch.nn.init.trunc_normal_(t, std=std)`: normal(0, std) cut at -2 and 2
+/// (absolute values, PyTorch's defaults), by inverse-CDF sampling as PyTorch does it.
+pub fn fill_trunc_normal(t: &mut Tensor, std: f64) {
+    let cdf = |x: f64| (1.0 + Tensor::from(x / std::f64::consts::SQRT_2).erf().double_value(&[])) / 2.0;
+    let (lo, hi) = (cdf(-2.0 / std), cdf(2.0 / std));
+    tch::no_grad(|| {
+        let _ = t.uniform_(2.0 * lo - 1.0, 2.0 * hi - 1.0);
+        let _ = t.erfinv_();
+        let _ = t.g_mul_scalar_(std * std::f64::consts::SQRT_2);
+        let _ = t.clamp_(-2.0, 2.0);
+    });
+}
+
+/// A trainable tensor initialised by `fill_trunc_normal`.
+pub fn trunc_normal_var(p: &nn::Path, name: &str, dims: &[i64], std: f64) -> Tensor {
+    let mut t = p.var(name, dims, Init::Const(0.0));
+    fill_trunc_normal(&mut t, std);
+    t
+}
+
+/// A Linear with `trunc_normal_(std)` weights and a zero bias (ConvNeXt, Swin).
+pub fn linear_trunc_normal(p: nn::Path, in_features: i64, out_features: i64, std: f64, bias: bool) -> nn::Linear {
+    let config = nn::LinearConfig { ws_init: Init::Const(0.0), bs_init: Some(Init::Const(0.0)), bias };
+    let mut linear = nn::linear(p, in_features, out_features, config);
+    fill_trunc_normal(&mut linear.ws, std);
+    linear
+}
+
+/// A Conv2d with `trunc_normal_(std)` weights and a zero bias (ConvNeXt).
+pub fn conv2d_trunc_normal(p: nn::Path, spec: ConvSpec, std: f64) -> nn::Conv2D {
+    let mut conv = conv2d(p, spec, Init::Const(0.0));
+    fill_trunc_normal(&mut conv.ws, std);
+    conv
+}
+
+/// A Conv2d initialised like PyTorch's `nn.Conv2d` default: weight and bias uniform in
+/// +-1/sqrt(fan_in) (what `kaiming_uniform_(a=sqrt(5))` amounts to).
+pub fn conv2d_torch_default(p: nn::Path, spec: ConvSpec) -> nn::Conv2D {
+    let fan_in = spec.in_channels / spec.groups * spec.kernel * spec.kernel;
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    let mut conv = conv2d(p, spec, Init::Uniform { lo: -bound, up: bound });
+    if let Some(bias) = conv.bs.as_mut() {
+        tch::no_grad(|| {
+            let _ = bias.uniform_(-bound, bound);
+        });
+    }
+    conv
 }
 
 /// torchvision's `_make_divisible` (from the TF MobileNet code): round `value` to the nearest

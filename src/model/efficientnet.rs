@@ -80,6 +80,15 @@ impl Scaling {
         }
     }
 
+    fn style(self) -> BlockStyle {
+        BlockStyle {
+            norm: self.norm(),
+            activation: self.activation(),
+            padding: self.padding(),
+            squeeze_excitation: self.variant == Variant::Standard,
+        }
+    }
+
     /// The scaled stages: (config, number of blocks).
     fn stages(self) -> Vec<(StageConfig, i64)> {
         let last = BASELINE_STAGES.len() - 1;
@@ -161,7 +170,7 @@ const BASELINE_STAGES: [StageConfig; 7] = [
     stage(6.0, 3, 1, 192, 320, 1),
 ];
 
-fn scale_channels(channels: i64, width_mult: f64) -> i64 {
+pub(crate) fn scale_channels(channels: i64, width_mult: f64) -> i64 {
     make_divisible(channels as f64 * width_mult, 8)
 }
 
@@ -171,18 +180,27 @@ fn scale_depth(num_layers: i64, depth_mult: f64) -> i64 {
 
 /// The widths and geometry of one MBConv block.
 #[derive(Clone, Copy, Debug)]
-struct BlockShape {
-    input_channels: i64,
-    out_channels: i64,
-    expand_ratio: f64,
-    kernel: i64,
-    stride: i64,
+pub(crate) struct BlockShape {
+    pub input_channels: i64,
+    pub out_channels: i64,
+    pub expand_ratio: f64,
+    pub kernel: i64,
+    pub stride: i64,
+}
+
+/// What a family chooses for its MBConv blocks (EfficientNet, -Lite, EfficientNetV2).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockStyle {
+    pub norm: NormConfig,
+    pub activation: Activation,
+    pub padding: Padding,
+    pub squeeze_excitation: bool,
 }
 
 /// torchvision's `MBConv`: optional 1x1 expansion, depthwise conv, squeeze-excitation (not in
 /// Lite), 1x1 projection (no activation), and a residual with stochastic depth when shapes allow.
 #[derive(Debug)]
-struct MbConv {
+pub(crate) struct MbConv {
     expand: Option<ConvNormActivation>,
     depthwise: ConvNormActivation,
     squeeze_excitation: Option<SqueezeExcitation>,
@@ -192,9 +210,9 @@ struct MbConv {
 }
 
 impl MbConv {
-    fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64, scaling: Scaling) -> Self {
+    pub(crate) fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64, style: BlockStyle) -> Self {
         let BlockShape { input_channels, out_channels, expand_ratio, kernel, stride } = shape;
-        let (norm, activation) = (scaling.norm(), scaling.activation());
+        let (norm, activation) = (style.norm, style.activation);
         let block = &p / "block";
         let expanded_channels = scale_channels(input_channels, expand_ratio);
         // Indices inside `block` shift by one when there is no expansion layer, exactly like
@@ -217,12 +235,12 @@ impl MbConv {
             ConvSpec::new(expanded_channels, expanded_channels, kernel)
                 .stride(stride)
                 .groups(expanded_channels)
-                .padding(scaling.padding()),
+                .padding(style.padding),
             norm,
             activation,
         );
         index += 1;
-        let squeeze_excitation = (scaling.variant == Variant::Standard).then(|| {
+        let squeeze_excitation = style.squeeze_excitation.then(|| {
             // torchvision squeezes relative to the block *input* width, not the expanded width.
             let squeeze_channels = (input_channels / 4).max(1);
             let se = SqueezeExcitation::new(&block / index, expanded_channels, squeeze_channels);
@@ -314,7 +332,7 @@ impl EfficientNet {
                     kernel: cfg.kernel,
                     stride,
                 };
-                blocks.push(MbConv::new(&stage_path / layer, shape, drop_prob, scaling));
+                blocks.push(MbConv::new(&stage_path / layer, shape, drop_prob, scaling.style()));
                 block_id += 1;
             }
         }

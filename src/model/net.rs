@@ -3,7 +3,7 @@
 use crate::config::ModelSettings;
 use crate::data::augment::Augmenter;
 use crate::data::loader::Loader;
-use crate::model::layout::Layout;
+use crate::model::task_layout::Layout;
 use crate::model::registry::{build_backbone, BackboneOptions};
 use anyhow::{Context, Result};
 use tch::nn::{ModuleT, VarStore};
@@ -29,6 +29,11 @@ impl Net {
         let module = build_backbone(&m.backbone, &vs.root(), &opts).with_context(|| format!("model `{name}`"))?;
         let augmenter = Augmenter::new(&settings.augment).with_context(|| format!("model `{name}`"))?;
         Ok(Net { name: name.to_string(), settings: settings.clone(), vs, module, augmenter })
+    }
+
+    /// The model's name and its loss settings, as `train::loss::head_losses` takes them.
+    pub fn loss_settings(&self) -> (&str, &crate::train::loss::LossConfig) {
+        (&self.name, &self.settings.loss)
     }
 
     /// The model's tensors named `<model name>.<variable>`, for checkpoints.
@@ -75,7 +80,7 @@ impl RunOptions {
     pub fn new(cfg: &crate::config::Config, device: Device, tta: Tta) -> RunOptions {
         RunOptions {
             device,
-            amp: cfg.train.amp == "fp16" && device.is_cuda(),
+            amp: cfg.train.amp == crate::config::Amp::Fp16 && device.is_cuda(),
             channels_last: cfg.train.channels_last && device.is_cuda(),
             tta,
         }
@@ -162,8 +167,32 @@ pub fn to_channels_last(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
+/// One batch through every model of a layout, with the run's test-time augmentation:
+/// uint8 NHWC images -> the 18-way probabilities `[B, 18]` averaged over the TTA views, and
+/// each model's raw outputs on the plain images (float32), all on the run's device.
+pub fn forward_batch(nets: &[Net], layout: Layout, images_u8: &Tensor, run: &RunOptions) -> (Tensor, Vec<Tensor>) {
+    tch::no_grad(|| {
+        let forward = |images: &Tensor| -> Vec<Tensor> {
+            nets.iter()
+                .map(|net| {
+                    let x = eval_input(net, images, run);
+                    tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
+                })
+                .collect()
+        };
+        let views = run.tta.views(&images_u8.to_device(run.device));
+        let outs = forward(&views[0]);
+        let mut p = layout.probs18(&outs);
+        for view in &views[1..] {
+            p += layout.probs18(&forward(view));
+        }
+        (p / views.len() as f64, outs)
+    })
+}
+
 /// Runs every model of a layout over `order` and returns the 18-way probabilities `[N, 18]`
-/// and each model's raw outputs (float32, CPU), in the order of `order`.
+/// and each model's raw outputs (float32, CPU), in the order of `order`, with the indices of the
+/// images that were read (all of `order` unless the loader skips bad images).
 pub fn infer(
     nets: &[Net],
     layout: Layout,
@@ -175,32 +204,15 @@ pub fn infer(
     let mut probs = Vec::new();
     let mut outputs: Vec<Vec<Tensor>> = nets.iter().map(|_| Vec::new()).collect();
     let mut kept = Vec::with_capacity(order.len());
-    tch::no_grad(|| -> Result<()> {
-        for batch in loader.batches(order, batch_size, false) {
-            let batch = batch?;
-            let forward = |images: &Tensor| -> Vec<Tensor> {
-                nets.iter()
-                    .map(|net| {
-                        let x = eval_input(net, images, run);
-                        tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
-                    })
-                    .collect()
-            };
-            let views = run.tta.views(&batch.images.to_device(run.device));
-            let outs = forward(&views[0]);
-            let mut p = layout.probs18(&outs);
-            for view in &views[1..] {
-                p += layout.probs18(&forward(view));
-            }
-            let p = p / views.len() as f64;
-            probs.push(p.to_device(Device::Cpu));
-            for (acc, o) in outputs.iter_mut().zip(outs) {
-                acc.push(o.to_device(Device::Cpu));
-            }
-            kept.extend(batch.indices);
+    for batch in loader.batches(order, batch_size, false) {
+        let batch = batch?;
+        let (p, outs) = forward_batch(nets, layout, &batch.images, run);
+        probs.push(p.to_device(Device::Cpu));
+        for (acc, o) in outputs.iter_mut().zip(outs) {
+            acc.push(o.to_device(Device::Cpu));
         }
-        Ok(())
-    })?;
+        kept.extend(batch.indices);
+    }
     let cat = |v: Vec<Tensor>, width: i64| if v.is_empty() { Tensor::zeros([0, width], (Kind::Float, Device::Cpu)) } else { Tensor::cat(&v, 0) };
     let widths: Vec<i64> = layout.models().iter().map(|(_, n)| *n).collect();
     Ok((cat(probs, 18), outputs.into_iter().zip(widths).map(|(v, w)| cat(v, w)).collect(), kept))

@@ -5,6 +5,7 @@ use super::html::{data_uri, escape, Page};
 use super::mistakes::{locate, thumbnail};
 use crate::audit::run::{read_audit, AuditFile};
 use crate::audit::{Field, Suspect};
+use crate::run_dir::RunDir;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -30,7 +31,7 @@ const STYLE: &str = "<style>
 
 /// Adds the section when the run has audit results; an unreadable audit file is a note on the
 /// page, never a failed report.
-pub fn audit_section(page: &mut Page, run: &Path, data_root: Option<&Path>) {
+pub fn audit_section(page: &mut Page, run: &RunDir, data_root: Option<&Path>) {
     let file = match read_audit(run) {
         Ok(Some(file)) => file,
         Ok(None) => return,
@@ -186,9 +187,10 @@ mod tests {
             draft: None,
             warnings: vec![],
         };
-        std::fs::write(dir.path().join("audit.json"), serde_json::to_string(&file).unwrap()).unwrap();
+        let run = RunDir::new(dir.path());
+        std::fs::write(run.audit_file(), serde_json::to_string(&file).unwrap()).unwrap();
         let mut page = Page::new("t", "s", "report");
-        audit_section(&mut page, dir.path(), None);
+        audit_section(&mut page, &run, None);
         let html = page.render();
         assert!(html.contains("Label audit"));
         assert_eq!(html.matches("<div class=\"suspect").count(), 2, "the top 2 only");
@@ -203,11 +205,11 @@ mod tests {
 
         // No audit file: no section; a broken one: a note.
         let mut page = Page::new("t", "s", "report");
-        audit_section(&mut page, &dir.path().join("elsewhere"), None);
+        audit_section(&mut page, &RunDir::new(dir.path().join("elsewhere")), None);
         assert!(!page.render().contains("Label audit"));
-        std::fs::write(dir.path().join("audit.json"), "{").unwrap();
+        std::fs::write(run.audit_file(), "{").unwrap();
         let mut page = Page::new("t", "s", "report");
-        audit_section(&mut page, dir.path(), None);
+        audit_section(&mut page, &run, None);
         assert!(page.render().contains("not an audit file"));
     }
 }

@@ -4,9 +4,8 @@
 use super::html::{table, Page};
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
 use super::run::{config_values, folder_name, RunRecord};
-use crate::config::Config;
 use crate::metrics::Scores;
-use crate::train::kfold::{fold_dir, is_kfold_run, CrossValidation, CV_FILE};
+use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -43,7 +42,7 @@ const KEY_COLUMNS: [(&str, &str); 7] = [
 const IGNORED_KEYS: [&str; 6] = ["train.device", "data.workers", "data.prefetch", "data.cache_mib", "report.enabled", "report.worst"];
 
 pub fn load(dir: &Path) -> Result<Compared> {
-    if is_kfold_run(dir) {
+    if RunDir::new(dir).is_kfold() {
         return load_kfold(dir);
     }
     let run = RunRecord::load(dir)?;
@@ -65,11 +64,10 @@ pub fn load(dir: &Path) -> Result<Compared> {
 }
 
 fn load_kfold(dir: &Path) -> Result<Compared> {
-    let cv_path = dir.join(CV_FILE);
-    let cv: CrossValidation = serde_json::from_slice(&std::fs::read(&cv_path).with_context(|| format!("cannot read {}: has the k-fold run finished?", cv_path.display()))?)
-        .with_context(|| format!("{} is not a cross-validation file", cv_path.display()))?;
-    let config = Config::load(Some(&dir.join("config.toml")), &[]).with_context(|| format!("{} is not a masklab run", dir.display()))?;
-    let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(&fold_dir(dir, k))).collect::<Result<_>>()?;
+    let run = RunDir::new(dir);
+    let cv = run.read_cv().context("has the k-fold run finished?")?;
+    let config = run.load_config()?;
+    let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(run.fold(k).path())).collect::<Result<_>>()?;
     // Mean over the folds that reached each epoch (early stopping may end folds at different epochs).
     let last = folds.iter().filter_map(|f| f.epochs.last().map(|e| e.epoch)).max().unwrap_or(0);
     let mean = |values: Vec<f64>| {

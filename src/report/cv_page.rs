@@ -6,30 +6,22 @@ use super::mistakes::worst;
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
 use super::run::RunRecord;
 use super::run_page::{class_labels, config_section, confusions, mistakes_grid, per_class};
-use super::{FIGURE_DIR, REPORT_FILE};
-use crate::config::Config;
+use crate::heldout::read_rows;
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Confusion;
-use crate::predictions::read_rows;
-use crate::train::kfold::{fold_dir, CrossValidation, CV_FILE, OOF_PREDICTIONS};
+use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
 use std::fmt::Write;
-use std::path::Path;
 
-pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
-    let cv_path = run.join(CV_FILE);
-    let cv: CrossValidation = serde_json::from_slice(
-        &std::fs::read(&cv_path).with_context(|| format!("cannot read {} (a k-fold run writes it when its last fold ends)", cv_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a cross-validation file", cv_path.display()))?;
-    let config_path = run.join("config.toml");
-    let config = Config::load(Some(&config_path), &[]).with_context(|| format!("{} is not a masklab run", run.display()))?;
-    let config_text = std::fs::read_to_string(&config_path)?;
+pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
+    let cv = run.read_cv().context("a k-fold run writes cv.json when its last fold ends")?;
+    let config = run.load_config()?;
+    let config_text = std::fs::read_to_string(run.config_file())?;
     let bounds = config.data.bounds()?;
-    let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(&fold_dir(run, k))).collect::<Result<_>>()?;
+    let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(run.fold(k).path())).collect::<Result<_>>()?;
 
-    let name = super::run::folder_name(run);
-    let mut page = Page::new(&format!("k-fold run report: {name}"), &run.display().to_string(), FIGURE_DIR);
+    let name = run.name();
+    let mut page = Page::new(&format!("k-fold run report: {name}"), &run.path().display().to_string(), RunDir::figure_dir_name());
     page.section("summary", "Cross-validation");
     let o = &cv.oof;
     let mut cards = String::from("<div class=\"cards\">");
@@ -62,12 +54,16 @@ pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
         .collect();
     page.html(&table(&["fold", "people", "images", "best epoch", "macro F1", "accuracy", "mask F1", "gender F1", "age F1"], &rows));
     let links: Vec<String> = (1..=cv.folds)
-        .map(|k| format!("<a href=\"fold-{k}/{REPORT_FILE}\">fold {k}</a>"))
+        .map(|k| {
+            let page = run.fold(k).report_page();
+            let href = page.strip_prefix(run.path()).unwrap_or(&page).to_string_lossy().replace('\\', "/");
+            format!("<a href=\"{}\">fold {k}</a>", super::html::escape(&href))
+        })
         .collect();
     page.html(&format!("<p>Each fold's own report: {}</p>", links.join(" &middot; ")));
 
     page.section("curves", "Learning curves of the folds");
-    let per_fold = |f: fn(&super::run::EpochPoint) -> Option<f64>| -> Vec<Series> {
+    let per_fold = |f: fn(&crate::run_dir::metrics_log::EpochLine) -> Option<f64>| -> Vec<Series> {
         folds
             .iter()
             .enumerate()
@@ -86,8 +82,7 @@ pub fn cv_page(run: &Path, worst_count: Option<usize>) -> Result<Page> {
     page.figure("folds_train_loss.png", line_chart_png(&chart("Training loss per fold", "loss", per_fold(|e| Some(e.train_loss)), None))?, "Training loss of each fold");
     page.end_row();
 
-    let oof_path = run.join(OOF_PREDICTIONS);
-    let oof = read_rows(&oof_path)?;
+    let oof = read_rows(&run.oof_predictions())?;
     let mut conf = Confusion::new(NUM_CLASSES);
     for r in &oof {
         conf.add(r.truth, r.predicted());

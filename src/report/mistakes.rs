@@ -1,7 +1,7 @@
 //! The worst validation mistakes: wrong predictions ordered by the confidence given to the
 //! wrong class, each with a small JPEG thumbnail of its image (embedded in the page).
-use crate::data::decode::{decode_file, image_size, Crop, Preprocess};
-use crate::predictions::PredictionRow;
+use crate::data::decode::{read_upright, resize_rgb, Crop, Preprocess};
+use crate::heldout::HeldOutRow;
 use anyhow::{anyhow, Result};
 use image::ImageEncoder;
 use rayon::prelude::*;
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub const THUMB_HEIGHT: u32 = 96;
 
 pub struct Mistake<'a> {
-    pub row: &'a PredictionRow,
+    pub row: &'a HeldOutRow,
     pub predicted: usize,
     /// The probability of the predicted (wrong) class.
     pub confidence: f32,
@@ -21,8 +21,8 @@ pub struct Mistake<'a> {
 
 /// The `limit` wrong predictions with the highest confidence, most confident first (ties by path,
 /// so the page is the same every time).
-pub fn worst<'a>(rows: &'a [PredictionRow], limit: usize, data_root: Option<&Path>) -> Vec<Mistake<'a>> {
-    let mut wrong: Vec<(&PredictionRow, usize, f32)> =
+pub fn worst<'a>(rows: &'a [HeldOutRow], limit: usize, data_root: Option<&Path>) -> Vec<Mistake<'a>> {
+    let mut wrong: Vec<(&HeldOutRow, usize, f32)> =
         rows.iter().map(|r| (r, r.predicted())).filter(|(r, p)| *p != r.truth).map(|(r, p)| (r, p, r.probs[p])).collect();
     wrong.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.path.cmp(&b.0.path)));
     wrong.truncate(limit);
@@ -52,10 +52,12 @@ pub fn locate(path: &str, data_root: Option<&Path>) -> PathBuf {
 
 /// A JPEG of the image scaled to `THUMB_HEIGHT` pixels high, keeping its aspect ratio.
 pub fn thumbnail(path: &Path) -> Result<Vec<u8>> {
-    let (w, h) = image_size(path).map_err(|e| anyhow!("{e}"))?;
+    // Decoded once, upright; a cut or corrupt file is an error naming it.
+    let full = read_upright(path).map_err(|e| anyhow!("{e}"))?;
+    let (w, h) = (full.width, full.height);
     let height = THUMB_HEIGHT.min(h.max(1));
     let width = ((w as f64 * height as f64 / h.max(1) as f64).round() as u32).max(1);
-    let img = decode_file(path, &Preprocess { crop: Crop::None, width, height }).map_err(|e| anyhow!("{e}"))?;
+    let img = resize_rgb(&full, &Preprocess { crop: Crop::None, width, height }).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 88).write_image(&img.data, width, height, image::ExtendedColorType::Rgb8)?;
     Ok(jpeg)
@@ -66,10 +68,10 @@ mod tests {
     use super::*;
     use crate::labels::NUM_CLASSES;
 
-    fn row(path: &str, truth: usize, pred: usize, p: f32) -> PredictionRow {
+    fn row(path: &str, truth: usize, pred: usize, p: f32) -> HeldOutRow {
         let mut probs = [(1.0 - p) / (NUM_CLASSES - 1) as f32; NUM_CLASSES];
         probs[pred] = p;
-        PredictionRow { path: path.into(), person: "x".into(), fold: 0, truth, probs }
+        HeldOutRow { path: path.into(), person: "x".into(), fold: 0, truth, probs }
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn summary(page: &mut Page, run: &RunRecord) {
         ("sampler", v("sampler.kind")),
         ("batch size", cfg.train.batch_size.to_string()),
         ("epochs", stopped),
-        ("best checkpoint by", cfg.train.monitor.clone()),
+        ("best checkpoint by", cfg.train.monitor.to_string()),
         ("images", format!("{} train, {} validation ({} people; validation share {})", opt(run.start.train_images), opt(run.start.val_images), opt(run.start.people), cfg.data.val_ratio)),
         ("device", run.start.device.clone().unwrap_or_else(|| "-".into())),
         ("training time", format!("{:.0} s ({:.1} s per epoch)", seconds, seconds / run.epochs.len().max(1) as f64)),
@@ -106,7 +106,7 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
         return Ok(());
     }
     let best_mark = run.best.as_ref().map(|b| (b.epoch as f64, format!("best epoch {}", b.epoch)));
-    let epoch_points = |f: &dyn Fn(&super::run::EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+    let epoch_points = |f: &dyn Fn(&crate::run_dir::metrics_log::EpochLine) -> Option<f64>| -> Vec<(f64, f64)> {
         run.epochs.iter().filter_map(|e| f(e).map(|y| (e.epoch as f64, y))).collect()
     };
     let mut loss = vec![
@@ -128,7 +128,7 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
         scientific: false,
         legend: SeriesLabelPosition::UpperRight,
     })?;
-    let score = |name: &str, colour, f: fn(&super::run::ValPoint) -> f64| Series {
+    let score = |name: &str, colour, f: fn(&crate::run_dir::metrics_log::ValScores) -> f64| Series {
         name: name.into(),
         points: epoch_points(&|e| e.val.as_ref().map(f)),
         markers: true,

@@ -4,8 +4,9 @@
 //!
 //! `RUN/mlflow.json` links a masklab run to its MLflow run, so `--resume` continues the same
 //! MLflow run instead of starting another.
+pub use super::settings::check_url;
 use crate::util::write_atomic;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -123,7 +124,7 @@ pub struct RunLink {
 
 impl RunLink {
     pub fn path(run_dir: &Path) -> PathBuf {
-        run_dir.join("mlflow.json")
+        crate::run_dir::RunDir::new(run_dir).mlflow_file()
     }
 
     pub fn read(run_dir: &Path) -> Option<RunLink> {
@@ -251,7 +252,7 @@ impl MlflowRun {
 fn run_name(run_dir: &Path) -> String {
     let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
     let own = name(run_dir).unwrap_or_else(|| "masklab".into());
-    match run_dir.parent().filter(|p| crate::train::kfold::is_kfold_run(p)).and_then(name) {
+    match run_dir.parent().filter(|p| crate::run_dir::RunDir::new(p).is_kfold()).and_then(name) {
         Some(parent) => format!("{parent}/{own}"),
         None => own,
     }
@@ -276,13 +277,6 @@ fn proxied_root(artifact_uri: &str) -> Option<String> {
     Some(path.trim_matches('/').to_string())
 }
 
-/// Rejects a tracking URL that could never work, when the config is read.
-pub fn check_url(url: &str) -> Result<()> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
-        bail!("tracking.mlflow must be an http:// or https:// URL of an MLflow server (or \"\" for none), got `{url}`");
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {
@@ -303,7 +297,7 @@ mod tests {
         let run = dir.path().join("cv-run");
         std::fs::create_dir_all(run.join("fold-2")).unwrap();
         assert_eq!(run_name(&run.join("fold-2")), "fold-2");
-        std::fs::write(run.join(crate::train::kfold::FOLDS_FILE), "{}").unwrap();
+        std::fs::write(crate::run_dir::RunDir::new(&run).folds_file(), "{}").unwrap();
         assert_eq!(run_name(&run.join("fold-2")), "cv-run/fold-2");
         assert_eq!(run_name(&run), "cv-run");
     }

@@ -1,66 +1,32 @@
 //! Experiment tracking: TensorBoard event files in the run folder and an MLflow run on a tracking
-//! server. Both are fed the lines the trainer writes to metrics.jsonl, so they show exactly what
-//! metrics.jsonl holds. A tracker that fails warns once and is switched off for the rest of the
-//! run: tracking never fails a training run.
+//! server. Both observe the run and receive the lines of its metrics log, so they show exactly
+//! what metrics.jsonl holds. A tracker that fails warns once and is switched off for the rest of
+//! the run: tracking never fails a training run.
 pub mod mlflow;
+pub mod settings;
 pub mod tensorboard;
 pub mod tfrecord;
 
 use crate::config::Config;
 use crate::labels::Class;
-use anyhow::Result;
+use crate::metrics::Evaluation;
 use crate::report::plots::confusion_png;
+use crate::run_dir::metrics_log::{EpochLine, StepLine};
+use crate::run_dir::RunDir;
+use crate::train::observer::{RunEnd, RunStart, TrainObserver};
+use anyhow::Result;
 use mlflow::MlflowRun;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tensorboard::EventWriter;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrackingConfig {
-    /// Write TensorBoard event files into RUN/tensorboard/: scalars per step and per epoch, the confusion matrix per epoch.
-    pub tensorboard: bool,
-    /// MLflow tracking server URL, e.g. "http://127.0.0.1:5000" ("" = no MLflow).
-    pub mlflow: String,
-    /// MLflow experiment that runs are logged under (created when missing).
-    pub experiment: String,
-}
-
-impl Default for TrackingConfig {
-    fn default() -> Self {
-        TrackingConfig { tensorboard: true, mlflow: String::new(), experiment: "masklab".into() }
-    }
-}
-
-impl TrackingConfig {
-    pub fn validate(&self) -> Result<()> {
-        if !self.mlflow.is_empty() {
-            mlflow::check_url(&self.mlflow)?;
-            if self.experiment.trim().is_empty() {
-                anyhow::bail!("tracking.experiment must name an MLflow experiment");
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The run folder's TensorBoard log (`tensorboard --logdir RUN`).
-pub const TENSORBOARD_DIR: &str = "tensorboard";
 
 /// Tag of the confusion matrix image in TensorBoard.
 pub const CONFUSION_TAG: &str = "val/confusion";
 
-/// Files of a run folder uploaded to MLflow at the end, when present, and the report's folder.
-const ARTIFACT_FILES: [&str; 6] =
-    ["best.safetensors", "best.json", "config.toml", "metrics.jsonl", crate::train::trainer::VAL_PREDICTIONS, "report.html"];
-const ARTIFACT_DIRS: [&str; 1] = ["report"];
-
-/// The trackers of one training run. The trainer calls `start`, then `step` and `epoch` with
-/// each metrics.jsonl line it writes, and `finish` at the end; dropped without `finish` (the
-/// training failed), the MLflow run is marked FAILED.
+/// The trackers of one training run: `start`, then `step` and `epoch` with each metrics log
+/// line, and `finish` at the end; dropped without `finish` (the training failed), the MLflow
+/// run is marked FAILED.
 pub struct Trackers {
-    run_dir: PathBuf,
+    run_dir: RunDir,
     tensorboard: Option<EventWriter>,
     /// Class labels for the confusion image; empty once drawing it failed.
     labels: Vec<String>,
@@ -72,10 +38,10 @@ pub struct Trackers {
 impl Trackers {
     /// Opens the configured trackers for `run_dir`. `resumed_at` is the global step of the
     /// checkpoint a resumed run continues from: TensorBoard forgets what was logged after it.
-    pub fn start(cfg: &Config, run_dir: &Path, resumed_at: Option<usize>) -> Trackers {
+    pub fn start(cfg: &Config, run_dir: &RunDir, resumed_at: Option<usize>) -> Trackers {
         let t = &cfg.tracking;
         let mut trackers = Trackers {
-            run_dir: run_dir.to_path_buf(),
+            run_dir: run_dir.clone(),
             tensorboard: None,
             labels: match cfg.data.bounds() {
                 Ok(b) => Class::all().map(|c| c.label(&b)).collect(),
@@ -86,14 +52,14 @@ impl Trackers {
             ended: false,
         };
         if t.tensorboard {
-            let dir = run_dir.join(TENSORBOARD_DIR);
+            let dir = run_dir.tensorboard_dir();
             match EventWriter::create(&dir, resumed_at.map(|s| s as i64)) {
                 Ok(w) => trackers.tensorboard = Some(w),
                 Err(e) => tracing::warn!("TensorBoard log off: {e:#}"),
             }
         }
         if !t.mlflow.is_empty() {
-            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir, &config_params(cfg), resumed_at.is_some()) {
+            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir.path(), &config_params(cfg), resumed_at.is_some()) {
                 Ok(run) => {
                     eprintln!(
                         "MLflow: run {} in experiment `{}`: {}/#/experiments/{}/runs/{}",
@@ -111,18 +77,17 @@ impl Trackers {
         trackers
     }
 
-    /// A `"kind": "step"` line: its numbers go to TensorBoard as `train/<name>` at its step.
-    pub fn step(&mut self, line: &Value) {
-        let step = line["step"].as_i64().unwrap_or(0);
-        let scalars: Vec<(String, f64)> = line_scalars(line).into_iter().map(|(k, v)| (format!("train/{k}"), v)).collect();
-        self.tensorboard_do(|w| w.scalars(step, &scalars));
+    /// A step line: its numbers go to TensorBoard as `train/<name>` at its step.
+    pub fn step(&mut self, line: &StepLine) {
+        let scalars: Vec<(String, f64)> = line.scalars().into_iter().map(|(k, v)| (format!("train/{k}"), v)).collect();
+        self.tensorboard_do(|w| w.scalars(line.step as i64, &scalars));
     }
 
-    /// A `"kind": "epoch"` line: its numbers go to TensorBoard as `epoch/<name>` at the epoch's
-    /// last step, with the confusion matrix image, and to MLflow as `<name>` at step = epoch.
-    pub fn epoch(&mut self, line: &Value, confusion: Option<&[Vec<u64>]>) {
-        let (epoch, step) = (line["epoch"].as_i64().unwrap_or(0), line["step"].as_i64().unwrap_or(0));
-        let scalars = line_scalars(line);
+    /// An epoch line: its numbers go to TensorBoard as `epoch/<name>` at the epoch's last step,
+    /// with the confusion matrix image, and to MLflow as `<name>` at step = epoch.
+    pub fn epoch(&mut self, line: &EpochLine, confusion: Option<&[Vec<u64>]>) {
+        let (epoch, step) = (line.epoch as i64, line.step as i64);
+        let scalars = line.scalars();
         if self.tensorboard.is_some() {
             let tagged: Vec<(String, f64)> = scalars.iter().map(|(k, v)| (format!("epoch/{k}"), *v)).collect();
             self.tensorboard_do(|w| w.scalars(step, &tagged));
@@ -143,9 +108,9 @@ impl Trackers {
     }
 
     /// The end of a training run: uploads the run folder's artifacts to MLflow and marks its run FINISHED.
-    pub fn finish(mut self, best_epoch: usize) {
+    pub fn finish(&mut self, best_epoch: usize) {
         let files = run_artifacts(&self.run_dir);
-        let run_dir = self.run_dir.clone();
+        let run_dir = self.run_dir.path().to_path_buf();
         self.mlflow_do("setting tags", |run| run.set_tag("masklab.best_epoch", &best_epoch.to_string()));
         self.mlflow_do("uploading artifacts", |run| run.upload(&run_dir, &files));
         self.mlflow_do("ending the run", |run| run.end("FINISHED"));
@@ -183,26 +148,6 @@ fn warn_mlflow_off(url: &str, what: &str, e: &anyhow::Error) {
     tracing::warn!("MLflow at {url}: {what} failed, training goes on without MLflow: {e:#}");
 }
 
-/// The numbers of a metrics.jsonl line, nested objects flattened with `_` (`val.f1` -> `val_f1`);
-/// `epoch` and `step` are where the values go, not values.
-pub fn line_scalars(line: &Value) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    let Some(fields) = line.as_object() else { return out };
-    for (key, value) in fields {
-        if ["kind", "epoch", "step"].contains(&key.as_str()) {
-            continue;
-        }
-        match value {
-            Value::Number(n) => out.extend(n.as_f64().map(|v| (key.clone(), v))),
-            Value::Object(inner) => {
-                out.extend(inner.iter().filter_map(|(k, v)| Some((format!("{key}_{k}"), v.as_f64()?))));
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 /// Every config key as an MLflow param: dotted key -> value (strings bare, the rest as TOML writes them).
 pub fn config_params(cfg: &Config) -> Vec<(String, String)> {
     fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
@@ -222,8 +167,9 @@ pub fn config_params(cfg: &Config) -> Vec<(String, String)> {
     out
 }
 
-/// The run folder's files that go to MLflow, relative and slash-separated.
-fn run_artifacts(run_dir: &Path) -> Vec<String> {
+/// The run folder's files that go to MLflow, relative and slash-separated: its results, and
+/// the report's folder.
+fn run_artifacts(run_dir: &RunDir) -> Vec<String> {
     fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).collect();
@@ -241,31 +187,16 @@ fn run_artifacts(run_dir: &Path) -> Vec<String> {
             }
         }
     }
-    let mut out: Vec<String> = ARTIFACT_FILES.iter().filter(|f| run_dir.join(f).is_file()).map(|f| f.to_string()).collect();
-    for d in ARTIFACT_DIRS {
-        walk(&run_dir.join(d), d, &mut out);
-    }
+    let root = run_dir.path();
+    let mut out: Vec<String> = run_dir.result_files().iter().filter_map(|f| f.strip_prefix(root).ok()).map(|f| f.to_string_lossy().into_owned()).collect();
+    let figures = RunDir::figure_dir_name();
+    walk(&root.join(figures), figures, &mut out);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn lines_become_named_scalars() {
-        let line = json!({"kind": "epoch", "epoch": 3, "step": 12, "train_loss": 0.5, "lr": 1e-3,
-                          "val": {"loss": 0.7, "f1": 0.25, "images": 21}, "note": "text"});
-        let got = line_scalars(&line);
-        let want: Vec<(String, f64)> = [("lr", 1e-3), ("train_loss", 0.5), ("val_f1", 0.25), ("val_images", 21.0), ("val_loss", 0.7)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
-        assert_eq!(got, want);
-        // An epoch without validation logs null there.
-        assert_eq!(line_scalars(&json!({"kind": "epoch", "val": null, "lr": 0.1})), vec![("lr".to_string(), 0.1)]);
-    }
 
     #[test]
     fn config_params_cover_every_key() {
@@ -288,7 +219,48 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"x").unwrap();
         }
-        assert_eq!(run_artifacts(dir.path()), vec!["best.safetensors", "metrics.jsonl", "report/curves.png", "report/img/a b.png"]);
+        assert_eq!(run_artifacts(&RunDir::new(dir.path())), vec!["best.safetensors", "metrics.jsonl", "report/curves.png", "report/img/a b.png"]);
+    }
+}
+
+/// TensorBoard and MLflow as observers of a training run.
+#[derive(Default)]
+pub struct TrackingObserver {
+    trackers: Option<Trackers>,
+}
+
+impl TrackingObserver {
+    pub fn new() -> TrackingObserver {
+        TrackingObserver::default()
+    }
+}
+
+impl TrainObserver for TrackingObserver {
+    fn start(&mut self, run: &RunStart) -> Result<()> {
+        self.trackers = Some(Trackers::start(run.config, run.run, run.resumed.map(|r| r.step)));
+        Ok(())
+    }
+
+    fn step(&mut self, line: &StepLine) -> Result<()> {
+        if let Some(t) = &mut self.trackers {
+            t.step(line);
+        }
+        Ok(())
+    }
+
+    fn epoch(&mut self, line: &EpochLine, eval: Option<&Evaluation>, _improved: bool) -> Result<()> {
+        if let Some(t) = &mut self.trackers {
+            t.epoch(line, eval.map(|e| e.confusion.as_slice()));
+        }
+        Ok(())
+    }
+
+    /// Last among the observers: the artifacts MLflow receives are the run folder's final files.
+    fn end(&mut self, end: &RunEnd) -> Result<()> {
+        if let Some(t) = &mut self.trackers {
+            t.finish(end.best_epoch);
+        }
+        Ok(())
     }
 }
 

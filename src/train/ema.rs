@@ -6,21 +6,13 @@
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::{HashMap, HashSet};
 use tch::nn::VarStore;
+use crate::train::flat::{group_by_kind, FlatLayout, Slot};
 use tch::{Kind, Tensor};
-
-/// Where one variable's shadow lives in its group's buffer.
-#[derive(Debug)]
-struct Slot {
-    name: String,
-    offset: i64,
-    numel: i64,
-    shape: Vec<i64>,
-}
 
 /// The shadows of all variables of one kind on one device.
 #[derive(Debug)]
 struct ShadowGroup {
-    slots: Vec<Slot>,
+    layout: FlatLayout,
     shadow: Tensor,
     /// Floating groups are averaged; others (integer counters) simply follow the live value.
     averaged: bool,
@@ -28,20 +20,12 @@ struct ShadowGroup {
 
 impl ShadowGroup {
     fn view(&self, slot: &Slot) -> Tensor {
-        self.shadow.narrow(0, slot.offset, slot.numel).view(slot.shape.as_slice())
+        self.layout.view(&self.shadow, slot)
     }
 
     /// The live values of the group's variables, flattened into one tensor like `shadow`.
     fn gather_live(&self, live: &HashMap<String, Tensor>) -> Tensor {
-        let pieces: Vec<Tensor> = self
-            .slots
-            .iter()
-            .map(|slot| {
-                let var = live_var(live, &slot.name);
-                var.detach().reshape([-1]).to_device(self.shadow.device()).to_kind(self.shadow.kind())
-            })
-            .collect();
-        Tensor::cat(&pieces, 0)
+        self.layout.gather(|_, slot| Some(live_var(live, &slot.name).shallow_clone()))
     }
 }
 
@@ -64,27 +48,15 @@ impl Ema {
         let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         // Sorted so that buffers and saved states have a reproducible layout.
         variables.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut groups: Vec<ShadowGroup> = Vec::new();
-        let mut members: Vec<Vec<Tensor>> = Vec::new();
-        for (name, var) in variables {
-            let (kind, device) = (var.kind(), var.device());
-            let index = match groups.iter().position(|g| g.shadow.kind() == kind && g.shadow.device() == device) {
-                Some(i) => i,
-                None => {
-                    let averaged = matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
-                    groups.push(ShadowGroup { slots: Vec::new(), shadow: Tensor::zeros([0], (kind, device)), averaged });
-                    members.push(Vec::new());
-                    groups.len() - 1
-                }
-            };
-            let slots = &mut groups[index].slots;
-            let offset = slots.last().map_or(0, |s| s.offset + s.numel);
-            slots.push(Slot { name, offset, numel: var.numel() as i64, shape: var.size() });
-            members[index].push(var.detach().reshape([-1]));
-        }
-        for (group, pieces) in groups.iter_mut().zip(members) {
-            group.shadow = tch::no_grad(|| Tensor::cat(&pieces, 0));
-        }
+        let groups = group_by_kind(variables, 1)
+            .into_iter()
+            .map(|(layout, _)| {
+                let averaged = matches!(layout.kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16);
+                ShadowGroup { shadow: Tensor::zeros([0], (layout.kind, layout.device)), layout, averaged }
+            })
+            .collect::<Vec<_>>();
+        let live = vs.variables();
+        let groups = groups.into_iter().map(|g| ShadowGroup { shadow: g.gather_live(&live), ..g }).collect();
         Ema { decay, groups }
     }
 
@@ -114,7 +86,7 @@ impl Ema {
         tch::no_grad(|| {
             for group in &mut self.groups {
                 let current = group.gather_live(&live);
-                for slot in &group.slots {
+                for slot in &group.layout.slots {
                     let mut var = live_var(&live, &slot.name).shallow_clone();
                     var.copy_(&group.view(slot));
                 }
@@ -128,7 +100,7 @@ impl Ema {
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.groups
             .iter()
-            .flat_map(|g| g.slots.iter().map(move |slot| (slot.name.clone(), g.view(slot).copy())))
+            .flat_map(|g| g.layout.slots.iter().map(move |slot| (slot.name.clone(), g.view(slot).copy())))
             .collect()
     }
 
@@ -138,7 +110,7 @@ impl Ema {
         let mut known = HashSet::new();
         let mut copies = Vec::new();
         for group in &self.groups {
-            for slot in &group.slots {
+            for slot in &group.layout.slots {
                 let saved = by_name
                     .get(slot.name.as_str())
                     .with_context(|| format!("EMA state lacks variable `{}` (saved for another model?)", slot.name))?;

@@ -4,6 +4,8 @@ use anyhow::{bail, ensure, Result};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use crate::model::task_layout::{Head, Layout};
+use anyhow::Context;
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// libtorch's default `ignore_index`; no target uses it, so nothing is ignored.
@@ -88,6 +90,34 @@ impl Default for LossConfig {
     fn default() -> Self {
         LossConfig { kind: LossKind::CrossEntropy, label_smoothing: 0.0, gamma: 2.0, class_weights: ClassWeights::None }
     }
+}
+
+/// Each model's heads with their configured losses, for the models of `layout` given as
+/// (name, loss settings). `auto` class weights come from `train_class_counts`: the training
+/// split's images per 18-way class, so that validation, `masklab eval` and training weigh the
+/// classes alike.
+pub fn head_losses(models: &[(&str, &LossConfig)], layout: Layout, train_class_counts: &[u64], device: Device) -> Result<Vec<Vec<(Head, Loss)>>> {
+    ensure!(train_class_counts.len() == crate::labels::NUM_CLASSES, "class counts: expected 18, got {}", train_class_counts.len());
+    models
+        .iter()
+        .enumerate()
+        .map(|(k, (name, settings))| {
+            layout
+                .heads()
+                .into_iter()
+                .filter(|h| h.model == k)
+                .map(|head| {
+                    let mut counts = vec![0; head.task.classes() as usize];
+                    for (class, &n) in train_class_counts.iter().enumerate() {
+                        let target = head.task.target(&Tensor::from_slice(&[class as i64])).int64_value(&[0]);
+                        counts[target as usize] += n as usize;
+                    }
+                    let loss = Loss::new(settings, head.task.classes(), &counts, device).with_context(|| format!("model `{name}`"))?;
+                    Ok((head, loss))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A configured loss for one head, with its class weights already on the device.

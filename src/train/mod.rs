@@ -1,8 +1,14 @@
-//! Training: losses, optimisers, schedules, weight averaging.
-pub mod checkpoint;
+//! Training: the trainer and what it announces to observers; losses, optimisers over flat
+//! buffers, schedules, loss scaling, weight averaging, best-checkpoint and early-stopping rules,
+//! and k-fold cross-validation.
 pub mod ema;
+pub mod flat;
 pub mod kfold;
 pub mod loss;
+pub mod loss_scale;
+pub mod metrics_file;
+pub mod observer;
 pub mod optim;
 pub mod schedule;
+pub mod stopping;
 pub mod trainer;

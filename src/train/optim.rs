@@ -14,6 +14,7 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use tch::nn::VarStore;
+use crate::train::flat::{group_by_kind, FlatLayout, Slot};
 use tch::{Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,23 +88,21 @@ impl OptimConfig {
     }
 }
 
-/// One trainable variable and where it lives in its group's buffers.
-#[derive(Debug)]
-struct Param {
-    name: String,
-    /// Shares the TensorImpl of the VarStore's variable, so `set_data` on it rebinds the variable.
-    var: Tensor,
-    offset: i64,
-    numel: i64,
-    shape: Vec<i64>,
+/// One trainable variable of a group: its slot in the group's buffers, and the variable itself
+/// (sharing the VarStore variable's TensorImpl, so `set_data` on it rebinds the variable).
+struct Param<'a> {
+    name: &'a str,
+    var: &'a Tensor,
+    slot: &'a Slot,
 }
 
 /// All trainable variables of one dtype on one device, and their optimiser state.
 #[derive(Debug)]
 struct Group {
-    kind: Kind,
-    params: Vec<Param>,
-    /// The parameter values; every `Param::var` is a view into it.
+    layout: FlatLayout,
+    /// The variables, in slot order.
+    vars: Vec<Tensor>,
+    /// The parameter values; every variable is a view into it.
     values: Tensor,
     /// The gradients, once gathered; each defined `.grad` is then a view into it.
     grads: Option<Tensor>,
@@ -116,12 +115,12 @@ struct Group {
 }
 
 impl Group {
-    fn address_of(&self, buffer: &Tensor, param: &Param) -> usize {
-        buffer.data_ptr() as usize + param.offset as usize * self.kind.elt_size_in_bytes()
+    fn params(&self) -> impl Iterator<Item = Param<'_>> {
+        self.layout.slots.iter().zip(&self.vars).map(|(slot, var)| Param { name: &slot.name, var, slot })
     }
 
     fn slice(&self, buffer: &Tensor, param: &Param) -> Tensor {
-        buffer.narrow(0, param.offset, param.numel).view(param.shape.as_slice())
+        self.layout.view(buffer, param.slot)
     }
 
     /// The state buffers this optimiser kind keeps, with their checkpoint names.
@@ -142,7 +141,7 @@ impl Group {
     /// Whether the parameter's `.grad` is its slice of the flat gradient buffer.
     fn grad_is_bound(&self, param: &Param, grad: &Tensor) -> bool {
         match &self.grads {
-            Some(grads) => grad.defined() && grad.data_ptr() as usize == self.address_of(grads, param),
+            Some(grads) => grad.defined() && grad.data_ptr() as usize == self.layout.address(grads, param.slot),
             None => false,
         }
     }
@@ -151,35 +150,16 @@ impl Group {
     /// into it: on the first step, after a parameter's grad was recreated, or while some stay undefined.
     fn flat_grads(&mut self) -> Tensor {
         if let Some(grads) = &self.grads {
-            if self.params.iter().all(|p| self.grad_is_bound(p, &p.var.grad())) {
+            if self.params().all(|p| self.grad_is_bound(&p, &p.var.grad())) {
                 return grads.shallow_clone();
             }
         }
-        let device = self.values.device();
-        let mut pieces: Vec<Tensor> = Vec::with_capacity(2 * self.params.len());
-        let mut end = 0;
-        for p in &self.params {
-            if p.offset > end {
-                pieces.push(Tensor::zeros([p.offset - end], (self.kind, device)));
-            }
-            let grad = p.var.grad();
-            pieces.push(if grad.defined() {
-                grad.reshape([-1]).to_kind(self.kind)
-            } else {
-                // An unused parameter (e.g. a head the layout ignores) has no grad: it counts as zero.
-                Tensor::zeros([p.numel], (self.kind, device))
-            });
-            end = p.offset + p.numel;
-        }
-        let total = self.values.numel() as i64;
-        if total > end {
-            pieces.push(Tensor::zeros([total - end], (self.kind, device)));
-        }
-        let grads = tch::no_grad(|| Tensor::cat(&pieces, 0).to_kind(self.kind));
-        for p in &self.params {
+        // An unused parameter (e.g. a head the layout ignores) has no grad: it counts as zero.
+        let grads = self.layout.gather(|i, _| Some(self.vars[i].grad()).filter(|g| g.defined()));
+        for p in self.params() {
             let mut grad = p.var.grad();
             if grad.defined() {
-                grad.set_data(&self.slice(&grads, p));
+                grad.set_data(&self.slice(&grads, &p));
             }
         }
         self.grads = Some(grads.shallow_clone());
@@ -189,9 +169,9 @@ impl Group {
     /// A VarStore cast or moved after `Optimizer::new` re-allocates its variables with
     /// `set_data`; stepping the old buffer would then silently train nothing.
     fn assert_still_bound(&self) {
-        for p in &self.params {
+        for p in self.params() {
             assert!(
-                p.var.data_ptr() as usize == self.address_of(&self.values, p),
+                p.var.data_ptr() as usize == self.layout.address(&self.values, p.slot),
                 "optimizer: variable `{}` no longer lives in the optimiser's buffer: the VarStore was moved \
                  or cast (set_device/half/float) after Optimizer::new, or another Optimizer took it over",
                 p.name
@@ -204,12 +184,6 @@ impl Group {
 /// them) load weights with vector instructions that fault on an address that is not aligned:
 /// EfficientNet's batch norms of 40 or 112 channels would otherwise start at any 4-byte offset.
 const PARAM_ALIGN_BYTES: i64 = 256;
-
-/// `offset` (in elements of `kind`) rounded up to the next aligned element.
-fn aligned(offset: i64, kind: Kind) -> i64 {
-    let step = (PARAM_ALIGN_BYTES / kind.elt_size_in_bytes() as i64).max(1);
-    (offset + step - 1) / step * step
-}
 
 /// Adam / AdamW / SGD over flat per-dtype buffers (see the module docs).
 #[derive(Debug)]
@@ -236,8 +210,8 @@ impl Optimizer {
                 }
             }
         }
-        let mut groups: Vec<Group> = Vec::new();
         let mut seen = HashSet::new();
+        let mut trainable: Vec<(String, Tensor)> = Vec::new();
         for var in vs.trainable_variables() {
             if var.numel() == 0 {
                 continue; // nothing to update, and no storage address to identify it by
@@ -255,35 +229,16 @@ impl Optimizer {
                 matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16),
                 "trainable variable `{name}` has non-floating dtype {kind:?}"
             );
-            let device = var.device();
-            let index = match groups.iter().position(|g| g.kind == kind && g.values.device() == device) {
-                Some(i) => i,
-                None => {
-                    groups.push(Group {
-                        kind,
-                        params: Vec::new(),
-                        // Placeholder until the group's size is known (below).
-                        values: Tensor::zeros([0], (kind, device)),
-                        grads: None,
-                        exp_avg: None,
-                        exp_avg_sq: None,
-                        momentum_buffer: None,
-                    });
-                    groups.len() - 1
-                }
-            };
-            let group = &mut groups[index];
-            let offset = aligned(group.params.last().map_or(0, |p| p.offset + p.numel), group.kind);
-            group.params.push(Param { name, numel: var.numel() as i64, shape: var.size(), offset, var });
+            trainable.push((name, var));
         }
-        for group in &mut groups {
-            let total = aligned(group.params.last().map_or(0, |p| p.offset + p.numel), group.kind);
-            let device = group.values.device();
+        let mut groups = Vec::new();
+        for (layout, vars) in group_by_kind(trainable, PARAM_ALIGN_BYTES) {
             // Zeros: the alignment gaps between parameters must hold no NaN or Inf.
-            group.values = Tensor::zeros([total], (group.kind, device));
+            let values = layout.zeros();
+            let mut group = Group { layout, vars, values, grads: None, exp_avg: None, exp_avg_sq: None, momentum_buffer: None };
             tch::no_grad(|| -> Result<()> {
-                for p in &group.params {
-                    let mut view = group.slice(&group.values, p);
+                for p in group.params() {
+                    let mut view = group.slice(&group.values, &p);
                     view.copy_(&p.var.detach());
                     let mut var = p.var.shallow_clone();
                     var.f_set_data(&view).with_context(|| format!("cannot move `{}` into the optimiser's buffer", p.name))?;
@@ -299,13 +254,21 @@ impl Optimizer {
                 OptimKind::Sgd if cfg.momentum > 0.0 => group.momentum_buffer = zeros(),
                 OptimKind::Sgd => {}
             }
+            groups.push(group);
         }
         Ok(Optimizer { cfg: cfg.clone(), groups, steps: 0 })
     }
 
     /// Number of scalar parameters trained.
     pub fn num_parameters(&self) -> i64 {
-        self.groups.iter().flat_map(|g| g.params.iter().map(|p| p.numel)).sum()
+        self.groups.iter().flat_map(|g| g.layout.slots.iter().map(|s| s.numel)).sum()
+    }
+
+    /// The flat gradient buffer of each dtype group, the grads gathered into it first: what a
+    /// data-parallel step averages across ranks (`dist::sync::average_gradients`) between the
+    /// backward pass and `step`. Writing into them changes the gradients `step` uses.
+    pub fn grad_buffers(&mut self) -> Vec<Tensor> {
+        self.groups.iter_mut().map(|g| g.flat_grads()).collect()
     }
 
     /// Zeroes every gradient: one fill per buffer for the grads that are already views into it.
@@ -315,9 +278,9 @@ impl Optimizer {
                 if let Some(grads) = &mut group.grads {
                     let _ = grads.zero_();
                 }
-                for p in &group.params {
+                for p in group.params() {
                     let mut grad = p.var.grad();
-                    if grad.defined() && !group.grad_is_bound(p, &grad) {
+                    if grad.defined() && !group.grad_is_bound(&p, &grad) {
                         let _ = grad.zero_();
                     }
                 }
@@ -417,8 +380,8 @@ impl Optimizer {
         let mut state = vec![("step".to_string(), Tensor::from(self.steps as i64))];
         for group in &self.groups {
             for (buffer_name, buffer) in group.state_buffers() {
-                for p in &group.params {
-                    state.push((format!("{buffer_name}.{}", p.name), group.slice(buffer, p).copy()));
+                for p in group.params() {
+                    state.push((format!("{buffer_name}.{}", p.name), group.slice(buffer, &p).copy()));
                 }
             }
         }
@@ -437,18 +400,18 @@ impl Optimizer {
         let mut copies = Vec::new();
         for group in &self.groups {
             for (buffer_name, buffer) in group.state_buffers() {
-                for p in &group.params {
+                for p in group.params() {
                     let key = format!("{buffer_name}.{}", p.name);
                     let saved = by_name.get(key.as_str()).with_context(|| {
                         format!("optimizer state lacks `{key}` (saved by another optimiser kind or model?)")
                     })?;
                     ensure!(
-                        saved.size() == p.shape,
+                        saved.size() == p.slot.shape,
                         "optimizer state `{key}` has shape {:?}, the parameter has {:?}",
                         saved.size(),
-                        p.shape
+                        p.slot.shape
                     );
-                    copies.push((group.slice(buffer, p), *saved));
+                    copies.push((group.slice(buffer, &p), *saved));
                     expected.insert(key);
                 }
             }
@@ -659,7 +622,7 @@ mod tests {
         // parameter and grad starts a multiple of PARAM_ALIGN_BYTES after its buffer's start.
         for g in &opt.groups {
             let grads = g.grads.as_ref().expect("bound after a step");
-            for p in &g.params {
+            for p in g.params() {
                 let from = |t: &Tensor, base: &Tensor| t.data_ptr() as usize - base.data_ptr() as usize;
                 assert_eq!(from(&p.var, &g.values) % PARAM_ALIGN_BYTES as usize, 0, "{}", p.name);
                 assert_eq!(from(&p.var.grad(), grads) % PARAM_ALIGN_BYTES as usize, 0, "{} grad", p.name);
@@ -681,7 +644,7 @@ mod tests {
         fixture.backward();
         fixture.backward();
         assert!(
-            opt.groups.iter().all(|g| g.params.iter().all(|p| g.grad_is_bound(p, &p.var.grad()))),
+            opt.groups.iter().all(|g| g.params().all(|p| g.grad_is_bound(&p, &p.var.grad()))),
             "backward wrote into the bound grads instead of replacing them"
         );
         let expected: Vec<f64> =
@@ -698,6 +661,32 @@ mod tests {
         assert_close(&fixture.values().concat(), &after, "step with accumulated grads");
         opt.zero_grad();
         assert_eq!(opt.clip_grad_norm(0.0), 0.0, "zero_grad clears the bound grads");
+    }
+
+    #[test]
+    fn the_step_uses_what_was_written_into_the_grad_buffers() {
+        let fixture = Fixture::new();
+        let cfg = OptimConfig { kind: OptimKind::Sgd, momentum: 0.0, weight_decay: 0.0, ..Default::default() };
+        let mut opt = Optimizer::new(&fixture.vs, &cfg).unwrap();
+        fixture.backward();
+        let mut buffers = opt.grad_buffers();
+        assert_eq!(buffers.iter().map(|b| b.kind()).collect::<Vec<_>>(), vec![Kind::Float, Kind::Double], "one buffer per dtype");
+        // What an all-reduce average with a rank whose grads were zero would leave.
+        for buffer in &mut buffers {
+            let _ = buffer.g_mul_scalar_(0.5);
+        }
+        let expected_grads: Vec<f64> =
+            fixture.values().concat().iter().zip(fixture.coefficients().concat()).map(|(w, c)| 0.5 * c * w).collect();
+        let grads: Vec<f64> = fixture
+            .vars
+            .iter()
+            .flat_map(|(_, v, _)| Vec::<f64>::try_from(&v.grad().to_kind(Kind::Double).reshape([-1])).unwrap())
+            .collect();
+        assert_close(&grads, &expected_grads, "each .grad sees the buffer");
+        let before = fixture.values().concat();
+        opt.step(1.0);
+        let after: Vec<f64> = before.iter().zip(&expected_grads).map(|(w, g)| w - g).collect();
+        assert_close(&fixture.values().concat(), &after, "step with the halved grads");
     }
 
     #[test]

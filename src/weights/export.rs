@@ -6,16 +6,20 @@
 //! One file per model of the layout, with the head of that model (N above):
 //! `single` 18 (the class, `mask*6 + gender*3 + age`), `multi` 8 (mask 3 | gender 2 | age 3),
 //! `two` 6 (`mask*2 + gender`) and 3 (age), `three` 3 (mask), 2 (gender), 3 (age).
-use crate::model::layout::Layout;
+use crate::model::task_layout::Layout;
 use crate::model::registry::backbone_info;
-use crate::train::checkpoint;
-use crate::train::trainer::load_run;
-use anyhow::{bail, Context, Result};
+use crate::model::trained::load_trained;
+use crate::run_dir::{checkpoint, RunDir, BEST, LAST};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-/// The one export format: torchvision's state-dict names in a safetensors file.
-pub const TORCHVISION: &str = "torchvision";
+/// Export formats (`masklab export --format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// torchvision's state-dict names in a safetensors file.
+    Torchvision,
+}
 
 /// One exported file.
 pub struct Exported {
@@ -52,12 +56,11 @@ pub fn torchvision_state_dict(variables: impl IntoIterator<Item = (String, Tenso
 }
 
 /// Exports the best checkpoint of `run` (the last when the run kept no best).
-pub fn export(run: &Path, out: &Path, format: &str) -> Result<Vec<Exported>> {
-    if format != TORCHVISION {
-        bail!("unknown export format `{format}` (the format is: {TORCHVISION})");
-    }
-    let which = if run.join("best.safetensors").exists() { "best" } else { "last" };
-    let (cfg, nets) = load_run(run, which, Device::Cpu).with_context(|| format!("run {}", run.display()))?;
+pub fn export(run: &Path, out: &Path, format: ExportFormat) -> Result<Vec<Exported>> {
+    let ExportFormat::Torchvision = format;
+    let run = RunDir::new(run);
+    let which = if run.checkpoint(BEST).exists() { BEST } else { LAST };
+    let (cfg, nets) = load_trained(&run, which, Device::Cpu).with_context(|| format!("run {}", run.path().display()))?;
     let layout = cfg.model.layout;
     let mut written = Vec::new();
     for (net, (name, num_classes)) in nets.iter().zip(layout.models()) {
@@ -70,8 +73,8 @@ pub fn export(run: &Path, out: &Path, format: &str) -> Result<Vec<Exported>> {
             serde_json::Value::String(format!("torchvision.models.{backbone}(num_classes={num_classes})"))
         };
         let meta = serde_json::json!({
-            "format": TORCHVISION, "backbone": backbone, "num_classes": num_classes,
-            "layout": layout.to_string(), "model": name, "run": run.display().to_string(),
+            "format": "torchvision", "backbone": backbone, "num_classes": num_classes,
+            "layout": layout.to_string(), "model": name, "run": run.path().display().to_string(),
             "checkpoint": which, "torchvision": torchvision_call,
         });
         let path = output_path(out, layout, name);

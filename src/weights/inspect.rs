@@ -4,7 +4,7 @@ use super::import::{load_checkpoint_into, ImportReport};
 use super::mapping::to_masklab;
 use super::torchfile::{self, Checkpoint};
 use crate::model::registry::{backbone_info, backbone_names, build_backbone, BackboneOptions};
-use crate::train::checkpoint;
+use crate::run_dir::checkpoint;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -50,16 +50,6 @@ impl Inspection {
     }
 }
 
-/// Name of a backbone family's first convolution (masklab names): the cheap test of a candidate.
-fn stem_name(family: &str) -> &'static str {
-    match family {
-        "resnet" => "conv1.weight",
-        "vgg" => "features.0.weight",
-        "densenet" => "features.conv0.weight",
-        _ => "features.0.0.weight",
-    }
-}
-
 /// The classes of a file's head for a backbone (rows of its last Linear's weight).
 fn head_classes(backbone: &str, mapped: &[(String, tch::Tensor)]) -> Option<i64> {
     let head = backbone_info(backbone)?.head;
@@ -71,7 +61,7 @@ fn try_backbone(backbone: &str, path: &Path, c: &Checkpoint) -> Result<Option<(I
     let info = backbone_info(backbone).ok_or_else(|| anyhow!("unknown backbone {backbone}"))?;
     let tensors = c.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
     let (mapped, _) = to_masklab(backbone, tensors)?;
-    if !mapped.iter().any(|(n, _)| n == stem_name(info.family)) {
+    if !mapped.iter().any(|(n, _)| n == info.stem) {
         return Ok(None);
     }
     let classes = head_classes(backbone, &mapped);

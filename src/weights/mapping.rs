@@ -10,13 +10,16 @@
 //! | resnet, resnext | timm | timm uses torchvision's names |
 //! | vgg | timm (`pre_logits`, `head.fc`) | `pre_logits.fc1` (a 7x7 conv) -> `classifier.0` (reshaped to a Linear), `pre_logits.fc2` -> `classifier.3`, `head.fc` -> `classifier.6` |
 //! | densenet | torchvision before 0.3 | `denselayerN.norm.1` -> `denselayerN.norm1` (and `conv.1`, `norm.2`, `conv.2`) |
+//! | convnext, efficientnet_v2, mobilenet_v2, mobilenet_v3, regnet, swin, vit | timm | see `timm_names.rs` |
 //!
 //! The names map, but the architectures are masklab's: `efficientnet_pytorch`'s B0-B4 use
 //! TensorFlow padding and batch-norm eps, so their weights load onto torchvision's B0-B4 with a
 //! small shift in activations that fine-tuning absorbs; timm's `tf_efficientnet_lite*` match
 //! masklab's Lite exactly, timm's own `efficientnet_lite*` weights were trained with PyTorch padding.
+use super::timm_names::{self, MobileNet};
 use crate::model::efficientnet::{block_plan, BlockPlan};
-use crate::model::registry::{backbone_info, efficientnet_scaling};
+use crate::model::registry::{backbone_info, efficientnet_scaling, efficientnet_v2_config};
+use crate::model::{efficientnet_v2, mobilenet};
 use anyhow::{anyhow, Result};
 use tch::Tensor;
 
@@ -45,6 +48,11 @@ pub fn detect(family: &str, names: &[&str]) -> Convention {
         "efficientnet" | "efficientnet_lite" if any(&["_blocks.", "_conv_stem."]) => Convention::EfficientNetPytorch,
         "efficientnet" | "efficientnet_lite" if any(&["blocks.", "conv_stem."]) => Convention::Timm,
         "vgg" if any(&["pre_logits.", "head.fc."]) => Convention::Timm,
+        "convnext" if any(&["stem.", "stages."]) => Convention::Timm,
+        "efficientnet_v2" | "mobilenet_v2" | "mobilenet_v3" if any(&["blocks.", "conv_stem."]) => Convention::Timm,
+        "regnet" if any(&["s1.", "stem.conv."]) => Convention::Timm,
+        "swin" if any(&["layers.", "patch_embed."]) => Convention::Timm,
+        "vit" if any(&["blocks.", "patch_embed.", "cls_token"]) => Convention::Timm,
         _ => Convention::Torchvision,
     }
 }
@@ -63,18 +71,43 @@ pub fn to_masklab(backbone: &str, tensors: Vec<(String, Tensor)>) -> Result<(Vec
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let convention = detect(info.family, &names);
     let plan = efficientnet_scaling(backbone).map(block_plan);
+    let v2_plan = efficientnet_v2_config(backbone).map(efficientnet_v2::block_plan);
+    let mobile_plan = match info.family {
+        "mobilenet_v2" => Some((MobileNet::V2, mobilenet::v2_plan())),
+        "mobilenet_v3" => Some((MobileNet::V3, mobilenet::v3_plan())),
+        _ => None,
+    };
+    let old_swin = names.contains(&"layers.0.downsample.reduction.weight");
     let mapped = tensors
         .into_iter()
         .map(|(name, t)| {
-            let (new_name, reshape) = match (convention, &plan) {
-                (Convention::EfficientNetPytorch, Some((blocks, head))) => (map_efficientnet_pytorch(&name, blocks, *head), None),
-                (Convention::Timm, Some((blocks, head))) => (map_timm_efficientnet(&name, blocks, *head), None),
-                (Convention::Timm, None) if info.family == "vgg" => map_timm_vgg(&name),
-                _ if info.family == "densenet" => (Some(legacy_densenet(&name)), None),
+            let (new_name, reshape): timm_names::Mapped = match (convention, info.family) {
+                (Convention::EfficientNetPytorch, _) => match &plan {
+                    Some((blocks, head)) => (map_efficientnet_pytorch(&name, blocks, *head), None),
+                    None => (None, None),
+                },
+                (Convention::Timm, "efficientnet" | "efficientnet_lite") => match &plan {
+                    Some((blocks, head)) => (map_timm_efficientnet(&name, blocks, *head), None),
+                    None => (None, None),
+                },
+                (Convention::Timm, "efficientnet_v2") => match &v2_plan {
+                    Some((blocks, head)) => timm_names::efficientnet_v2(&name, blocks, *head),
+                    None => (None, None),
+                },
+                (Convention::Timm, "mobilenet_v2" | "mobilenet_v3") => match &mobile_plan {
+                    Some((version, blocks)) => timm_names::mobilenet(&name, *version, blocks),
+                    None => (None, None),
+                },
+                (Convention::Timm, "vgg") => map_timm_vgg(&name),
+                (Convention::Timm, "convnext") => timm_names::convnext(&name),
+                (Convention::Timm, "regnet") => timm_names::regnet(&name),
+                (Convention::Timm, "swin") => timm_names::swin(&name, old_swin),
+                (Convention::Timm, "vit") => timm_names::vit(&name),
+                (_, "densenet") => (Some(legacy_densenet(&name)), None),
                 _ => (Some(name.clone()), None),
             };
             let t = match reshape {
-                Some(rows) => t.reshape([rows, -1]),
+                Some(shape) => t.reshape(shape.as_slice()),
                 None => t,
             };
             (new_name.unwrap_or(name), t)
@@ -143,28 +176,8 @@ fn map_timm_efficientnet(name: &str, blocks: &[BlockPlan], head: usize) -> Optio
             let (layer, rest) = rest.split_once('.')?;
             let (stage, layer): (usize, usize) = (stage.parse().ok()?, layer.parse().ok()?);
             let p = blocks.iter().find(|p| p.stage == stage + 1 && p.layer == layer)?;
-            let (expand, dw, se, project) = block_indices(p);
             let (sub, rest) = rest.split_once('.')?;
-            // timm's DepthwiseSeparableConv (no expansion): conv_dw, bn1, se, conv_pw, bn2.
-            // Its InvertedResidual: conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3.
-            match (p.expand, sub) {
-                (true, "conv_pw") => conv_or_norm(p, expand, 0, rest),
-                (true, "bn1") => conv_or_norm(p, expand, 1, rest),
-                (_, "conv_dw") => conv_or_norm(p, dw, 0, rest),
-                (true, "bn2") | (false, "bn1") => conv_or_norm(p, dw, 1, rest),
-                (_, "se") if p.squeeze_excitation => {
-                    let (conv, rest) = rest.split_once('.')?;
-                    let fc = match conv {
-                        "conv_reduce" => "fc1",
-                        "conv_expand" => "fc2",
-                        _ => return None,
-                    };
-                    block_name(p, se, &format!("{fc}.{rest}"))
-                }
-                (true, "conv_pwl") | (false, "conv_pw") => conv_or_norm(p, project, 0, rest),
-                (true, "bn3") | (false, "bn2") => conv_or_norm(p, project, 1, rest),
-                _ => return None,
-            }
+            timm_names::efficientnet_block(p, sub, rest)?
         }
         _ => return None,
     })
@@ -172,10 +185,10 @@ fn map_timm_efficientnet(name: &str, blocks: &[BlockPlan], head: usize) -> Optio
 
 /// timm's VGG: the first two classifier Linears are stored as convolutions (7x7 and 1x1).
 /// Returns the name and, for weights, the row count to reshape to.
-fn map_timm_vgg(name: &str) -> (Option<String>, Option<i64>) {
+fn map_timm_vgg(name: &str) -> timm_names::Mapped {
     let map = |from: &str, to: &str| name.strip_prefix(from).map(|rest| format!("{to}{rest}"));
     if let Some(n) = map("pre_logits.fc1.", "classifier.0.").or_else(|| map("pre_logits.fc2.", "classifier.3.")) {
-        let reshape = n.ends_with(".weight").then_some(4096);
+        let reshape = n.ends_with(".weight").then(|| vec![4096, -1]);
         return (Some(n), reshape);
     }
     (map("head.fc.", "classifier.6.").or_else(|| Some(name.to_string())), None)

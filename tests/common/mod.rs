@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: tiny generated datasets and the CLI binary.
 #![allow(dead_code)]
+pub mod weight_server;
 use masklab::demo::{write_demo, DemoOptions, DemoSummary};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,6 +12,16 @@ pub fn demo(dir: &Path, people: usize, seed: u64) -> DemoSummary {
 
 pub fn masklab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_masklab")).args(args).output().expect("run masklab")
+}
+
+/// `masklab ARGS` with extra environment variables.
+pub fn masklab_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_masklab"));
+    command.args(args);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("run masklab")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -48,3 +59,5 @@ pub fn train_tiny(data: &Path, run: &Path, extra: &[&str]) -> Output {
     let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     masklab(&refs)
 }
+
+pub mod faces;

@@ -6,11 +6,10 @@ use crate::labels::NUM_CLASSES;
 use crate::metrics::{scores, Confusion, Scores};
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
-use std::fmt::Write;
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct PredictionRow {
+pub struct HeldOutRow {
     /// The image file, as training read it.
     pub path: String,
     /// The person's folder name: rows of one person belong together.
@@ -21,7 +20,7 @@ pub struct PredictionRow {
     pub probs: [f32; NUM_CLASSES],
 }
 
-impl PredictionRow {
+impl HeldOutRow {
     pub fn predicted(&self) -> usize {
         argmax(&self.probs)
     }
@@ -38,7 +37,7 @@ pub fn argmax(values: &[f32]) -> usize {
 }
 
 /// Scores of `predicted(row)` against the rows' true classes.
-pub fn score_rows(rows: &[PredictionRow], predicted: impl Fn(&PredictionRow) -> usize) -> Scores {
+pub fn score_rows(rows: &[HeldOutRow], predicted: impl Fn(&HeldOutRow) -> usize) -> Scores {
     score_pairs(rows.iter().map(|r| (r.truth, predicted(r))))
 }
 
@@ -54,32 +53,18 @@ pub fn score_pairs(pairs: impl Iterator<Item = (usize, usize)>) -> Scores {
 const FIXED_COLUMNS: [&str; 6] = ["path", "person", "fold", "true", "pred", "confidence"];
 
 /// `path,person,fold,true,pred,confidence,p0..p17`; pred and confidence are for people reading it.
-pub fn write_rows(path: &Path, rows: &[PredictionRow]) -> Result<()> {
-    let mut out = FIXED_COLUMNS.join(",");
-    for c in 0..NUM_CLASSES {
-        let _ = write!(out, ",p{c}");
-    }
-    out.push('\n');
+pub fn write_rows(path: &Path, rows: &[HeldOutRow]) -> Result<()> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record(FIXED_COLUMNS.iter().map(|c| c.to_string()).chain((0..NUM_CLASSES).map(|c| format!("p{c}"))))?;
     for r in rows {
         let pred = r.predicted();
-        let _ = write!(out, "{},{},{},{},{},{}", quote(&r.path), quote(&r.person), r.fold, r.truth, pred, r.probs[pred]);
-        for p in &r.probs {
-            let _ = write!(out, ",{p}");
-        }
-        out.push('\n');
+        let fixed = [r.path.clone(), r.person.clone(), r.fold.to_string(), r.truth.to_string(), pred.to_string(), r.probs[pred].to_string()];
+        csv.write_record(fixed.into_iter().chain(r.probs.iter().map(|p| p.to_string())))?;
     }
-    write_atomic(path, out.as_bytes())
+    write_atomic(path, &csv.into_inner().context("held-out predictions")?)
 }
 
-fn quote(field: &str) -> String {
-    if field.contains([',', '"', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
-
-pub fn read_rows(path: &Path) -> Result<Vec<PredictionRow>> {
+pub fn read_rows(path: &Path) -> Result<Vec<HeldOutRow>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     let header: Vec<String> = reader.headers().with_context(|| format!("{}:1", path.display()))?.iter().map(str::to_string).collect();
     let expected: Vec<String> =
@@ -102,7 +87,7 @@ pub fn read_rows(path: &Path) -> Result<Vec<PredictionRow>> {
         for (c, p) in probs.iter_mut().enumerate() {
             *p = num(FIXED_COLUMNS.len() + c)? as f32;
         }
-        rows.push(PredictionRow { path: r[0].to_string(), person: r[1].to_string(), fold: num(2)? as usize, truth, probs });
+        rows.push(HeldOutRow { path: r[0].to_string(), person: r[1].to_string(), fold: num(2)? as usize, truth, probs });
     }
     Ok(rows)
 }
@@ -117,8 +102,8 @@ mod tests {
         let mut probs = [0.01f32; NUM_CLASSES];
         probs[7] = 0.83;
         let rows = vec![
-            PredictionRow { path: "a/b,c.jpg".into(), person: "000001_male_Asian_45".into(), fold: 2, truth: 7, probs },
-            PredictionRow { path: "d.png".into(), person: "p\"q".into(), fold: 0, truth: 3, probs: [1.0 / 18.0; NUM_CLASSES] },
+            HeldOutRow { path: "a/b,c.jpg".into(), person: "000001_male_Asian_45".into(), fold: 2, truth: 7, probs },
+            HeldOutRow { path: "d.png".into(), person: "p\"q".into(), fold: 0, truth: 3, probs: [1.0 / 18.0; NUM_CLASSES] },
         ];
         let path = dir.path().join("p.csv");
         write_rows(&path, &rows).unwrap();

@@ -7,19 +7,15 @@
 //! A change is kept only when it raises the F1 of the rows being fitted, so tuning never lowers
 //! it there. What it is worth on unseen data is measured by cross-fitting: fit on all groups but
 //! one (k-fold folds, or person groups), decide the left-out group, and score those decisions.
+use crate::heldout::{argmax, read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Scores;
-use crate::predictions::{argmax, read_rows, score_pairs, score_rows, PredictionRow};
-use crate::train::kfold::{is_kfold_run, OOF_PREDICTIONS};
-use crate::train::trainer::VAL_PREDICTIONS;
+use crate::run_dir::RunDir;
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 use tch::Tensor;
-
-pub const TUNE_FILE: &str = "tune.json";
 
 /// Probabilities below this are treated as this (log 0 would make a class unreachable).
 const MIN_PROB: f64 = 1e-7;
@@ -127,7 +123,7 @@ impl Default for Search {
 }
 
 /// Fits biases on `rows` by coordinate ascent from zero; a value is taken only if it raises the F1.
-pub fn fit(rows: &[PredictionRow], by: TuneBy, search: &Search) -> Biases {
+pub fn fit(rows: &[HeldOutRow], by: TuneBy, search: &Search) -> Biases {
     let log_ps: Vec<[f64; NUM_CLASSES]> = rows.iter().map(|r| log_probs(&r.probs)).collect();
     let truths: Vec<usize> = rows.iter().map(|r| r.truth).collect();
     let mut b = Biases::zero(by);
@@ -176,7 +172,7 @@ pub struct TuneReport {
 
 /// Groups for cross-fitting: the k-fold folds when the rows carry them, else `groups` person
 /// groups (people dealt round-robin in name order, so one person's rows stay together).
-fn groups_of(rows: &[PredictionRow], groups: usize) -> Vec<usize> {
+fn groups_of(rows: &[HeldOutRow], groups: usize) -> Vec<usize> {
     if rows.iter().all(|r| r.fold > 0) {
         return rows.iter().map(|r| r.fold).collect();
     }
@@ -190,7 +186,7 @@ fn groups_of(rows: &[PredictionRow], groups: usize) -> Vec<usize> {
 }
 
 /// Fits on all rows, and cross-fits by group to report what the biases do on unseen rows.
-pub fn tune_rows(rows: &[PredictionRow], by: TuneBy, search: &Search, source: &str, groups: usize) -> Result<TuneReport> {
+pub fn tune_rows(rows: &[HeldOutRow], by: TuneBy, search: &Search, source: &str, groups: usize) -> Result<TuneReport> {
     if rows.is_empty() {
         bail!("{source}: no predictions to tune on");
     }
@@ -201,7 +197,7 @@ pub fn tune_rows(rows: &[PredictionRow], by: TuneBy, search: &Search, source: &s
     ids.dedup();
     let mut held_out_decisions = vec![0usize; rows.len()];
     for g in &ids {
-        let train: Vec<PredictionRow> = rows.iter().zip(&group).filter(|(_, h)| *h != g).map(|(r, _)| r.clone()).collect();
+        let train: Vec<HeldOutRow> = rows.iter().zip(&group).filter(|(_, h)| *h != g).map(|(r, _)| r.clone()).collect();
         let fitted = if train.is_empty() { Biases::zero(by) } else { fit(&train, by, search) };
         for (i, (r, h)) in rows.iter().zip(&group).enumerate() {
             if h == g {
@@ -225,21 +221,21 @@ pub fn tune_rows(rows: &[PredictionRow], by: TuneBy, search: &Search, source: &s
 
 /// `masklab tune RUN`: fits on the run's out-of-fold (k-fold) or validation predictions and
 /// writes `RUN/tune.json`.
-pub fn tune_run(run: &Path, by: TuneBy, search: &Search, groups: usize) -> Result<TuneReport> {
-    let file = if is_kfold_run(run) { OOF_PREDICTIONS } else { VAL_PREDICTIONS };
-    let path = run.join(file);
+pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize) -> Result<TuneReport> {
+    let path = if run.is_kfold() { run.oof_predictions() } else { run.val_predictions() };
     if !path.is_file() {
         bail!("{} not found: tune needs a trained run with a validation split (or a finished k-fold run)", path.display());
     }
     let rows = read_rows(&path)?;
-    let report = tune_rows(&rows, by, search, file, groups)?;
-    write_atomic(&run.join(TUNE_FILE), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let report = tune_rows(&rows, by, search, &source, groups)?;
+    write_atomic(&run.tune_file(), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
 
 /// The biases stored in `RUN/tune.json`, if the run was tuned.
-pub fn load_biases(run: &Path) -> Result<Option<Biases>> {
-    let path = run.join(TUNE_FILE);
+pub fn load_biases(run: &RunDir) -> Result<Option<Biases>> {
+    let path = run.tune_file();
     if !path.is_file() {
         return Ok(None);
     }
@@ -271,7 +267,7 @@ mod tests {
 
     /// Rows whose probabilities under-rate the rare classes 2 and 5, as a model trained on
     /// imbalanced data does; people p0..p(n/7).
-    fn skewed_rows(n: usize, seed: u64) -> Vec<PredictionRow> {
+    fn skewed_rows(n: usize, seed: u64) -> Vec<HeldOutRow> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         (0..n)
             .map(|i| {
@@ -281,7 +277,7 @@ mod tests {
                     *l = rng.gen_range(-1.0..1.0) + if c == truth { 1.5 } else { 0.0 } - if c == 2 || c == 5 { 1.2 } else { 0.0 };
                 }
                 let z: f64 = logits.iter().map(|l| l.exp()).sum();
-                PredictionRow { path: format!("{i}.jpg"), person: format!("p{}", i / 7), fold: 0, truth, probs: logits.map(|l| (l.exp() / z) as f32) }
+                HeldOutRow { path: format!("{i}.jpg"), person: format!("p{}", i / 7), fold: 0, truth, probs: logits.map(|l| (l.exp() / z) as f32) }
             })
             .collect()
     }
@@ -346,7 +342,7 @@ mod tests {
         assert!(r.fitted_after.f1 >= r.fitted_before.f1);
         assert_eq!(r.held_out_before, r.fitted_before);
         // Rows with folds are grouped by fold.
-        let folded: Vec<PredictionRow> = rows.iter().enumerate().map(|(i, r)| PredictionRow { fold: 1 + i % 3, ..r.clone() }).collect();
+        let folded: Vec<HeldOutRow> = rows.iter().enumerate().map(|(i, r)| HeldOutRow { fold: 1 + i % 3, ..r.clone() }).collect();
         assert_eq!(tune_rows(&folded, TuneBy::Task, &Search::default(), "t", 5).unwrap().held_out_groups, 3);
     }
 }

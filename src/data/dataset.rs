@@ -1,8 +1,11 @@
 //! Reads the competition's layout: `DATA/train/train.csv` + `DATA/train/images/<path>/`
 //! (seven photos a person) and `DATA/eval/info.csv` + `DATA/eval/images/`.
 //!
-//! The folder is the person: duplicate and suffixed ids (`001498-1`) stay distinct people.
-//! Labels come from train.csv's columns, then the relabel list corrects them.
+//! The folder is the person: duplicate and suffixed ids (`001498-1`) stay distinct people, but
+//! one folder listed on two rows is an error (it would count one person twice and could put the
+//! same photos on both sides of a split). Labels come from train.csv's columns, then the relabel
+//! list corrects them; a relabel row names a person by id or by folder name, and an id shared by
+//! several folders must be written as the folder name.
 use super::error::{csv_error, csv_line, DataError, Problems};
 use super::relabel::{read_relabels, Correction, Relabel};
 use crate::labels::{AgeBounds, Class, Gender, Mask, STEMS};
@@ -28,6 +31,8 @@ pub struct Person {
     /// The folder name under `train/images/`.
     pub folder: String,
     pub images: Vec<ImageEntry>,
+    /// The person's line in train.csv (1-based; the header is line 1).
+    pub line: u64,
 }
 
 /// One labelled image, ready for splitting and training.
@@ -98,6 +103,7 @@ pub fn read_train(data: &Path, opts: &ReadOptions) -> Result<TrainSet, DataError
     }
     let mut problems = Problems::new(opts.skip_bad);
     let rows = read_train_csv(&csv_path, &mut problems)?;
+    let rows = drop_repeated_folders(rows, &csv_path, &mut problems)?;
     let mut people = Vec::with_capacity(rows.len());
     let mut skipped_files = Vec::new();
     for row in rows {
@@ -117,16 +123,26 @@ pub fn read_train(data: &Path, opts: &ReadOptions) -> Result<TrainSet, DataError
     let mut relabeled = 0;
     if let Some(path) = &relabel_file {
         let relabels = read_relabels(path)?;
-        relabeled = apply_relabels(&mut people, &relabels, path)?;
+        relabeled = apply_relabels(&mut people, &relabels, path, &csv_path)?;
     }
     Ok(TrainSet { root: data.to_path_buf(), people, skipped_files, relabel_file, relabeled, problems: problems.reported })
 }
 
 fn read_train_csv(path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    parse_train_rows(file, path, problems)
+}
+
+/// train.csv's people from its text (`path` names it in messages), one folder once. The
+/// folders themselves are not looked at.
+pub fn parse_train_csv(text: &[u8], path: &Path, skip_bad: bool) -> Result<Vec<Person>, DataError> {
+    let mut problems = Problems::new(skip_bad);
+    let rows = parse_train_rows(text, path, &mut problems)?;
+    drop_repeated_folders(rows, path, &mut problems)
+}
+
+fn parse_train_rows(input: impl std::io::Read, path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
     let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
     let col = |name: &str| {
         headers.iter().position(|h| h.eq_ignore_ascii_case(name)).ok_or_else(|| {
@@ -145,7 +161,7 @@ fn read_train_csv(path: &Path, problems: &mut Problems) -> Result<Vec<Person>, D
         };
         let line = csv_line(&record);
         match parse_person(&record, [id_c, gender_c, race_c, age_c, path_c]) {
-            Ok(p) => out.push(p),
+            Ok(p) => out.push(Person { line, ..p }),
             Err(msg) => problems.bad(DataError::row(path, line, msg))?,
         }
     }
@@ -168,7 +184,31 @@ fn parse_person(record: &csv::StringRecord, cols: [usize; 5]) -> Result<Person, 
     if folder.is_empty() || folder.contains("..") || folder.contains('/') {
         return Err(format!("path must be a folder name under train/images, got `{folder}`"));
     }
-    Ok(Person { id, gender, race: get(race_c).to_string(), age, folder, images: Vec::new() })
+    Ok(Person { id, gender, race: get(race_c).to_string(), age, folder, images: Vec::new(), line: 0 })
+}
+
+/// One folder is one person: a folder on a second row is an error naming both lines (or, with
+/// skip_bad, the later row is reported and dropped).
+fn drop_repeated_folders(rows: Vec<Person>, path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
+    let mut first_line: BTreeMap<String, u64> = BTreeMap::new();
+    let mut kept = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(&first) = first_line.get(&row.folder) {
+            problems.bad(DataError::row(
+                path,
+                row.line,
+                format!(
+                    "folder `{}` is already listed on line {first} ({}:{first}): one folder is one person, listed once",
+                    row.folder,
+                    path.display()
+                ),
+            ))?;
+            continue;
+        }
+        first_line.insert(row.folder.clone(), row.line);
+        kept.push(row);
+    }
+    Ok(kept)
 }
 
 /// The seven photos of one person folder, in stem order. Other files are appended to `skipped`.
@@ -223,39 +263,59 @@ pub fn photo_stem(name: &str) -> Option<String> {
     Mask::from_stem(&stem).map(|_| stem)
 }
 
-fn apply_relabels(people: &mut [Person], relabels: &[Relabel], path: &Path) -> Result<usize, DataError> {
-    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, p) in people.iter().enumerate() {
-        by_id.entry(p.id.as_str()).or_default().push(i);
+/// The one person a relabel row names: by folder name, else by an id that one folder has.
+fn relabel_target(people: &[Person], r: &Relabel, path: &Path, train_csv: &Path) -> Result<usize, DataError> {
+    if let Some(i) = people.iter().position(|p| p.folder == r.id) {
+        return Ok(i);
     }
-    // Resolve every id first so that an unknown id leaves the labels untouched.
-    let mut targets = Vec::with_capacity(relabels.len());
-    for r in relabels {
-        let idx = by_id
-            .get(r.id.as_str())
-            .ok_or_else(|| DataError::row(path, r.line, format!("unknown id `{}` (not in train.csv)", r.id)))?;
-        targets.push(idx.clone());
+    let matches: Vec<usize> = (0..people.len()).filter(|&i| people[i].id == r.id).collect();
+    match matches[..] {
+        [i] => Ok(i),
+        [] => {
+            let suffixed: Vec<&str> =
+                people.iter().filter(|p| p.id.starts_with(&format!("{}-", r.id))).map(|p| p.id.as_str()).collect();
+            let hint = if suffixed.is_empty() { String::new() } else { format!("; did you mean {}?", suffixed.join(" or ")) };
+            Err(DataError::row(path, r.line, format!("unknown id `{}` (not in train.csv{hint})", r.id)))
+        }
+        _ => {
+            let candidates: Vec<String> = matches
+                .iter()
+                .map(|&i| format!("`{}` ({}:{})", people[i].folder, train_csv.display(), people[i].line))
+                .collect();
+            Err(DataError::row(
+                path,
+                r.line,
+                format!(
+                    "id `{}` belongs to {} people: {}; write the folder name of the one you mean instead of the id",
+                    r.id,
+                    matches.len(),
+                    candidates.join(", ")
+                ),
+            ))
+        }
     }
-    for (r, idx) in relabels.iter().zip(targets) {
-        // An id shared by several folders names them all.
-        for i in idx {
-            let p = &mut people[i];
-            match &r.correction {
-                Correction::Gender(g) => p.gender = *g,
-                Correction::Age(a) => p.age = *a,
-                Correction::SwapNormalIncorrect => {
-                    for img in &mut p.images {
-                        img.mask = match img.mask {
-                            Mask::NotWear => Mask::Incorrect,
-                            Mask::Incorrect => Mask::NotWear,
-                            m => m,
-                        };
-                    }
+}
+
+fn apply_relabels(people: &mut [Person], relabels: &[Relabel], path: &Path, train_csv: &Path) -> Result<usize, DataError> {
+    // Resolve every row first so that a bad one leaves the labels untouched.
+    let targets = relabels.iter().map(|r| relabel_target(people, r, path, train_csv)).collect::<Result<Vec<_>, _>>()?;
+    for (r, i) in relabels.iter().zip(targets) {
+        let p = &mut people[i];
+        match &r.correction {
+            Correction::Gender(g) => p.gender = *g,
+            Correction::Age(a) => p.age = *a,
+            Correction::SwapNormalIncorrect => {
+                for img in &mut p.images {
+                    img.mask = match img.mask {
+                        Mask::NotWear => Mask::Incorrect,
+                        Mask::Incorrect => Mask::NotWear,
+                        m => m,
+                    };
                 }
-                Correction::Mask { stem, state } => {
-                    if let Some(img) = p.images.iter_mut().find(|img| &img.stem == stem) {
-                        img.mask = *state;
-                    }
+            }
+            Correction::Mask { stem, state } => {
+                if let Some(img) = p.images.iter_mut().find(|img| &img.stem == stem) {
+                    img.mask = *state;
                 }
             }
         }
@@ -278,24 +338,12 @@ pub struct EvalSet {
 pub fn read_eval(dir: &Path, skip_bad: bool) -> Result<EvalSet, DataError> {
     let info_path = dir.join("info.csv");
     let images = dir.join("images");
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(&info_path)
+    let file = std::fs::File::open(&info_path)
         .map_err(|e| DataError::file(&info_path, format!("cannot read (expected EVAL/info.csv with ImageID,ans): {e}")))?;
-    let headers = reader.headers().map_err(|e| csv_error(&info_path, e))?.clone();
-    let id_c = headers
-        .iter()
-        .position(|h| h == "ImageID")
-        .ok_or_else(|| DataError::row(&info_path, 1, "missing column `ImageID`"))?;
+    let rows = parse_info_rows(file, &info_path)?;
     let mut problems = Problems::new(skip_bad);
     let (mut image_ids, mut paths) = (Vec::new(), Vec::new());
-    for record in reader.records() {
-        let record = record.map_err(|e| csv_error(&info_path, e))?;
-        let line = csv_line(&record);
-        let id = record.get(id_c).unwrap_or("").to_string();
-        if id.is_empty() || id.contains('/') || id.contains("..") {
-            return Err(DataError::row(&info_path, line, format!("bad ImageID `{id}`")));
-        }
+    for (line, id) in rows {
         let path = images.join(&id);
         if !path.is_file() {
             problems.bad(DataError::row(&info_path, line, format!("image not found: {}", path.display())))?;
@@ -304,6 +352,31 @@ pub fn read_eval(dir: &Path, skip_bad: bool) -> Result<EvalSet, DataError> {
         paths.push(path);
     }
     Ok(EvalSet { dir: dir.to_path_buf(), info_path, image_ids, paths, problems: problems.reported })
+}
+
+/// info.csv's image ids with their lines, from its text (`info_path` names it in messages).
+pub fn parse_info_csv(text: &[u8], info_path: &Path) -> Result<Vec<(u64, String)>, DataError> {
+    parse_info_rows(text, info_path)
+}
+
+fn parse_info_rows(input: impl std::io::Read, info_path: &Path) -> Result<Vec<(u64, String)>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let headers = reader.headers().map_err(|e| csv_error(info_path, e))?.clone();
+    let id_c = headers
+        .iter()
+        .position(|h| h == "ImageID")
+        .ok_or_else(|| DataError::row(info_path, 1, "missing column `ImageID`"))?;
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(info_path, e))?;
+        let line = csv_line(&record);
+        let id = record.get(id_c).unwrap_or("").to_string();
+        if id.is_empty() || id.contains('/') || id.contains("..") {
+            return Err(DataError::row(info_path, line, format!("bad ImageID `{id}`")));
+        }
+        rows.push((line, id));
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -1,0 +1,2 @@
+// See ../README.md: nothing from it is used.
+#pragma once

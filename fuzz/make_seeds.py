@@ -1,0 +1,98 @@
+"""Writes the fuzz targets' seed corpora: small valid inputs made by the programs that make them
+in real life (torch.save, safetensors, Pillow, the csv module), so the fuzzer starts from the
+formats' real shapes. Usage: make_seeds.py OUT_DIR (one folder per target). Needs .venv with
+torch, safetensors and Pillow (scripts/setup.sh --test)."""
+import collections
+import csv
+import io
+import os
+import pickle
+import sys
+
+import torch
+from PIL import Image
+from safetensors.torch import save as safetensors_save
+
+out = sys.argv[1]
+
+
+def put(target, name, data):
+    os.makedirs(os.path.join(out, target), exist_ok=True)
+    with open(os.path.join(out, target, name), "wb") as f:
+        f.write(data)
+
+
+def csv_bytes(rows):
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
+
+
+# Dataset CSVs: ordinary rows, suffixed and duplicated ids, quoting, a bad row (train.csv's
+# first byte chooses --skip-bad).
+train = [["id", "gender", "race", "age", "path"],
+         ["000001", "female", "Asian", "45", "000001_female_Asian_45"],
+         ["001498-1", "male", "Asian", "23", "001498-1_male_Asian_23"],
+         ["000008", "male", "Asian", "60", "000008_male_Asian_60"],
+         ["000008", "female", "Asian", "19", "000008_female_Asian_19"],
+         ['a,"b"\nc', "male", "x", "30", 'odd, "folder"'],
+         ["000009", "female", "Asian", "forty", "000009_female_Asian_40"]]
+put("train_csv", "strict", b"\x00" + csv_bytes(train[:5]))
+put("train_csv", "skip_bad", b"\x01" + csv_bytes(train))
+put("train_csv", "repeated", b"\x00" + csv_bytes(train[:3] + [train[1]]))
+put("relabel_csv", "fields", csv_bytes([["id", "field", "true_value"], ["000001", "gender", "male"], ["000002", "age", "61"],
+                                         ["000003", "swap", "normal<->incorrect_mask"], ["000004", "mask", "mask3=incorrect"],
+                                         ["000008_male_Asian_60", "age", "70"], ['a,"b"', "age", "1"]]))
+put("info_csv", "info", csv_bytes([["ImageID", "ans"], ["cbc5c6e168e63498590db46022617123f1fe1268.jpg", "0"], ["a,b.jpg", "0"]]))
+
+# Images: baseline and progressive JPEG, grey and CMYK JPEG, EXIF orientations, PNG colour types.
+img = Image.new("RGB", (24, 16))
+img.putdata([((x * 10) % 256, (y * 16) % 256, (x * y) % 256) for y in range(16) for x in range(24)])
+
+
+def save(image, fmt, **kw):
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+put("image_decode", "baseline.jpg", save(img, "JPEG", quality=90))
+put("image_decode", "progressive.jpg", save(img, "JPEG", quality=80, progressive=True))
+put("image_decode", "gray.jpg", save(img.convert("L"), "JPEG"))
+put("image_decode", "cmyk.jpg", save(img.convert("CMYK"), "JPEG"))
+put("image_decode", "subsampled.jpg", save(img, "JPEG", subsampling=2))
+for orientation in (3, 6, 8):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    put("image_decode", f"orientation{orientation}.jpg", save(img, "JPEG", exif=exif.tobytes()))
+put("image_decode", "rgb.png", save(img, "PNG"))
+put("image_decode", "rgba.png", save(img.convert("RGBA"), "PNG"))
+put("image_decode", "palette.png", save(img.convert("P"), "PNG"))
+put("image_decode", "gray16.png", save(img.convert("I;16"), "PNG"))
+put("image_decode", "interlaced.png", save(img, "PNG", optimize=False))
+
+# Pickles: plain data at every protocol, and what torch.save writes.
+state = collections.OrderedDict(w=torch.arange(6, dtype=torch.float32).view(2, 3), b=torch.tensor([1, 2], dtype=torch.int64))
+for protocol in (2, 3, 4, 5):
+    put("pickle", f"data_p{protocol}", pickle.dumps({"a": [1, -2, 2**40, 1.5, None, True], "b": (b"x", "y"), "c": {1, 2}}, protocol=protocol))
+buf = io.BytesIO()
+torch.save({"epoch": 3, "state_dict": state}, buf)
+zip_bytes = buf.getvalue()
+import zipfile  # noqa: E402
+
+with zipfile.ZipFile(io.BytesIO(zip_bytes)) as z:
+    pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+    put("pickle", "torch_data.pkl", z.read(pkl))
+
+# torch.save files, zip and legacy; a Parameter; a view into a larger storage.
+put("torch_checkpoint", "nested.pt", zip_bytes)
+buf = io.BytesIO()
+torch.save(state, buf, _use_new_zipfile_serialization=False)
+put("torch_checkpoint", "legacy.pth", buf.getvalue())
+buf = io.BytesIO()
+base = torch.arange(12, dtype=torch.float16)
+torch.save(collections.OrderedDict(p=torch.nn.Parameter(torch.ones(2, 2)), view=base[2:8].view(2, 3), t=base.view(3, 4).t()), buf)
+put("torch_checkpoint", "views.pth", buf.getvalue())
+
+put("safetensors", "state.safetensors", safetensors_save({k: v.contiguous() for k, v in state.items()}, metadata={"masklab": "{}"}))
+put("safetensors", "dtypes.safetensors", safetensors_save({"h": torch.ones(3, dtype=torch.float16), "b": torch.tensor([True]), "e": torch.zeros(0, 4)}))

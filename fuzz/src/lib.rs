@@ -1,0 +1,10 @@
+//! masklab's input parsers, compiled from the main crate's own source files (no copies): the
+//! dataset CSVs, image decoding, and the checkpoint readers. None of them uses libtorch, so the
+//! fuzz build does not need it. Each module keeps its path in the main crate.
+#![allow(dead_code)]
+
+#[path = "../../src/labels.rs"]
+pub mod labels;
+
+pub mod data;
+pub mod weights;

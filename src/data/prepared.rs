@@ -1,0 +1,120 @@
+//! A dataset made ready for a run: the images of the training layout read as the config says
+//! (relabel list, age bounds, bad-file policy), split by person into training and validation
+//! (or k-fold), with the preprocessing and the loader that decodes them. Also the eval layout
+//! with its answer key as a labelled set, for `masklab eval --split eval`.
+use crate::config::Config;
+use crate::data::dataset::{read_eval, read_train, ReadOptions, Sample, TrainSet};
+use crate::data::decode::Preprocess;
+use crate::data::loader::{Loader, OnBadImage};
+use crate::data::split::{kfold_assign, train_val_split};
+use crate::labels::{Class, NUM_CLASSES};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Everything the data side of a run needs: samples, the split, and preprocessing.
+pub struct Prepared {
+    pub set: TrainSet,
+    pub samples: Vec<Sample>,
+    /// The 18-way class of each sample.
+    pub classes: Vec<usize>,
+    pub train_idx: Vec<usize>,
+    pub val_idx: Vec<usize>,
+    pub prep: Preprocess,
+}
+
+impl Prepared {
+    /// The classes of the training split, in its order (what the sampler draws from).
+    pub fn train_classes(&self) -> Vec<usize> {
+        self.train_idx.iter().map(|&i| self.classes[i]).collect()
+    }
+
+    /// Images per 18-way class among `idx`.
+    pub fn class_counts(&self, idx: &[usize]) -> Vec<u64> {
+        idx.iter().fold(vec![0u64; NUM_CLASSES], |mut n, &i| {
+            n[self.classes[i]] += 1;
+            n
+        })
+    }
+
+    /// The decoding loader over every sample, as the config asks (cache, prefetch, bad images).
+    pub fn loader(&self, cfg: &Config) -> Loader {
+        let on_bad = if cfg.data.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
+        Loader::new(self.samples.iter().map(|s| s.path.clone()).collect(), self.prep, cfg.data.cache_mib, cfg.data.prefetch, on_bad)
+    }
+
+    /// The person folder a sample belongs to (its index for sets without people).
+    pub fn person_name(&self, sample: usize) -> String {
+        let s = &self.samples[sample];
+        self.set.people.get(s.person).map(|p| p.folder.clone()).unwrap_or_else(|| s.person.to_string())
+    }
+}
+
+/// Reads the dataset as the config says and splits it by person.
+pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
+    let opts = ReadOptions {
+        relabel: (!cfg.data.relabel.is_empty()).then(|| PathBuf::from(&cfg.data.relabel)),
+        no_relabel: cfg.data.no_relabel,
+        skip_bad: cfg.data.skip_bad,
+    };
+    let set = read_train(data, &opts)?;
+    for p in &set.problems {
+        tracing::warn!("skipped: {p}");
+    }
+    let bounds = cfg.data.bounds()?;
+    let samples = set.samples(&bounds);
+    if samples.is_empty() {
+        bail!("{}: no training images found", data.display());
+    }
+    let strata = set.strata(&bounds);
+    let is_val: Vec<bool> = if cfg.data.folds >= 2 {
+        if cfg.data.fold == 0 {
+            bail!("data.folds = {} trains every fold through kfold::train_folds; a single run needs data.fold in 1..={}", cfg.data.folds, cfg.data.folds);
+        }
+        kfold_assign(&strata, cfg.data.folds, cfg.train.seed).into_iter().map(|f| f + 1 == cfg.data.fold).collect()
+    } else {
+        train_val_split(&strata, cfg.data.val_ratio, cfg.train.seed)
+    };
+    let (mut train_idx, mut val_idx) = (Vec::new(), Vec::new());
+    for (i, s) in samples.iter().enumerate() {
+        if is_val[s.person] {
+            val_idx.push(i)
+        } else {
+            train_idx.push(i)
+        }
+    }
+    let prep = cfg.data.preprocess()?;
+    let classes = samples.iter().map(|s| s.class.encode()).collect();
+    Ok(Prepared { set, samples, classes, train_idx, val_idx, prep })
+}
+
+/// The eval layout as a labelled set: `DATA/eval/info.csv` images with `DATA/eval/answers.csv`
+/// classes, all of them in the validation role (nothing to train on).
+pub fn labelled_eval_set(data: &Path, cfg: &Config) -> Result<Prepared> {
+    let dir = data.join("eval");
+    let eval = read_eval(&dir, cfg.data.skip_bad)?;
+    let key_path = dir.join("answers.csv");
+    let mut reader = csv::Reader::from_path(&key_path).with_context(|| format!("cannot read {} (the answer key)", key_path.display()))?;
+    let mut key = std::collections::HashMap::new();
+    for (i, r) in reader.records().enumerate() {
+        let r = r.with_context(|| format!("{}:{}", key_path.display(), i + 2))?;
+        let class: usize = r.get(1).unwrap_or("").trim().parse().map_err(|_| anyhow!("{}:{}: ans must be 0..17", key_path.display(), i + 2))?;
+        if class >= NUM_CLASSES {
+            bail!("{}:{}: ans must be 0..17, got {class}", key_path.display(), i + 2);
+        }
+        key.insert(r.get(0).unwrap_or("").to_string(), class);
+    }
+    let mut samples = Vec::with_capacity(eval.image_ids.len());
+    for (id, path) in eval.image_ids.iter().zip(&eval.paths) {
+        let class = *key.get(id).ok_or_else(|| anyhow!("{}: no answer for {id}", key_path.display()))?;
+        samples.push(Sample { path: path.clone(), person: samples.len(), class: Class::decode(class).expect("checked") });
+    }
+    let set = TrainSet { root: data.to_path_buf(), people: Vec::new(), skipped_files: Vec::new(), relabel_file: None, relabeled: 0, problems: eval.problems };
+    Ok(Prepared {
+        classes: samples.iter().map(|s| s.class.encode()).collect(),
+        train_idx: Vec::new(),
+        val_idx: (0..samples.len()).collect(),
+        samples,
+        set,
+        prep: cfg.data.preprocess()?,
+    })
+}

@@ -1,0 +1,255 @@
+//! `masklab faces DATA|DIR`: detect the faces of every photo of a dataset into its `faces.csv`,
+//! reusing the rows of photos that did not change, and count what was found. A dataset is the
+//! competition's layout (`DATA` holding `train/train.csv` and/or `eval/info.csv`, or either
+//! folder itself) or any folder of photos (searched recursively).
+use super::assign::{train_face_boxes, FaceSource};
+use super::cache::{FacesCache, ImageFaces, Stamp, FACES_FILE};
+use super::mtcnn::Mtcnn;
+use crate::data::decode::RgbImage;
+use crate::data::error::DataError;
+use crate::data::dataset::{read_eval, read_train, ReadOptions, TrainSet, IMAGE_EXTENSIONS};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// Photos written to the cache between saves, so that a stopped run keeps its work.
+const SAVE_EVERY: usize = 512;
+
+/// One dataset whose faces are detected into one file.
+pub struct FaceSet {
+    /// `train`, `eval` or `folder`.
+    pub kind: &'static str,
+    pub cache_path: PathBuf,
+    pub images: Vec<PathBuf>,
+    /// The training set, for the reuse rule.
+    pub train: Option<TrainSet>,
+    /// Rows and photos reported and skipped under `skip_bad` while reading the layout.
+    pub problems: Vec<String>,
+}
+
+fn is_photo(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    !name.starts_with('.') && IMAGE_EXTENSIONS.contains(&ext.as_str())
+}
+
+fn list_photos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::file(dir, format!("cannot list: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| DataError::file(dir, format!("cannot list: {e}")))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() && !name.starts_with('.') {
+            list_photos(&path, out)?;
+        } else if path.is_file() && is_photo(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn train_set(data: &Path, read: &ReadOptions) -> Result<FaceSet> {
+    let set = read_train(data, read)?;
+    let images = set.people.iter().flat_map(|p| p.images.iter().map(|i| i.path.clone())).collect();
+    Ok(FaceSet { kind: "train", cache_path: data.join("train").join(FACES_FILE), images, problems: set.problems.clone(), train: Some(set) })
+}
+
+fn eval_set(dir: &Path, skip_bad: bool) -> Result<FaceSet> {
+    let set = read_eval(dir, skip_bad)?;
+    let images = set.paths.iter().filter(|p| p.is_file()).cloned().collect();
+    Ok(FaceSet { kind: "eval", cache_path: dir.join(FACES_FILE), images, train: None, problems: set.problems })
+}
+
+/// The datasets under `path`: `train/` and `eval/` of a competition dataset, a `train` folder
+/// (holding `train.csv`), an eval folder (holding `info.csv`), or else every photo of the folder.
+pub fn find_sets(path: &Path, read: &ReadOptions) -> Result<Vec<FaceSet>> {
+    if !path.is_dir() {
+        bail!("{}: not a folder (expected a dataset with train/ or eval/, or a folder of photos)", path.display());
+    }
+    let mut sets = Vec::new();
+    if path.join("train").join("train.csv").is_file() {
+        sets.push(train_set(path, read)?);
+    }
+    if path.join("eval").join("info.csv").is_file() {
+        sets.push(eval_set(&path.join("eval"), read.skip_bad)?);
+    }
+    if sets.is_empty() && path.join("train.csv").is_file() {
+        let data = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if path.file_name().is_none_or(|n| n != "train") {
+            bail!("{}: a train.csv outside a folder named `train` (the layout is DATA/train/train.csv)", path.display());
+        }
+        sets.push(train_set(data, read)?);
+    }
+    if sets.is_empty() && path.join("info.csv").is_file() {
+        sets.push(eval_set(path, read.skip_bad)?);
+    }
+    if sets.is_empty() {
+        let mut images = Vec::new();
+        list_photos(path, &mut images)?;
+        images.sort();
+        if images.is_empty() {
+            bail!("{}: no photos (.jpg, .jpeg, .png) and no train/train.csv or info.csv", path.display());
+        }
+        sets.push(FaceSet { kind: "folder", cache_path: path.join(FACES_FILE), images, train: None, problems: Vec::new() });
+    }
+    Ok(sets)
+}
+
+/// Decodes a photo at full resolution (format from the bytes, not the name).
+pub fn decode_photo(path: &Path) -> Result<RgbImage, DataError> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read image: {e}")))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| DataError::file(path, format!("cannot decode image: {e}")))?.into_rgb8();
+    let (width, height) = img.dimensions();
+    Ok(RgbImage { width, height, data: img.into_raw() })
+}
+
+#[derive(Clone, Debug)]
+pub struct FacesOptions {
+    /// Folder of `pnet.pt`, `rnet.pt`, `onet.pt`.
+    pub weights: PathBuf,
+    pub device: Device,
+    /// Photos decoded and detected together (photos of equal size share the networks' passes).
+    pub batch: usize,
+    /// Report skipped photos and go on (they are not cached, so a later run tries again).
+    pub skip_bad: bool,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FacesSummary {
+    pub kind: String,
+    pub file: PathBuf,
+    pub images: usize,
+    /// Photos whose rows were reused from the file.
+    pub cached: usize,
+    pub detected: usize,
+    pub one_face: usize,
+    pub several_faces: usize,
+    pub no_face: usize,
+    /// Training photos without a face that take their person's unmasked box.
+    pub reused_from_normal: Option<usize>,
+    /// Training photos with no box at all (left to the centre crop).
+    pub without_box: Option<usize>,
+    /// Unreadable photos and bad rows reported and skipped (`--skip-bad`).
+    pub skipped: Vec<String>,
+    pub seconds: f64,
+}
+
+impl FacesSummary {
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{}: {} images ({} from the cache, {} detected in {:.1}s): {} with one face, {} with several, {} with none",
+            self.file.display(),
+            self.images,
+            self.cached,
+            self.detected,
+            self.seconds,
+            self.one_face,
+            self.several_faces,
+            self.no_face
+        );
+        if let (Some(r), Some(n)) = (self.reused_from_normal, self.without_box) {
+            s.push_str(&format!("; {r} masked photos take the padded box of their person's unmasked photo, {n} have no box"));
+        }
+        if !self.skipped.is_empty() {
+            s.push_str(&format!("; {} skipped (unreadable or bad rows)", self.skipped.len()));
+        }
+        s
+    }
+}
+
+/// Detects the faces of `set` into `cache_path` (default the set's own file) and counts them.
+/// The detector is loaded only when some photo is not in the file yet.
+pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions) -> Result<FacesSummary> {
+    let start = std::time::Instant::now();
+    let path = cache_path.unwrap_or(&set.cache_path);
+    let old = FacesCache::read(path)?;
+    let mut cache = FacesCache::empty(path);
+    let mut todo: Vec<(PathBuf, Stamp)> = Vec::new();
+    let mut skipped = Vec::new();
+    for image in &set.images {
+        let stamp = match Stamp::of(image) {
+            Ok(s) => s,
+            Err(e) if opts.skip_bad => {
+                skipped.push(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match old.fresh(image, stamp) {
+            Some(entry) => {
+                cache.images.insert(cache.key(image), entry.clone());
+            }
+            None => todo.push((image.clone(), stamp)),
+        }
+    }
+    let cached = cache.images.len();
+    if !todo.is_empty() {
+        let detector = Mtcnn::load(&opts.weights, opts.device)?;
+        let bar = if opts.progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
+        let mut since_save = 0;
+        for chunk in todo.chunks(opts.batch.max(1)) {
+            let decoded: Vec<Result<RgbImage, DataError>> = chunk.par_iter().map(|(p, _)| decode_photo(p)).collect();
+            let mut ok = Vec::new();
+            for ((image, stamp), d) in chunk.iter().zip(decoded) {
+                match d {
+                    Ok(img) => ok.push((image, *stamp, img)),
+                    Err(e) if opts.skip_bad => skipped.push(e.to_string()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let refs: Vec<&RgbImage> = ok.iter().map(|(_, _, img)| img).collect();
+            let found = detector.detect_batch(&refs)?;
+            for ((image, stamp, img), faces) in ok.iter().zip(found) {
+                cache.images.insert(cache.key(image), ImageFaces { stamp: *stamp, width: img.width, height: img.height, faces });
+            }
+            since_save += chunk.len();
+            if since_save >= SAVE_EVERY {
+                cache.write().with_context(|| format!("cannot write {}", path.display()))?;
+                since_save = 0;
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+    }
+    if !todo.is_empty() || cache.images.len() != old.images.len() || !path.exists() {
+        cache.write().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut s = FacesSummary {
+        kind: set.kind.to_string(),
+        file: path.to_path_buf(),
+        images: cache.images.len(),
+        cached,
+        detected: cache.images.len() - cached,
+        skipped,
+        ..Default::default()
+    };
+    for e in cache.images.values() {
+        match e.faces.len() {
+            0 => s.no_face += 1,
+            1 => s.one_face += 1,
+            _ => s.several_faces += 1,
+        }
+    }
+    if let Some(train) = &set.train {
+        let boxes: Vec<_> = train_face_boxes(train, &cache).into_iter().flatten().collect();
+        s.reused_from_normal = Some(boxes.iter().filter(|b| matches!(b, Some(b) if b.source == FaceSource::ReusedFromNormal)).count());
+        s.without_box = Some(boxes.iter().filter(|b| b.is_none()).count());
+    }
+    s.skipped.extend(set.problems.iter().cloned());
+    s.seconds = start.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+/// `masklab faces PATH [--out FILE]`: every dataset under `path`.
+pub fn run(path: &Path, out: Option<&Path>, read: &ReadOptions, opts: &FacesOptions) -> Result<Vec<FacesSummary>> {
+    let sets = find_sets(path, read)?;
+    if out.is_some() && sets.len() > 1 {
+        bail!("{} holds {} datasets ({}): --out names one file; run `masklab faces` on each folder", path.display(), sets.len(),
+            sets.iter().map(|s| s.kind).collect::<Vec<_>>().join(" and "));
+    }
+    sets.iter().map(|set| detect_set(set, out, opts)).collect()
+}

@@ -1,0 +1,247 @@
+//! EfficientNetV2-S/M with torchvision's module tree: `features.0` stem, `features.{stage}.{layer}.block.{i}`
+//! (FusedMBConv in the first stages, MBConv with squeeze-excitation after), `features.{last}` head,
+//! `classifier.1`. Batch norm eps 1e-3 (torchvision's choice for V2), SiLU, symmetric padding,
+//! stochastic depth growing linearly to 0.2 over the blocks.
+use super::blocks::{
+    classifier_dropout, global_average_pool, linear_zero_bias, stochastic_depth, Activation, ConvNormActivation,
+    ConvSpec, NormConfig, Padding,
+};
+use super::efficientnet::{scale_channels, BlockShape, BlockStyle, MbConv};
+use tch::nn::{self, Init, ModuleT};
+use tch::Tensor;
+
+/// torchvision's `partial(nn.BatchNorm2d, eps=1e-03)` (momentum stays PyTorch's 0.1).
+const V2_NORM: NormConfig = NormConfig { eps: 1e-3, momentum: 0.1 };
+const HEAD_CHANNELS: i64 = 1280;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Expansion and depthwise conv fused into one full conv (`FusedMBConv`).
+    Fused,
+    /// Expansion, depthwise conv, squeeze-excitation, projection (`MBConv`).
+    MbConv,
+}
+
+/// One row of torchvision's `_efficientnet_conf` for V2.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StageConfig {
+    pub kind: BlockKind,
+    pub expand_ratio: f64,
+    pub kernel: i64,
+    pub stride: i64,
+    pub input_channels: i64,
+    pub out_channels: i64,
+    pub num_layers: i64,
+}
+
+const fn fused(expand_ratio: f64, kernel: i64, stride: i64, input_channels: i64, out_channels: i64, num_layers: i64) -> StageConfig {
+    StageConfig { kind: BlockKind::Fused, expand_ratio, kernel, stride, input_channels, out_channels, num_layers }
+}
+
+const fn mbconv(expand_ratio: f64, kernel: i64, stride: i64, input_channels: i64, out_channels: i64, num_layers: i64) -> StageConfig {
+    StageConfig { kind: BlockKind::MbConv, expand_ratio, kernel, stride, input_channels, out_channels, num_layers }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct V2Config {
+    pub stages: &'static [StageConfig],
+    pub dropout: f64,
+}
+
+pub const V2_S: V2Config = V2Config {
+    stages: &[
+        fused(1.0, 3, 1, 24, 24, 2),
+        fused(4.0, 3, 2, 24, 48, 4),
+        fused(4.0, 3, 2, 48, 64, 4),
+        mbconv(4.0, 3, 2, 64, 128, 6),
+        mbconv(6.0, 3, 1, 128, 160, 9),
+        mbconv(6.0, 3, 2, 160, 256, 15),
+    ],
+    dropout: 0.2,
+};
+
+pub const V2_M: V2Config = V2Config {
+    stages: &[
+        fused(1.0, 3, 1, 24, 24, 3),
+        fused(4.0, 3, 2, 24, 48, 5),
+        fused(4.0, 3, 2, 48, 80, 5),
+        mbconv(4.0, 3, 2, 80, 160, 7),
+        mbconv(6.0, 3, 1, 160, 176, 14),
+        mbconv(6.0, 3, 2, 176, 304, 18),
+        mbconv(6.0, 3, 1, 304, 512, 5),
+    ],
+    dropout: 0.3,
+};
+
+/// Where one block sits and which layers it has (what maps timm's names onto torchvision's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V2BlockPlan {
+    /// Index into `features` (1-based: `features.0` is the stem).
+    pub stage: usize,
+    pub layer: usize,
+    pub kind: BlockKind,
+    /// A separate expansion layer (MBConv with ratio != 1; FusedMBConv with ratio != 1 has a
+    /// fused expansion conv followed by a 1x1 projection).
+    pub expand: bool,
+}
+
+/// The blocks in forward order and the index of the head in `features`.
+pub fn block_plan(cfg: V2Config) -> (Vec<V2BlockPlan>, usize) {
+    let mut plan = Vec::new();
+    for (i, s) in cfg.stages.iter().enumerate() {
+        for layer in 0..s.num_layers {
+            let input = if layer == 0 { s.input_channels } else { s.out_channels };
+            plan.push(V2BlockPlan {
+                stage: i + 1,
+                layer: layer as usize,
+                kind: s.kind,
+                expand: scale_channels(input, s.expand_ratio) != input,
+            });
+        }
+    }
+    (plan, cfg.stages.len() + 1)
+}
+
+/// torchvision's `FusedMBConv`: a full k x k conv that expands (and strides), then a 1x1
+/// projection; with expansion ratio 1 the k x k conv goes straight to the output width.
+#[derive(Debug)]
+struct FusedMbConv {
+    layers: Vec<ConvNormActivation>,
+    use_residual: bool,
+    stochastic_depth_prob: f64,
+}
+
+impl FusedMbConv {
+    fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64) -> Self {
+        let block = &p / "block";
+        let expanded = scale_channels(shape.input_channels, shape.expand_ratio);
+        let spatial = |out: i64| ConvSpec::new(shape.input_channels, out, shape.kernel).stride(shape.stride);
+        let layers = if expanded != shape.input_channels {
+            vec![
+                ConvNormActivation::new(&block / 0, spatial(expanded), V2_NORM, Activation::Silu),
+                ConvNormActivation::new(&block / 1, ConvSpec::new(expanded, shape.out_channels, 1), V2_NORM, Activation::Identity),
+            ]
+        } else {
+            vec![ConvNormActivation::new(&block / 0, spatial(shape.out_channels), V2_NORM, Activation::Silu)]
+        };
+        FusedMbConv {
+            layers,
+            use_residual: shape.stride == 1 && shape.input_channels == shape.out_channels,
+            stochastic_depth_prob,
+        }
+    }
+}
+
+impl ModuleT for FusedMbConv {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut branch = xs.shallow_clone();
+        for layer in &self.layers {
+            branch = layer.forward_t(&branch, train);
+        }
+        if self.use_residual {
+            let mut out = stochastic_depth(&branch, self.stochastic_depth_prob, train);
+            out += xs;
+            out
+        } else {
+            branch
+        }
+    }
+}
+
+/// EfficientNetV2 as torchvision builds it.
+pub struct EfficientNetV2 {
+    stem: ConvNormActivation,
+    blocks: Vec<Box<dyn ModuleT>>,
+    head: ConvNormActivation,
+    dropout: f64,
+    classifier: nn::Linear,
+}
+
+impl std::fmt::Debug for EfficientNetV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EfficientNetV2({} blocks)", self.blocks.len())
+    }
+}
+
+impl EfficientNetV2 {
+    /// `stochastic_depth` is the last block's drop probability; block `i` of `n` drops with
+    /// `stochastic_depth * i / n`.
+    pub fn new(p: &nn::Path, cfg: V2Config, num_classes: i64, dropout: f64, stochastic_depth: f64) -> Self {
+        let features = p / "features";
+        let stem = ConvNormActivation::new(
+            &features / 0,
+            ConvSpec::new(3, cfg.stages[0].input_channels, 3).stride(2),
+            V2_NORM,
+            Activation::Silu,
+        );
+        let style = BlockStyle { norm: V2_NORM, activation: Activation::Silu, padding: Padding::Symmetric, squeeze_excitation: true };
+        let total: i64 = cfg.stages.iter().map(|s| s.num_layers).sum();
+        let mut blocks: Vec<Box<dyn ModuleT>> = Vec::with_capacity(total as usize);
+        let mut block_id = 0;
+        for (i, s) in cfg.stages.iter().enumerate() {
+            let stage_path = &features / (i + 1);
+            for layer in 0..s.num_layers {
+                let (input_channels, stride) = if layer == 0 { (s.input_channels, s.stride) } else { (s.out_channels, 1) };
+                let shape = BlockShape { input_channels, out_channels: s.out_channels, expand_ratio: s.expand_ratio, kernel: s.kernel, stride };
+                let drop = stochastic_depth * block_id as f64 / total as f64;
+                blocks.push(match s.kind {
+                    BlockKind::Fused => Box::new(FusedMbConv::new(&stage_path / layer, shape, drop)),
+                    BlockKind::MbConv => Box::new(MbConv::new(&stage_path / layer, shape, drop, style)),
+                });
+                block_id += 1;
+            }
+        }
+        let last = cfg.stages[cfg.stages.len() - 1].out_channels;
+        let head = ConvNormActivation::new(
+            &features / (cfg.stages.len() + 1),
+            ConvSpec::new(last, HEAD_CHANNELS, 1),
+            V2_NORM,
+            Activation::Silu,
+        );
+        let init_range = 1.0 / (num_classes as f64).sqrt();
+        let classifier =
+            linear_zero_bias(p / "classifier" / 1, HEAD_CHANNELS, num_classes, Init::Uniform { lo: -init_range, up: init_range });
+        EfficientNetV2 { stem, blocks, head, dropout, classifier }
+    }
+}
+
+impl ModuleT for EfficientNetV2 {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut features = self.stem.forward_t(xs, train);
+        for block in &self.blocks {
+            features = block.forward_t(&features, train);
+        }
+        let features = self.head.forward_t(&features, train);
+        classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.classifier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn::VarStore, Device};
+
+    #[test]
+    fn names_and_shapes_match_torchvision() {
+        let vs = VarStore::new(Device::Cpu);
+        let _m = EfficientNetV2::new(&vs.root(), V2_S, 1000, 0.2, 0.2);
+        let vars = vs.variables();
+        // Shapes from torchvision 0.26's efficientnet_v2_s().state_dict().
+        let expected: &[(&str, &[i64])] = &[
+            ("features.0.0.weight", &[24, 3, 3, 3]),
+            ("features.1.1.block.0.0.weight", &[24, 24, 3, 3]),
+            ("features.2.0.block.0.0.weight", &[96, 24, 3, 3]),
+            ("features.2.0.block.1.0.weight", &[48, 96, 1, 1]),
+            ("features.4.0.block.2.fc1.weight", &[16, 256, 1, 1]),
+            ("features.6.14.block.3.1.running_var", &[256]),
+            ("features.7.0.weight", &[1280, 256, 1, 1]),
+            ("classifier.1.weight", &[1000, 1280]),
+        ];
+        for (name, shape) in expected {
+            assert_eq!(vars.get(*name).unwrap_or_else(|| panic!("missing {name}")).size(), shape.to_vec(), "{name}");
+        }
+        let (plan, head) = block_plan(V2_S);
+        assert_eq!((plan.len(), head), (40, 7));
+        assert!(!plan[0].expand && plan[2].expand && plan[2].kind == BlockKind::Fused);
+    }
+}

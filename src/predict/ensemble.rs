@@ -1,0 +1,193 @@
+//! The one inference path from trained runs to 18-way probabilities, shared by `predict` and
+//! `serve`: which models a run argument names (a run's best checkpoint, a k-fold run's folds, or
+//! one checkpoint file), each model's own preprocessing and test-time augmentation, the equal-weight
+//! soft vote of a run's models, the run's tuned decision biases, and the weighted soft vote of
+//! several runs.
+use crate::config::Config;
+use crate::data::decode::Preprocess;
+use crate::data::loader::{Loader, OnBadImage};
+use crate::decision_biases::{load_biases, Biases};
+use crate::labels::NUM_CLASSES;
+use crate::model::net::{forward_batch, infer, Net, RunOptions, Tta};
+use crate::model::trained::load_trained;
+use crate::run_dir::{RunDir, BEST};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// How the models are loaded and run.
+#[derive(Clone, Copy, Debug)]
+pub struct InferenceOptions {
+    pub device: Device,
+    pub tta: Tta,
+    /// Apply each run's tuned decision biases (`RUN/tune.json`).
+    pub use_biases: bool,
+    /// Images per step (0: each run's train.eval_batch_size).
+    pub batch_size: usize,
+}
+
+/// One trained model (a run's checkpoint: every model of its layout), ready to run.
+pub struct TrainedModel {
+    pub run: RunDir,
+    /// The checkpoint's name (`best`, `last`, ...).
+    pub which: String,
+    pub config: Config,
+    nets: Vec<Net>,
+    /// How an image file becomes this model's input.
+    pub prep: Preprocess,
+    run_opts: RunOptions,
+    batch_size: usize,
+}
+
+impl TrainedModel {
+    pub fn load(run: &RunDir, which: &str, o: &InferenceOptions) -> Result<TrainedModel> {
+        let (config, nets) = load_trained(run, which, o.device).with_context(|| format!("run {}", run.path().display()))?;
+        let prep = config.data.preprocess().with_context(|| format!("run {}", run.path().display()))?;
+        let run_opts = RunOptions::new(&config, o.device, o.tta);
+        let batch_size = if o.batch_size > 0 { o.batch_size } else { config.train.eval_batch() };
+        Ok(TrainedModel { run: run.clone(), which: which.to_string(), config, nets, prep, run_opts, batch_size })
+    }
+
+    /// The checkpoint file the weights came from.
+    pub fn checkpoint_file(&self) -> PathBuf {
+        self.run.checkpoint(&self.which)
+    }
+
+    /// `[B, 18]` probabilities (CPU) of images already decoded with `self.prep` (uint8 NHWC).
+    pub fn probs(&self, images_u8: &Tensor) -> Tensor {
+        forward_batch(&self.nets, self.config.model.layout, images_u8, &self.run_opts).0.to_device(Device::Cpu)
+    }
+
+    /// `[N, 18]` probabilities (CPU) of image files, and which of them could be read: the rows of
+    /// unreadable images are zero. Images are decoded in parallel ahead of the device, never all
+    /// held in memory.
+    pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
+        let n = paths.len();
+        let loader = Loader::new(paths.to_vec(), self.prep, 0, self.config.data.prefetch, on_bad);
+        let (probs, _, kept) = infer(&self.nets, self.config.model.layout, &loader, (0..n).collect(), self.batch_size, &self.run_opts)?;
+        let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
+        let mut read = vec![false; n];
+        for &i in &kept {
+            read[i] = true;
+        }
+        if !kept.is_empty() {
+            let idx = Tensor::from_slice(&kept.iter().map(|&i| i as i64).collect::<Vec<_>>());
+            let _ = full.index_copy_(0, &idx, &probs);
+        }
+        Ok((full, read))
+    }
+}
+
+/// What one run argument names: its models, its decision biases, its weight in the vote.
+pub struct EnsembleMember {
+    /// The argument as given (a run folder, a k-fold run folder or a checkpoint file).
+    pub source: PathBuf,
+    pub models: Vec<TrainedModel>,
+    pub biases: Option<Biases>,
+    pub weight: f64,
+}
+
+/// Every model of every run argument.
+pub struct Ensemble {
+    pub members: Vec<EnsembleMember>,
+}
+
+impl Ensemble {
+    /// Loads the models the arguments name; `weights`: one per argument (default: equal).
+    pub fn load(sources: &[PathBuf], weights: Option<&[f64]>, o: &InferenceOptions) -> Result<Ensemble> {
+        if sources.is_empty() {
+            bail!("at least one run is needed");
+        }
+        let weights = match weights {
+            Some(w) if w.len() != sources.len() => bail!("--weights has {} values for {} runs", w.len(), sources.len()),
+            Some(w) if w.iter().any(|v| !v.is_finite() || *v < 0.0) || w.iter().sum::<f64>() <= 0.0 => {
+                bail!("--weights must be non-negative with a positive sum, got {w:?}")
+            }
+            Some(w) => w.to_vec(),
+            None => vec![1.0; sources.len()],
+        };
+        let mut members = Vec::with_capacity(sources.len());
+        for (source, weight) in sources.iter().zip(weights) {
+            let (run, models) = models_of(source)?;
+            let models = models.iter().map(|(r, which)| TrainedModel::load(r, which, o)).collect::<Result<Vec<_>>>()?;
+            let biases = if o.use_biases { load_biases(&run)? } else { None };
+            members.push(EnsembleMember { source: source.clone(), models, biases, weight });
+        }
+        Ok(Ensemble { members })
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = &TrainedModel> {
+        self.members.iter().flat_map(|m| m.models.iter())
+    }
+
+    /// The ensemble's `[N, 18]` probabilities from each model's, given in `models()` order: the
+    /// equal-weight vote within a run, its decision biases, then the weighted vote of the runs.
+    pub fn combine(&self, model_probs: &[Tensor]) -> Tensor {
+        let mut next = model_probs.iter();
+        let mut run_probs = Vec::with_capacity(self.members.len());
+        for m in &self.members {
+            let own: Vec<Tensor> = next.by_ref().take(m.models.len()).map(|t| t.shallow_clone()).collect();
+            let mut p = soft_vote(&own, &vec![1.0; own.len()]);
+            if let Some(b) = &m.biases {
+                p = b.adjust(&p);
+            }
+            run_probs.push(p);
+        }
+        soft_vote(&run_probs, &self.members.iter().map(|m| m.weight).collect::<Vec<_>>())
+    }
+
+    /// The ensemble's `[N, 18]` probabilities of image files, and which images every model read.
+    pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
+        let mut all = Vec::new();
+        let mut read = vec![true; paths.len()];
+        for model in self.models() {
+            let (p, seen) = model.probs_of_files(paths, on_bad)?;
+            for (r, s) in read.iter_mut().zip(seen) {
+                *r &= s;
+            }
+            all.push(p);
+        }
+        Ok((self.combine(&all), read))
+    }
+}
+
+/// Soft vote: the weighted mean of `[N, 18]` probabilities.
+pub fn soft_vote(probs: &[Tensor], weights: &[f64]) -> Tensor {
+    let total: f64 = weights.iter().sum();
+    let mut acc = Tensor::zeros_like(&probs[0]);
+    for (p, w) in probs.iter().zip(weights) {
+        acc += p * (*w / total);
+    }
+    acc
+}
+
+/// The run folder an argument belongs to, and its models as (run, checkpoint): a run's best
+/// checkpoint, each fold's best for a k-fold run, or one checkpoint file of a run
+/// (`RUN/last.safetensors`).
+fn models_of(arg: &Path) -> Result<(RunDir, Vec<(RunDir, String)>)> {
+    if arg.is_file() {
+        let which = arg.file_stem().and_then(|s| s.to_str()).filter(|_| arg.extension().is_some_and(|e| e == "safetensors"));
+        let (Some(which), Some(run)) = (which, arg.parent()) else {
+            bail!("{}: expected a run folder or a checkpoint file RUN/<name>.safetensors", arg.display());
+        };
+        let run = RunDir::new(if run.as_os_str().is_empty() { Path::new(".") } else { run });
+        return Ok((run.clone(), vec![(run, which.to_string())]));
+    }
+    let run = RunDir::new(arg);
+    let members = run.member_runs()?.into_iter().map(|r| (r, BEST.to_string())).collect();
+    Ok((run, members))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_vote_is_the_weighted_mean() {
+        let a = Tensor::from_slice(&[0.8f32, 0.2]).view([1, 2]);
+        let b = Tensor::from_slice(&[0.2f32, 0.8]).view([1, 2]);
+        let v = Vec::<f32>::try_from(soft_vote(&[a, b], &[3.0, 1.0]).view([-1])).unwrap();
+        // (3*0.8 + 1*0.2)/4 = 0.65, (3*0.2 + 1*0.8)/4 = 0.35
+        assert!((v[0] - 0.65).abs() < 1e-6 && (v[1] - 0.35).abs() < 1e-6, "{v:?}");
+    }
+}

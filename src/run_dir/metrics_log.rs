@@ -1,0 +1,315 @@
+//! `RUN/metrics.jsonl`: the run's log, one JSON object per line, tagged by `kind`. The trainer
+//! produces these lines, the metrics-file observer writes them, and the console, the trackers
+//! and the report read them: one type for all of them.
+//!
+//! Fields added over time are optional when read, so older runs still load; lines of kinds this
+//! version does not know are skipped (the file is shared with whatever else logs per run).
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::metrics::Evaluation;
+use crate::util::write_atomic;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MetricsLine {
+    Start(StartLine),
+    Step(StepLine),
+    Epoch(EpochLine),
+    EarlyStop(EarlyStopLine),
+    /// A line of a kind this version does not write.
+    #[serde(other)]
+    Other,
+}
+
+/// What the run trained on; written once, when a run starts (not again on resume).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StartLine {
+    /// The dataset folder, canonical when training could resolve it.
+    pub data: Option<PathBuf>,
+    /// The k-fold fold held out (0: a plain train/validation split).
+    pub fold: Option<usize>,
+    pub train_images: Option<u64>,
+    pub val_images: Option<u64>,
+    pub people: Option<u64>,
+    pub device: Option<String>,
+    pub layout: Option<String>,
+    /// Images per 18-way class in the training and validation splits (runs before these were logged have none).
+    pub train_classes: Option<Vec<u64>>,
+    pub val_classes: Option<Vec<u64>>,
+}
+
+/// The training loss averaged over the steps since the previous step line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StepLine {
+    pub epoch: usize,
+    /// Optimiser steps done so far.
+    pub step: usize,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub loss: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub lr: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub images_per_s: f64,
+}
+
+/// An epoch's training loss and validation scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EpochLine {
+    pub epoch: usize,
+    /// Optimiser steps done by the end of the epoch.
+    pub step: usize,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub train_loss: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub lr: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub train_images_per_s: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub seconds: f64,
+    /// None for a run without a validation split.
+    pub val: Option<ValScores>,
+}
+
+impl Default for EpochLine {
+    fn default() -> Self {
+        EpochLine { epoch: 0, step: 0, train_loss: f64::NAN, lr: f64::NAN, train_images_per_s: 0.0, seconds: 0.0, val: None }
+    }
+}
+
+/// Validation scores of one epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ValScores {
+    #[serde(deserialize_with = "number_or_nan")]
+    pub loss: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub f1: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub accuracy: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub f1_mask: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub f1_gender: f64,
+    #[serde(deserialize_with = "number_or_nan")]
+    pub f1_age: f64,
+    pub images: usize,
+}
+
+impl Default for ValScores {
+    fn default() -> Self {
+        ValScores { loss: f64::NAN, f1: f64::NAN, accuracy: f64::NAN, f1_mask: f64::NAN, f1_gender: f64::NAN, f1_age: f64::NAN, images: 0 }
+    }
+}
+
+impl From<&Evaluation> for ValScores {
+    fn from(e: &Evaluation) -> ValScores {
+        let s = &e.scores;
+        ValScores { loss: e.loss, f1: s.f1, accuracy: s.accuracy, f1_mask: s.f1_mask, f1_gender: s.f1_gender, f1_age: s.f1_age, images: e.images }
+    }
+}
+
+/// JSON has no NaN: serde_json writes a non-finite number as null, which reads back as NaN.
+fn number_or_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+/// Early stopping ended the run after `epoch`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EarlyStopLine {
+    pub epoch: usize,
+    pub best_epoch: usize,
+}
+
+impl StepLine {
+    /// The line's numbers by name (`loss`, `lr`, `images_per_s`).
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        scalars_of(self)
+    }
+}
+
+impl EpochLine {
+    /// The line's numbers by name, validation ones prefixed `val_` (`train_loss`, `val_f1`, ...).
+    pub fn scalars(&self) -> Vec<(String, f64)> {
+        scalars_of(self)
+    }
+}
+
+fn scalars_of(line: &impl Serialize) -> Vec<(String, f64)> {
+    serde_json::to_value(line).map(|v| line_scalars(&v)).unwrap_or_default()
+}
+
+/// The numbers of a metrics.jsonl line, nested objects flattened with `_` (`val.f1` -> `val_f1`);
+/// `epoch` and `step` are where the values go, not values.
+pub fn line_scalars(line: &Value) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let Some(fields) = line.as_object() else { return out };
+    for (key, value) in fields {
+        if ["kind", "epoch", "step"].contains(&key.as_str()) {
+            continue;
+        }
+        match value {
+            Value::Number(n) => out.extend(n.as_f64().map(|v| (key.clone(), v))),
+            Value::Object(inner) => {
+                out.extend(inner.iter().filter_map(|(k, v)| Some((format!("{key}_{k}"), v.as_f64()?))));
+            }
+            _ => {}
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A run's history as its metrics.jsonl tells it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub start: StartLine,
+    /// One line per epoch, in epoch order; of an epoch logged twice (a resumed run), the latest.
+    pub epochs: Vec<EpochLine>,
+    /// In step order, each step once.
+    pub steps: Vec<StepLine>,
+    /// The epoch after which early stopping ended the run.
+    pub early_stop: Option<usize>,
+}
+
+impl History {
+    pub fn read(path: &Path) -> Result<History> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        History::parse(&text, path)
+    }
+
+    /// Parses the lines of `text` (read from `path`, named in errors with the line number).
+    pub fn parse(text: &str, path: &Path) -> Result<History> {
+        let mut h = History::default();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed: MetricsLine = serde_json::from_str(line).with_context(|| format!("{}:{}: not a metrics line", path.display(), i + 1))?;
+            match parsed {
+                MetricsLine::Start(s) => h.start = s,
+                MetricsLine::Epoch(e) => {
+                    h.epochs.retain(|x| x.epoch != e.epoch);
+                    h.epochs.push(e);
+                }
+                MetricsLine::Step(s) => h.steps.push(s),
+                MetricsLine::EarlyStop(s) => h.early_stop = Some(s.epoch),
+                MetricsLine::Other => {}
+            }
+        }
+        h.epochs.sort_by_key(|e| e.epoch);
+        h.steps.sort_by_key(|s| s.step);
+        h.steps.dedup_by_key(|s| s.step);
+        Ok(h)
+    }
+}
+
+/// Appends lines to a run's metrics.jsonl, each flushed at once (a killed run keeps every line).
+pub struct MetricsWriter {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl MetricsWriter {
+    /// Opens `path` for appending. `resumed_after`: the epoch of the checkpoint a resumed run
+    /// continues from; lines of later epochs are dropped first, as the run writes them again.
+    pub fn open(path: &Path, resumed_after: Option<usize>) -> Result<MetricsWriter> {
+        if let Some(epoch) = resumed_after {
+            forget_after(path, epoch)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(MetricsWriter { path: path.to_path_buf(), file })
+    }
+
+    pub fn write(&mut self, line: &MetricsLine) -> Result<()> {
+        let text = serde_json::to_string(line)?;
+        writeln!(self.file, "{text}").and_then(|_| self.file.flush()).with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// Drops the lines of epochs after `epoch`.
+fn forget_after(path: &Path, epoch: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_none_or(|e| e as usize <= epoch))
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    write_atomic(path, out.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn metrics_lines_are_read_and_steps_placed_within_their_epoch() {
+        let text = r#"{"kind":"start","data":"/d","train_images":10,"val_images":4,"people":3,"device":"Cpu","train_classes":[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,9]}
+{"kind":"step","epoch":1,"step":2,"loss":2.0,"lr":0.1}
+{"kind":"epoch","epoch":1,"step":4,"train_loss":1.5,"lr":0.1,"seconds":2.0,"val":{"loss":1.2,"f1":0.3,"accuracy":0.5,"f1_mask":0.6,"f1_gender":0.7,"f1_age":0.4,"images":4}}
+{"kind":"tracking","note":"lines of other writers are skipped"}
+{"kind":"step","epoch":2,"step":6,"loss":1.0,"lr":0.05}
+{"kind":"epoch","epoch":2,"step":8,"train_loss":0.9,"lr":0.05,"seconds":2.0,"val":null}
+{"kind":"early_stop","epoch":2,"best_epoch":1}
+"#;
+        let History { start, epochs, steps, early_stop: stop } = History::parse(text, Path::new("m.jsonl")).unwrap();
+        assert_eq!(start.train_images, Some(10));
+        assert_eq!(start.train_classes.as_ref().map(|c| c[17]), Some(9));
+        assert_eq!(start.val_classes, None);
+        assert_eq!(epochs.len(), 2);
+        assert_eq!(epochs[0].val.unwrap().f1, 0.3);
+        assert!(epochs[1].val.is_none());
+        assert_eq!(stop, Some(2));
+        assert_eq!(steps.len(), 2);
+        let err = History::parse("{\"kind\":\"epoch\"}\nnot json\n", Path::new("m.jsonl")).unwrap_err();
+        assert!(format!("{err:#}").contains("m.jsonl:2"), "{err:#}");
+    }
+
+    #[test]
+    fn lines_become_named_scalars() {
+        let line = json!({"kind": "epoch", "epoch": 3, "step": 12, "train_loss": 0.5, "lr": 1e-3,
+                          "val": {"loss": 0.7, "f1": 0.25, "images": 21}, "note": "text"});
+        let got = line_scalars(&line);
+        let want: Vec<(String, f64)> = [("lr", 1e-3), ("train_loss", 0.5), ("val_f1", 0.25), ("val_images", 21.0), ("val_loss", 0.7)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        assert_eq!(got, want);
+        // An epoch without validation logs null there.
+        assert_eq!(line_scalars(&json!({"kind": "epoch", "val": null, "lr": 0.1})), vec![("lr".to_string(), 0.1)]);
+    }
+
+    #[test]
+    fn written_lines_read_back_and_a_resume_forgets_later_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let epoch = |e: usize| MetricsLine::Epoch(EpochLine { epoch: e, step: 2 * e, train_loss: 1.0 / e as f64, ..Default::default() });
+        {
+            let mut w = MetricsWriter::open(&path, None).unwrap();
+            w.write(&MetricsLine::Start(StartLine { train_images: Some(8), ..Default::default() })).unwrap();
+            for e in 1..=3 {
+                w.write(&MetricsLine::Step(StepLine { epoch: e, step: 2 * e - 1, loss: 2.0, lr: 0.1, images_per_s: 5.0 })).unwrap();
+                w.write(&epoch(e)).unwrap();
+            }
+        }
+        let h = History::read(&path).unwrap();
+        assert_eq!((h.epochs.len(), h.steps.len(), h.start.train_images), (3, 3, Some(8)));
+        let mut w = MetricsWriter::open(&path, Some(1)).unwrap();
+        w.write(&epoch(2)).unwrap();
+        let h = History::read(&path).unwrap();
+        assert_eq!(h.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(h.steps.len(), 1, "the steps of epochs after the checkpoint are gone");
+        assert_eq!(h.start.train_images, Some(8), "the start line stays");
+    }
+}

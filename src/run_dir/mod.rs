@@ -1,0 +1,265 @@
+//! The run folder: the one place that knows every file a run writes, their names and formats,
+//! and how a run is read back. Training writes through it; eval, predict, tune, export, the
+//! report and the trackers read through it.
+//!
+//! ```text
+//! RUN/config.toml            the resolved config
+//! RUN/metrics.jsonl          the metrics log (start, step, epoch, early-stop lines; see metrics_log)
+//! RUN/best.safetensors|json  the best epoch's weights and its evaluation
+//! RUN/last.safetensors|json  the last epoch's weights, optimiser state and counters (resume)
+//! RUN/val_predictions.csv    the validation split's predictions at the best epoch
+//! RUN/pretrained.json        what pretrained weights were loaded
+//! RUN/tune.json              fitted decision biases (masklab tune)
+//! RUN/audit.json             suspected wrong labels (masklab audit, on a k-fold run)
+//! RUN/report.html, report/   the report page and its charts
+//! RUN/tensorboard/           TensorBoard event files;  RUN/mlflow.json  the MLflow run
+//! k-fold parent: RUN/folds.json (finished folds), RUN/fold-1 .. fold-k (runs),
+//!                RUN/oof_predictions.csv, RUN/cv.json
+//! ```
+pub mod checkpoint;
+pub mod metrics_log;
+
+use crate::config::Config;
+use crate::metrics::{Evaluation, Scores};
+use crate::util::write_atomic;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The checkpoint of the epoch with the best monitored score.
+pub const BEST: &str = "best";
+/// The checkpoint of the last finished epoch, which `--resume` continues from.
+pub const LAST: &str = "last";
+
+const CONFIG_FILE: &str = "config.toml";
+const METRICS_FILE: &str = "metrics.jsonl";
+const VAL_PREDICTIONS: &str = "val_predictions.csv";
+const PRETRAINED_FILE: &str = "pretrained.json";
+const TUNE_FILE: &str = "tune.json";
+const REPORT_FILE: &str = "report.html";
+const FIGURE_DIR: &str = "report";
+const TENSORBOARD_DIR: &str = "tensorboard";
+const MLFLOW_FILE: &str = "mlflow.json";
+const FOLDS_FILE: &str = "folds.json";
+const OOF_PREDICTIONS: &str = "oof_predictions.csv";
+const CV_FILE: &str = "cv.json";
+const AUDIT_FILE: &str = "audit.json";
+
+/// A run folder (which need not exist yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> RunDir {
+        RunDir { root: root.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The run's name for people: its folder name.
+    pub fn name(&self) -> String {
+        self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| self.root.display().to_string())
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+    pub fn metrics_file(&self) -> PathBuf {
+        self.root.join(METRICS_FILE)
+    }
+    /// `RUN/<which>.safetensors`: BEST, LAST, or any other checkpoint name a user points at.
+    pub fn checkpoint(&self, which: &str) -> PathBuf {
+        self.root.join(format!("{which}.safetensors"))
+    }
+    /// `RUN/<which>.json`: the checkpoint's metadata for people and for other tools.
+    pub fn checkpoint_meta(&self, which: &str) -> PathBuf {
+        self.root.join(format!("{which}.json"))
+    }
+    pub fn val_predictions(&self) -> PathBuf {
+        self.root.join(VAL_PREDICTIONS)
+    }
+    pub fn pretrained_report(&self) -> PathBuf {
+        self.root.join(PRETRAINED_FILE)
+    }
+    pub fn tune_file(&self) -> PathBuf {
+        self.root.join(TUNE_FILE)
+    }
+    pub fn report_page(&self) -> PathBuf {
+        self.root.join(REPORT_FILE)
+    }
+    /// The page's file name, relative to the run folder (pages link to each other with it).
+    pub fn report_page_name() -> &'static str {
+        REPORT_FILE
+    }
+    /// The folder beside the page that holds its charts as PNG files, relative to the run folder.
+    pub fn figure_dir_name() -> &'static str {
+        FIGURE_DIR
+    }
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.root.join(TENSORBOARD_DIR)
+    }
+    pub fn mlflow_file(&self) -> PathBuf {
+        self.root.join(MLFLOW_FILE)
+    }
+    pub fn folds_file(&self) -> PathBuf {
+        self.root.join(FOLDS_FILE)
+    }
+    pub fn oof_predictions(&self) -> PathBuf {
+        self.root.join(OOF_PREDICTIONS)
+    }
+    pub fn cv_file(&self) -> PathBuf {
+        self.root.join(CV_FILE)
+    }
+    /// The label audit of a k-fold run's out-of-fold predictions.
+    pub fn audit_file(&self) -> PathBuf {
+        self.root.join(AUDIT_FILE)
+    }
+
+    /// The files of a finished run that are worth keeping elsewhere (MLflow's artifacts), when present.
+    pub fn result_files(&self) -> Vec<PathBuf> {
+        [self.checkpoint(BEST), self.checkpoint_meta(BEST), self.config_file(), self.metrics_file(), self.val_predictions(), self.report_page()]
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect()
+    }
+
+    /// Fold `k` (1-based) of a k-fold run: an ordinary run in `RUN/fold-k`.
+    pub fn fold(&self, k: usize) -> RunDir {
+        RunDir::new(self.root.join(format!("fold-{k}")))
+    }
+
+    /// Whether this is the parent folder of a k-fold run.
+    pub fn is_kfold(&self) -> bool {
+        self.folds_file().is_file()
+    }
+
+    /// Whether training wrote a checkpoint here (a run to resume, not to overwrite).
+    pub fn has_checkpoint(&self) -> bool {
+        self.checkpoint(LAST).exists()
+    }
+
+    pub fn folds_state(&self) -> Result<FoldsState> {
+        let path = self.folds_file();
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
+            .with_context(|| format!("{} is not a k-fold state file", path.display()))
+    }
+
+    pub fn write_folds_state(&self, state: &FoldsState) -> Result<()> {
+        write_atomic(&self.folds_file(), serde_json::to_string_pretty(state)?.as_bytes())
+    }
+
+    /// The runs whose models make up this run: its folds for a k-fold run, else the run itself.
+    pub fn member_runs(&self) -> Result<Vec<RunDir>> {
+        if !self.is_kfold() {
+            return Ok(vec![self.clone()]);
+        }
+        let state = self.folds_state()?;
+        let missing: Vec<usize> = (1..=state.folds).filter(|k| !state.completed.contains(k)).collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} is a k-fold run whose folds {missing:?} have not finished; continue it with masklab train DATA --resume {}",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        Ok((1..=state.folds).map(|k| self.fold(k)).collect())
+    }
+
+    /// The run's resolved config (config.toml); a folder without one is not a run.
+    pub fn load_config(&self) -> Result<Config> {
+        Config::load(Some(&self.config_file()), &[]).with_context(|| format!("{} is not a masklab run", self.root.display()))
+    }
+
+    pub fn write_config(&self, cfg: &Config) -> Result<()> {
+        write_atomic(&self.config_file(), cfg.to_toml()?.as_bytes())
+    }
+
+    /// best.json: the best epoch and its validation evaluation; None before the first best.
+    pub fn best(&self) -> Result<Option<BestEpoch>> {
+        let path = self.checkpoint_meta(BEST);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        Ok(Some(BestEpoch {
+            epoch: meta["epoch"].as_u64().unwrap_or(0) as usize,
+            eval: serde_json::from_value(meta["metrics"].clone()).ok(),
+        }))
+    }
+
+    pub fn read_cv(&self) -> Result<CrossValidation> {
+        let path = self.cv_file();
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
+            .with_context(|| format!("{} is not a cross-validation file", path.display()))
+    }
+
+    pub fn write_cv(&self, cv: &CrossValidation) -> Result<()> {
+        write_atomic(&self.cv_file(), serde_json::to_string_pretty(cv)?.as_bytes())
+    }
+}
+
+/// best.json, as read back.
+#[derive(Clone, Debug)]
+pub struct BestEpoch {
+    pub epoch: usize,
+    /// The validation evaluation (None for a run without a validation split).
+    pub eval: Option<Evaluation>,
+}
+
+/// Which folds of a k-fold run have finished (written after each fold, so a resumed run skips them).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FoldsState {
+    pub folds: usize,
+    /// Fold numbers (1-based) whose training has finished.
+    pub completed: Vec<usize>,
+}
+
+/// One fold's held-out scores, in cv.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FoldScore {
+    pub fold: usize,
+    pub images: usize,
+    pub people: usize,
+    pub best_epoch: usize,
+    pub scores: Scores,
+}
+
+/// cv.json: the cross-validated scores of a k-fold run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrossValidation {
+    pub folds: usize,
+    /// Scores of all out-of-fold predictions pooled (what the competition metric sees).
+    pub oof: Scores,
+    pub images: usize,
+    pub per_fold: Vec<FoldScore>,
+    /// Mean and standard deviation of the folds' macro F1.
+    pub fold_f1_mean: f64,
+    pub fold_f1_std: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kfold_run_is_its_finished_folds() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        assert!(!run.is_kfold());
+        assert_eq!(run.member_runs().unwrap(), vec![run.clone()]);
+        run.write_folds_state(&FoldsState { folds: 3, completed: vec![1, 3] }).unwrap();
+        assert!(run.is_kfold());
+        let err = format!("{:#}", run.member_runs().unwrap_err());
+        assert!(err.contains("[2]") && err.contains("--resume"), "{err}");
+        run.write_folds_state(&FoldsState { folds: 3, completed: vec![1, 2, 3] }).unwrap();
+        let members = run.member_runs().unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[1].path(), dir.path().join("fold-2"));
+        assert_eq!(members[1].checkpoint(BEST), dir.path().join("fold-2/best.safetensors"));
+    }
+}

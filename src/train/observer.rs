@@ -1,0 +1,68 @@
+//! What a training run announces to whoever listens: the metrics file, the console and progress
+//! bar, TensorBoard, MLflow and the end-of-run report are observers that the command line wires
+//! in; the trainer knows none of them. Events come in order: `start`, then per epoch
+//! `epoch_begin`, `batch`* and `step`* (the log lines), `epoch`, possibly `early_stop`, and `end`
+//! when the run finished. A run that fails ends without `end`: an observer that must record a
+//! failure does so when it is dropped.
+use crate::config::Config;
+use crate::metrics::Evaluation;
+use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine};
+use crate::run_dir::RunDir;
+use anyhow::Result;
+
+/// The beginning of a run.
+pub struct RunStart<'a> {
+    pub run: &'a RunDir,
+    pub config: &'a Config,
+    /// What the run trains on; logged once, when a run starts fresh.
+    pub line: &'a StartLine,
+    /// Set when the run continues from its last checkpoint.
+    pub resumed: Option<Resumed>,
+    pub epochs: usize,
+}
+
+/// Where a resumed run continues from.
+#[derive(Clone, Copy, Debug)]
+pub struct Resumed {
+    /// The last finished epoch.
+    pub epoch: usize,
+    /// The optimiser steps done by then.
+    pub step: usize,
+}
+
+/// The end of a finished run.
+pub struct RunEnd<'a> {
+    pub run: &'a RunDir,
+    pub best_epoch: usize,
+}
+
+/// Every method has a default that ignores the event. Errors fail the run: an observer whose
+/// failure should not (a tracker) warns and returns Ok.
+pub trait TrainObserver {
+    fn start(&mut self, _run: &RunStart) -> Result<()> {
+        Ok(())
+    }
+    /// An epoch of `batches` optimiser steps begins.
+    fn epoch_begin(&mut self, _epoch: usize, _batches: usize) {}
+    /// A step finished; `mean_loss` reads the epoch's mean training loss so far (a device sync:
+    /// call it only now and then).
+    fn batch(&mut self, _done: usize, _mean_loss: &dyn Fn() -> f64) {}
+    /// A step log line (every `train.log_every` steps).
+    fn step(&mut self, _line: &StepLine) -> Result<()> {
+        Ok(())
+    }
+    /// An epoch finished and was validated (`eval`: None without a validation split);
+    /// `improved`: it is the new best checkpoint.
+    fn epoch(&mut self, _line: &EpochLine, _eval: Option<&Evaluation>, _improved: bool) -> Result<()> {
+        Ok(())
+    }
+    fn early_stop(&mut self, _line: &EarlyStopLine) -> Result<()> {
+        Ok(())
+    }
+    fn end(&mut self, _end: &RunEnd) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Makes the observers of one run (a k-fold run makes a set per fold).
+pub type ObserverFactory<'a> = dyn Fn(&RunDir, &Config) -> Result<Vec<Box<dyn TrainObserver>>> + 'a;
