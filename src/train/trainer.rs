@@ -109,7 +109,7 @@ impl Trainer {
         if !resume {
             // Before the optimisers and EMAs take their copies of the weights. A resumed run gets
             // its weights from its checkpoint instead.
-            crate::weights::import::load_pretrained(&nets, &run)?;
+            crate::weights::pretrained::load_pretrained(&nets, &run)?;
         }
         let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.model.layout, &data.class_counts(&data.train_idx), device)?;
         let mut optimizers = Vec::with_capacity(nets.len());

@@ -5,11 +5,8 @@
 //! `model.pretrained_strict = false`.
 use super::mapping::{to_masklab, Convention};
 use super::torchfile::{self, Checkpoint, Format};
-use crate::model::net::Net;
-use crate::run_dir::RunDir;
 use crate::model::registry::backbone_info;
-use crate::util::write_atomic;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
@@ -158,26 +155,3 @@ fn is_derived_buffer(name: &str) -> bool {
     name.ends_with(".relative_position_index")
 }
 
-/// Loads each net's `model.pretrained` (when set: a file, or weights by name, found in a cache
-/// or downloaded; see `pretrained.rs`) and writes the reports to `RUN/pretrained.json`.
-pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, ImportReport)>> {
-    let mut reports = Vec::new();
-    for net in nets {
-        let m = &net.settings.model;
-        if m.pretrained.is_empty() {
-            continue;
-        }
-        let context = || format!("model `{}`: model.pretrained = {:?}", net.name, m.pretrained);
-        let (path, source) = super::pretrained::resolve(&m.pretrained, &m.backbone).with_context(context)?;
-        let mut report = load_into(&net.vs, &m.backbone, &path, m.pretrained_strict).with_context(context)?;
-        report.source = source.to_string();
-        eprintln!("pretrained `{}`: {}", net.name, report.summary());
-        reports.push((net.name.clone(), report));
-    }
-    if !reports.is_empty() {
-        let json: serde_json::Map<String, serde_json::Value> =
-            reports.iter().map(|(n, r)| Ok((n.clone(), serde_json::to_value(r)?))).collect::<Result<_>>()?;
-        write_atomic(&run.pretrained_report(), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    }
-    Ok(reports)
-}
