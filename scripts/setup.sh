@@ -9,6 +9,12 @@ TORCHVISION_VERSION=0.26.0
 # Readers the tracking tests check masklab's TensorBoard and MLflow output with (tested versions).
 TENSORBOARD_VERSION=2.21.0
 MLFLOW_VERSION=3.17.2
+# The FastAPI peer of `masklab bench serve` (scripts/serve_torch.py).
+FASTAPI_VERSION=0.165.0
+UVICORN_VERSION=0.54.0
+# The browser test of `masklab serve`'s page: Debian's chromium, driven by playwright-core
+# (pinned in tests/browser/package.json and package-lock.json).
+PLAYWRIGHT_VERSION=1.65.1
 # timm: the tests load timm models' state dicts (random weights) to check the timm name mapping,
 # and read the hub cache masklab writes with huggingface_hub.
 TIMM_VERSION=1.0.31
@@ -24,7 +30,8 @@ PY=${MASKLAB_PYTHON:-python3}
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
 #         timm + huggingface_hub (timm name mapping, hub cache layout), tensorboard and mlflow
 #         (tracking), facenet-pytorch's MTCNN and face photos (face detection, in
-#         .venv/masklab-test/); scripts/test.sh uses it.
+#         .venv/masklab-test/), Debian's chromium and playwright-core (the serve page's browser
+#         test; apt as root, npm into tests/browser/node_modules); scripts/test.sh uses it.
 BENCH=0
 TEST=0
 for arg in "$@"; do
@@ -51,7 +58,26 @@ def ok(name, version):
 sys.exit(0 if all(ok(n, w) for n, w in want.items()) else 1)" 2>/dev/null
 }
 
-have_bench() { .venv/bin/python -c "import torchvision, PIL, numpy, sys; sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' else 1)" 2>/dev/null; }
+have_bench() {
+    .venv/bin/python -c "from importlib.metadata import version as v; import torchvision, PIL, numpy, safetensors, sys
+sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' and v('fastapi')=='$FASTAPI_VERSION' and v('uvicorn')=='$UVICORN_VERSION' else 1)" 2>/dev/null
+}
+
+have_browser() {
+    [ -x /usr/bin/chromium ] && command -v node >/dev/null 2>&1 &&
+        node -e "process.exit(require('./tests/browser/node_modules/playwright-core/package.json').version === '$PLAYWRIGHT_VERSION' ? 0 : 1)" 2>/dev/null
+}
+
+# Debian packages, as root (CI) or through sudo.
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "setup: need root (or sudo) to install $* with apt-get" >&2; exit 1; }
+        sudo="sudo"
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 if ! { [ -x .venv/bin/python ] && have; }; then
     echo "setup: installing torch==$TORCH_VERSION into .venv (a few GB, once)" >&2
@@ -84,7 +110,8 @@ if [ -n "$CUDA_HEADERS" ]; then
 fi
 if [ "$BENCH" = 1 ] && ! have_bench; then
     echo "setup: installing torchvision==$TORCHVISION_VERSION, pillow, numpy into .venv" >&2
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy \
+        safetensors "fastapi==$FASTAPI_VERSION" "uvicorn==$UVICORN_VERSION"
 fi
 if [ "$TEST" = 1 ] && ! have_test; then
     echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, timm==$TIMM_VERSION, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
@@ -92,6 +119,16 @@ if [ "$TEST" = 1 ] && ! have_test; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" safetensors \
         "timm==$TIMM_VERSION" "huggingface_hub==$HUGGINGFACE_HUB_VERSION" "tensorboard==$TENSORBOARD_VERSION" "mlflow==$MLFLOW_VERSION"
     have_test || { echo "setup: the test packages did not install into .venv" >&2; exit 1; }
+fi
+if [ "$TEST" = 1 ] && ! have_browser; then
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "setup: installing Debian's chromium (for the serve page's browser test)" >&2
+        apt_install chromium
+    fi
+    command -v npm >/dev/null 2>&1 || { echo "setup: the browser test needs Node.js and npm" >&2; exit 1; }
+    echo "setup: installing playwright-core $PLAYWRIGHT_VERSION into tests/browser/node_modules" >&2
+    (cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    have_browser || { echo "setup: chromium or playwright-core did not install" >&2; exit 1; }
 fi
 
 # The face test assets: a marker file names the versions they came from.

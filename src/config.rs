@@ -138,6 +138,9 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Torch CPU threads for the model (0 = libtorch's default).
     pub threads: usize,
+    /// Steps whose loss or gradients are not finite are skipped; this many in a row stop training
+    /// with an error (fp16 loss-scale overflows do not count).
+    pub max_nonfinite_steps: usize,
     /// Distributed runs (torchrun, srun, --nproc): c10d backend, auto (NCCL on CUDA, Gloo on CPU), nccl or gloo.
     pub dist_backend: crate::dist::BackendChoice,
     /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
@@ -159,6 +162,7 @@ impl Default for TrainConfig {
             monitor: Monitor::F1,
             patience: 0,
             threads: 0,
+            max_nonfinite_steps: 10,
             dist_backend: crate::dist::BackendChoice::Auto,
             dist_timeout: 600,
         }
@@ -388,6 +392,9 @@ impl Config {
         }
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
+        }
+        if self.train.max_nonfinite_steps == 0 {
+            bail!("train.max_nonfinite_steps must be at least 1 (1 = stop at the first step with a non-finite loss)");
         }
         if self.train.dist_timeout == 0 {
             bail!("train.dist_timeout must be at least 1 second");

@@ -7,10 +7,13 @@
 //! A change is kept only when it raises the F1 of the rows being fitted, so tuning never lowers
 //! it there. What it is worth on unseen data is measured by cross-fitting: fit on all groups but
 //! one (k-fold folds, or person groups), decide the left-out group, and score those decisions.
+//! `predict` applies the biases only when that held-out F1 rose; otherwise tune.json records
+//! them (and why they are not used) and predict keeps the argmax, unless `tune --force` asked
+//! for them anyway.
 use crate::heldout::{argmax, read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Scores;
-use crate::run_dir::RunDir;
+use crate::run_dir::{checkpoint, RunDir, RunLock, BEST};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -168,6 +171,21 @@ pub struct TuneReport {
     pub held_out_before: Scores,
     pub held_out_after: Scores,
     pub biases: Biases,
+    /// The user asked for the biases whatever the held-out estimate says (`tune --force`).
+    #[serde(default)]
+    pub forced: bool,
+    /// Whether predict applies the biases: the held-out F1 rose, or `forced` (for people and
+    /// other tools; masklab decides again from the scores when it reads the file).
+    #[serde(default)]
+    pub applied: bool,
+}
+
+impl TuneReport {
+    /// Whether the biases are worth applying: their cross-fitted (held-out) macro F1 is higher
+    /// than the argmax's, or the user insisted.
+    pub fn applies(&self) -> bool {
+        self.forced || self.held_out_after.f1 > self.held_out_before.f1 + 1e-12
+    }
 }
 
 /// Groups for cross-fitting: the k-fold folds when the rows carry them, else `groups` person
@@ -206,7 +224,7 @@ pub fn tune_rows(rows: &[HeldOutRow], by: TuneBy, search: &Search, source: &str,
         }
     }
     let before = score_rows(rows, |r| r.predicted());
-    Ok(TuneReport {
+    let mut report = TuneReport {
         by,
         source: source.to_string(),
         images: rows.len(),
@@ -216,25 +234,39 @@ pub fn tune_rows(rows: &[HeldOutRow], by: TuneBy, search: &Search, source: &str,
         held_out_before: before,
         held_out_after: score_pairs(rows.iter().zip(&held_out_decisions).map(|(r, d)| (r.truth, *d))),
         biases,
-    })
+        forced: false,
+        applied: false,
+    };
+    report.applied = report.applies();
+    Ok(report)
 }
 
 /// `masklab tune RUN`: fits on the run's out-of-fold (k-fold) or validation predictions and
-/// writes `RUN/tune.json`.
-pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize) -> Result<TuneReport> {
+/// writes `RUN/tune.json` (holding the run's lock). `force`: apply the biases in predict even
+/// when the held-out F1 does not rise. A run whose checkpoint holds non-finite values is refused.
+pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize, force: bool) -> Result<TuneReport> {
     let path = if run.is_kfold() { run.oof_predictions() } else { run.val_predictions() };
     if !path.is_file() {
         bail!("{} not found: tune needs a trained run with a validation split (or a finished k-fold run)", path.display());
     }
+    let _lock = RunLock::acquire(run, "tune")?;
+    for member in run.member_runs()? {
+        let best = member.checkpoint(BEST);
+        if best.is_file() {
+            checkpoint::load_finite(&best)?;
+        }
+    }
     let rows = read_rows(&path)?;
     let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let report = tune_rows(&rows, by, search, &source, groups)?;
+    let mut report = tune_rows(&rows, by, search, &source, groups)?;
+    report.forced = force;
+    report.applied = report.applies();
     write_atomic(&run.tune_file(), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
 
-/// The biases stored in `RUN/tune.json`, if the run was tuned.
-pub fn load_biases(run: &RunDir) -> Result<Option<Biases>> {
+/// `RUN/tune.json`, if the run was tuned.
+pub fn load_tuning(run: &RunDir) -> Result<Option<TuneReport>> {
     let path = run.tune_file();
     if !path.is_file() {
         return Ok(None);
@@ -243,7 +275,26 @@ pub fn load_biases(run: &RunDir) -> Result<Option<Biases>> {
     if report.biases.values.len() != report.biases.by.parameters() {
         bail!("{}: {} biases for tuning by {:?}", path.display(), report.biases.values.len(), report.biases.by);
     }
-    Ok(Some(report.biases))
+    if report.biases.values.iter().any(|v| !v.is_finite()) {
+        bail!("{}: the biases are not all finite numbers", path.display());
+    }
+    Ok(Some(report))
+}
+
+/// The biases stored in `RUN/tune.json` that predict applies: None when the run was not tuned,
+/// or when its biases did not raise the held-out F1 and were not forced.
+pub fn load_biases(run: &RunDir) -> Result<Option<Biases>> {
+    Ok(load_tuning(run)?.filter(TuneReport::applies).map(|r| r.biases))
+}
+
+/// Why a run's tune.json is not applied, for predict to say (None when it is, or there is none).
+pub fn not_applied_reason(run: &RunDir) -> Result<Option<String>> {
+    Ok(load_tuning(run)?.filter(|r| !r.applies()).map(|r| {
+        format!(
+            "its tune.json biases do not raise the held-out macro F1 ({:.4} -> {:.4}), so they are not applied (argmax); `masklab tune --force` applies them anyway",
+            r.held_out_before.f1, r.held_out_after.f1
+        )
+    }))
 }
 
 pub fn render(r: &TuneReport) -> String {
@@ -257,6 +308,14 @@ pub fn render(r: &TuneReport) -> String {
     s.push_str(&line("held out, argmax", &r.held_out_before));
     s.push_str(&line("held out, tuned", &r.held_out_after));
     s.push_str(&format!("  biases: {}\n", r.biases.values.iter().map(|v| format!("{v:+.1}")).collect::<Vec<_>>().join(" ")));
+    let (before, after) = (r.held_out_before.f1, r.held_out_after.f1);
+    s.push_str(&if r.held_out_after.f1 > r.held_out_before.f1 + 1e-12 {
+        format!("predict applies them: the held-out F1 rises ({before:.4} -> {after:.4})\n")
+    } else if r.forced {
+        format!("predict applies them as asked (--force), although the held-out F1 does not rise ({before:.4} -> {after:.4})\n")
+    } else {
+        format!("predict does NOT apply them: the held-out F1 does not rise ({before:.4} -> {after:.4}); it keeps the argmax (tune --force applies them anyway)\n")
+    });
     s
 }
 
@@ -314,6 +373,34 @@ mod tests {
         let ratio = (v[2] / v[0]) / (rows[0].probs[2] / rows[0].probs[0]);
         assert!((ratio - std::f32::consts::E).abs() < 1e-3, "{ratio}");
         assert_eq!(argmax(&v), b.decide(&rows[0].probs));
+    }
+
+    #[test]
+    fn biases_apply_only_when_the_held_out_f1_rises_or_when_forced() {
+        let rows = skewed_rows(350, 3);
+        let r = tune_rows(&rows, TuneBy::Class, &Search::default(), "test", 5).unwrap();
+        assert!(r.held_out_after.f1 > r.held_out_before.f1, "under-rated classes: held out {} -> {}", r.held_out_before.f1, r.held_out_after.f1);
+        assert!(r.applies() && r.applied);
+        let flat = TuneReport { held_out_after: r.held_out_before, ..r.clone() };
+        assert!(!flat.applies());
+        let worse = TuneReport { held_out_after: Scores { f1: r.held_out_before.f1 - 0.05, ..r.held_out_before }, ..r.clone() };
+        assert!(!worse.applies() && render(&worse).contains("does NOT apply"), "{}", render(&worse));
+        let forced = TuneReport { forced: true, ..worse };
+        assert!(forced.applies() && render(&forced).contains("--force"));
+
+        // Stored and read back through the run folder: predict gets biases only when they apply.
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        for (report, applied) in [(&r, true), (&flat, false), (&forced, true)] {
+            write_atomic(&run.tune_file(), serde_json::to_string(report).unwrap().as_bytes()).unwrap();
+            assert_eq!(load_biases(&run).unwrap().is_some(), applied);
+            assert_eq!(not_applied_reason(&run).unwrap().is_none(), applied);
+        }
+        // A tune.json from before `forced` existed is decided by its scores alone.
+        let mut old = serde_json::to_value(&flat).unwrap();
+        old.as_object_mut().unwrap().retain(|k, _| k != "forced" && k != "applied");
+        write_atomic(&run.tune_file(), old.to_string().as_bytes()).unwrap();
+        assert!(load_biases(&run).unwrap().is_none());
     }
 
     #[test]

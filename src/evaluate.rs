@@ -6,7 +6,7 @@ use crate::data::prepared::{labelled_eval_set, prepare, Prepared};
 use crate::heldout::HeldOutRow;
 use crate::labels::{AgeBounds, Class, NUM_CLASSES};
 use crate::metrics::{scores, Confusion, Evaluation};
-use crate::model::net::{infer, Net, RunOptions};
+use crate::model::net::{check_finite_outputs, infer, Net, RunOptions};
 use crate::model::task_layout::{Head, Layout};
 use crate::model::trained::load_trained;
 use crate::run_dir::metrics_log::History;
@@ -55,6 +55,7 @@ pub fn evaluate(
     run: &RunOptions,
 ) -> Result<Evaluated> {
     let (probs, outputs, kept) = infer(nets, layout, loader, order, batch_size, run)?;
+    check_finite_outputs(&probs)?;
     let truth = Tensor::from_slice(&kept.iter().map(|&i| classes[i] as i64).collect::<Vec<_>>());
     let mut loss = 0.0;
     let mut conf = Confusion::new(NUM_CLASSES);
@@ -107,7 +108,10 @@ pub fn eval_run(run: &RunDir, data: &Path, split: EvalSplit, last: bool, device:
     let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.model.layout, &train_counts, device)?;
     let run_opts = RunOptions::new(&cfg, device, Default::default());
     let loader = prepared.loader(&cfg);
-    Ok(evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, cfg.train.eval_batch(), &run_opts)?.eval)
+    let which = run.checkpoint(if last { LAST } else { BEST });
+    Ok(evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, cfg.train.eval_batch(), &run_opts)
+        .with_context(|| format!("{}", which.display()))?
+        .eval)
 }
 
 fn split_name(split: EvalSplit) -> &'static str {

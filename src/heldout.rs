@@ -86,6 +86,9 @@ pub fn read_rows(path: &Path) -> Result<Vec<HeldOutRow>> {
         let mut probs = [0f32; NUM_CLASSES];
         for (c, p) in probs.iter_mut().enumerate() {
             *p = num(FIXED_COLUMNS.len() + c)? as f32;
+            if !p.is_finite() {
+                bail!("{}:{line}: probability p{c} is {p}: these are the predictions of a training run that diverged", path.display());
+            }
         }
         rows.push(HeldOutRow { path: r[0].to_string(), person: r[1].to_string(), fold: num(2)? as usize, truth, probs });
     }
@@ -116,5 +119,11 @@ mod tests {
         std::fs::write(&path, text.replacen(",2,7,", ",2,19,", 1)).unwrap();
         let err = format!("{:#}", read_rows(&path).unwrap_err());
         assert!(err.contains("p.csv:2"), "{err}");
+
+        let mut nan = rows.clone();
+        nan[1].probs[4] = f32::NAN;
+        write_rows(&path, &nan).unwrap();
+        let err = format!("{:#}", read_rows(&path).unwrap_err());
+        assert!(err.contains("p.csv:3") && err.contains("p4 is NaN") && err.contains("diverged"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! masklab: train, evaluate and serve face-attribute (mask x gender x age) classifiers.
 //!
 //! How the modules depend on each other (each imports only what is below it):
-//! `main.rs` (CLI) -> report, tracking, console (observers of training) -> train (trainer,
+//! `main.rs` (CLI) -> serve (HTTP), report, tracking, console (observers of training) -> train (trainer,
 //! k-fold) -> evaluate, predict (the inference path), decision_biases, audit -> model, data, weights ->
 //! run_dir (the run folder), heldout, config -> labels, metrics, util.
 pub mod audit;
@@ -22,6 +22,7 @@ pub mod model;
 pub mod predict;
 pub mod report;
 pub mod run_dir;
+pub mod serve;
 pub mod tracking;
 pub mod train;
 pub mod util;

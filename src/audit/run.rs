@@ -8,6 +8,7 @@ use crate::data::relabel::{read_relabels, Relabel};
 use crate::heldout::read_rows;
 use crate::run_dir::metrics_log::History;
 use crate::run_dir::RunDir;
+use crate::run_dir::RunLock;
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -92,6 +93,8 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions) -> Result<AuditFile> {
         let name = oof_path.file_name().unwrap_or_default().to_string_lossy();
         bail!("{shown} has no {name}: its folds have not all finished; continue it with masklab train DATA --resume {shown}");
     }
+    // audit.json is written into the run: not while training or tune is writing it.
+    let _lock = RunLock::acquire(run, "audit")?;
     let config = run.load_config()?;
     let bounds = config.data.bounds()?;
     let rows = read_rows(&oof_path)?;

@@ -200,6 +200,15 @@ pub fn decode_bytes(bytes: &[u8], prep: &Preprocess) -> Result<RgbImage, String>
     resize_rgb(&decode_upright(bytes)?, prep)
 }
 
+/// The format and the stored width and height of an image in memory, from its header alone (no
+/// pixel decoding: what a size limit checks before a decompression bomb is unpacked).
+pub fn peek_header(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read image: {e}"))?;
+    let format = reader.format().ok_or("not an image format masklab reads (JPEG, PNG)")?;
+    let (w, h) = reader.into_dimensions().map_err(|e| format!("cannot decode image header: {e}"))?;
+    Ok((format, w, h))
+}
+
 /// Crops and resizes an RGB image (bilinear, antialiased when shrinking, as torchvision's Resize).
 pub fn resize_rgb(src: &RgbImage, prep: &Preprocess) -> Result<RgbImage, String> {
     let (left, top, cw, ch) = prep.crop.window(src.width, src.height);
@@ -433,6 +442,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_header_is_read_without_decoding() {
+        let bytes = jpeg_with_orientation(&gradient(40, 20), 6, true);
+        assert_eq!(peek_header(&bytes).unwrap(), (ImageFormat::Jpeg, 40, 20));
+        assert!(peek_header(b"plain text, not an image").is_err());
+    }
+
+    #[test]
+    fn grey_alpha_and_16_bit_pngs_become_rgb() {
+        let encode = |img: DynamicImage| {
+            let mut bytes = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+            bytes
+        };
+        let grey = encode(DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 4, image::Luma([90]))));
+        let rgba = encode(DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(6, 4, image::Rgba([10, 20, 30, 128]))));
+        let deep = encode(DynamicImage::ImageRgb16(image::ImageBuffer::from_pixel(6, 4, image::Rgb([65535u16, 0, 32896]))));
+        for (bytes, want) in [(grey, [90, 90, 90]), (rgba, [10, 20, 30]), (deep, [255, 0, 128])] {
+            let img = decode_upright(&bytes).unwrap();
+            assert_eq!((img.width, img.height, img.data.len()), (6, 4, 72));
+            assert_eq!(&img.data[..3], &want);
+        }
+    }
+
+    #[test]
+    fn cmyk_jpeg_becomes_its_rgb_colours() {
+        let img = gradient(32, 24);
+        let mut cmyk = Vec::new();
+        for p in img.pixels() {
+            let [r, g, b] = p.0.map(|v| v as f32 / 255.0);
+            let k = 1.0 - r.max(g).max(b);
+            let c = |v: f32| if k >= 1.0 { 0 } else { ((1.0 - v - k) / (1.0 - k) * 255.0).round() as u8 };
+            cmyk.extend([c(r), c(g), c(b), (k * 255.0).round() as u8]);
+        }
+        let mut bytes = Vec::new();
+        jpeg_encoder::Encoder::new(&mut bytes, 100).encode(&cmyk, 32, 24, jpeg_encoder::ColorType::Cmyk).unwrap();
+        let out = decode_upright(&bytes).unwrap();
+        assert_eq!((out.width, out.height), (32, 24));
+        let diff: i64 = out.data.iter().zip(img.as_raw()).map(|(a, b)| (*a as i64 - *b as i64).abs()).sum();
+        assert!(diff / (out.data.len() as i64) < 12, "mean difference {}", diff / out.data.len() as i64);
     }
 
     #[test]

@@ -218,9 +218,41 @@ pub fn infer(
     Ok((cat(probs, 18), outputs.into_iter().zip(widths).map(|(v, w)| cat(v, w)).collect(), kept))
 }
 
+/// Probabilities that are NaN or infinite: weights whose activations overflow, as those of a
+/// training run that diverged do (their values can be finite and still overflow).
+#[derive(Debug, thiserror::Error)]
+#[error("the model's outputs are not finite (NaN or infinity) for {bad} of {total} images: its weights overflow, as those of a training run that diverged do")]
+pub struct NonFiniteOutputs {
+    pub bad: usize,
+    pub total: usize,
+}
+
+/// Fails when a row of `[N, C]` probabilities holds a NaN or an infinity (one host read).
+pub fn check_finite_outputs(probs: &Tensor) -> Result<(), NonFiniteOutputs> {
+    if probs.numel() == 0 {
+        return Ok(());
+    }
+    let bad = probs.isfinite().logical_not().any_dim(1, false).sum(Kind::Int64).int64_value(&[]) as usize;
+    if bad > 0 {
+        return Err(NonFiniteOutputs { bad, total: probs.size()[0] as usize });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tta_tests {
     use super::*;
+
+    #[test]
+    fn non_finite_outputs_are_counted_by_image() {
+        let p = Tensor::full([4, 18], 1.0 / 18.0, (Kind::Float, Device::Cpu));
+        assert!(check_finite_outputs(&p).is_ok());
+        let _ = p.get(1).get(3).fill_(f64::NAN);
+        let _ = p.get(2).fill_(f64::INFINITY);
+        let err = check_finite_outputs(&p).unwrap_err();
+        assert_eq!((err.bad, err.total), (2, 4));
+        assert!(check_finite_outputs(&Tensor::zeros([0, 18], (Kind::Float, Device::Cpu))).is_ok());
+    }
 
     #[test]
     fn tta_parses_and_makes_the_views_it_names() {

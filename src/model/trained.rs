@@ -11,7 +11,9 @@ pub fn build_nets(cfg: &Config, device: Device) -> Result<Vec<Net>> {
 }
 
 /// Loads a trained run's models from its checkpoint `which` (`BEST`, `LAST`, or another
-/// `RUN/<which>.safetensors`), with the run's config.
+/// `RUN/<which>.safetensors`), with the run's config. Every use of trained weights (eval,
+/// predict, export, serve) comes through here: a checkpoint holding a NaN or an infinity (a
+/// diverged run, written by an older version) is refused by name.
 pub fn load_trained(run: &RunDir, which: &str, device: Device) -> Result<(Config, Vec<Net>)> {
     if run.is_kfold() {
         bail!(
@@ -22,7 +24,7 @@ pub fn load_trained(run: &RunDir, which: &str, device: Device) -> Result<(Config
     }
     let cfg = run.load_config()?;
     let path = run.checkpoint(which);
-    let (tensors, _) = checkpoint::load(&path)?;
+    let (tensors, _) = checkpoint::load_finite(&path)?;
     let mut nets = build_nets(&cfg, device)?;
     for net in &mut nets {
         net.load_tensors(&tensors).with_context(|| format!("{}", path.display()))?;

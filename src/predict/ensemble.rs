@@ -4,11 +4,11 @@
 //! soft vote of a run's models, the run's tuned decision biases, and the weighted soft vote of
 //! several runs.
 use crate::config::Config;
-use crate::data::decode::Preprocess;
+use crate::data::decode::{Preprocess, RgbImage};
 use crate::data::loader::{Loader, OnBadImage};
-use crate::decision_biases::{load_biases, Biases};
+use crate::decision_biases::{load_biases, not_applied_reason, Biases};
 use crate::labels::NUM_CLASSES;
-use crate::model::net::{forward_batch, infer, Net, RunOptions, Tta};
+use crate::model::net::{check_finite_outputs, forward_batch, infer, Net, RunOptions, Tta};
 use crate::model::trained::load_trained;
 use crate::run_dir::{RunDir, BEST};
 use anyhow::{bail, Context, Result};
@@ -65,6 +65,7 @@ impl TrainedModel {
         let n = paths.len();
         let loader = Loader::new(paths.to_vec(), self.prep, 0, self.config.data.prefetch, on_bad);
         let (probs, _, kept) = infer(&self.nets, self.config.model.layout, &loader, (0..n).collect(), self.batch_size, &self.run_opts)?;
+        check_finite_outputs(&probs).with_context(|| format!("{}", self.checkpoint_file().display()))?;
         let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
         let mut read = vec![false; n];
         for &i in &kept {
@@ -84,6 +85,8 @@ pub struct EnsembleMember {
     pub source: PathBuf,
     pub models: Vec<TrainedModel>,
     pub biases: Option<Biases>,
+    /// Why the run's tune.json is not applied (its held-out F1 did not rise), to tell the user.
+    pub biases_refused: Option<String>,
     pub weight: f64,
 }
 
@@ -110,8 +113,8 @@ impl Ensemble {
         for (source, weight) in sources.iter().zip(weights) {
             let (run, models) = models_of(source)?;
             let models = models.iter().map(|(r, which)| TrainedModel::load(r, which, o)).collect::<Result<Vec<_>>>()?;
-            let biases = if o.use_biases { load_biases(&run)? } else { None };
-            members.push(EnsembleMember { source: source.clone(), models, biases, weight });
+            let (biases, biases_refused) = if o.use_biases { (load_biases(&run)?, not_applied_reason(&run)?) } else { (None, None) };
+            members.push(EnsembleMember { source: source.clone(), models, biases, biases_refused, weight });
         }
         Ok(Ensemble { members })
     }
@@ -136,6 +139,38 @@ impl Ensemble {
         soft_vote(&run_probs, &self.members.iter().map(|m| m.weight).collect::<Vec<_>>())
     }
 
+    /// The distinct input pipelines of the models, in the order they first appear: how an image
+    /// is decoded and resized for [`Ensemble::probs_of_decoded`].
+    pub fn pipelines(&self) -> Vec<Preprocess> {
+        let mut out: Vec<Preprocess> = Vec::new();
+        for m in self.models() {
+            if !out.contains(&m.prep) {
+                out.push(m.prep);
+            }
+        }
+        out
+    }
+
+    /// The ensemble's `[B, 18]` probabilities (CPU) of B images that arrived already decoded
+    /// (`serve`): `inputs[i]` is their uint8 NHWC batch decoded and resized by `pipelines()[i]`.
+    /// The same models, TTA, votes and biases as [`Ensemble::probs_of_files`].
+    pub fn probs_of_decoded(&self, inputs: &[Tensor]) -> Result<Tensor> {
+        let pipelines = self.pipelines();
+        if inputs.len() != pipelines.len() {
+            bail!("{} input batches for {} input pipelines", inputs.len(), pipelines.len());
+        }
+        let mut all = Vec::new();
+        for model in self.models() {
+            let i = pipelines.iter().position(|p| *p == model.prep).expect("every model's pipeline is listed");
+            let want = [inputs[i].size()[1], inputs[i].size()[2]];
+            if want != [model.prep.height as i64, model.prep.width as i64] {
+                bail!("input batch {i} is {}x{}, its pipeline is {}x{}", want[1], want[0], model.prep.width, model.prep.height);
+            }
+            all.push(model.probs(&inputs[i]));
+        }
+        Ok(self.combine(&all))
+    }
+
     /// The ensemble's `[N, 18]` probabilities of image files, and which images every model read.
     pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
         let mut all = Vec::new();
@@ -149,6 +184,20 @@ impl Ensemble {
         }
         Ok((self.combine(&all), read))
     }
+}
+
+/// A uint8 NHWC batch `[B, H, W, 3]` of decoded images, which must all have one size.
+pub fn batch_u8(images: &[&RgbImage]) -> Result<Tensor> {
+    let Some(first) = images.first() else { bail!("an empty batch") };
+    let (w, h) = (first.width, first.height);
+    let mut buf = Vec::with_capacity(images.len() * (w * h * 3) as usize);
+    for img in images {
+        if (img.width, img.height) != (w, h) || img.data.len() != (w * h * 3) as usize {
+            bail!("images of different sizes in one batch: {}x{} and {}x{}", w, h, img.width, img.height);
+        }
+        buf.extend_from_slice(&img.data);
+    }
+    Ok(Tensor::from_slice(&buf).view([images.len() as i64, h as i64, w as i64, 3]))
 }
 
 /// Soft vote: the weighted mean of `[N, 18]` probabilities.

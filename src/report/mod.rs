@@ -10,20 +10,22 @@ pub mod plots;
 pub mod run;
 pub mod run_page;
 
-use crate::run_dir::RunDir;
+use crate::run_dir::{RunDir, RunLock};
 use crate::train::observer::{RunEnd, TrainObserver};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-/// Writes `RUN/report.html` (and its charts) from what the run folder holds. A k-fold run gets
-/// the cross-validation page, and each of its folds its own page again. `worst`: how many
-/// mistakes to show (None: the run's `report.worst`).
+/// Writes `RUN/report.html` (and its charts) from what the run folder holds, holding the lock of
+/// every run folder it writes into. A k-fold run gets the cross-validation page, and each of its
+/// folds its own page again. `worst`: how many mistakes to show (None: the run's `report.worst`).
 pub fn write_report(run: &Path, worst: Option<usize>) -> Result<PathBuf> {
     let run = RunDir::new(run);
+    let _lock = RunLock::acquire(&run, "report")?;
     if run.is_kfold() {
         for fold in 1..=run.folds_state()?.folds {
             let dir = run.fold(fold);
             if dir.metrics_file().is_file() {
+                let _fold_lock = RunLock::acquire(&dir, "report")?;
                 write_page(&dir, worst)?;
             }
         }

@@ -1,6 +1,8 @@
 //! Checkpoint files: named tensors in safetensors format with a JSON metadata string in the
 //! header, written atomically (temporary file + rename), so one file is one consistent
-//! checkpoint and a crash mid-write leaves the previous one intact.
+//! checkpoint and a crash mid-write leaves the previous one intact. A checkpoint never holds a
+//! NaN or an infinity: `save` refuses to write one, and `load_finite`, which everything that
+//! uses trained weights reads through, refuses to read one (older versions wrote them).
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -58,8 +60,12 @@ pub fn to_bytes(tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Resul
     Ok(safetensors::serialize(views, &Some(metadata))?)
 }
 
-/// Writes a checkpoint atomically.
+/// Writes a checkpoint atomically; refuses tensors that hold a NaN or an infinity.
 pub fn save(path: &Path, tensors: &[(String, Tensor)], meta: &serde_json::Value) -> Result<()> {
+    let bad = non_finite_tensors(tensors);
+    if !bad.is_empty() {
+        bail!("refusing to write checkpoint {}: {}", path.display(), describe_non_finite(&bad));
+    }
     write_atomic(path, &to_bytes(tensors, meta)?).with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
@@ -80,6 +86,43 @@ pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
         out.push((name, t));
     }
     Ok((out, meta))
+}
+
+/// [`load`], refusing a checkpoint that holds a NaN or an infinity (a diverged run), by name.
+pub fn load_finite(path: &Path) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
+    let (tensors, meta) = load(path)?;
+    let bad = non_finite_tensors(&tensors);
+    if !bad.is_empty() {
+        bail!(
+            "{} cannot be used: {}; the training run diverged before this checkpoint was written (retrain with a lower optim.lr)",
+            path.display(),
+            describe_non_finite(&bad)
+        );
+    }
+    Ok((tensors, meta))
+}
+
+/// The names of floating-point tensors that hold a NaN or an infinity, with how many such
+/// values each holds, read with one host sync for all of them.
+pub fn non_finite_tensors(tensors: &[(String, Tensor)]) -> Vec<(String, i64)> {
+    let floats: Vec<&(String, Tensor)> = tensors.iter().filter(|(_, t)| t.is_floating_point()).collect();
+    if floats.is_empty() {
+        return Vec::new();
+    }
+    let device = floats[0].1.device();
+    let counts: Vec<Tensor> = floats.iter().map(|(_, t)| t.isfinite().logical_not().sum(Kind::Int64).to_device(device)).collect();
+    let counts = Vec::<i64>::try_from(Tensor::stack(&counts, 0).to_device(Device::Cpu)).unwrap_or_default();
+    floats.iter().zip(counts).filter(|(_, n)| *n > 0).map(|((name, _), n)| (name.clone(), n)).collect()
+}
+
+/// "2 tensors hold non-finite values (NaN or infinity): a.weight (3 values), b.bias (1 value)", the first few named.
+pub fn describe_non_finite(bad: &[(String, i64)]) -> String {
+    const NAMED: usize = 4;
+    let mut names: Vec<String> = bad.iter().take(NAMED).map(|(n, k)| format!("{n} ({k} value{})", if *k == 1 { "" } else { "s" })).collect();
+    if bad.len() > NAMED {
+        names.push(format!("and {} more", bad.len() - NAMED));
+    }
+    format!("{} tensor{} hold{} non-finite values (NaN or infinity): {}", bad.len(), if bad.len() == 1 { "" } else { "s" }, if bad.len() == 1 { "s" } else { "" }, names.join(", "))
 }
 
 #[cfg(test)]
@@ -113,5 +156,33 @@ mod tests {
         std::fs::write(&path, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
         let err = load(&path).unwrap_err().to_string();
         assert!(err.contains("bad.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_tensors_are_named_with_their_counts() {
+        let t = vec![
+            ("a".to_string(), Tensor::from_slice(&[1.0f32, f32::NAN, f32::INFINITY])),
+            ("b".to_string(), Tensor::from_slice(&[1.0f64, 2.0])),
+            ("steps".to_string(), Tensor::from_slice(&[3i64])),
+            ("c".to_string(), Tensor::from_slice(&[f32::NEG_INFINITY]).to_kind(Kind::Half)),
+        ];
+        assert_eq!(non_finite_tensors(&t), vec![("a".to_string(), 2), ("c".to_string(), 1)]);
+        assert!(non_finite_tensors(&t[1..3]).is_empty());
+    }
+
+    #[test]
+    fn non_finite_checkpoints_are_neither_written_nor_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("best.safetensors");
+        let nan = vec![("w".to_string(), Tensor::from_slice(&[1.0f32, f32::NAN]))];
+        let err = format!("{:#}", save(&path, &nan, &serde_json::Value::Null).unwrap_err());
+        assert!(err.contains("best.safetensors") && err.contains("w (1 value)"), "{err}");
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+        // Written by an older version: readable with `load`, refused by `load_finite`, by name.
+        write_atomic(&path, &to_bytes(&nan, &serde_json::Value::Null).unwrap()).unwrap();
+        assert!(load(&path).is_ok());
+        let err = format!("{:#}", load_finite(&path).unwrap_err());
+        assert!(err.contains("best.safetensors") && err.contains("diverged"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Fields added over time are optional when read, so older runs still load; lines of kinds this
 //! version does not know are skipped (the file is shared with whatever else logs per run).
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Write;
@@ -211,36 +211,62 @@ impl History {
     }
 }
 
-/// Appends lines to a run's metrics.jsonl, each flushed at once (a killed run keeps every line).
+/// Writes a run's metrics.jsonl, each line with one write and flushed at once (a killed run
+/// keeps every line but possibly a torn last one).
 pub struct MetricsWriter {
     path: PathBuf,
     file: std::fs::File,
 }
 
 impl MetricsWriter {
-    /// Opens `path` for appending. `resumed_after`: the epoch of the checkpoint a resumed run
-    /// continues from; lines of later epochs are dropped first, as the run writes them again.
+    /// Opens `path` for a run. A fresh run (`resumed_after` None) starts the file anew: whatever
+    /// was there is not its history. A resumed run continues the run's own log after the epoch
+    /// of its checkpoint: the lines of later epochs are dropped first (the run writes them
+    /// again), so is a torn last line, and a log with a line that is not JSON in the middle is
+    /// not the run's log: an error, never appended to.
     pub fn open(path: &Path, resumed_after: Option<usize>) -> Result<MetricsWriter> {
-        if let Some(epoch) = resumed_after {
-            forget_after(path, epoch)?;
+        let file = match resumed_after {
+            Some(epoch) => {
+                forget_after(path, epoch)?;
+                std::fs::OpenOptions::new().create(true).append(true).open(path)
+            }
+            None => std::fs::File::create(path),
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(MetricsWriter { path: path.to_path_buf(), file })
     }
 
     pub fn write(&mut self, line: &MetricsLine) -> Result<()> {
-        let text = serde_json::to_string(line)?;
-        writeln!(self.file, "{text}").and_then(|_| self.file.flush()).with_context(|| format!("cannot write {}", self.path.display()))
+        let mut text = serde_json::to_string(line)?;
+        text.push('\n');
+        self.file.write_all(text.as_bytes()).and_then(|_| self.file.flush()).with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 
-/// Drops the lines of epochs after `epoch`.
+/// Drops the lines of epochs after `epoch`, and a torn last line; fails on any other line that
+/// is not a JSON object.
 fn forget_after(path: &Path, epoch: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| serde_json::from_str::<Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_none_or(|e| e as usize <= epoch))
-        .collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept: Vec<&str> = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(value) = serde_json::from_str::<Value>(line).map_err(|_| ()).and_then(|v| if v.is_object() { Ok(v) } else { Err(()) }) else {
+            if i + 1 == lines.len() && !text.ends_with('\n') {
+                continue; // torn by a kill mid-write
+            }
+            bail!(
+                "{}:{}: not a metrics line: this is not the run's own log, and masklab will not append to it (move it away to resume with a new log)",
+                path.display(),
+                i + 1
+            );
+        };
+        if value["epoch"].as_u64().is_none_or(|e| e as usize <= epoch) {
+            kept.push(line);
+        }
+    }
     let mut out = kept.join("\n");
     if !out.is_empty() {
         out.push('\n');
@@ -311,5 +337,36 @@ mod tests {
         assert_eq!(h.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(h.steps.len(), 1, "the steps of epochs after the checkpoint are gone");
         assert_eq!(h.start.train_images, Some(8), "the start line stays");
+    }
+
+    #[test]
+    fn a_fresh_run_starts_its_log_anew_and_a_resume_never_appends_to_a_broken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let start = MetricsLine::Start(StartLine { train_images: Some(8), ..Default::default() });
+        let epoch1 = MetricsLine::Epoch(EpochLine { epoch: 1, step: 2, train_loss: 1.0, ..Default::default() });
+        // Three attempts killed before their first checkpoint, then a fourth: one start line.
+        for _ in 0..4 {
+            MetricsWriter::open(&path, None).unwrap().write(&start).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        // A kill tore the last line: a resume drops it and the next line stands on its own.
+        let mut w = MetricsWriter::open(&path, None).unwrap();
+        w.write(&start).unwrap();
+        w.write(&epoch1).unwrap();
+        drop(w);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"kind":"step","epoch":2,"st"#).unwrap();
+        drop(f);
+        let mut w = MetricsWriter::open(&path, Some(1)).unwrap();
+        w.write(&MetricsLine::Epoch(EpochLine { epoch: 2, step: 4, train_loss: 0.5, ..Default::default() })).unwrap();
+        let h = History::read(&path).unwrap();
+        assert_eq!(h.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2]);
+        // Someone else's text in the middle: refused, and the file is left as it was.
+        let foreign = "{\"kind\":\"start\"}\nhello world\n{\"kind\":\"epoch\",\"epoch\":1}\n";
+        std::fs::write(&path, foreign).unwrap();
+        let err = format!("{:#}", MetricsWriter::open(&path, Some(1)).err().unwrap());
+        assert!(err.contains("metrics.jsonl:2") && err.contains("will not append"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), foreign);
     }
 }

@@ -13,11 +13,15 @@
 //! RUN/audit.json             suspected wrong labels (masklab audit, on a k-fold run)
 //! RUN/report.html, report/   the report page and its charts
 //! RUN/tensorboard/           TensorBoard event files;  RUN/mlflow.json  the MLflow run
+//! RUN/.masklab.lock          held by whoever writes the run; names its process (see lock)
 //! k-fold parent: RUN/folds.json (finished folds), RUN/fold-1 .. fold-k (runs),
 //!                RUN/oof_predictions.csv, RUN/cv.json
 //! ```
 pub mod checkpoint;
+pub mod lock;
 pub mod metrics_log;
+
+pub use lock::RunLock;
 
 use crate::config::Config;
 use crate::metrics::{Evaluation, Scores};
@@ -44,6 +48,8 @@ const FOLDS_FILE: &str = "folds.json";
 const OOF_PREDICTIONS: &str = "oof_predictions.csv";
 const CV_FILE: &str = "cv.json";
 const AUDIT_FILE: &str = "audit.json";
+/// How TensorBoard's event files are named (tracking::tensorboard writes them).
+const TENSORBOARD_EVENT_PREFIX: &str = "events.out.tfevents.";
 
 /// A run folder (which need not exist yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +124,9 @@ impl RunDir {
     pub fn audit_file(&self) -> PathBuf {
         self.root.join(AUDIT_FILE)
     }
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(lock::LOCK_FILE)
+    }
 
     /// The files of a finished run that are worth keeping elsewhere (MLflow's artifacts), when present.
     pub fn result_files(&self) -> Vec<PathBuf> {
@@ -140,6 +149,45 @@ impl RunDir {
     /// Whether training wrote a checkpoint here (a run to resume, not to overwrite).
     pub fn has_checkpoint(&self) -> bool {
         self.checkpoint(LAST).exists()
+    }
+
+    /// Removes what a training attempt that stopped before its first checkpoint left (its
+    /// metrics log, an early best checkpoint and validation predictions, decision biases fitted
+    /// on them, its report page, its TensorBoard events), so that a fresh start neither appends
+    /// to them nor shows them beside its own. Returns what it removed. A folder with a
+    /// metrics.jsonl but no config.toml (which every masklab run writes before its log) holds
+    /// someone else's log: an error, and nothing is removed. Call it only where no checkpoint is.
+    pub fn discard_unfinished_attempt(&self) -> Result<Vec<PathBuf>> {
+        if self.has_checkpoint() {
+            bail!("{} holds a checkpoint: refusing to discard it", self.root.display());
+        }
+        if self.metrics_file().is_file() && !self.config_file().is_file() {
+            bail!(
+                "{} holds a {METRICS_FILE} that no masklab run wrote (there is no {CONFIG_FILE}); masklab will not write into it: choose another run folder",
+                self.root.display()
+            );
+        }
+        let mut doomed: Vec<PathBuf> = [
+            self.metrics_file(),
+            self.checkpoint(BEST),
+            self.checkpoint_meta(BEST),
+            self.checkpoint_meta(LAST),
+            self.val_predictions(),
+            self.tune_file(),
+            self.report_page(),
+        ]
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+        if let Ok(entries) = std::fs::read_dir(self.tensorboard_dir()) {
+            doomed.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+                p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(TENSORBOARD_EVENT_PREFIX))
+            }));
+        }
+        for path in &doomed {
+            std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(doomed)
     }
 
     pub fn folds_state(&self) -> Result<FoldsState> {
@@ -245,6 +293,28 @@ pub struct CrossValidation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_start_discards_an_unfinished_attempt_but_not_a_foreign_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        std::fs::write(run.metrics_file(), "{\"kind\":\"start\"}\n").unwrap();
+        let err = format!("{:#}", run.discard_unfinished_attempt().unwrap_err());
+        assert!(err.contains("no masklab run wrote"), "{err}");
+        assert!(run.metrics_file().exists(), "a foreign log is left alone");
+        std::fs::write(run.config_file(), "").unwrap();
+        std::fs::create_dir_all(run.tensorboard_dir()).unwrap();
+        for f in [run.checkpoint(BEST), run.checkpoint_meta(BEST), run.val_predictions(), run.tensorboard_dir().join("events.out.tfevents.1.host")] {
+            std::fs::write(f, "x").unwrap();
+        }
+        std::fs::write(run.tensorboard_dir().join("notes.txt"), "mine").unwrap();
+        let removed = run.discard_unfinished_attempt().unwrap();
+        assert_eq!(removed.len(), 5, "{removed:?}");
+        assert!(!run.metrics_file().exists() && !run.checkpoint(BEST).exists());
+        assert!(run.config_file().exists() && run.tensorboard_dir().join("notes.txt").exists());
+        std::fs::write(run.checkpoint(LAST), "x").unwrap();
+        assert!(run.discard_unfinished_attempt().is_err(), "a run with a checkpoint is never discarded");
+    }
 
     #[test]
     fn a_kfold_run_is_its_finished_folds() {

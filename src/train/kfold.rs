@@ -5,7 +5,8 @@
 //! the cross-validated macro F1. `predict` on such a run ensembles its folds.
 use crate::config::Config;
 use crate::heldout::{read_rows, score_rows, write_rows, HeldOutRow};
-use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir};
+use crate::data::prepared::prepare;
+use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir, RunLock};
 use crate::train::observer::ObserverFactory;
 use crate::train::trainer::Trainer;
 use anyhow::{bail, Context, Result};
@@ -13,14 +14,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Trains every fold of `cfg.data.folds` in turn into `run/fold-k`, then gathers the OOF
-/// predictions and the cross-validated scores. With `resume`, finished folds are skipped and
-/// an interrupted one continues from its last checkpoint.
-pub fn train_folds(data: &Path, cfg: &Config, run: &RunDir, resume: bool, observers_for: &ObserverFactory) -> Result<CrossValidation> {
+/// predictions and the cross-validated scores. The caller holds the parent folder's lock (and
+/// keeps it while it writes the run's report); each fold's trainer locks its own folder. Every
+/// fold's config is checked against its data before the first fold trains. With `resume`,
+/// finished folds are skipped and an interrupted one continues from its last checkpoint (or
+/// starts afresh when it had none).
+pub fn train_folds(data: &Path, cfg: &Config, lock: &RunLock, resume: bool, observers_for: &ObserverFactory) -> Result<CrossValidation> {
+    let run = lock.run();
     let k = cfg.data.folds;
     if k < 2 || cfg.data.fold != 0 {
         bail!("train_folds needs data.folds >= 2 and data.fold = 0");
     }
     std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
+    let resume = resume && {
+        if !run.is_kfold() {
+            eprintln!("{}: no fold has started yet; starting the k-fold run afresh", run.path().display());
+        }
+        run.is_kfold()
+    };
     let mut state = if resume {
         run.folds_state()?
     } else {
@@ -33,6 +44,7 @@ pub fn train_folds(data: &Path, cfg: &Config, run: &RunDir, resume: bool, observ
     if state.folds != k {
         bail!("{}: the run has {} folds, the config asks for {k}", run.path().display(), state.folds);
     }
+    check_folds(data, cfg, &state)?;
     run.write_config(cfg)?;
     run.write_folds_state(&state)?;
     for fold in 1..=k {
@@ -59,6 +71,34 @@ pub fn train_folds(data: &Path, cfg: &Config, run: &RunDir, resume: bool, observ
     let cv = gather_oof(run, k)?;
     run.write_cv(&cv)?;
     Ok(cv)
+}
+
+/// The preflight checks of every fold still to train, all reported together.
+fn check_folds(data: &Path, cfg: &Config, state: &FoldsState) -> Result<()> {
+    // Each problem once, with the folds it concerns (most concern all of them).
+    let mut problems: Vec<(String, Vec<usize>)> = Vec::new();
+    for fold in (1..=cfg.data.folds).filter(|f| !state.completed.contains(f)) {
+        let mut fold_cfg = cfg.clone();
+        fold_cfg.data.fold = fold;
+        let prepared = prepare(data, &fold_cfg)?;
+        for p in crate::train::preflight::problems(&fold_cfg, &prepared) {
+            match problems.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, folds)) => folds.push(fold),
+                None => problems.push((p, vec![fold])),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|(p, folds)| match folds.as_slice() {
+                [one] => format!("fold {one}: {p}"),
+                many => format!("folds {}: {p}", many.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")),
+            })
+            .collect();
+        bail!("the config does not fit the data in {} (no fold was trained):\n  - {}", data.display(), lines.join("\n  - "));
+    }
+    Ok(())
 }
 
 /// Concatenates the folds' best-epoch validation predictions into `RUN/oof_predictions.csv`

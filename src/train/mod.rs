@@ -1,14 +1,17 @@
 //! Training: the trainer and what it announces to observers; losses, optimisers over flat
 //! buffers, schedules, loss scaling, weight averaging, best-checkpoint and early-stopping rules,
-//! and k-fold cross-validation.
+//! k-fold cross-validation, the checks of a config against the data before training, and the
+//! detection of non-finite steps.
 pub mod ema;
 pub mod flat;
 pub mod kfold;
 pub mod loss;
 pub mod loss_scale;
 pub mod metrics_file;
+pub mod nonfinite;
 pub mod observer;
 pub mod optim;
+pub mod preflight;
 pub mod schedule;
 pub mod stopping;
 pub mod trainer;

@@ -374,6 +374,72 @@ impl Optimizer {
         });
     }
 
+    /// Whether every gradient is finite, as a 0-dim bool tensor on the parameters' device: no
+    /// host read, so the training loop can gate the step with [`Optimizer::step_if`] without
+    /// waiting for the device.
+    pub fn grads_finite(&mut self) -> Tensor {
+        tch::no_grad(|| {
+            let flags: Vec<Tensor> = self.groups.iter_mut().map(|g| g.flat_grads().isfinite().all()).collect();
+            match flags.split_first() {
+                Some((first, rest)) => rest.iter().fold(first.shallow_clone(), |a, b| a.logical_and(&b.to_device(a.device()))),
+                None => Tensor::from(true),
+            }
+        })
+    }
+
+    /// [`Optimizer::step`] where `apply` (a 0-dim bool tensor on the parameters' device) is true;
+    /// where it is false the values, moments and momentum stay exactly as they were, whatever the
+    /// gradients hold (NaN included), decided on the device without a host read. A skipped step
+    /// still counts in Adam's bias correction (the step counter lives on the host), which makes
+    /// the correction of the next steps a little weaker than if the step had never been tried.
+    pub fn step_if(&mut self, lr: f64, apply: &Tensor) {
+        self.steps += 1;
+        let step = self.steps as i32;
+        let cfg = &self.cfg;
+        let wd = cfg.weight_decay;
+        tch::no_grad(|| {
+            for group in &mut self.groups {
+                group.assert_still_bound();
+                let apply = apply.to_device(group.values.device());
+                // 1 to apply, 0 to skip, in the group's dtype: scales every change to the buffers.
+                let gate = apply.to_kind(group.values.kind());
+                let mut grads = group.flat_grads();
+                // A skipped step's gradients may be NaN, and NaN * 0 is NaN: zero them first.
+                let _ = grads.masked_fill_(&apply.logical_not(), 0.0);
+                let mut values = group.values.shallow_clone();
+                match cfg.kind {
+                    OptimKind::Sgd => {
+                        let mut update = if wd != 0.0 { &grads + &values * wd } else { grads };
+                        if let Some(buffer) = &mut group.momentum_buffer {
+                            // From the zeroed buffer, `momentum * 0 + update` is the first step's copy.
+                            let next = &*buffer * cfg.momentum + &update;
+                            buffer.copy_(&next.where_self(&apply, buffer));
+                            update = if cfg.nesterov { update + &*buffer * cfg.momentum } else { buffer.shallow_clone() };
+                        }
+                        let _ = values.g_sub_(&(update * (&gate * lr)));
+                    }
+                    OptimKind::Adam | OptimKind::Adamw => {
+                        let grads = if cfg.kind == OptimKind::Adam && wd != 0.0 { &grads + &values * wd } else { grads };
+                        if cfg.kind == OptimKind::Adamw && wd != 0.0 {
+                            let _ = values.g_mul_(&(-(&gate * (lr * wd)) + 1.0));
+                        }
+                        let [beta1, beta2] = cfg.betas;
+                        let (Some(exp_avg), Some(exp_avg_sq)) = (&mut group.exp_avg, &mut group.exp_avg_sq) else {
+                            unreachable!("Adam groups get both moment buffers in Optimizer::new")
+                        };
+                        let _ = exp_avg.lerp_tensor_(&grads, &(&gate * (1.0 - beta1)));
+                        let _ = exp_avg_sq.g_mul_(&(-(&gate * (1.0 - beta2)) + 1.0));
+                        let _ = exp_avg_sq.addcmul_(&grads, &(&grads * (&gate * (1.0 - beta2))));
+                        let bias_correction1 = 1.0 - beta1.powi(step);
+                        let bias_correction2 = 1.0 - beta2.powi(step);
+                        let denominator = exp_avg_sq.sqrt() / bias_correction2.sqrt() + cfg.eps;
+                        let _ = values.addcdiv_(&(&*exp_avg * (&gate * (-lr / bias_correction1))), &denominator);
+                    }
+                }
+            }
+        });
+    }
+
     /// For checkpoints: `step` (int64 scalar) and each moment buffer per parameter, named
     /// `exp_avg.<variable>`, `exp_avg_sq.<variable>` or `momentum_buffer.<variable>` (copies).
     pub fn state(&self) -> Vec<(String, Tensor)> {
@@ -549,6 +615,53 @@ mod tests {
             reference.step(lr);
             assert_close(&fixture.values().concat(), &reference.w, &format!("{:?} step {}", cfg.kind, i + 1));
         }
+    }
+
+    /// `step_if(true)` is `step`; `step_if(false)` changes nothing, NaN gradients included, and
+    /// training goes on from there as if the skipped step had not been tried (but for Adam's
+    /// bias correction, whose step counter counts it).
+    fn check_gated_steps(cfg: OptimConfig) {
+        let (gated, plain) = (Fixture::new(), Fixture::new());
+        let mut reference = Reference::new(&cfg, &plain);
+        let (mut a, mut b) = (Optimizer::new(&gated.vs, &cfg).unwrap(), Optimizer::new(&plain.vs, &cfg).unwrap());
+        let yes = Tensor::from(true);
+        for lr in LRS {
+            a.zero_grad();
+            gated.backward();
+            assert!(bool::try_from(a.grads_finite()).unwrap());
+            a.step_if(lr, &yes);
+            b.zero_grad();
+            plain.backward();
+            b.step(lr);
+            reference.step(lr);
+            assert_close(&gated.values().concat(), &plain.values().concat(), &format!("{:?} gated vs plain", cfg.kind));
+        }
+        let (before, state_before) = (gated.values().concat(), a.state());
+        a.zero_grad();
+        (&gated.vars[0].1 * f64::NAN).sum(Kind::Float).backward();
+        let finite = a.grads_finite();
+        assert!(!bool::try_from(&finite).unwrap(), "NaN gradients are seen on the device");
+        a.step_if(0.1, &finite);
+        assert_eq!(gated.values().concat(), before, "{:?}: a skipped step moved the weights", cfg.kind);
+        for ((name, x), (_, y)) in a.state().iter().zip(&state_before).skip(1) {
+            assert!(x.equal(y), "{:?}: a skipped step changed {name}", cfg.kind);
+        }
+        if cfg.kind == OptimKind::Sgd {
+            // SGD keeps no step count: the next step continues exactly as without the skipped one.
+            a.zero_grad();
+            gated.backward();
+            a.step_if(0.01, &yes);
+            reference.step(0.01);
+            assert_close(&gated.values().concat(), &reference.w, "SGD after a skipped step");
+        }
+    }
+
+    #[test]
+    fn gated_steps_apply_or_change_nothing() {
+        check_gated_steps(OptimConfig { kind: OptimKind::Adam, weight_decay: 0.1, ..Default::default() });
+        check_gated_steps(OptimConfig { kind: OptimKind::Adamw, weight_decay: 0.1, betas: [0.8, 0.99], ..Default::default() });
+        check_gated_steps(OptimConfig { kind: OptimKind::Sgd, weight_decay: 0.01, momentum: 0.9, ..Default::default() });
+        check_gated_steps(OptimConfig { kind: OptimKind::Sgd, weight_decay: 0.0, momentum: 0.8, nesterov: true, ..Default::default() });
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! (loss, backward, optimiser, EMA) -> validation each epoch -> best/last checkpoints, early
 //! stopping. What happens is announced to observers (train::observer); the run folder's
 //! checkpoints are written here, everything else by them. A run resumes from `last`.
+//!
+//! The trainer holds the run folder's lock (run_dir::lock) from `new` until it is dropped, checks
+//! the config against the data before the first step (train::preflight), skips steps whose loss
+//! or gradients are not finite and stops after a run of them (train::nonfinite), and never
+//! writes weights that hold a NaN or an infinity.
 use crate::config::Config;
 use crate::data::loader::Loader;
 use crate::data::prepared::{prepare, Prepared};
@@ -9,14 +14,15 @@ use crate::data::sampler::epoch_indices;
 use crate::evaluate::{evaluate, Evaluated};
 use crate::heldout;
 use crate::metrics::Evaluation;
-use crate::model::net::{to_channels_last, Net, RunOptions};
+use crate::model::net::{to_channels_last, Net, NonFiniteOutputs, RunOptions};
 use crate::model::task_layout::Head;
 use crate::model::trained::build_nets;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine, ValScores};
-use crate::run_dir::{checkpoint, RunDir, BEST, LAST};
+use crate::run_dir::{checkpoint, RunDir, RunLock, BEST, LAST};
 use crate::train::ema::Ema;
 use crate::train::loss::{head_losses, Loss};
 use crate::train::loss_scale::LossScaler;
+use crate::train::nonfinite::NonFiniteGuard;
 use crate::train::observer::{Resumed, RunEnd, RunStart, TrainObserver};
 use crate::train::optim::Optimizer;
 use crate::train::schedule::lr_at;
@@ -70,6 +76,9 @@ pub struct Trainer {
     stopping: EarlyStopping,
     resumed: Option<Resumed>,
     start_line: StartLine,
+    guard: NonFiniteGuard,
+    /// Held while the trainer lives; the last field, so it is released after everything else.
+    _lock: RunLock,
 }
 
 /// What one epoch's training pass measured.
@@ -80,11 +89,32 @@ struct EpochStats {
 }
 
 impl Trainer {
-    /// Prepares a run per the config in `run`: reads and splits the data, builds the models
-    /// (from pretrained weights when configured) and their optimisers. With `resume`, continues
-    /// from `run/last.safetensors`; without, a folder that already holds a run is an error.
+    /// Prepares a run per the config in `run`: locks the folder, reads and splits the data, checks
+    /// the config against it, builds the models (from pretrained weights when configured) and
+    /// their optimisers. With `resume`, continues from `run/last.safetensors`, or starts afresh
+    /// when the run stopped before writing it; without, a folder that already holds a run is an
+    /// error. A fresh start removes what an attempt that stopped before its first checkpoint left.
     pub fn new(data_dir: &Path, cfg: &Config, run: RunDir, resume: bool) -> Result<Trainer> {
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
+        let lock = RunLock::acquire(&run, "train")?;
+        let resume = resume && {
+            let has = run.has_checkpoint();
+            if !has {
+                eprintln!("{}: no checkpoint to resume from (the run stopped during its first epoch); starting it afresh", run.path().display());
+            }
+            has
+        };
+        if !resume {
+            if run.has_checkpoint() || run.is_kfold() {
+                let p = run.path().display();
+                bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
+            }
+            let removed = run.discard_unfinished_attempt()?;
+            if !removed.is_empty() {
+                let names: Vec<String> = removed.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+                eprintln!("{}: removed what an attempt that stopped before its first checkpoint left: {}", run.path().display(), names.join(", "));
+            }
+        }
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }
@@ -100,9 +130,7 @@ impl Trainer {
         run.write_config(cfg)?;
 
         let data = prepare(data_dir, cfg)?;
-        if data.train_idx.is_empty() {
-            bail!("no training images left after the validation split");
-        }
+        crate::train::preflight::check(cfg, &data)?;
         let loader = data.loader(cfg);
         tch::manual_seed(cfg.train.seed as i64);
         let nets = build_nets(cfg, device)?;
@@ -152,12 +180,11 @@ impl Trainer {
             stopping: EarlyStopping::new(cfg.train.patience),
             resumed: None,
             start_line,
+            guard: NonFiniteGuard::new(cfg.train.max_nonfinite_steps, device),
+            _lock: lock,
         };
         if resume {
             trainer.restore()?;
-        } else if trainer.run.has_checkpoint() {
-            let p = trainer.run.path().display();
-            bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
         }
         Ok(trainer)
     }
@@ -173,6 +200,7 @@ impl Trainer {
         for epoch in self.epoch + 1..=self.cfg.train.epochs {
             let t0 = Instant::now();
             let stats = self.train_epoch(epoch, observers)?;
+            self.ensure_weights_finite(epoch)?;
             let (evaluated, improved) = self.validate(epoch)?;
             let eval = evaluated.map(|e| e.eval);
             if improved {
@@ -231,52 +259,70 @@ impl Trainer {
         for o in observers.iter_mut() {
             o.epoch_begin(epoch, batches.total());
         }
-        // Losses are summed on the device and read at log points: no host sync per step.
+        // Losses, and the steps whose loss counts (those with finite ones), are summed on the
+        // device and read at log points: no host sync per step.
         let device = self.device;
         let zero = || Tensor::zeros([], (Kind::Float, device));
         let (mut epoch_loss, mut window_loss) = (zero(), zero());
+        let (mut epoch_counted, mut window_counted) = (zero(), zero());
         let (mut steps, mut images) = (0usize, 0usize);
-        let mut window = (Instant::now(), 0usize, 0usize);
+        let mut window = (Instant::now(), 0usize);
+        self.guard.begin_epoch();
         for batch in batches {
             let batch = batch?;
             let truth: Vec<i64> = batch.indices.iter().map(|&i| self.data.classes[i] as i64).collect();
-            let step_loss = self.step(&batch.images, &Tensor::from_slice(&truth))?;
+            let (step_loss, bad) = self.step(&batch.images, &Tensor::from_slice(&truth))?;
+            self.guard.record(&bad);
+            let counted = bad.logical_not().to_kind(Kind::Float);
             self.step += 1;
             steps += 1;
             images += batch.indices.len();
             epoch_loss += &step_loss;
             window_loss += &step_loss;
+            epoch_counted += &counted;
+            window_counted += &counted;
             window.1 += batch.indices.len();
-            window.2 += 1;
-            let mean_loss = || epoch_loss.double_value(&[]) / steps as f64;
+            let mean_loss = || epoch_loss.double_value(&[]) / epoch_counted.double_value(&[]);
             for o in observers.iter_mut() {
                 o.batch(steps, &mean_loss);
             }
             let log_every = self.cfg.train.log_every;
-            if log_every > 0 && self.step % log_every == 0 {
+            let log_point = log_every > 0 && self.step % log_every == 0;
+            if log_point || self.step % self.guard.check_every() == 0 {
+                self.guard.check(epoch, self.step, self.lr(0))?;
+            }
+            if log_point {
                 let line = StepLine {
                     epoch,
                     step: self.step,
-                    loss: window_loss.double_value(&[]) / window.2 as f64,
+                    loss: window_loss.double_value(&[]) / window_counted.double_value(&[]),
                     lr: self.lr(0),
                     images_per_s: window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9),
                 };
                 for o in observers.iter_mut() {
                     o.step(&line)?;
                 }
-                window = (Instant::now(), 0, 0);
+                window = (Instant::now(), 0);
                 window_loss = zero();
+                window_counted = zero();
             }
         }
-        Ok(EpochStats { mean_loss: epoch_loss.double_value(&[]) / steps.max(1) as f64, images, seconds: t0.elapsed().as_secs_f64() })
+        let bad = self.guard.check(epoch, self.step, self.lr(0))?;
+        if bad.skipped > 0 {
+            tracing::warn!("epoch {epoch}: {} of {steps} steps skipped for a non-finite loss or gradients", bad.skipped);
+        }
+        let mean_loss = if steps == 0 { 0.0 } else { epoch_loss.double_value(&[]) / epoch_counted.double_value(&[]) };
+        Ok(EpochStats { mean_loss, images, seconds: t0.elapsed().as_secs_f64() })
     }
 
-    /// One optimiser step of every model on a batch (uint8 NHWC images, 18-way classes); returns
-    /// the summed loss of the models that stepped, on the device.
-    fn step(&mut self, images_u8: &Tensor, truth: &Tensor) -> Result<Tensor> {
+    /// One optimiser step of every model on a batch (uint8 NHWC images, 18-way classes). Returns
+    /// the summed loss of the models that stepped, and whether a model's loss or gradients were
+    /// not finite (that model's step was skipped), both on the device.
+    fn step(&mut self, images_u8: &Tensor, truth: &Tensor) -> Result<(Tensor, Tensor)> {
         let images = images_u8.to_device(self.device);
         let truth = truth.to_device(self.device);
         let mut step_loss = Tensor::zeros([], (Kind::Float, self.device));
+        let mut bad = Tensor::zeros([], (Kind::Bool, self.device));
         for k in 0..self.nets.len() {
             let lr = self.lr(k);
             let (net, optimizer) = (&self.nets[k], &mut self.optimizers[k]);
@@ -294,23 +340,51 @@ impl Trainer {
                         None => l.forward(&logits, &target),
                     };
             }
+            let loss_finite = loss.isfinite();
             optimizer.zero_grad();
             self.scaler.scaled(&loss).backward();
             reduce_gradients(optimizer);
             if !self.scaler.unscale(optimizer) {
-                continue; // fp16 overflow: this model skips the step
+                // fp16 overflow: the scaler skips this model's step and lowers its scale, which is
+                // no fault; a loss that was not finite before scaling is one.
+                bad = bad.logical_or(&loss_finite.logical_not());
+                continue;
             }
+            // Decided on the device: the step applies only when the loss and every gradient are finite.
+            let finite = loss_finite.logical_and(&optimizer.grads_finite());
             if net.settings.optim.grad_clip > 0.0 {
                 optimizer.clip_grad_norm(net.settings.optim.grad_clip);
             }
-            optimizer.step(lr);
+            optimizer.step_if(lr, &finite);
             if let Some(ema) = &mut self.emas[k] {
                 ema.update(&net.vs);
             }
-            step_loss += loss.detach();
+            step_loss += loss.detach().where_self(&finite, &Tensor::zeros([], (Kind::Float, self.device)));
+            bad = bad.logical_or(&finite.logical_not());
         }
         self.scaler.step_done();
-        Ok(step_loss)
+        Ok((step_loss, bad))
+    }
+
+    /// Stops a run whose weights (or their average) stopped being finite, which a skipped step
+    /// cannot undo (a non-finite forward pass also updates batch-norm statistics); before
+    /// anything of the epoch is validated or saved.
+    fn ensure_weights_finite(&self, epoch: usize) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = self.nets.iter().flat_map(|n| n.named_tensors()).collect();
+        for (net, ema) in self.nets.iter().zip(&self.emas) {
+            if let Some(e) = ema {
+                tensors.extend(e.state().into_iter().map(|(k, t)| (format!("ema.{}.{k}", net.name), t)));
+            }
+        }
+        let bad = checkpoint::non_finite_tensors(&tensors);
+        if !bad.is_empty() {
+            bail!(
+                "training diverged in epoch {epoch}: {}; no checkpoint of them was written{}. Lower optim.lr or set optim.grad_clip",
+                checkpoint::describe_non_finite(&bad),
+                if self.epoch > 0 { format!(" (the last good one is epoch {}'s: --resume it with other settings)", self.epoch) } else { String::new() }
+            );
+        }
+        Ok(())
     }
 
     /// Validates the epoch on the EMA weights when EMA is on, and keeps them as the best
@@ -328,7 +402,14 @@ impl Trainer {
         let evaluated = if data.val_idx.is_empty() {
             None
         } else {
-            Some(evaluate(&self.nets, &self.losses, cfg.model.layout, &self.loader, &data.classes, data.val_idx.clone(), cfg.train.eval_batch(), &self.run_opts)?)
+            let evaluated = evaluate(&self.nets, &self.losses, cfg.model.layout, &self.loader, &data.classes, data.val_idx.clone(), cfg.train.eval_batch(), &self.run_opts);
+            Some(evaluated.map_err(|e| {
+                if e.downcast_ref::<NonFiniteOutputs>().is_some() {
+                    e.context(format!("training diverged in epoch {epoch} (validation); no checkpoint of it was written. Lower optim.lr or set optim.grad_clip"))
+                } else {
+                    e
+                }
+            })?)
         };
         let score = evaluated.as_ref().map(|e| cfg.train.monitor.score(&e.eval)).unwrap_or(epoch as f64);
         let improved = self.best.record(epoch, score);
@@ -389,7 +470,7 @@ impl Trainer {
     /// Loads the last checkpoint's weights, optimiser and EMA state and counters.
     fn restore(&mut self) -> Result<()> {
         let path = self.run.checkpoint(LAST);
-        let (tensors, meta) = checkpoint::load(&path).with_context(|| format!("cannot resume from {}", path.display()))?;
+        let (tensors, meta) = checkpoint::load_finite(&path).with_context(|| format!("cannot resume from {}", path.display()))?;
         let state: RunState = serde_json::from_value(meta["state"].clone()).with_context(|| format!("{}: no run state in the checkpoint", path.display()))?;
         let strip = |prefix: String| -> Vec<(String, Tensor)> {
             tensors.iter().filter_map(|(k, t)| k.strip_prefix(&prefix).map(|k| (k.to_string(), t.shallow_clone()))).collect()

@@ -154,4 +154,3 @@ pub fn load_checkpoint_into(
 fn is_derived_buffer(name: &str) -> bool {
     name.ends_with(".relative_position_index")
 }
-

@@ -222,3 +222,4 @@ mod tests {
         assert!(e.contains("none"), "{e}");
     }
 }
+

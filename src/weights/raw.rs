@@ -2,7 +2,7 @@
 //! storages), with no libtorch: the zip format of `torch.save` (PyTorch >= 1.6), the legacy
 //! pre-1.6 format (a sequence of pickles followed by raw storages), and `.safetensors`. The format
 //! is recognised from the bytes. A state dict is taken from the top level or from under
-//! `state_dict` or `model`. [`super::torchfile`] turns the result into tch tensors.
+//! `state_dict` or `model`. `torchfile.rs` turns the result into tch tensors.
 //!
 //! A hostile file is refused with an error, never a crash or a runaway allocation: the pickle
 //! reader has its own limits ([`super::pickle`]); a zip entry must hold exactly the bytes its

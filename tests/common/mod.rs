@@ -60,4 +60,5 @@ pub fn train_tiny(data: &Path, run: &Path, extra: &[&str]) -> Output {
     masklab(&refs)
 }
 
+pub mod serve;
 pub mod faces;

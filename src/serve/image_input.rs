@@ -1,0 +1,150 @@
+//! From the bytes of an upload to the classifier's inputs: format and size checked from the
+//! header before any pixel is decoded, decoded upright (`data::decode`, the code that reads
+//! files for training and `predict`), the faces located, and each face resized once per input
+//! pipeline of the ensemble.
+//!
+//! Where the faces are is one step of its own ([`FaceLocator`]): today every image is one face,
+//! the whole image (`whole_image: true` in the answer); a face detector takes that step's place.
+use crate::data::decode::{decode_upright, peek_header, resize_rgb, Preprocess, RgbImage};
+use image::ImageFormat;
+
+/// Why an upload is not an image the service can classify.
+#[derive(Debug, PartialEq)]
+pub enum InputError {
+    /// Not a JPEG or PNG at all (415).
+    NotAnImage(String),
+    /// More pixels than `--max-pixels`, seen in the header (413).
+    TooManyPixels { width: u32, height: u32, max: u64 },
+    /// A JPEG or PNG that cannot be decoded (422).
+    Undecodable(String),
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::NotAnImage(what) => write!(f, "not a JPEG or PNG image ({what})"),
+            InputError::TooManyPixels { width, height, max } => {
+                write!(f, "image of {width}x{height} = {} pixels is larger than the limit of {max} pixels", *width as u64 * *height as u64)
+            }
+            InputError::Undecodable(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+/// What the bytes look like, for the error message of a non-image.
+fn describe(bytes: &[u8]) -> String {
+    match image::guess_format(bytes) {
+        Ok(f) => format!("{f:?} is not read; send JPEG or PNG"),
+        Err(_) if bytes.is_empty() => "the body is empty".into(),
+        Err(_) if bytes.iter().take(512).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) => "the body is text".into(),
+        Err(_) => format!("unknown format starting with {}", bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")),
+    }
+}
+
+/// Decodes an upload: JPEG or PNG, at most `max_pixels` pixels, EXIF orientation applied.
+pub fn decode_upload(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, InputError> {
+    match image::guess_format(bytes) {
+        Ok(ImageFormat::Jpeg | ImageFormat::Png) => {}
+        _ => return Err(InputError::NotAnImage(describe(bytes))),
+    }
+    let (_, width, height) = peek_header(bytes).map_err(InputError::Undecodable)?;
+    if width as u64 * height as u64 > max_pixels {
+        return Err(InputError::TooManyPixels { width, height, max: max_pixels });
+    }
+    decode_upright(bytes).map_err(InputError::Undecodable)
+}
+
+/// A face to classify: its box `[x1, y1, x2, y2]` in pixels of the upright image.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaceRegion {
+    pub bbox: [f32; 4],
+    /// No detector placed this box: it is the whole image.
+    pub whole_image: bool,
+}
+
+/// Where the faces of an image are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaceLocator {
+    /// Every image is one face: the whole image, as the models were trained (centred portraits).
+    #[default]
+    WholeImage,
+}
+
+impl FaceLocator {
+    pub fn locate(&self, image: &RgbImage) -> Vec<FaceRegion> {
+        match self {
+            FaceLocator::WholeImage => vec![FaceRegion { bbox: [0.0, 0.0, image.width as f32, image.height as f32], whole_image: true }],
+        }
+    }
+}
+
+/// A face's model inputs, one per pipeline. The whole image goes through exactly the resize
+/// that `predict` applies to a file; a detected face is cut out first.
+pub fn face_views(image: &RgbImage, face: &FaceRegion, pipelines: &[Preprocess]) -> Result<Vec<RgbImage>, String> {
+    let cut;
+    let source = if face.whole_image {
+        image
+    } else {
+        cut = crop(image, &face.bbox)?;
+        &cut
+    };
+    pipelines.iter().map(|p| resize_rgb(source, p)).collect()
+}
+
+/// The pixels inside `bbox` (rounded outwards, clipped to the image).
+pub fn crop(image: &RgbImage, bbox: &[f32; 4]) -> Result<RgbImage, String> {
+    let clip = |v: f32, max: u32| (v.max(0.0) as u32).min(max);
+    let (x1, y1) = (clip(bbox[0].floor(), image.width), clip(bbox[1].floor(), image.height));
+    let (x2, y2) = (clip(bbox[2].ceil(), image.width), clip(bbox[3].ceil(), image.height));
+    if x2 <= x1 || y2 <= y1 {
+        return Err(format!("empty face box {bbox:?} in a {}x{} image", image.width, image.height));
+    }
+    let (w, h) = (x2 - x1, y2 - y1);
+    let mut data = Vec::with_capacity((w * h * 3) as usize);
+    for y in y1..y2 {
+        let row = ((y * image.width + x1) * 3) as usize;
+        data.extend_from_slice(&image.data[row..row + (w * 3) as usize]);
+    }
+    Ok(RgbImage { width: w, height: h, data })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::decode::{decode_bytes, Crop};
+
+    fn png(img: &image::RgbImage) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Png).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn uploads_are_sorted_into_not_an_image_too_large_and_undecodable() {
+        let img = image::RgbImage::from_fn(30, 20, |x, y| image::Rgb([x as u8 * 8, y as u8 * 12, 7]));
+        let bytes = png(&img);
+        let ok = decode_upload(&bytes, 600).unwrap();
+        assert_eq!((ok.width, ok.height), (30, 20));
+        assert_eq!(decode_upload(&bytes, 599).unwrap_err(), InputError::TooManyPixels { width: 30, height: 20, max: 599 });
+        assert!(matches!(decode_upload(b"{\"json\": true}", 600), Err(InputError::NotAnImage(m)) if m.contains("text")));
+        assert!(matches!(decode_upload(b"GIF89a\x01\x00\x01\x00", 600), Err(InputError::NotAnImage(m)) if m.contains("Gif")));
+        assert!(matches!(decode_upload(&bytes[..40], 600), Err(InputError::Undecodable(_))));
+    }
+
+    #[test]
+    fn whole_image_views_are_what_predict_reads_and_crops_cut_the_box() {
+        let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 99]));
+        let bytes = png(&img);
+        let prep = Preprocess { crop: Crop::Fraction(0.9), width: 16, height: 16 };
+        let upright = decode_upload(&bytes, 10_000).unwrap();
+        let faces = FaceLocator::WholeImage.locate(&upright);
+        assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true }]);
+        let views = face_views(&upright, &faces[0], &[prep]).unwrap();
+        assert_eq!(views[0], decode_bytes(&bytes, &prep).unwrap(), "the file path and the upload path agree");
+
+        let cut = crop(&upright, &[10.2, 5.0, 19.5, 9.0]).unwrap();
+        assert_eq!((cut.width, cut.height), (10, 4));
+        assert_eq!(&cut.data[..3], &[60, 40, 99], "starts at pixel (10, 5)");
+        assert!(crop(&upright, &[50.0, 0.0, 60.0, 10.0]).is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! `masklab serve`: an HTTP API and a web page that classify the faces in a photo.
+//!
+//! ```text
+//! request (tokio) ─► body, limits ─► admit N images into the queue (503 when full)
+//!     ─► decoding threads: header check, decode upright, locate faces, resize per pipeline
+//!     ─► queue ─► device thread (owns the ensemble): dynamic batch, forward, votes, biases
+//!     ─► oneshot answer ─► JSON per image, per face
+//! ```
+//! The models are loaded and run through `predict::ensemble`, the inference path `predict` uses,
+//! so the service's probabilities for an image are `predict --probs`'s.
+pub mod answer;
+pub mod api;
+pub mod batcher;
+pub mod classifier;
+pub mod image_input;
+pub mod load;
+pub mod metrics;
+pub mod server;
+
+use crate::config::DeviceChoice;
+use crate::model::net::Tta;
+use anyhow::{bail, Context, Result};
+use api::{AppState, Limits};
+use batcher::BatchPolicy;
+use classifier::{device_name, Classifier, ClassifierOptions};
+use image_input::FaceLocator;
+use metrics::Metrics;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Run folders, k-fold run folders, or checkpoint files inside run folders.
+    pub runs: Vec<PathBuf>,
+    /// Address to listen on (`127.0.0.1:0`: a free port, printed at start).
+    pub addr: String,
+    /// One inference thread per device.
+    pub devices: Vec<DeviceChoice>,
+    pub tta: Tta,
+    pub weights: Option<Vec<f64>>,
+    pub no_tune: bool,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// Images admitted at once.
+    pub queue: usize,
+    pub max_body: u64,
+    pub max_pixels: u64,
+    pub max_images: usize,
+    pub timeout: Duration,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    /// Torch CPU threads (0: see [`thread_split`]).
+    pub threads: usize,
+    /// Decoding threads (0: see [`thread_split`]).
+    pub decode_threads: usize,
+}
+
+impl ServeOptions {
+    fn check(&self) -> Result<()> {
+        let positive = [
+            ("--max-batch", self.max_batch as u64),
+            ("--queue", self.queue as u64),
+            ("--max-body", self.max_body),
+            ("--max-pixels", self.max_pixels),
+            ("--max-images", self.max_images as u64),
+            ("--timeout-ms", self.timeout.as_millis() as u64),
+            ("--max-connections", self.max_connections as u64),
+        ];
+        for (flag, v) in positive {
+            if v == 0 {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        if self.max_images > self.queue {
+            bail!("--max-images ({}) cannot exceed --queue ({}): such a request could never be admitted", self.max_images, self.queue);
+        }
+        if self.queue > tokio::sync::Semaphore::MAX_PERMITS {
+            bail!("--queue is too large");
+        }
+        Ok(())
+    }
+}
+
+/// Torch CPU threads and decoding threads (0: chosen). Unset, the cores are shared between them:
+/// libtorch's default of one thread per core next to busy decoding threads oversubscribes the
+/// cores, and its OpenMP threads then wait on each other (measured on 2 cores: 2 torch threads
+/// served 18 images/s where 1 served 114).
+pub fn thread_split(torch: usize, decode: usize, cores: usize) -> (usize, usize) {
+    let cores = cores.max(1);
+    let torch = if torch > 0 { torch } else { (cores / 2).max(1) };
+    let decode = if decode > 0 { decode } else { cores.saturating_sub(torch).max(1) };
+    (torch, decode)
+}
+
+/// Serves until Ctrl-C or SIGTERM; then stops accepting, answers what is queued and returns.
+pub fn serve(o: &ServeOptions) -> Result<()> {
+    o.check()?;
+    let mut devices = Vec::new();
+    for d in &o.devices {
+        let device = d.resolve()?;
+        if !devices.contains(&device) {
+            devices.push(device);
+        }
+    }
+    if devices.is_empty() {
+        bail!("no device given (--device)");
+    }
+    let (torch_threads, decode_threads) = thread_split(o.threads, o.decode_threads, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let decode_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(decode_threads)
+        .thread_name(|i| format!("masklab-decode-{i}"))
+        .build()
+        .context("cannot start the decoding threads")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("masklab-http").build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&o.addr).await.with_context(|| format!("cannot listen on {}", o.addr))?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "masklab serve: listening on http://{local} (loading {} run(s) on {}; {torch_threads} torch thread(s), {decode_threads} decoding thread(s))",
+            o.runs.len(),
+            devices.iter().map(|d| device_name(*d)).collect::<Vec<_>>().join(", ")
+        );
+        let metrics = Arc::new(Metrics::new());
+        let classifier_options = ClassifierOptions {
+            runs: o.runs.clone(),
+            weights: o.weights.clone(),
+            tta: o.tta,
+            use_biases: !o.no_tune,
+            devices: devices.clone(),
+            policy: BatchPolicy { max_batch: o.max_batch, max_wait: o.max_wait },
+            threads: torch_threads,
+        };
+        let (classifier, loading) = Classifier::start(&classifier_options, o.queue, metrics.clone());
+        let limits = Limits { max_body: o.max_body, max_pixels: o.max_pixels, max_images: o.max_images, timeout: o.timeout };
+        let state = Arc::new(AppState {
+            classifier: classifier.clone(),
+            decode_pool,
+            limits,
+            metrics: metrics.clone(),
+            faces: FaceLocator::WholeImage,
+            draining: AtomicBool::new(false),
+        });
+        let app = api::router(state.clone());
+
+        // Stop on a signal, or when the models cannot be loaded.
+        let load_error: Arc<std::sync::Mutex<Option<anyhow::Error>>> = Arc::default();
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+        {
+            let (load_error, classifier) = (load_error.clone(), classifier.clone());
+            tokio::task::spawn_blocking(move || match loading.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the loading thread stopped"))) {
+                Ok(()) => {
+                    let info = classifier.info().expect("loaded");
+                    eprintln!("masklab serve: ready, model {} ({} checkpoint(s), tta {})", info.identity.id,
+                        info.identity.runs.iter().map(|r| r.checkpoints.len()).sum::<usize>(), info.identity.tta);
+                }
+                Err(e) => {
+                    *load_error.lock().expect("lock") = Some(e);
+                    let _ = failed_tx.send(());
+                }
+            });
+        }
+        let stop = {
+            let state = state.clone();
+            async move {
+                tokio::select! {
+                    _ = server::signal() => eprintln!("masklab serve: shutting down: answering the requests in progress"),
+                    Ok(()) = failed_rx => {}
+                }
+                state.draining.store(true, Ordering::SeqCst);
+            }
+        };
+        let server_limits = server::ServerLimits {
+            max_connections: o.max_connections,
+            header_timeout: o.header_timeout,
+            drain_timeout: o.timeout + Duration::from_secs(5),
+        };
+        server::run(listener, app, metrics, server_limits, stop).await;
+        drop(state);
+        tokio::task::spawn_blocking(move || classifier.stop()).await.context("stopping the inference threads")?;
+        if let Some(e) = load_error.lock().expect("lock").take() {
+            return Err(e);
+        }
+        eprintln!("masklab serve: stopped");
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_are_shared_between_torch_and_decoding_unless_set() {
+        assert_eq!(thread_split(0, 0, 2), (1, 1));
+        assert_eq!(thread_split(0, 0, 16), (8, 8));
+        assert_eq!(thread_split(0, 0, 1), (1, 1));
+        assert_eq!(thread_split(4, 0, 16), (4, 12));
+        assert_eq!(thread_split(0, 3, 16), (8, 3));
+        assert_eq!(thread_split(2, 2, 2), (2, 2));
+    }
+}
