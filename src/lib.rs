@@ -2,8 +2,9 @@
 //!
 //! How the modules depend on each other (each imports only what is below it):
 //! `main.rs` (CLI) -> serve (HTTP), report, tracking, console (observers of training) -> train (trainer,
-//! k-fold) -> evaluate, predict (the inference path), decision_biases -> model, data, weights ->
+//! k-fold) -> evaluate, predict (the inference path), decision_biases, audit -> model, data, weights ->
 //! run_dir (the run folder), heldout, config -> labels, metrics, util.
+pub mod audit;
 pub mod bench;
 pub mod config;
 pub mod console;

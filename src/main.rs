@@ -161,6 +161,31 @@ enum Command {
         #[arg(long)]
         worst: Option<usize>,
     },
+    /// Suspected wrong labels of a k-fold run's training set, from its out-of-fold predictions:
+    /// per-person gender and age band, normal/incorrect swaps, per-photo mask states. Writes
+    /// RUN/audit.json, which the run's report shows with the photos.
+    Audit {
+        /// k-fold run folder (data.folds >= 2) with oof_predictions.csv.
+        run: PathBuf,
+        /// Suspects to list and to consider for --write-relabel (0 = all).
+        #[arg(long, default_value_t = 50)]
+        top: usize,
+        /// Also write the listed suspects as CSV.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write a relabel.csv draft (id,field,true_value) of the accepted suspects: the listed ones scoring at least --min-score. Never applied unless passed back with --relabel FILE or data.relabel=FILE.
+        #[arg(long)]
+        write_relabel: Option<PathBuf>,
+        /// Lowest score a suspect needs to be accepted into the draft.
+        #[arg(long, default_value_t = masklab::audit::run::DEFAULT_MIN_SCORE)]
+        min_score: f64,
+        /// An age suspect at most this many years outside the suggested band is a hard case (marked, score halved).
+        #[arg(long, default_value_t = 2)]
+        hard_years: u32,
+        /// Dataset folder for ids, ages and photos (default: the one the run trained on).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Compare runs: key config values and best scores (Markdown on stdout), an HTML page and overlaid curves.
     Compare {
         /// Run folders (two or more).
@@ -571,6 +596,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { run, worst } => {
             let page = masklab::report::write_report(&run, worst)?;
             println!("wrote {}", page.display());
+        }
+        Command::Audit { run, top, out, write_relabel, min_score, hard_years, data } => {
+            let o = masklab::audit::run::RunAuditOptions { top, min_score, hard_years, data, out_csv: out.clone(), write_relabel };
+            let run = RunDir::new(run);
+            let file = masklab::audit::run::audit_run(&run, &o)?;
+            print!("{}", masklab::audit::run::render(&file));
+            if let Some(out) = out {
+                eprintln!("wrote {}", out.display());
+            }
+            // The run's page shows the suspects with their photos.
+            let cfg = run.load_config()?;
+            if cfg.report.enabled {
+                masklab::report::write_after_training(run.path(), cfg.report.worst);
+            }
         }
         Command::Compare { runs, out } => {
             let c = masklab::report::compare::compare(&runs, &out)?;

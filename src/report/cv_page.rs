@@ -94,6 +94,7 @@ pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     let found = worst(&oof, worst_count.unwrap_or(config.report.worst), folds[0].start.data.as_deref());
     page.text(&format!("{} of {} out-of-fold images are wrong; the {} below got the highest probability for a wrong class.", oof.iter().filter(|r| r.predicted() != r.truth).count(), oof.len(), found.len()));
     page.html(&mistakes_grid(&found, &class_labels(&bounds)));
+    super::audit_page::audit_section(&mut page, run, folds[0].start.data.as_deref());
     config_section(&mut page, &config_text);
     Ok(page)
 }

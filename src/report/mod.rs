@@ -1,6 +1,7 @@
 //! Reports: the page of a run (`RUN/report.html`, its charts also as PNG files in `RUN/report/`),
 //! the page of a k-fold run (cross-validated scores, out-of-fold confusion, per-fold curves), and
 //! comparisons of runs (a Markdown table, an HTML page and overlaid curves).
+pub mod audit_page;
 pub mod compare;
 pub mod cv_page;
 pub mod html;

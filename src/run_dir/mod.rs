@@ -10,6 +10,7 @@
 //! RUN/val_predictions.csv    the validation split's predictions at the best epoch
 //! RUN/pretrained.json        what pretrained weights were loaded
 //! RUN/tune.json              fitted decision biases (masklab tune)
+//! RUN/audit.json             suspected wrong labels (masklab audit, on a k-fold run)
 //! RUN/report.html, report/   the report page and its charts
 //! RUN/tensorboard/           TensorBoard event files;  RUN/mlflow.json  the MLflow run
 //! RUN/.masklab.lock          held by whoever writes the run; names its process (see lock)
@@ -46,6 +47,7 @@ const MLFLOW_FILE: &str = "mlflow.json";
 const FOLDS_FILE: &str = "folds.json";
 const OOF_PREDICTIONS: &str = "oof_predictions.csv";
 const CV_FILE: &str = "cv.json";
+const AUDIT_FILE: &str = "audit.json";
 /// How TensorBoard's event files are named (tracking::tensorboard writes them).
 const TENSORBOARD_EVENT_PREFIX: &str = "events.out.tfevents.";
 
@@ -117,6 +119,10 @@ impl RunDir {
     }
     pub fn cv_file(&self) -> PathBuf {
         self.root.join(CV_FILE)
+    }
+    /// The label audit of a k-fold run's out-of-fold predictions.
+    pub fn audit_file(&self) -> PathBuf {
+        self.root.join(AUDIT_FILE)
     }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join(lock::LOCK_FILE)

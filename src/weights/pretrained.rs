@@ -14,6 +14,7 @@ use super::download::torchvision_file;
 use super::fetch;
 use super::hub::hub_file;
 use super::sources::{for_backbone, timm_model, TorchvisionWeights};
+use super::import::ImportReport;
 use crate::model::net::Net;
 use crate::run_dir::RunDir;
 use crate::util::write_atomic;
@@ -160,6 +161,30 @@ pub fn fetch_named(what: &str, backbone: Option<&str>, dir: Option<&Path>, wheel
     Ok((path, backbone))
 }
 
+/// Loads each net's `model.pretrained` (when set: a file, or weights by name, found in a cache
+/// or downloaded; see [`resolve`]) into it and writes the reports to `RUN/pretrained.json`.
+pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, ImportReport)>> {
+    let mut reports = Vec::new();
+    for net in nets {
+        let m = &net.settings.model;
+        if m.pretrained.is_empty() {
+            continue;
+        }
+        let context = || format!("model `{}`: model.pretrained = {:?}", net.name, m.pretrained);
+        let (path, source) = resolve(&m.pretrained, &m.backbone).with_context(context)?;
+        let mut report = super::import::load_into(&net.vs, &m.backbone, &path, m.pretrained_strict).with_context(context)?;
+        report.source = source.to_string();
+        eprintln!("pretrained `{}`: {}", net.name, report.summary());
+        reports.push((net.name.clone(), report));
+    }
+    if !reports.is_empty() {
+        let json: serde_json::Map<String, serde_json::Value> =
+            reports.iter().map(|(n, r)| Ok((n.clone(), serde_json::to_value(r)?))).collect::<Result<_>>()?;
+        write_atomic(&run.pretrained_report(), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    }
+    Ok(reports)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,26 +223,3 @@ mod tests {
     }
 }
 
-/// Loads each net's `model.pretrained` (when set: a file, or weights by name, found in a cache
-/// or downloaded; see the table above) and writes the reports to `RUN/pretrained.json`.
-pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, super::import::ImportReport)>> {
-    let mut reports = Vec::new();
-    for net in nets {
-        let m = &net.settings.model;
-        if m.pretrained.is_empty() {
-            continue;
-        }
-        let context = || format!("model `{}`: model.pretrained = {:?}", net.name, m.pretrained);
-        let (path, source) = resolve(&m.pretrained, &m.backbone).with_context(context)?;
-        let mut report = super::import::load_into(&net.vs, &m.backbone, &path, m.pretrained_strict).with_context(context)?;
-        report.source = source.to_string();
-        eprintln!("pretrained `{}`: {}", net.name, report.summary());
-        reports.push((net.name.clone(), report));
-    }
-    if !reports.is_empty() {
-        let json: serde_json::Map<String, serde_json::Value> =
-            reports.iter().map(|(n, r)| Ok((n.clone(), serde_json::to_value(r)?))).collect::<Result<_>>()?;
-        write_atomic(&run.pretrained_report(), serde_json::to_string_pretty(&json)?.as_bytes())?;
-    }
-    Ok(reports)
-}
