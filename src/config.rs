@@ -48,6 +48,21 @@ pub struct DataConfig {
     pub prefetch: usize,
     /// CPU threads for decoding (0 = all cores).
     pub workers: usize,
+    /// Crop each photo to its face: "none" (the centre crop above) or "mtcnn" (the box in the dataset's faces.csv, made by `masklab faces DATA`; photos without a face keep the centre crop).
+    pub face_crop: FaceCrop,
+    /// With face_crop = "mtcnn": the face box grows by this share of its width and height on every side, then becomes a square.
+    pub face_margin: f32,
+}
+
+/// Which region of a photo becomes the model's input (`data.face_crop`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaceCrop {
+    /// The centre crop (`data.crop`).
+    #[default]
+    None,
+    /// The face MTCNN found (`faces.csv`), padded by `data.face_margin`.
+    Mtcnn,
 }
 
 impl Default for DataConfig {
@@ -65,11 +80,21 @@ impl Default for DataConfig {
             cache_mib: 4096,
             prefetch: 4,
             workers: 0,
+            face_crop: FaceCrop::None,
+            face_margin: 0.3,
         }
     }
 }
 
 impl DataConfig {
+    /// The face box margin, checked.
+    pub fn margin(&self) -> Result<f32> {
+        if !(self.face_margin.is_finite() && (0.0..=2.0).contains(&self.face_margin)) {
+            bail!("data.face_margin must be between 0 and 2 (a share of the face box per side), got {}", self.face_margin);
+        }
+        Ok(self.face_margin)
+    }
+
     pub fn bounds(&self) -> Result<AgeBounds> {
         AgeBounds::new(self.age_bounds[0], self.age_bounds[1]).map_err(|e| anyhow!("data.age_bounds: {e}"))
     }

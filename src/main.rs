@@ -110,6 +110,14 @@ enum Command {
         /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
         #[arg(long, default_value_t = 0)]
         batch: usize,
+        /// Every face of a folder of photos (or an eval folder): --out gets one row per face
+        /// (image,face,x1,y1,x2,y2,score,label,class,p0..p17) instead of a submission; faces from
+        /// the folder's faces.csv, detected first where missing.
+        #[arg(long, conflicts_with = "probs")]
+        faces: bool,
+        /// With --faces: folder holding pnet.pt, rnet.pt, onet.pt (default: where `masklab weights fetch mtcnn` puts them).
+        #[arg(long, requires = "faces")]
+        face_weights: Option<PathBuf>,
     },
     /// Fit per-class (or per-task) decision biases that maximise macro F1 on a run's held-out
     /// predictions (out-of-fold for a k-fold run, else validation); predict applies them.
@@ -344,6 +352,12 @@ struct ServeArgs {
     /// Image decoding threads (0: the cores the torch threads leave).
     #[arg(long, default_value_t = 0)]
     decode_threads: usize,
+    /// Answer per face found by MTCNN (on by itself when a served run trained with data.face_crop = "mtcnn").
+    #[arg(long)]
+    faces: bool,
+    /// Folder holding pnet.pt, rnet.pt, onet.pt (default: where `masklab weights fetch mtcnn` puts them).
+    #[arg(long)]
+    face_weights: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -544,8 +558,28 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", masklab::evaluate::render_evaluation(&e, &run.load_config()?.data.bounds()?));
             }
         }
-        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch } => {
+        Command::Predict { mut paths, out, tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch, faces, face_weights } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
+            if faces {
+                let o = masklab::faces::predict_faces::FacePredictOptions {
+                    runs: paths,
+                    photos: eval_dir,
+                    out: out.clone(),
+                    tta,
+                    weights,
+                    no_tune,
+                    device,
+                    batch_size: batch,
+                    face_weights: face_weights.unwrap_or_else(masklab::faces::weights::default_dir),
+                    skip_bad,
+                };
+                let s = masklab::faces::predict_faces::predict_faces(&o)?;
+                for k in &s.skipped {
+                    eprintln!("skipped: {k}");
+                }
+                eprintln!("wrote {}: {} faces in {} photos ({} without a face, answered for the whole photo) in {:.1}s", out.display(), s.faces, s.images, s.without_face, s.seconds);
+                return Ok(());
+            }
             let o = masklab::predict::PredictOptions { runs: paths, eval_dir, out: out.clone(), tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch_size: batch };
             let s = masklab::predict::predict(&o)?;
             eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", out.display(), s.images, s.seconds, s.images_per_s,
@@ -584,6 +618,8 @@ fn run(cli: Cli) -> Result<()> {
                 header_timeout: std::time::Duration::from_secs(a.header_timeout_s.max(1)),
                 threads: a.threads,
                 decode_threads: a.decode_threads,
+                faces: a.faces,
+                face_weights: a.face_weights.unwrap_or_else(masklab::faces::weights::default_dir),
             };
             masklab::serve::serve(&o)?;
         }

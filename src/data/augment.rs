@@ -71,6 +71,8 @@ pub struct AugmentConfig {
     pub mean: [f64; 3],
     /// Per-channel (RGB) standard deviation divided out in normalisation.
     pub std: [f64; 3],
+    /// Probability that a training sample of an unmasked (`normal`) photo gets a synthetic mask painted from its landmarks (faces.csv), worn or incorrectly worn, its label changed to match. The run's value applies to every model of a layout.
+    pub synth_mask: f64,
 }
 
 impl Default for AugmentConfig {
@@ -98,6 +100,7 @@ impl Default for AugmentConfig {
             // The competition's training-set statistics.
             mean: [0.548, 0.504, 0.479],
             std: [0.237, 0.247, 0.246],
+            synth_mask: 0.0,
         }
     }
 }
@@ -132,6 +135,7 @@ impl AugmentConfig {
     /// Checks every setting's range; the error names the offending key.
     pub fn validate(&self) -> Result<()> {
         check_probability("hflip", self.hflip)?;
+        check_probability("synth_mask", self.synth_mask)?;
         check_non_negative("brightness", self.brightness)?;
         check_non_negative("contrast", self.contrast)?;
         check_non_negative("saturation", self.saturation)?;

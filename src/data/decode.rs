@@ -211,21 +211,43 @@ pub fn peek_header(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), String> {
 
 /// Crops and resizes an RGB image (bilinear, antialiased when shrinking, as torchvision's Resize).
 pub fn resize_rgb(src: &RgbImage, prep: &Preprocess) -> Result<RgbImage, String> {
-    let (left, top, cw, ch) = prep.crop.window(src.width, src.height);
-    if (cw, ch) == (prep.width, prep.height) && (cw, ch) == (src.width, src.height) {
+    resize_region(src, None, prep)
+}
+
+/// Crops `region` (`[x1, y1, x2, y2]` in pixels, sub-pixel, clipped to the image: a face box) and
+/// resizes it to `prep`'s size; without a region, `prep`'s centre crop.
+pub fn resize_region(src: &RgbImage, region: Option<[f32; 4]>, prep: &Preprocess) -> Result<RgbImage, String> {
+    let (left, top, cw, ch) = match region {
+        Some([x1, y1, x2, y2]) => {
+            let (w, h) = (src.width as f64, src.height as f64);
+            let (x1, y1) = ((x1 as f64).clamp(0.0, w - 1.0), (y1 as f64).clamp(0.0, h - 1.0));
+            let (x2, y2) = ((x2 as f64).clamp(x1 + 1.0, w), (y2 as f64).clamp(y1 + 1.0, h));
+            (x1, y1, x2 - x1, y2 - y1)
+        }
+        None => {
+            let (l, t, w, h) = prep.crop.window(src.width, src.height);
+            (l as f64, t as f64, w as f64, h as f64)
+        }
+    };
+    if region.is_none() && (cw, ch) == (prep.width as f64, prep.height as f64) && (cw, ch) == (src.width as f64, src.height as f64) {
         return Ok(src.clone());
     }
     let view = ImageRef::new(src.width, src.height, &src.data, PixelType::U8x3).map_err(|e| e.to_string())?;
     let mut dst = Image::new(prep.width, prep.height, PixelType::U8x3);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(left as f64, top as f64, cw as f64, ch as f64);
+        .crop(left, top, cw, ch);
     Resizer::new().resize(&view, &mut dst, &options).map_err(|e| format!("cannot resize: {e}"))?;
     Ok(RgbImage { width: prep.width, height: prep.height, data: dst.into_vec() })
 }
 
 pub fn decode_file(path: &Path, prep: &Preprocess) -> Result<RgbImage, DataError> {
-    resize_rgb(&read_upright(path)?, prep).map_err(|msg| DataError::file(path, msg))
+    decode_file_region(path, None, prep)
+}
+
+/// A file cropped to `region` (see [`resize_region`]) and resized.
+pub fn decode_file_region(path: &Path, region: Option<[f32; 4]>, prep: &Preprocess) -> Result<RgbImage, DataError> {
+    resize_region(&read_upright(path)?, region, prep).map_err(|msg| DataError::file(path, msg))
 }
 
 /// A file decoded whole and upright, at its own size.
@@ -253,6 +275,26 @@ mod tests {
 
     fn gradient(w: u32, h: u32) -> image::RgbImage {
         image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]))
+    }
+
+    #[test]
+    fn a_region_crop_takes_that_part_of_the_image() {
+        // Left half red, right half blue; the region is the right half's middle.
+        let src = RgbImage {
+            width: 40,
+            height: 20,
+            data: (0..20 * 40).flat_map(|i| if i % 40 < 20 { [255, 0, 0] } else { [0, 0, 255] }).collect(),
+        };
+        let prep = Preprocess { crop: Crop::Fraction(0.5), width: 8, height: 8 };
+        let out = resize_region(&src, Some([22.0, 2.0, 38.0, 18.0]), &prep).unwrap();
+        assert_eq!((out.width, out.height), (8, 8));
+        assert!(out.data.chunks(3).all(|p| p == [0, 0, 255]), "{:?}", &out.data[..12]);
+        // A region reaching outside is clipped; without one the centre crop straddles both halves.
+        let out = resize_region(&src, Some([-5.0, -5.0, 10.0, 10.0]), &prep).unwrap();
+        assert!(out.data.chunks(3).all(|p| p == [255, 0, 0]));
+        let centre = resize_region(&src, None, &prep).unwrap();
+        assert_eq!(&centre.data[..3], &[255, 0, 0]);
+        assert_eq!(&centre.data[centre.data.len() - 3..], &[0, 0, 255]);
     }
 
     #[test]

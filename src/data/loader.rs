@@ -4,8 +4,10 @@
 //! Decoding is the only CPU-heavy step (augmentation runs on the device), so a batch is
 //! decoded in parallel on rayon's pool by a producer thread that stays `prefetch` batches
 //! ahead of the consumer; with the cache warm, an epoch costs only memcpy.
-use super::decode::{decode_file, Preprocess};
+use super::decode::{decode_file_region, Preprocess};
 use super::error::DataError;
+use crate::faces::synth::Wear;
+use crate::faces::synth_plan::SynthPlan;
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,6 +54,8 @@ pub struct Batch {
     pub images: Tensor,
     /// Sample index of each row.
     pub indices: Vec<usize>,
+    /// The synthetic mask painted on each row, if any (training batches of `augment.synth_mask`).
+    pub painted: Vec<Option<Wear>>,
 }
 
 /// What the loader does with an image it cannot decode.
@@ -67,6 +71,11 @@ pub enum OnBadImage {
 pub struct Loader {
     paths: Arc<Vec<PathBuf>>,
     prep: Preprocess,
+    /// Per sample, the region of the photo to crop instead of the centre crop (a face box); empty: none.
+    regions: Arc<Vec<Option<[f32; 4]>>>,
+    /// Synthetic masks, painted only in batches of an epoch ([`Loader::for_epoch`]).
+    synth: Option<Arc<SynthPlan>>,
+    epoch: Option<usize>,
     cache: Arc<ImageCache>,
     prefetch: usize,
     on_bad: OnBadImage,
@@ -79,10 +88,32 @@ impl Loader {
         Loader {
             paths: Arc::new(paths),
             prep,
+            regions: Arc::new(Vec::new()),
+            synth: None,
+            epoch: None,
             cache: Arc::new(ImageCache::new(n, cache_mib << 20)),
             prefetch: prefetch.max(1),
             on_bad,
         }
+    }
+
+    /// Crops sample `i` to `regions[i]` where it is Some (the rest keep the centre crop).
+    pub fn with_regions(mut self, regions: Vec<Option<[f32; 4]>>) -> Loader {
+        assert_eq!(regions.len(), self.paths.len(), "one region per sample");
+        self.regions = Arc::new(regions);
+        self
+    }
+
+    /// Paints synthetic masks as `plan` says in the batches of [`Loader::for_epoch`].
+    pub fn with_synth(mut self, plan: SynthPlan) -> Loader {
+        assert_eq!(plan.landmarks.len(), self.paths.len(), "one plan entry per sample");
+        self.synth = Some(Arc::new(plan));
+        self
+    }
+
+    /// This loader for the training batches of `epoch`: synthetic masks painted (if planned).
+    pub fn for_epoch(&self, epoch: usize) -> Loader {
+        Loader { epoch: Some(epoch), ..self.clone() }
     }
 
     pub fn len(&self) -> usize {
@@ -105,7 +136,8 @@ impl Loader {
         if let Some(p) = self.cache.get(i) {
             return Ok(p);
         }
-        let img = decode_file(&self.paths[i], &self.prep)?;
+        let region = self.regions.get(i).copied().flatten();
+        let img = decode_file_region(&self.paths[i], region, &self.prep)?;
         let pixels: Arc<[u8]> = img.data.into();
         self.cache.offer(i, &pixels);
         Ok(pixels)
@@ -113,23 +145,34 @@ impl Loader {
 
     /// Decodes one batch now, in parallel.
     pub fn load(&self, indices: &[usize]) -> Result<Batch, DataError> {
-        let decoded: Vec<(usize, Result<Arc<[u8]>, DataError>)> =
-            indices.par_iter().map(|&i| (i, self.pixels(i))).collect();
+        let paint = |i: usize, p: Arc<[u8]>| -> (Arc<[u8]>, Option<Wear>) {
+            match (&self.synth, self.epoch) {
+                (Some(plan), Some(epoch)) => match plan.paint(epoch, i, &p, &self.prep) {
+                    Some((pixels, wear)) => (pixels.into(), Some(wear)),
+                    None => (p, None),
+                },
+                _ => (p, None),
+            }
+        };
+        let decoded: Vec<(usize, Result<(Arc<[u8]>, Option<Wear>), DataError>)> =
+            indices.par_iter().map(|&i| (i, self.pixels(i).map(|p| paint(i, p)))).collect();
         let (h, w) = (self.prep.height as usize, self.prep.width as usize);
         let mut buf = Vec::with_capacity(indices.len() * h * w * 3);
         let mut kept = Vec::with_capacity(indices.len());
+        let mut painted = Vec::with_capacity(indices.len());
         for (i, r) in decoded {
             match r {
-                Ok(p) => {
+                Ok((p, wear)) => {
                     buf.extend_from_slice(&p);
                     kept.push(i);
+                    painted.push(wear);
                 }
                 Err(e) if self.on_bad == OnBadImage::Skip => tracing::warn!("skipped: {e}"),
                 Err(e) => return Err(e),
             }
         }
         let images = Tensor::from_slice(&buf).view([kept.len() as i64, h as i64, w as i64, 3]);
-        Ok(Batch { images, indices: kept })
+        Ok(Batch { images, indices: kept, painted })
     }
 
     /// Batches of `order` (in that order), decoded by a background thread `prefetch` batches ahead.

@@ -2,11 +2,13 @@
 //! (relabel list, age bounds, bad-file policy), split by person into training and validation
 //! (or k-fold), with the preprocessing and the loader that decodes them. Also the eval layout
 //! with its answer key as a labelled set, for `masklab eval --split eval`.
-use crate::config::Config;
+use crate::config::{Config, FaceCrop};
 use crate::data::dataset::{read_eval, read_train, ReadOptions, Sample, TrainSet};
 use crate::data::decode::Preprocess;
 use crate::data::loader::{Loader, OnBadImage};
 use crate::data::split::{kfold_assign, train_val_split};
+use crate::faces::face_crop::{sample_faces, SampleFaces};
+use crate::faces::synth_plan::SynthPlan;
 use crate::labels::{Class, NUM_CLASSES};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ pub struct Prepared {
     pub train_idx: Vec<usize>,
     pub val_idx: Vec<usize>,
     pub prep: Preprocess,
+    /// With `data.face_crop = "mtcnn"`: each sample's face and crop region.
+    pub faces: Option<SampleFaces>,
 }
 
 impl Prepared {
@@ -39,7 +43,30 @@ impl Prepared {
     /// The decoding loader over every sample, as the config asks (cache, prefetch, bad images).
     pub fn loader(&self, cfg: &Config) -> Loader {
         let on_bad = if cfg.data.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
-        Loader::new(self.samples.iter().map(|s| s.path.clone()).collect(), self.prep, cfg.data.cache_mib, cfg.data.prefetch, on_bad)
+        let mut loader = Loader::new(self.samples.iter().map(|s| s.path.clone()).collect(), self.prep, cfg.data.cache_mib, cfg.data.prefetch, on_bad);
+        let crop_to_faces = cfg.data.face_crop == FaceCrop::Mtcnn;
+        if let (Some(f), true) = (&self.faces, crop_to_faces) {
+            loader = loader.with_regions(f.regions.clone());
+        }
+        if let Some(plan) = self.synth_plan(cfg) {
+            loader = loader.with_synth(plan);
+        }
+        loader
+    }
+
+    /// With `augment.synth_mask > 0`: which samples may get a synthetic mask (their landmarks in
+    /// the model input). Only the training batches of an epoch are painted.
+    pub fn synth_plan(&self, cfg: &Config) -> Option<SynthPlan> {
+        let faces = self.faces.as_ref().filter(|_| cfg.augment.synth_mask > 0.0)?;
+        let mut plan = SynthPlan::new(cfg.augment.synth_mask, cfg.train.seed, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
+        // Validation samples stay as they are, whatever the epoch.
+        let train: std::collections::HashSet<usize> = self.train_idx.iter().copied().collect();
+        for (i, l) in plan.landmarks.iter_mut().enumerate() {
+            if !train.contains(&i) {
+                *l = None;
+            }
+        }
+        Some(plan)
     }
 
     /// The person folder a sample belongs to (its index for sets without people).
@@ -84,7 +111,19 @@ pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
     }
     let prep = cfg.data.preprocess()?;
     let classes = samples.iter().map(|s| s.class.encode()).collect();
-    Ok(Prepared { set, samples, classes, train_idx, val_idx, prep })
+    let faces = faces_of(&samples, Some(&set), cfg)?;
+    Ok(Prepared { set, samples, classes, train_idx, val_idx, prep, faces })
+}
+
+/// The faces of the samples when the config crops to faces (`train`: for the reuse rule).
+fn faces_of(samples: &[Sample], train: Option<&TrainSet>, cfg: &Config) -> Result<Option<SampleFaces>> {
+    if cfg.data.face_crop == FaceCrop::None && cfg.augment.synth_mask <= 0.0 {
+        return Ok(None);
+    }
+    let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
+    let faces = sample_faces(&paths, train, cfg.data.margin()?, cfg.data.skip_bad)?;
+    tracing::info!("face crops: {}", faces.counts.render());
+    Ok(Some(faces))
 }
 
 /// The eval layout as a labelled set: `DATA/eval/info.csv` images with `DATA/eval/answers.csv`
@@ -109,7 +148,10 @@ pub fn labelled_eval_set(data: &Path, cfg: &Config) -> Result<Prepared> {
         samples.push(Sample { path: path.clone(), person: samples.len(), class: Class::decode(class).expect("checked") });
     }
     let set = TrainSet { root: data.to_path_buf(), people: Vec::new(), skipped_files: Vec::new(), relabel_file: None, relabeled: 0, problems: eval.problems };
+    // Nothing is painted on a labelled eval set: only a face crop needs its faces.
+    let faces = if cfg.data.face_crop == FaceCrop::Mtcnn { faces_of(&samples, None, cfg)? } else { None };
     Ok(Prepared {
+        faces,
         classes: samples.iter().map(|s| s.class.encode()).collect(),
         train_idx: Vec::new(),
         val_idx: (0..samples.len()).collect(),

@@ -9,3 +9,7 @@ pub mod weights;
 pub mod assign;
 pub mod cache;
 pub mod dataset;
+pub mod face_crop;
+pub mod predict_faces;
+pub mod synth_plan;
+pub mod synth_examples;

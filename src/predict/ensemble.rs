@@ -3,7 +3,8 @@
 //! one checkpoint file), each model's own preprocessing and test-time augmentation, the equal-weight
 //! soft vote of a run's models, the run's tuned decision biases, and the weighted soft vote of
 //! several runs.
-use crate::config::Config;
+use crate::config::{Config, FaceCrop};
+use crate::faces::face_crop::sample_faces;
 use crate::data::decode::{Preprocess, RgbImage};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::decision_biases::{load_biases, not_applied_reason, Biases};
@@ -63,7 +64,13 @@ impl TrainedModel {
     /// held in memory.
     pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
         let n = paths.len();
-        let loader = Loader::new(paths.to_vec(), self.prep, 0, self.config.data.prefetch, on_bad);
+        let mut loader = Loader::new(paths.to_vec(), self.prep, 0, self.config.data.prefetch, on_bad);
+        if self.config.data.face_crop == FaceCrop::Mtcnn {
+            let faces = sample_faces(paths, None, self.config.data.margin()?, on_bad == OnBadImage::Skip)
+                .with_context(|| format!("run {} crops to faces (data.face_crop = \"mtcnn\")", self.run.path().display()))?;
+            eprintln!("{}: face crops: {}", self.run.path().display(), faces.counts.render());
+            loader = loader.with_regions(faces.regions);
+        }
         let (probs, _, kept) = infer(&self.nets, self.config.model.layout, &loader, (0..n).collect(), self.batch_size, &self.run_opts)?;
         check_finite_outputs(&probs).with_context(|| format!("{}", self.checkpoint_file().display()))?;
         let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));

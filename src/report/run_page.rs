@@ -30,6 +30,7 @@ pub fn run_page(run: &RunRecord, worst_count: usize, figure_dir: &str) -> Result
     }
     distribution(&mut page, run, &bounds)?;
     mistakes_section(&mut page, run, &bounds, worst_count)?;
+    synth_section(&mut page, run);
     config_section(&mut page, &run.config_text);
     Ok(page)
 }
@@ -89,6 +90,9 @@ fn summary(page: &mut Page, run: &RunRecord) {
         ("training time", format!("{:.0} s ({:.1} s per epoch)", seconds, seconds / run.epochs.len().max(1) as f64)),
         ("seed", cfg.train.seed.to_string()),
     ];
+    if let Some(f) = &run.start.face_crop {
+        rows.insert(2, ("face crop", format!("MTCNN boxes (margin {}): {}", cfg.data.face_margin, f.render())));
+    }
     if cfg.data.folds >= 2 {
         rows.insert(1, ("k-fold", format!("fold {} of {}", cfg.data.fold, cfg.data.folds)));
     }
@@ -305,6 +309,33 @@ pub fn mistakes_grid(found: &[Mistake], labels: &[String]) -> String {
     }
     s.push_str("</div>\n");
     s
+}
+
+/// What `augment.synth_mask` painted: a row of training samples as the model saw them.
+fn synth_section(page: &mut Page, run: &RunRecord) {
+    let cfg = &run.config;
+    if cfg.augment.synth_mask <= 0.0 {
+        return;
+    }
+    page.section("synthetic-masks", "Synthetic masks");
+    let eligible = run.start.synth_mask_eligible.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default();
+    page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets a painted mask with this probability{eligible}. Samples painted in epoch 1, as the model saw them:", cfg.augment.synth_mask));
+    let Some(data) = run.start.data.as_deref() else {
+        page.html("<p class=\"note\">The run logged no dataset folder.</p>");
+        return;
+    };
+    match crate::faces::synth_examples::painted_examples(data, cfg, 8) {
+        Ok(examples) if !examples.is_empty() => {
+            let mut s = String::from("<div class=\"mistakes\">\n");
+            for e in &examples {
+                let _ = writeln!(s, "<div class=\"mistake\" title=\"{}\"><img src=\"{}\" alt=\"painted\"><div>{}</div></div>", escape(&e.path), data_uri("image/jpeg", &e.jpeg), escape(&e.wear));
+            }
+            s.push_str("</div>\n");
+            page.html(&s);
+        }
+        Ok(_) => page.html("<p class=\"note\">No sample was painted in epoch 1.</p>"),
+        Err(e) => page.html(&format!("<p class=\"note\">Examples not shown: {}</p>", escape(&format!("{e:#}")))),
+    }
 }
 
 pub fn config_section(page: &mut Page, config_text: &str) {

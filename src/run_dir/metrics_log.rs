@@ -41,6 +41,10 @@ pub struct StartLine {
     /// Images per 18-way class in the training and validation splits (runs before these were logged have none).
     pub train_classes: Option<Vec<u64>>,
     pub val_classes: Option<Vec<u64>>,
+    /// With `data.face_crop = "mtcnn"`: how the training and validation images were cropped.
+    pub face_crop: Option<crate::faces::face_crop::FaceCropCounts>,
+    /// With `augment.synth_mask > 0`: training samples that may get a synthetic mask (unmasked, landmarks found).
+    pub synth_mask_eligible: Option<u64>,
 }
 
 /// The training loss averaged over the steps since the previous step line.

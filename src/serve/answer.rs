@@ -20,8 +20,14 @@ pub struct FaceAnswer {
     /// `[x1, y1, x2, y2]` in pixels of the upright image.
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
-    /// The box is the whole image (no face detector placed it).
+    /// The box is the whole image (no face detector placed it, or it found no face).
     pub whole_image: bool,
+    /// The detector's face probability (detected faces only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// `[x, y]` of the eyes, the nose tip and the mouth corners, the image's left first (detected faces only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub landmarks: Option<[[f32; 2]; 5]>,
     /// The decided class, `Wear/Male/<30`.
     pub label: String,
     /// `mask*6 + gender*3 + age`.
@@ -71,6 +77,8 @@ pub fn face_answer(face: &FaceRegion, probs: &[f32; NUM_CLASSES], bounds: &AgeBo
     FaceAnswer {
         bbox: face.bbox,
         whole_image: face.whole_image,
+        score: face.score,
+        landmarks: face.landmarks,
         label: decided.label(bounds),
         class,
         probability: probs[class],
@@ -94,7 +102,7 @@ mod tests {
         probs[4] = 0.14; // Wear/Female/30-59
         let total: f32 = probs.iter().sum();
         let probs = probs.map(|p| p / total);
-        let face = FaceRegion { bbox: [0.0, 0.0, 10.0, 20.0], whole_image: true };
+        let face = FaceRegion { bbox: [0.0, 0.0, 10.0, 20.0], whole_image: true, score: None, landmarks: None, crop: None };
         let a = face_answer(&face, &probs, &AgeBounds::new(30, 59).unwrap());
         assert_eq!((a.class, a.label.as_str()), (16, "NotWear/Female/30-58"));
         let mask_sum: f32 = a.mask.probabilities.iter().map(|l| l.probability).sum();

@@ -286,14 +286,14 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
 
     // Decode, find the faces and resize each face once per pipeline, on the decoding threads.
     let pipelines = Arc::new(info.pipelines.clone());
-    let (max_pixels, locator) = (s.limits.max_pixels, s.faces);
+    let (max_pixels, locator) = (s.limits.max_pixels, s.faces.clone());
     let decoding: Vec<_> = uploads
         .iter()
         .map(|u| {
-            let (bytes, pipelines) = (u.bytes.clone(), pipelines.clone());
+            let (bytes, pipelines, locator) = (u.bytes.clone(), pipelines.clone(), locator.clone());
             on_pool(&s.decode_pool, move || -> Result<Prepared, ApiError> {
                 let image = decode_upload(&bytes, max_pixels).map_err(input_error)?;
-                let faces = locator.locate(&image);
+                let faces = locator.locate(&image).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "face_detection", e))?;
                 let views = faces
                     .iter()
                     .map(|f| face_views(&image, f, &pipelines))

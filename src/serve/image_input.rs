@@ -3,10 +3,15 @@
 //! files for training and `predict`), the faces located, and each face resized once per input
 //! pipeline of the ensemble.
 //!
-//! Where the faces are is one step of its own ([`FaceLocator`]): today every image is one face,
-//! the whole image (`whole_image: true` in the answer); a face detector takes that step's place.
-use crate::data::decode::{decode_upright, peek_header, resize_rgb, Preprocess, RgbImage};
+//! Where the faces are is one step of its own ([`FaceLocator`]): every image as one face, the
+//! whole image (`whole_image: true` in the answer), or the faces MTCNN finds, each classified
+//! from its padded square crop as `data.face_crop = "mtcnn"` trains (a photo without a face
+//! falls back to the whole image, flagged).
+use crate::data::decode::{decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
+use crate::faces::face_crop::face_region;
+use crate::faces::mtcnn::Mtcnn;
 use image::ImageFormat;
+use std::sync::{Arc, Mutex};
 
 /// Why an upload is not an image the service can classify.
 #[derive(Debug, PartialEq)]
@@ -60,35 +65,79 @@ pub struct FaceRegion {
     pub bbox: [f32; 4],
     /// No detector placed this box: it is the whole image.
     pub whole_image: bool,
+    /// The detector's score and five landmarks (detected faces only).
+    pub score: Option<f32>,
+    pub landmarks: Option<[[f32; 2]; 5]>,
+    /// The region the classifier sees: the box padded and made square (detected faces only).
+    pub crop: Option<[f32; 4]>,
+}
+
+impl FaceRegion {
+    pub fn whole(image: &RgbImage) -> FaceRegion {
+        FaceRegion { bbox: [0.0, 0.0, image.width as f32, image.height as f32], whole_image: true, score: None, landmarks: None, crop: None }
+    }
 }
 
 /// Where the faces of an image are.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub enum FaceLocator {
     /// Every image is one face: the whole image, as the models were trained (centred portraits).
     #[default]
     WholeImage,
+    /// The faces MTCNN finds, each classified from its box grown by `margin` and made square
+    /// (`data.face_crop = "mtcnn"`, `data.face_margin`); no face: the whole image. One detector,
+    /// taken in turn by the decoding threads.
+    Mtcnn { detector: Arc<Mutex<Mtcnn>>, margin: f32 },
+}
+
+impl std::fmt::Debug for FaceLocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaceLocator::WholeImage => write!(f, "WholeImage"),
+            FaceLocator::Mtcnn { margin, .. } => write!(f, "Mtcnn {{ margin: {margin} }}"),
+        }
+    }
 }
 
 impl FaceLocator {
-    pub fn locate(&self, image: &RgbImage) -> Vec<FaceRegion> {
+    pub fn locate(&self, image: &RgbImage) -> Result<Vec<FaceRegion>, String> {
         match self {
-            FaceLocator::WholeImage => vec![FaceRegion { bbox: [0.0, 0.0, image.width as f32, image.height as f32], whole_image: true }],
+            FaceLocator::WholeImage => Ok(vec![FaceRegion::whole(image)]),
+            FaceLocator::Mtcnn { detector, margin } => {
+                let faces = {
+                    let detector = detector.lock().map_err(|_| "the face detector failed earlier".to_string())?;
+                    detector.detect(image).map_err(|e| format!("face detection: {e:#}"))?
+                };
+                if faces.is_empty() {
+                    return Ok(vec![FaceRegion::whole(image)]);
+                }
+                Ok(faces
+                    .iter()
+                    .map(|f| FaceRegion {
+                        bbox: f.bbox,
+                        whole_image: false,
+                        score: Some(f.score),
+                        landmarks: Some(f.landmarks),
+                        crop: Some(face_region(&f.bbox, *margin, image.width, image.height)),
+                    })
+                    .collect())
+            }
         }
     }
 }
 
 /// A face's model inputs, one per pipeline. The whole image goes through exactly the resize
-/// that `predict` applies to a file; a detected face is cut out first.
+/// that `predict` applies to a file; a detected face's square region through the resize that
+/// training with `data.face_crop = "mtcnn"` applies to it.
 pub fn face_views(image: &RgbImage, face: &FaceRegion, pipelines: &[Preprocess]) -> Result<Vec<RgbImage>, String> {
-    let cut;
-    let source = if face.whole_image {
-        image
-    } else {
-        cut = crop(image, &face.bbox)?;
-        &cut
-    };
-    pipelines.iter().map(|p| resize_rgb(source, p)).collect()
+    match (face.whole_image, face.crop) {
+        (false, Some(region)) => pipelines.iter().map(|p| resize_region(image, Some(region), p)).collect(),
+        (false, None) => {
+            let cut = crop(image, &face.bbox)?;
+            pipelines.iter().map(|p| resize_rgb(&cut, p)).collect()
+        }
+        (true, _) => pipelines.iter().map(|p| resize_rgb(image, p)).collect(),
+    }
 }
 
 /// The pixels inside `bbox` (rounded outwards, clipped to the image).
@@ -137,8 +186,8 @@ mod tests {
         let bytes = png(&img);
         let prep = Preprocess { crop: Crop::Fraction(0.9), width: 16, height: 16 };
         let upright = decode_upload(&bytes, 10_000).unwrap();
-        let faces = FaceLocator::WholeImage.locate(&upright);
-        assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true }]);
+        let faces = FaceLocator::WholeImage.locate(&upright).unwrap();
+        assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true, score: None, landmarks: None, crop: None }]);
         let views = face_views(&upright, &faces[0], &[prep]).unwrap();
         assert_eq!(views[0], decode_bytes(&bytes, &prep).unwrap(), "the file path and the upload path agree");
 
@@ -146,5 +195,10 @@ mod tests {
         assert_eq!((cut.width, cut.height), (10, 4));
         assert_eq!(&cut.data[..3], &[60, 40, 99], "starts at pixel (10, 5)");
         assert!(crop(&upright, &[50.0, 0.0, 60.0, 10.0]).is_err());
+
+        // A detected face is classified from its square region, as face-cropped training reads it.
+        let face = FaceRegion { bbox: [10.0, 5.0, 20.0, 15.0], whole_image: false, score: Some(0.99), landmarks: None, crop: Some([8.0, 3.0, 22.0, 17.0]) };
+        let views = face_views(&upright, &face, &[prep]).unwrap();
+        assert_eq!(views[0], resize_region(&upright, Some([8.0, 3.0, 22.0, 17.0]), &prep).unwrap());
     }
 }

@@ -55,6 +55,35 @@ pub struct ServeOptions {
     pub threads: usize,
     /// Decoding threads (0: see [`thread_split`]).
     pub decode_threads: usize,
+    /// Answer per face found by MTCNN even when no served run trained on face crops.
+    pub faces: bool,
+    /// MTCNN's weight folder.
+    pub face_weights: PathBuf,
+}
+
+/// How the service finds faces: MTCNN when asked (`--faces`) or when a served run trained with
+/// `data.face_crop = "mtcnn"` (its `data.face_margin` pads the boxes; the first such run's
+/// margin when several differ), else the whole image. The detector runs on `device`.
+fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
+    let mut margin = None;
+    for run in &o.runs {
+        let dir = if run.is_file() { run.parent().unwrap_or(std::path::Path::new(".")).to_path_buf() } else { run.clone() };
+        let run_dir = crate::run_dir::RunDir::new(&dir);
+        if !run_dir.config_file().is_file() {
+            continue; // the classifier's loading reports what is wrong with the run
+        }
+        let cfg = run_dir.load_config()?;
+        if cfg.data.face_crop == crate::config::FaceCrop::Mtcnn && margin.is_none() {
+            margin = Some(cfg.data.margin()?);
+        }
+    }
+    if margin.is_none() && !o.faces {
+        return Ok(FaceLocator::WholeImage);
+    }
+    let margin = margin.unwrap_or(crate::config::DataConfig::default().face_margin);
+    let detector = crate::faces::mtcnn::Mtcnn::load(&o.face_weights, device).context("--faces (or a run trained on face crops) needs MTCNN's weights")?;
+    eprintln!("masklab serve: answering per face (MTCNN on {}, face margin {margin})", device_name(device));
+    Ok(FaceLocator::Mtcnn { detector: Arc::new(std::sync::Mutex::new(detector)), margin })
 }
 
 impl ServeOptions {
@@ -107,6 +136,7 @@ pub fn serve(o: &ServeOptions) -> Result<()> {
     if devices.is_empty() {
         bail!("no device given (--device)");
     }
+    let faces = face_locator(o, devices[0])?;
     let (torch_threads, decode_threads) = thread_split(o.threads, o.decode_threads, std::thread::available_parallelism().map_or(1, |n| n.get()));
     let decode_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(decode_threads)
@@ -139,7 +169,7 @@ pub fn serve(o: &ServeOptions) -> Result<()> {
             decode_pool,
             limits,
             metrics: metrics.clone(),
-            faces: FaceLocator::WholeImage,
+            faces,
             draining: AtomicBool::new(false),
         });
         let app = api::router(state.clone());

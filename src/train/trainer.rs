@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::data::loader::Loader;
 use crate::data::prepared::{prepare, Prepared};
 use crate::data::sampler::epoch_indices;
+use crate::faces::synth_plan::painted_class;
 use crate::evaluate::{evaluate, Evaluated};
 use crate::heldout;
 use crate::metrics::Evaluation;
@@ -160,6 +161,8 @@ impl Trainer {
             layout: Some(cfg.model.layout.to_string()),
             train_classes: Some(data.class_counts(&data.train_idx)),
             val_classes: Some(data.class_counts(&data.val_idx)),
+            face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::config::FaceCrop::Mtcnn).map(|f| f.counts),
+            synth_mask_eligible: data.synth_plan(cfg).map(|p| p.eligible() as u64),
         };
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -255,7 +258,7 @@ impl Trainer {
         tch::manual_seed(cfg.train.seed as i64 + epoch as i64);
         let order: Vec<usize> =
             epoch_indices(&cfg.sampler, &self.data.train_classes(), epoch, cfg.train.seed)?.into_iter().map(|i| self.data.train_idx[i]).collect();
-        let batches = self.loader.batches(order, cfg.train.batch_size, true);
+        let batches = self.loader.for_epoch(epoch).batches(order, cfg.train.batch_size, true);
         for o in observers.iter_mut() {
             o.epoch_begin(epoch, batches.total());
         }
@@ -270,7 +273,13 @@ impl Trainer {
         self.guard.begin_epoch();
         for batch in batches {
             let batch = batch?;
-            let truth: Vec<i64> = batch.indices.iter().map(|&i| self.data.classes[i] as i64).collect();
+            // A synthetic mask changes the sample's mask label to the state painted.
+            let truth: Vec<i64> = batch
+                .indices
+                .iter()
+                .zip(&batch.painted)
+                .map(|(&i, wear)| wear.map_or(self.data.classes[i], |w| painted_class(self.data.classes[i], w)) as i64)
+                .collect();
             let (step_loss, bad) = self.step(&batch.images, &Tensor::from_slice(&truth))?;
             self.guard.record(&bad);
             let counted = bad.logical_not().to_kind(Kind::Float);

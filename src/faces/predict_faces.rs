@@ -1,0 +1,134 @@
+//! `masklab predict RUN... PHOTOS --faces --out faces.csv`: every face of a folder of arbitrary
+//! photos (group photos, webcam frames), one row each with its box and the ensemble's answer.
+//!
+//! The faces come from the folder's `faces.csv` cache, brought up to date first exactly as
+//! `masklab faces PHOTOS` does (only new and changed photos are detected). Each face is classified
+//! from its box grown by the first run's `data.face_margin` and made square, as face-cropped
+//! training reads it; a photo without a face gets one row for the whole image (`face` empty), as
+//! the service flags it. The same ensemble, TTA, votes and decision biases as `predict`.
+use super::dataset::{decode_photo, detect_set, find_sets, FacesOptions};
+use super::cache::FacesCache;
+use super::face_crop::face_region;
+use crate::config::DeviceChoice;
+use crate::data::dataset::ReadOptions;
+use crate::data::decode::{resize_region, resize_rgb, RgbImage};
+use crate::labels::{Class, NUM_CLASSES};
+use crate::model::net::Tta;
+use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
+use crate::util::write_atomic;
+use anyhow::{anyhow, Context, Result};
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct FacePredictOptions {
+    pub runs: Vec<PathBuf>,
+    /// A folder of photos (searched recursively), or an eval folder holding info.csv.
+    pub photos: PathBuf,
+    pub out: PathBuf,
+    pub tta: Tta,
+    pub weights: Option<Vec<f64>>,
+    pub no_tune: bool,
+    pub device: DeviceChoice,
+    /// Faces per classifier step (0: the first run's train.eval_batch_size).
+    pub batch_size: usize,
+    /// MTCNN's weight folder (needed only when some photo is not in faces.csv yet).
+    pub face_weights: PathBuf,
+    /// Report unreadable photos and go on.
+    pub skip_bad: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FacePredictSummary {
+    pub images: usize,
+    pub faces: usize,
+    /// Photos without a face, answered for the whole image.
+    pub without_face: usize,
+    pub skipped: Vec<String>,
+    pub seconds: f64,
+}
+
+/// One row to classify: a photo's face (or the whole photo).
+struct Item {
+    image: String,
+    face: Option<usize>,
+    bbox: [f32; 4],
+    score: Option<f32>,
+}
+
+pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
+    let start = std::time::Instant::now();
+    let device = o.device.resolve()?;
+    let options = InferenceOptions { device, tta: o.tta, use_biases: !o.no_tune, batch_size: o.batch_size };
+    let ensemble = Ensemble::load(&o.runs, o.weights.as_deref(), &options)?;
+    let first = ensemble.models().next().ok_or_else(|| anyhow!("no model loaded"))?;
+    let (margin, bounds) = (first.config.data.margin()?, first.config.data.bounds()?);
+    let step = if o.batch_size > 0 { o.batch_size } else { first.config.train.eval_batch() };
+    let pipelines = ensemble.pipelines();
+
+    let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
+    let faces_options = FacesOptions { weights: o.face_weights.clone(), device, batch: 16, skip_bad: o.skip_bad, progress: false };
+    let mut summary = FacePredictSummary { images: 0, faces: 0, without_face: 0, skipped: Vec::new(), seconds: 0.0 };
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let header = ["image", "face", "x1", "y1", "x2", "y2", "score", "label", "class"].map(String::from);
+    csv.write_record(header.into_iter().chain((0..NUM_CLASSES).map(|c| format!("p{c}"))))?;
+    for set in find_sets(&o.photos, &read)? {
+        let detected = detect_set(&set, None, &faces_options)?;
+        summary.skipped.extend(detected.skipped);
+        let cache = FacesCache::read(&set.cache_path)?;
+        // Photos in the file (unreadable ones were skipped and are not), in file order.
+        let photos: Vec<PathBuf> = set.images.iter().filter(|p| cache.get(p).is_some()).cloned().collect();
+        for chunk in photos.chunks(step.max(1)) {
+            let decoded: Vec<Result<RgbImage, _>> = chunk.par_iter().map(|p| decode_photo(p)).collect();
+            let mut items = Vec::new();
+            let mut views: Vec<Vec<RgbImage>> = vec![Vec::new(); pipelines.len()];
+            for (path, img) in chunk.iter().zip(decoded) {
+                let img = img?;
+                let entry = cache.get(path).expect("listed above");
+                let key = cache.key(path);
+                summary.images += 1;
+                if entry.faces.is_empty() {
+                    summary.without_face += 1;
+                    items.push(Item { image: key, face: None, bbox: [0.0, 0.0, img.width as f32, img.height as f32], score: None });
+                    for (v, p) in views.iter_mut().zip(&pipelines) {
+                        v.push(resize_rgb(&img, p).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+                    }
+                    continue;
+                }
+                for (k, f) in entry.faces.iter().enumerate() {
+                    summary.faces += 1;
+                    items.push(Item { image: key.clone(), face: Some(k), bbox: f.bbox, score: Some(f.score) });
+                    let region = face_region(&f.bbox, margin, img.width, img.height);
+                    for (v, p) in views.iter_mut().zip(&pipelines) {
+                        v.push(resize_region(&img, Some(region), p).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+                    }
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
+            // Faces of one chunk of photos may exceed `step`: classify them `step` at a time.
+            for start in (0..items.len()).step_by(step.max(1)) {
+                let end = (start + step.max(1)).min(items.len());
+                let inputs = views.iter().map(|v| batch_u8(&v[start..end].iter().collect::<Vec<_>>())).collect::<Result<Vec<_>>>()?;
+                let probs = tch::no_grad(|| ensemble.probs_of_decoded(&inputs))?;
+                let values = Vec::<f32>::try_from(probs.contiguous().view([-1])).context("probabilities")?;
+                for (i, item) in items[start..end].iter().enumerate() {
+                    let p = &values[i * NUM_CLASSES..(i + 1) * NUM_CLASSES];
+                    let class = (0..NUM_CLASSES).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+                    let label = Class::decode(class).expect("class in range").label(&bounds);
+                    let mut row = vec![item.image.clone(), item.face.map(|k| k.to_string()).unwrap_or_default()];
+                    row.extend(item.bbox.iter().map(|v| format!("{v:.1}")));
+                    row.push(item.score.map(|s| format!("{s:.4}")).unwrap_or_default());
+                    row.push(label);
+                    row.push(class.to_string());
+                    row.extend(p.iter().map(|v| v.to_string()));
+                    csv.write_record(&row)?;
+                }
+            }
+        }
+    }
+    write_atomic(&o.out, &csv.into_inner().context("faces CSV")?)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}

@@ -1,0 +1,46 @@
+//! Examples of what `augment.synth_mask` fed a run: the first training samples painted in its
+//! first epoch, as the model saw them (after the crop and the resize), for the run report.
+use crate::config::Config;
+use crate::data::prepared::prepare;
+use anyhow::{Context, Result};
+use image::ImageEncoder;
+use std::path::Path;
+
+/// One painted training sample.
+pub struct PaintedExample {
+    /// JPEG of the model input.
+    pub jpeg: Vec<u8>,
+    /// `incorrect (chin only)`, `worn`, ...
+    pub wear: String,
+    pub path: String,
+}
+
+/// Up to `count` training samples of `data` painted in epoch 1 under `cfg` (reads the dataset and
+/// its faces.csv again, as the run did).
+pub fn painted_examples(data: &Path, cfg: &Config, count: usize) -> Result<Vec<PaintedExample>> {
+    let prepared = prepare(data, cfg)?;
+    let Some(plan) = prepared.synth_plan(cfg) else { return Ok(Vec::new()) };
+    let loader = prepared.loader(&Config { data: crate::config::DataConfig { cache_mib: 0, ..cfg.data.clone() }, ..cfg.clone() }).for_epoch(1);
+    let mut out = Vec::new();
+    for &i in prepared.train_idx.iter().filter(|&&i| plan.landmarks[i].is_some()) {
+        if out.len() >= count {
+            break;
+        }
+        // Only the samples the plan paints are decoded.
+        if plan.paint(1, i, &vec![0u8; (prepared.prep.width * prepared.prep.height * 3) as usize], &prepared.prep).is_none() {
+            continue;
+        }
+        let batch = loader.load(&[i])?;
+        let Some(Some(wear)) = batch.painted.first().copied() else { continue };
+        let pixels = Vec::<u8>::try_from(batch.images.contiguous().view([-1])).context("painted pixels")?;
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).write_image(&pixels, prepared.prep.width, prepared.prep.height, image::ExtendedColorType::Rgb8)?;
+        let wear = match wear {
+            super::synth::Wear::Correct => "worn",
+            super::synth::Wear::BelowNose => "incorrect (below the nose)",
+            super::synth::Wear::ChinOnly => "incorrect (chin only)",
+        };
+        out.push(PaintedExample { jpeg, wear: wear.to_string(), path: prepared.samples[i].path.display().to_string() });
+    }
+    Ok(out)
+}
