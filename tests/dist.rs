@@ -460,6 +460,7 @@ fn check_matches_single(run: &Path, single: &Path) {
         assert_eq!(name, other);
         worst = worst.max((x - y).abs().max().double_value(&[]));
     }
+    println!("{}: largest difference from one process accumulating: {worst:e}", run.display());
     assert!(worst < 1e-4, "the distributed run's weights differ from one process accumulating the same half-batches by up to {worst}");
     // Rank 0's validation covered the whole split (both shards gathered).
     let single_val = metrics(single, "epoch")[0]["val"].clone();
