@@ -566,3 +566,25 @@ fn a_killed_worker_stops_the_run_and_resume_finishes_it() {
     assert_eq!(last["epoch"], json!(4));
     assert_eq!(last["replicas"]["world_size"], json!(2));
 }
+
+#[test]
+fn kfold_trains_each_fold_data_parallel_and_rank_0_gathers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 8, 11);
+    let run_dir = dir.path().join("cv");
+    let mut args = train_args(&data, &run_dir, &["data.folds=2", "report.enabled=false"]);
+    args.splice(1..1, ["--nproc".to_string(), "2".to_string()]);
+    let output = run(masklab_cmd(&args));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[rank 0] cross-validated (2 folds") && !stdout.contains("[rank 1] cross-validated"), "{stdout}");
+    let cv = json_file(&run_dir.join("cv.json"));
+    let images: u64 = std::fs::read_to_string(run_dir.join("oof_predictions.csv")).unwrap().lines().count() as u64 - 1;
+    assert_eq!(cv["images"].as_u64(), Some(images), "{cv}");
+    assert_eq!(images, 8 * 7, "every image predicted once, by the fold that held it out");
+    for fold in 1..=2 {
+        let last = json_file(&run_dir.join(format!("fold-{fold}/last.json")));
+        assert_eq!(last["replicas"]["world_size"], json!(2), "fold {fold}");
+    }
+}

@@ -26,8 +26,10 @@ pub struct Replicas {
 }
 
 impl Replicas {
+    /// A run of one rank (`--nproc 1`, torchrun with one process) still goes through the
+    /// collectives, as DDP does: the cost of its all-reduce is then measurable on one device.
     pub fn new(dist: Option<Rc<Dist>>) -> Replicas {
-        Replicas { dist: dist.filter(|d| d.pg.world_size() > 1), allreduce: Duration::ZERO }
+        Replicas { dist, allreduce: Duration::ZERO }
     }
 
     pub fn is_distributed(&self) -> bool {
