@@ -141,8 +141,11 @@ impl Default for ModelConfig {
 pub struct TrainConfig {
     /// Passes over the training set.
     pub epochs: usize,
-    /// Images per optimiser step.
+    /// Images per forward/backward pass (per rank in a distributed run).
     pub batch_size: usize,
+    /// Gradient accumulation: micro-batches of `batch_size` per optimiser step (1 = none). One
+    /// step then sees `accumulate x batch_size` images (x the world size when distributed).
+    pub accumulate: usize,
     /// Images per step in validation and prediction (0 = twice batch_size).
     pub eval_batch_size: usize,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
@@ -177,6 +180,7 @@ impl Default for TrainConfig {
         TrainConfig {
             epochs: 10,
             batch_size: 64,
+            accumulate: 1,
             eval_batch_size: 0,
             device: DeviceChoice::Auto,
             amp: Amp::None,
@@ -417,6 +421,9 @@ impl Config {
         }
         if self.train.batch_size == 0 || self.train.epochs == 0 {
             bail!("train.batch_size and train.epochs must be positive");
+        }
+        if self.train.accumulate == 0 {
+            bail!("train.accumulate must be at least 1 (1 = an optimiser step per batch)");
         }
         if self.train.max_nonfinite_steps == 0 {
             bail!("train.max_nonfinite_steps must be at least 1 (1 = stop at the first step with a non-finite loss)");

@@ -29,6 +29,12 @@ impl TrainObserver for Console {
         if let Some(r) = run.resumed {
             eprintln!("resuming {} after epoch {} (step {})", run.run.path().display(), r.epoch, r.step);
         }
+        let (world, accumulate) = (run.line.world_size.unwrap_or(1), run.config.train.accumulate);
+        if world > 1 || accumulate > 1 {
+            let global = run.line.global_batch.unwrap_or(0);
+            let per = run.config.train.batch_size;
+            eprintln!("global batch {global} = {per} per process x {accumulate} accumulated x {world} processes");
+        }
         Ok(())
     }
 

@@ -55,12 +55,18 @@ pub fn evaluate(
     run: &RunOptions,
 ) -> Result<Evaluated> {
     let (probs, outputs, kept) = infer(nets, layout, loader, order, batch_size, run)?;
+    score_outputs(losses, classes, probs, &outputs, kept, run)
+}
+
+/// Scores what [`infer`] returned (probabilities, each model's raw outputs, the samples read):
+/// also for outputs gathered from several processes that each inferred a share of the items.
+pub fn score_outputs(losses: &[Vec<(Head, Loss)>], classes: &[usize], probs: Tensor, outputs: &[Tensor], kept: Vec<usize>, run: &RunOptions) -> Result<Evaluated> {
     check_finite_outputs(&probs)?;
     let truth = Tensor::from_slice(&kept.iter().map(|&i| classes[i] as i64).collect::<Vec<_>>());
     let mut loss = 0.0;
     let mut conf = Confusion::new(NUM_CLASSES);
     if !kept.is_empty() {
-        for (net_heads, out) in losses.iter().zip(&outputs) {
+        for (net_heads, out) in losses.iter().zip(outputs) {
             for (head, l) in net_heads {
                 let logits = head.slice(out).to_device(run.device);
                 let target = head.task.target(&truth).to_device(run.device);

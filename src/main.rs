@@ -419,6 +419,10 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Train data-parallel on this machine: start N worker processes of masklab (`gpu`: one per
+    /// visible GPU); needs --out or --resume. Under torchrun or srun, leave it out.
+    #[arg(long, value_name = "N|gpu")]
+    nproc: Option<masklab::dist::launch::Nproc>,
     /// Config overrides such as model.backbone=resnet34 train.epochs=3 data.size=128.
     overrides: Vec<String>,
 }
@@ -756,6 +760,19 @@ fn run_faces(path: &Path, out: Option<&Path>, weights: Option<PathBuf>, device: 
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
+    let launched = masklab::dist::env::DistEnv::from_env()?;
+    if launched.is_some() && args.out.is_none() && args.resume.is_none() {
+        anyhow::bail!("a distributed run needs --out RUN (or --resume RUN): every rank must train into the same folder");
+    }
+    if let Some(nproc) = args.nproc {
+        if launched.is_some() {
+            anyhow::bail!("--nproc starts its own workers; this process already is a rank of a distributed run (torchrun, srun): leave --nproc out");
+        }
+        if args.out.is_none() && args.resume.is_none() {
+            anyhow::bail!("--nproc needs --out RUN (or --resume RUN): every worker must train into the same folder");
+        }
+        return masklab::dist::launch::relaunch_self(nproc.resolve()?, "--nproc");
+    }
     let (cfg, run, resume) = match &args.resume {
         Some(run) => {
             let run = RunDir::new(run);
@@ -767,13 +784,20 @@ fn run_train(args: TrainArgs) -> Result<()> {
             (cfg, run, false)
         }
     };
+    // A rank of a data-parallel run joins the others here (None when started alone).
+    let timeout = std::time::Duration::from_secs(cfg.train.dist_timeout);
+    let dist = masklab::dist::Dist::init(cfg.train.dist_backend, cfg.train.device.resolve()?, timeout)?;
+    let replicas = masklab::train::data_parallel::Replicas::new(dist.map(std::rc::Rc::new));
+    // Rank 0 alone logs, tracks and reports.
+    let main = replicas.is_main();
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
         // Held until the run's report is written too.
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
-        let lock = masklab::run_dir::RunLock::acquire(&run, "train")?;
-        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &lock, resume, &observers_for)?;
+        let lock = if main { Some(masklab::run_dir::RunLock::acquire(&run, "train")?) } else { None };
+        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, lock.as_ref(), resume, &observers_for, &replicas)?;
+        let Some(cv) = cv else { return Ok(()) };
         if cfg.report.enabled {
             masklab::report::write_after_training(run.path(), cfg.report.worst);
         }
@@ -782,8 +806,11 @@ fn run_train(args: TrainArgs) -> Result<()> {
         println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
         return Ok(());
     }
-    let mut observers = observers(&cfg, progress);
-    let summary = masklab::train::trainer::Trainer::new(&args.data, &cfg, run, resume)?.run(&mut observers)?;
+    let mut observers = if main { observers(&cfg, progress) } else { Vec::new() };
+    let summary = masklab::train::trainer::Trainer::new(&args.data, &cfg, run, resume, replicas)?.run(&mut observers)?;
+    if !main {
+        return Ok(());
+    }
     match &summary.best {
         Some(e) => println!(
             "run {}: best epoch {} f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4})",

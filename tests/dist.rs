@@ -5,6 +5,11 @@
 //! The worker processes are this test binary run again with `--exact worker` and
 //! `MASKLAB_DIST_TEST_ROLE` naming what to do; each writes what it saw to
 //! `$MASKLAB_DIST_TEST_OUT/rank-R.json` for the test to check.
+//!
+//! Then `masklab train` itself, data-parallel on two Gloo ranks: launched by `--nproc 2`, by
+//! torchrun and across the two namespaces, checked against one process that accumulates the same
+//! two half-batches per step; and a worker killed mid-run, then `--resume`.
+mod common;
 use masklab::dist::env::{Launcher, StoreHost};
 use masklab::dist::launch::{launch, LaunchOptions, WorkerCommand};
 use masklab::dist::sync::{all_gather_indexed_rows, any_rank, average_gradients, broadcast_tensors};
@@ -309,6 +314,20 @@ impl Drop for Namespaces {
     }
 }
 
+/// Runs `command` (program and args) with `env` in namespace `side` of `spaces`, Gloo bound to its veth.
+fn in_namespace(spaces: &Namespaces, side: usize, program: &std::ffi::OsStr, args: Vec<&std::ffi::OsStr>, env: Vec<(&std::ffi::OsStr, &std::ffi::OsStr)>) -> std::process::Child {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &spaces.names[side]])
+        .arg(program)
+        .args(args)
+        .envs(env)
+        .env("GLOO_SOCKET_IFNAME", format!("mlv{}{}", std::process::id() % 100_000, ["a", "b"][side]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
 #[test]
 fn two_machines_rendezvous_over_a_veth_link() {
     let spaces = match Namespaces::create() {
@@ -323,16 +342,8 @@ fn two_machines_rendezvous_over_a_veth_link() {
     let children: Vec<_> = (0..2)
         .map(|rank| {
             let worker = worker_process(out.path(), "collectives", &rank_env(rank, Namespaces::ADDRESSES[0], 29400));
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &spaces.names[rank]])
-                .arg(worker.get_program())
-                .args(worker.get_args())
-                .envs(worker.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
-                .env("GLOO_SOCKET_IFNAME", format!("mlv{}{}", std::process::id() % 100_000, ["a", "b"][rank]))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            cmd.spawn().unwrap()
+            let env = worker.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+            in_namespace(&spaces, rank, worker.get_program(), worker.get_args().collect(), env)
         })
         .collect();
     for (rank, child) in children.into_iter().enumerate() {
@@ -340,4 +351,240 @@ fn two_machines_rendezvous_over_a_veth_link() {
         assert!(output.status.success(), "rank {rank} failed:\n{}\n{}", text(&output.stdout), text(&output.stderr));
     }
     check_collectives(out.path(), Launcher::Env, StoreHost::Rank0);
+
+    // Then `masklab train` across the link, one rank per "machine", as torchrun --nnodes 2 would
+    // start it (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; rank 0 hosts the store).
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 8, 7);
+    let single = single_process_reference(&data, dir.path());
+    let trained = dir.path().join("two-machines");
+    let args: Vec<std::ffi::OsString> = train_args(&data, &trained, &[]).into_iter().map(Into::into).collect();
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            let vars: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+                rank_env(rank, Namespaces::ADDRESSES[0], 29401).into_iter().map(|(k, v)| (k.into(), v.into())).chain([("OMP_NUM_THREADS".into(), "1".into())]).collect();
+            let env = vars.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
+            in_namespace(&spaces, rank, std::ffi::OsStr::new(env!("CARGO_BIN_EXE_masklab")), args.iter().map(|a| a.as_os_str()).collect(), env)
+        })
+        .collect();
+    for (rank, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "rank {rank} failed:\n{}\n{}", text(&output.stdout), text(&output.stderr));
+    }
+    check_matches_single(&trained, &single);
+}
+
+// ---- masklab train, data-parallel ----
+
+/// The recipe of the data-parallel training tests: no random augmentation or dropout, SGD (its
+/// update is linear in the gradient, so a different summation order stays at float rounding),
+/// batch 4 per process; the demo data of 8 people trains on 6 (42 images): 5 steps of 2 x 4.
+fn dp_recipe(extra: &[&str]) -> Vec<String> {
+    common::tiny_recipe(
+        &[
+            &[
+                "train.batch_size=4",
+                "train.epochs=1",
+                "train.threads=1",
+                "train.log_every=1",
+                "train.dist_timeout=60",
+                "augment.hflip=0",
+                "augment.brightness=0",
+                "augment.contrast=0",
+                "augment.saturation=0",
+                "optim.kind=sgd",
+                "optim.lr=0.05",
+                "optim.momentum=0.9",
+                "schedule.kind=constant",
+            ][..],
+            extra,
+        ]
+        .concat(),
+    )
+}
+
+fn train_args(data: &Path, run: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--quiet"].iter().map(|s| s.to_string()).collect();
+    args.extend(dp_recipe(extra));
+    args
+}
+
+fn masklab_cmd(args: &[String]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_masklab"));
+    cmd.args(args).env("OMP_NUM_THREADS", "1");
+    cmd
+}
+
+fn json_file(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn metrics(run: &Path, kind: &str) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+/// The trained parameters of a run's last checkpoint (BatchNorm's running statistics left out:
+/// a data-parallel run keeps rank 0's, which saw half of each step's images).
+fn parameters(run: &Path) -> Vec<(String, Tensor)> {
+    let mut tensors = Tensor::read_safetensors(run.join("last.safetensors")).unwrap();
+    tensors.retain(|(name, _)| !name.contains("running_") && !name.contains("num_batches_tracked") && !name.starts_with("optim.") && !name.starts_with("ema."));
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// A distributed run's checks: every rank held the same weights at the checkpoint, the world
+/// and global batch were logged, and its parameters equal those of `single` (one process with
+/// train.accumulate = 2).
+fn check_matches_single(run: &Path, single: &Path) {
+    let last = json_file(&run.join("last.json"));
+    let fingerprints = last["replicas"]["weight_fingerprints"].as_array().unwrap_or_else(|| panic!("no replicas in {last}"));
+    assert_eq!(fingerprints.len(), 2, "{last}");
+    assert_eq!(fingerprints[0], fingerprints[1], "both ranks hold identical weights");
+    let start = &metrics(run, "start")[0];
+    assert_eq!((start["world_size"].as_u64(), start["global_batch"].as_u64()), (Some(2), Some(8)), "{start}");
+    let epoch = &metrics(run, "epoch")[0];
+    assert_eq!(epoch["step"], json!(5), "{epoch}");
+    assert!(epoch["allreduce_seconds"].as_f64().unwrap() > 0.0, "{epoch}");
+    let (a, b) = (parameters(run), parameters(single));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 10, "{} parameters", a.len());
+    let mut worst = 0.0f64;
+    for ((name, x), (other, y)) in a.iter().zip(&b) {
+        assert_eq!(name, other);
+        worst = worst.max((x - y).abs().max().double_value(&[]));
+    }
+    println!("{}: largest difference from one process accumulating: {worst:e}", run.display());
+    assert!(worst < 1e-4, "the distributed run's weights differ from one process accumulating the same half-batches by up to {worst}");
+    // Rank 0's validation covered the whole split (both shards gathered).
+    let single_val = metrics(single, "epoch")[0]["val"].clone();
+    assert_eq!(epoch["val"]["images"], single_val["images"], "{epoch} vs {single_val}");
+}
+
+fn single_process_reference(data: &Path, dir: &Path) -> PathBuf {
+    let single = dir.join("single");
+    let output = run(masklab_cmd(&train_args(data, &single, &["train.accumulate=2"])));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let epoch = &metrics(&single, "epoch")[0];
+    assert_eq!(epoch["step"], json!(5), "{epoch}");
+    assert!(text(&output.stderr).contains("global batch 8 = 4 per process x 2 accumulated x 1 processes"), "{}", text(&output.stderr));
+    single
+}
+
+#[test]
+fn nproc_and_torchrun_training_equal_one_process_accumulating() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 8, 7);
+    let single = single_process_reference(&data, dir.path());
+
+    let launched = dir.path().join("nproc");
+    let mut args = train_args(&data, &launched, &[]);
+    args.splice(1..1, ["--nproc".to_string(), "2".to_string()]);
+    let output = run(masklab_cmd(&args));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("[rank 0] global batch 8 = 4 per process x 1 accumulated x 2 processes"), "{stderr}");
+    assert!(stdout.contains("[rank 0] run ") && !stdout.contains("[rank 1] run "), "only rank 0 reports: {stdout}");
+    check_matches_single(&launched, &single);
+
+    let torchrun = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/torchrun");
+    let by_torchrun = dir.path().join("torchrun");
+    let mut cmd = Command::new(&torchrun);
+    cmd.args(["--no-python", "--standalone", "--nproc-per-node", "2", env!("CARGO_BIN_EXE_masklab")])
+        .args(train_args(&data, &by_torchrun, &[]))
+        .env("OMP_NUM_THREADS", "1");
+    let output = run(cmd);
+    assert!(output.status.success(), "torchrun failed:\n{}\n{}", text(&output.stdout), text(&output.stderr));
+    check_matches_single(&by_torchrun, &single);
+}
+
+/// Pids of the processes whose parent is `parent` and whose environment holds `RANK=rank`.
+fn worker_pid(parent: u32, rank: usize) -> Option<i32> {
+    let wanted = format!("RANK={rank}");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces, so read after the last ')'.
+        let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if environ.split(|&b| b == 0).any(|var| var == wanted.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_worker_stops_the_run_and_resume_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 8, 9);
+    let run_dir = dir.path().join("run");
+    let mut args = train_args(&data, &run_dir, &["train.epochs=4"]);
+    args.splice(1..1, ["--nproc".to_string(), "2".to_string()]);
+    let launcher = Killed(masklab_cmd(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+    let mut launcher = launcher;
+    let started = Instant::now();
+    while !run_dir.join("last.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(240), "no checkpoint after 240 s");
+        assert!(launcher.0.try_wait().unwrap().is_none(), "training ended before a worker could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = worker_pid(launcher.0.id(), 1).expect("rank 1's worker process");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = launcher.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(60), "the run still goes on 60 s after a worker was killed");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(launcher.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("worker rank 1 of 2 was killed by signal 9 (SIGKILL)"), "{stderr}");
+    let done = metrics(&run_dir, "epoch").len();
+    assert!(done < 4, "killed after {done} epochs");
+
+    let resume = ["train", data.to_str().unwrap(), "--resume", run_dir.to_str().unwrap(), "--nproc", "2", "--quiet"].map(String::from);
+    let output = run(masklab_cmd(&resume));
+    assert!(output.status.success(), "{}\n{}", text(&output.stdout), text(&output.stderr));
+    let epochs: Vec<u64> = metrics(&run_dir, "epoch").iter().map(|e| e["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, vec![1, 2, 3, 4]);
+    let last = json_file(&run_dir.join("last.json"));
+    assert_eq!(last["epoch"], json!(4));
+    assert_eq!(last["replicas"]["world_size"], json!(2));
+}
+
+#[test]
+fn kfold_trains_each_fold_data_parallel_and_rank_0_gathers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 8, 11);
+    let run_dir = dir.path().join("cv");
+    let mut args = train_args(&data, &run_dir, &["data.folds=2", "report.enabled=false"]);
+    args.splice(1..1, ["--nproc".to_string(), "2".to_string()]);
+    let output = run(masklab_cmd(&args));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("[rank 0] cross-validated (2 folds") && !stdout.contains("[rank 1] cross-validated"), "{stdout}");
+    let cv = json_file(&run_dir.join("cv.json"));
+    let images: u64 = std::fs::read_to_string(run_dir.join("oof_predictions.csv")).unwrap().lines().count() as u64 - 1;
+    assert_eq!(cv["images"].as_u64(), Some(images), "{cv}");
+    assert_eq!(images, 8 * 7, "every image predicted once, by the fold that held it out");
+    for fold in 1..=2 {
+        let last = json_file(&run_dir.join(format!("fold-{fold}/last.json")));
+        assert_eq!(last["replicas"]["world_size"], json!(2), "fold {fold}");
+    }
 }

@@ -45,6 +45,10 @@ pub struct StartLine {
     pub face_crop: Option<crate::faces::face_crop::FaceCropCounts>,
     /// With `augment.synth_mask > 0`: training samples that may get a synthetic mask (unmasked, landmarks found).
     pub synth_mask_eligible: Option<u64>,
+    /// Processes training data-parallel (1: a plain run; absent in runs before this was logged).
+    pub world_size: Option<u64>,
+    /// Images per optimiser step over all processes: batch_size x accumulate x world_size.
+    pub global_batch: Option<u64>,
 }
 
 /// The training loss averaged over the steps since the previous step line.
@@ -79,11 +83,15 @@ pub struct EpochLine {
     pub seconds: f64,
     /// None for a run without a validation split.
     pub val: Option<ValScores>,
+    /// Distributed runs: seconds of the epoch's training pass spent averaging gradients across
+    /// processes (the all-reduces, waiting for the slowest rank included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allreduce_seconds: Option<f64>,
 }
 
 impl Default for EpochLine {
     fn default() -> Self {
-        EpochLine { epoch: 0, step: 0, train_loss: f64::NAN, lr: f64::NAN, train_images_per_s: 0.0, seconds: 0.0, val: None }
+        EpochLine { epoch: 0, step: 0, train_loss: f64::NAN, lr: f64::NAN, train_images_per_s: 0.0, seconds: 0.0, val: None, allreduce_seconds: None }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::heldout::{read_rows, score_rows, write_rows, HeldOutRow};
 use crate::data::prepared::prepare;
 use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir, RunLock};
+use crate::train::data_parallel::Replicas;
 use crate::train::observer::ObserverFactory;
 use crate::train::trainer::Trainer;
 use anyhow::{bail, Context, Result};
@@ -18,16 +19,28 @@ use std::path::Path;
 /// keeps it while it writes the run's report); each fold's trainer locks its own folder. Every
 /// fold's config is checked against its data before the first fold trains. With `resume`,
 /// finished folds are skipped and an interrupted one continues from its last checkpoint (or
-/// starts afresh when it had none).
-pub fn train_folds(data: &Path, cfg: &Config, lock: &RunLock, resume: bool, observers_for: &ObserverFactory) -> Result<CrossValidation> {
-    let run = lock.run();
+/// starts afresh when it had none). In a data-parallel run every rank calls this, with the folder
+/// (`run`) whose lock rank 0 holds (`lock`: None on the other ranks), and rank 0 alone writes.
+pub fn train_folds(
+    data: &Path,
+    cfg: &Config,
+    run: &RunDir,
+    lock: Option<&RunLock>,
+    resume: bool,
+    observers_for: &ObserverFactory,
+    replicas: &Replicas,
+) -> Result<Option<CrossValidation>> {
+    let main = replicas.is_main();
+    if main && lock.is_none() {
+        bail!("train_folds: the caller must hold the lock of {}", run.path().display());
+    }
     let k = cfg.data.folds;
     if k < 2 || cfg.data.fold != 0 {
         bail!("train_folds needs data.folds >= 2 and data.fold = 0");
     }
     std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
     let resume = resume && {
-        if !run.is_kfold() {
+        if !run.is_kfold() && main {
             eprintln!("{}: no fold has started yet; starting the k-fold run afresh", run.path().display());
         }
         run.is_kfold()
@@ -35,7 +48,8 @@ pub fn train_folds(data: &Path, cfg: &Config, lock: &RunLock, resume: bool, obse
     let mut state = if resume {
         run.folds_state()?
     } else {
-        if run.is_kfold() || run.has_checkpoint() {
+        // Rank 0 alone: the others could see the folds state it writes next.
+        if main && (run.is_kfold() || run.has_checkpoint()) {
             let p = run.path().display();
             bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
         }
@@ -45,32 +59,44 @@ pub fn train_folds(data: &Path, cfg: &Config, lock: &RunLock, resume: bool, obse
         bail!("{}: the run has {} folds, the config asks for {k}", run.path().display(), state.folds);
     }
     check_folds(data, cfg, &state)?;
-    run.write_config(cfg)?;
-    run.write_folds_state(&state)?;
+    if main {
+        run.write_config(cfg)?;
+        run.write_folds_state(&state)?;
+    }
     for fold in 1..=k {
         if state.completed.contains(&fold) {
-            eprintln!("fold {fold}/{k}: finished earlier");
+            if main {
+                eprintln!("fold {fold}/{k}: finished earlier");
+            }
             continue;
         }
         let dir = run.fold(fold);
         let mut fold_cfg = cfg.clone();
         fold_cfg.data.fold = fold;
         let resume_fold = resume && dir.has_checkpoint();
-        eprintln!("fold {fold}/{k} -> {}", dir.path().display());
-        let mut observers = observers_for(&dir, &fold_cfg)?;
-        let summary = Trainer::new(data, &fold_cfg, dir, resume_fold)
+        if main {
+            eprintln!("fold {fold}/{k} -> {}", dir.path().display());
+        }
+        let mut observers = if main { observers_for(&dir, &fold_cfg)? } else { Vec::new() };
+        let summary = Trainer::new(data, &fold_cfg, dir, resume_fold, replicas.clone())
             .and_then(|t| t.run(&mut observers))
             .with_context(|| format!("fold {fold} of {k}"))?;
+        state.completed.push(fold);
+        state.completed.sort_unstable();
+        if !main {
+            continue;
+        }
         if let Some(e) = &summary.best {
             eprintln!("fold {fold}/{k}: best epoch {} f1 {:.4}", summary.best_epoch, e.scores.f1);
         }
-        state.completed.push(fold);
-        state.completed.sort_unstable();
         run.write_folds_state(&state)?;
+    }
+    if !main {
+        return Ok(None);
     }
     let cv = gather_oof(run, k)?;
     run.write_cv(&cv)?;
-    Ok(cv)
+    Ok(Some(cv))
 }
 
 /// The preflight checks of every fold still to train, all reported together.

@@ -38,16 +38,24 @@ impl LossScaler {
     /// Divides the optimiser's gradients by the scale; false when they overflowed, in which
     /// case the step must be skipped and the scale has been halved.
     pub fn unscale(&mut self, optimizer: &mut Optimizer) -> bool {
+        self.unscale_agreed(optimizer, Ok).unwrap_or(false)
+    }
+
+    /// [`LossScaler::unscale`] where `any_overflow` turns this process's overflow into whether
+    /// any data-parallel rank overflowed, so that every rank skips the same steps and keeps the
+    /// same scale.
+    pub fn unscale_agreed(&mut self, optimizer: &mut Optimizer, any_overflow: impl FnOnce(bool) -> anyhow::Result<bool>) -> anyhow::Result<bool> {
         if !self.enabled {
-            return true;
+            return Ok(true);
         }
-        if optimizer.unscale_grads(1.0 / self.scale) {
-            return true;
+        let overflow = !optimizer.unscale_grads(1.0 / self.scale);
+        if !any_overflow(overflow)? {
+            return Ok(true);
         }
         self.scale /= 2.0;
         self.good_steps = 0;
         tracing::info!("fp16 overflow: loss scale -> {}", self.scale);
-        false
+        Ok(false)
     }
 
     /// Counts a finished training step; the scale doubles after a run of them.

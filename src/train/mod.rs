@@ -1,7 +1,8 @@
 //! Training: the trainer and what it announces to observers; losses, optimisers over flat
 //! buffers, schedules, loss scaling, weight averaging, best-checkpoint and early-stopping rules,
 //! k-fold cross-validation, the checks of a config against the data before training, and the
-//! detection of non-finite steps.
+//! detection of non-finite steps; data-parallel training across processes (data_parallel).
+pub mod data_parallel;
 pub mod ema;
 pub mod flat;
 pub mod kfold;

@@ -7,19 +7,23 @@
 //! the config against the data before the first step (train::preflight), skips steps whose loss
 //! or gradients are not finite and stops after a run of them (train::nonfinite), and never
 //! writes weights that hold a NaN or an infinity.
+//!
+//! In a data-parallel run (train::data_parallel) every rank runs a trainer on its share of each
+//! epoch; rank 0 alone holds the lock and writes the run folder.
 use crate::config::Config;
 use crate::data::loader::Loader;
 use crate::data::prepared::{prepare, Prepared};
 use crate::data::sampler::epoch_indices;
+use crate::evaluate::{evaluate, score_outputs, Evaluated};
 use crate::faces::synth_plan::painted_class;
-use crate::evaluate::{evaluate, Evaluated};
 use crate::heldout;
 use crate::metrics::Evaluation;
-use crate::model::net::{to_channels_last, Net, NonFiniteOutputs, RunOptions};
+use crate::model::net::{infer, to_channels_last, Net, NonFiniteOutputs, RunOptions};
 use crate::model::task_layout::Head;
 use crate::model::trained::build_nets;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine, ValScores};
 use crate::run_dir::{checkpoint, RunDir, RunLock, BEST, LAST};
+use crate::train::data_parallel::{micro_batch_order, Replicas};
 use crate::train::ema::Ema;
 use crate::train::loss::{head_losses, Loss};
 use crate::train::loss_scale::LossScaler;
@@ -78,15 +82,20 @@ pub struct Trainer {
     resumed: Option<Resumed>,
     start_line: StartLine,
     guard: NonFiniteGuard,
-    /// Held while the trainer lives; the last field, so it is released after everything else.
-    _lock: RunLock,
+    /// The other processes of a data-parallel run (none for a plain run).
+    replicas: Replicas,
+    /// Held while the trainer lives (by rank 0 of a data-parallel run); the last field, so it is
+    /// released after everything else.
+    _lock: Option<RunLock>,
 }
 
 /// What one epoch's training pass measured.
 struct EpochStats {
     mean_loss: f64,
+    /// Over all ranks.
     images: usize,
     seconds: f64,
+    allreduce_seconds: Option<f64>,
 }
 
 impl Trainer {
@@ -95,12 +104,15 @@ impl Trainer {
     /// their optimisers. With `resume`, continues from `run/last.safetensors`, or starts afresh
     /// when the run stopped before writing it; without, a folder that already holds a run is an
     /// error. A fresh start removes what an attempt that stopped before its first checkpoint left.
-    pub fn new(data_dir: &Path, cfg: &Config, run: RunDir, resume: bool) -> Result<Trainer> {
+    /// `replicas`: the data-parallel run this trainer is one rank of (`Replicas::default()` alone);
+    /// its ranks start from rank 0's weights.
+    pub fn new(data_dir: &Path, cfg: &Config, run: RunDir, resume: bool, replicas: Replicas) -> Result<Trainer> {
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
-        let lock = RunLock::acquire(&run, "train")?;
+        let main = replicas.is_main();
+        let lock = if main { Some(RunLock::acquire(&run, "train")?) } else { None };
         let resume = resume && {
             let has = run.has_checkpoint();
-            if !has {
+            if !has && main {
                 eprintln!("{}: no checkpoint to resume from (the run stopped during its first epoch); starting it afresh", run.path().display());
             }
             has
@@ -110,7 +122,7 @@ impl Trainer {
                 let p = run.path().display();
                 bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
             }
-            let removed = run.discard_unfinished_attempt()?;
+            let removed = if main { run.discard_unfinished_attempt()? } else { Vec::new() };
             if !removed.is_empty() {
                 let names: Vec<String> = removed.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
                 eprintln!("{}: removed what an attempt that stopped before its first checkpoint left: {}", run.path().display(), names.join(", "));
@@ -123,12 +135,14 @@ impl Trainer {
             // Decoding runs on rayon's global pool; it can be sized once per process.
             let _ = rayon::ThreadPoolBuilder::new().num_threads(cfg.data.workers).build_global();
         }
-        let device = cfg.train.device.resolve()?;
+        let device = replicas.device(cfg.train.device.resolve()?);
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
         }
         let run_opts = RunOptions::new(cfg, device, Default::default());
-        run.write_config(cfg)?;
+        if main {
+            run.write_config(cfg)?;
+        }
 
         let data = prepare(data_dir, cfg)?;
         crate::train::preflight::check(cfg, &data)?;
@@ -137,8 +151,12 @@ impl Trainer {
         let nets = build_nets(cfg, device)?;
         if !resume {
             // Before the optimisers and EMAs take their copies of the weights. A resumed run gets
-            // its weights from its checkpoint instead.
-            crate::weights::pretrained::load_pretrained(&nets, &run)?;
+            // its weights from its checkpoint instead (every rank reads the same file).
+            if main {
+                crate::weights::pretrained::load_pretrained(&nets, &run)?;
+            }
+            let tensors: Vec<Tensor> = nets.iter().flat_map(|n| n.named_tensors()).map(|(_, t)| t).collect();
+            replicas.broadcast_from_main(&tensors)?;
         }
         let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.model.layout, &data.class_counts(&data.train_idx), device)?;
         let mut optimizers = Vec::with_capacity(nets.len());
@@ -149,7 +167,7 @@ impl Trainer {
         }
         let steps_per_epoch = {
             let n = epoch_indices(&cfg.sampler, &data.train_classes(), 0, cfg.train.seed)?.len();
-            (n / cfg.train.batch_size).max(1)
+            (replicas.train_shard_len(n) / (cfg.train.batch_size * cfg.train.accumulate)).max(1)
         };
         let start_line = StartLine {
             data: Some(data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf())),
@@ -163,6 +181,8 @@ impl Trainer {
             val_classes: Some(data.class_counts(&data.val_idx)),
             face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::config::FaceCrop::Mtcnn).map(|f| f.counts),
             synth_mask_eligible: data.synth_plan(cfg).map(|p| p.eligible() as u64),
+            world_size: Some(replicas.world_size() as u64),
+            global_batch: Some((cfg.train.batch_size * cfg.train.accumulate * replicas.world_size()) as u64),
         };
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -184,6 +204,7 @@ impl Trainer {
             resumed: None,
             start_line,
             guard: NonFiniteGuard::new(cfg.train.max_nonfinite_steps, device),
+            replicas,
             _lock: lock,
         };
         if resume {
@@ -218,6 +239,7 @@ impl Trainer {
                 train_images_per_s: stats.images as f64 / stats.seconds.max(1e-9),
                 seconds: t0.elapsed().as_secs_f64(),
                 val: eval.as_ref().map(ValScores::from),
+                allreduce_seconds: stats.allreduce_seconds,
             };
             // The epoch's line goes first: a run killed before the checkpoint lands redoes the
             // epoch, and resuming drops the log lines of epochs after the checkpoint.
@@ -254,13 +276,17 @@ impl Trainer {
     fn train_epoch(&mut self, epoch: usize, observers: &mut [Box<dyn TrainObserver>]) -> Result<EpochStats> {
         let t0 = Instant::now();
         let cfg = &self.cfg;
-        // Reseeding per epoch makes a resumed run draw what an uninterrupted one would.
-        tch::manual_seed(cfg.train.seed as i64 + epoch as i64);
+        // Reseeding per epoch makes a resumed run draw what an uninterrupted one would; each rank
+        // draws its own augmentations (rank 0 those of a plain run).
+        tch::manual_seed(cfg.train.seed as i64 + epoch as i64 + 1_000_003 * self.replicas.rank() as i64);
+        // Every rank draws the same order and trains its share of it.
         let order: Vec<usize> =
             epoch_indices(&cfg.sampler, &self.data.train_classes(), epoch, cfg.train.seed)?.into_iter().map(|i| self.data.train_idx[i]).collect();
+        let (micro, world) = (cfg.train.accumulate, self.replicas.world_size());
+        let order = micro_batch_order(&self.replicas.train_shard(order), cfg.train.batch_size, micro);
         let batches = self.loader.for_epoch(epoch).batches(order, cfg.train.batch_size, true);
         for o in observers.iter_mut() {
-            o.epoch_begin(epoch, batches.total());
+            o.epoch_begin(epoch, batches.total() / micro);
         }
         // Losses, and the steps whose loss counts (those with finite ones), are summed on the
         // device and read at log points: no host sync per step.
@@ -271,6 +297,7 @@ impl Trainer {
         let (mut steps, mut images) = (0usize, 0usize);
         let mut window = (Instant::now(), 0usize);
         self.guard.begin_epoch();
+        let mut micro_batches: Vec<(Tensor, Tensor)> = Vec::with_capacity(micro);
         for batch in batches {
             let batch = batch?;
             // A synthetic mask changes the sample's mask label to the state painted.
@@ -280,17 +307,22 @@ impl Trainer {
                 .zip(&batch.painted)
                 .map(|(&i, wear)| wear.map_or(self.data.classes[i], |w| painted_class(self.data.classes[i], w)) as i64)
                 .collect();
-            let (step_loss, bad) = self.step(&batch.images, &Tensor::from_slice(&truth))?;
+            micro_batches.push((batch.images, Tensor::from_slice(&truth)));
+            if micro_batches.len() < micro {
+                continue;
+            }
+            let (step_loss, bad) = self.step(&std::mem::take(&mut micro_batches))?;
             self.guard.record(&bad);
             let counted = bad.logical_not().to_kind(Kind::Float);
             self.step += 1;
             steps += 1;
-            images += batch.indices.len();
+            let step_images = batch.indices.len() * micro * world;
+            images += step_images;
             epoch_loss += &step_loss;
             window_loss += &step_loss;
             epoch_counted += &counted;
             window_counted += &counted;
-            window.1 += batch.indices.len();
+            window.1 += step_images;
             let mean_loss = || epoch_loss.double_value(&[]) / epoch_counted.double_value(&[]);
             for o in observers.iter_mut() {
                 o.batch(steps, &mean_loss);
@@ -301,10 +333,12 @@ impl Trainer {
                 self.guard.check(epoch, self.step, self.lr(0))?;
             }
             if log_point {
+                // The mean over every rank's steps (a collective: every rank logs at the same steps).
+                let sums = self.replicas.sum(&[&window_loss, &window_counted])?;
                 let line = StepLine {
                     epoch,
                     step: self.step,
-                    loss: window_loss.double_value(&[]) / window_counted.double_value(&[]),
+                    loss: sums[0] / sums[1],
                     lr: self.lr(0),
                     images_per_s: window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9),
                 };
@@ -320,47 +354,59 @@ impl Trainer {
         if bad.skipped > 0 {
             tracing::warn!("epoch {epoch}: {} of {steps} steps skipped for a non-finite loss or gradients", bad.skipped);
         }
-        let mean_loss = if steps == 0 { 0.0 } else { epoch_loss.double_value(&[]) / epoch_counted.double_value(&[]) };
-        Ok(EpochStats { mean_loss, images, seconds: t0.elapsed().as_secs_f64() })
+        let sums = self.replicas.sum(&[&epoch_loss, &epoch_counted])?;
+        let mean_loss = if steps == 0 { 0.0 } else { sums[0] / sums[1] };
+        Ok(EpochStats { mean_loss, images, seconds: t0.elapsed().as_secs_f64(), allreduce_seconds: self.replicas.take_allreduce_time() })
     }
 
-    /// One optimiser step of every model on a batch (uint8 NHWC images, 18-way classes). Returns
-    /// the summed loss of the models that stepped, and whether a model's loss or gradients were
-    /// not finite (that model's step was skipped), both on the device.
-    fn step(&mut self, images_u8: &Tensor, truth: &Tensor) -> Result<(Tensor, Tensor)> {
-        let images = images_u8.to_device(self.device);
-        let truth = truth.to_device(self.device);
-        let mut step_loss = Tensor::zeros([], (Kind::Float, self.device));
-        let mut bad = Tensor::zeros([], (Kind::Bool, self.device));
+    /// One optimiser step of every model on `train.accumulate` micro-batches (uint8 NHWC images,
+    /// 18-way classes): their gradients are summed (each loss divided by their count) and, in a
+    /// data-parallel run, averaged over the ranks. Returns the mean loss of the models that
+    /// stepped, summed over models, and whether a model's loss or gradients were not finite on
+    /// some rank (that model's step was skipped on every rank), both on the device.
+    fn step(&mut self, micro_batches: &[(Tensor, Tensor)]) -> Result<(Tensor, Tensor)> {
+        let device = self.device;
+        let on_device: Vec<(Tensor, Tensor)> = micro_batches.iter().map(|(x, y)| (x.to_device(device), y.to_device(device))).collect();
+        let share = 1.0 / on_device.len() as f64;
+        let mut step_loss = Tensor::zeros([], (Kind::Float, device));
+        let mut bad = Tensor::zeros([], (Kind::Bool, device));
         for k in 0..self.nets.len() {
             let lr = self.lr(k);
             let (net, optimizer) = (&self.nets[k], &mut self.optimizers[k]);
-            let x = net.augmenter.train(&images);
-            let (x, mix) = net.augmenter.mix(&x);
-            let x = if self.run_opts.channels_last { to_channels_last(&x) } else { x };
-            let out = tch::autocast(self.run_opts.amp, || net.module.forward_t(&x, true));
-            let mut loss = Tensor::zeros([], (Kind::Float, self.device));
-            for (head, l) in &self.losses[k] {
-                let logits = head.slice(&out);
-                let target = head.task.target(&truth);
-                loss = loss
-                    + match &mix {
-                        Some(m) => l.forward(&logits, &target) * m.lam + l.forward(&logits, &target.index_select(0, &m.perm)) * (1.0 - m.lam),
-                        None => l.forward(&logits, &target),
-                    };
-            }
-            let loss_finite = loss.isfinite();
             optimizer.zero_grad();
-            self.scaler.scaled(&loss).backward();
-            reduce_gradients(optimizer);
-            if !self.scaler.unscale(optimizer) {
-                // fp16 overflow: the scaler skips this model's step and lowers its scale, which is
-                // no fault; a loss that was not finite before scaling is one.
-                bad = bad.logical_or(&loss_finite.logical_not());
+            let mut loss = Tensor::zeros([], (Kind::Float, device));
+            let mut loss_finite = Tensor::ones([], (Kind::Bool, device));
+            for (images, truth) in &on_device {
+                let x = net.augmenter.train(images);
+                let (x, mix) = net.augmenter.mix(&x);
+                let x = if self.run_opts.channels_last { to_channels_last(&x) } else { x };
+                let out = tch::autocast(self.run_opts.amp, || net.module.forward_t(&x, true));
+                let mut micro_loss = Tensor::zeros([], (Kind::Float, device));
+                for (head, l) in &self.losses[k] {
+                    let logits = head.slice(&out);
+                    let target = head.task.target(truth);
+                    micro_loss = micro_loss
+                        + match &mix {
+                            Some(m) => l.forward(&logits, &target) * m.lam + l.forward(&logits, &target.index_select(0, &m.perm)) * (1.0 - m.lam),
+                            None => l.forward(&logits, &target),
+                        };
+                }
+                loss_finite = loss_finite.logical_and(&micro_loss.isfinite());
+                let micro_loss = if on_device.len() > 1 { micro_loss * share } else { micro_loss };
+                self.scaler.scaled(&micro_loss).backward();
+                loss += micro_loss.detach();
+            }
+            self.replicas.average_gradients(optimizer)?;
+            let replicas = &self.replicas;
+            if !self.scaler.unscale_agreed(optimizer, |overflow| replicas.any(overflow))? {
+                // fp16 overflow (on some rank): every rank skips this model's step and lowers its
+                // scale, which is no fault; a loss that was not finite before scaling is one.
+                bad = bad.logical_or(&replicas.all_true(&loss_finite)?.logical_not());
                 continue;
             }
-            // Decided on the device: the step applies only when the loss and every gradient are finite.
-            let finite = loss_finite.logical_and(&optimizer.grads_finite());
+            // Decided on the device (and agreed by the ranks): the step applies only when the loss
+            // and every gradient are finite.
+            let finite = self.replicas.all_true(&loss_finite.logical_and(&optimizer.grads_finite()))?;
             if net.settings.optim.grad_clip > 0.0 {
                 optimizer.clip_grad_norm(net.settings.optim.grad_clip);
             }
@@ -368,7 +414,7 @@ impl Trainer {
             if let Some(ema) = &mut self.emas[k] {
                 ema.update(&net.vs);
             }
-            step_loss += loss.detach().where_self(&finite, &Tensor::zeros([], (Kind::Float, self.device)));
+            step_loss += loss.where_self(&finite, &Tensor::zeros([], (Kind::Float, device)));
             bad = bad.logical_or(&finite.logical_not());
         }
         self.scaler.step_done();
@@ -400,19 +446,42 @@ impl Trainer {
     /// checkpoint when the monitored score improved (every epoch without a validation split).
     /// Returns the evaluation (None without a validation split) and whether it improved.
     fn validate(&mut self, epoch: usize) -> Result<(Option<Evaluated>, bool)> {
+        // Each rank's BatchNorm statistics saw only its own share: take rank 0's, of the live
+        // weights and of their average, before they are validated and saved.
+        self.take_main_buffers()?;
         self.swap_ema();
-        let result = self.validate_current(epoch);
+        let result = if self.emas.iter().any(Option::is_some) { self.take_main_buffers() } else { Ok(()) };
+        let result = result.and_then(|_| self.validate_current(epoch));
         self.swap_ema();
         result
     }
 
-    fn validate_current(&mut self, epoch: usize) -> Result<(Option<Evaluated>, bool)> {
+    /// Overwrites every model's non-trainable tensors (BatchNorm statistics) with rank 0's.
+    fn take_main_buffers(&self) -> Result<()> {
+        if !self.replicas.is_distributed() {
+            return Ok(());
+        }
+        let buffers: Vec<Tensor> = self.nets.iter().flat_map(|n| n.named_tensors()).map(|(_, t)| t).filter(|t| !t.requires_grad()).collect();
+        self.replicas.broadcast_from_main(&buffers)
+    }
+
+    /// Validation outputs over the whole split: each rank infers its share, and all gather them.
+    fn evaluate_split(&self) -> Result<Evaluated> {
         let (cfg, data) = (&self.cfg, &self.data);
-        let evaluated = if data.val_idx.is_empty() {
+        if !self.replicas.is_distributed() {
+            return evaluate(&self.nets, &self.losses, cfg.model.layout, &self.loader, &data.classes, data.val_idx.clone(), cfg.train.eval_batch(), &self.run_opts);
+        }
+        let share = self.replicas.val_shard(&data.val_idx);
+        let (probs, outputs, kept) = infer(&self.nets, cfg.model.layout, &self.loader, share, cfg.train.eval_batch(), &self.run_opts)?;
+        let (probs, outputs, kept) = self.replicas.gather_validation(&data.val_idx, probs, outputs, kept)?;
+        score_outputs(&self.losses, &data.classes, probs, &outputs, kept, &self.run_opts)
+    }
+
+    fn validate_current(&mut self, epoch: usize) -> Result<(Option<Evaluated>, bool)> {
+        let evaluated = if self.data.val_idx.is_empty() {
             None
         } else {
-            let evaluated = evaluate(&self.nets, &self.losses, cfg.model.layout, &self.loader, &data.classes, data.val_idx.clone(), cfg.train.eval_batch(), &self.run_opts);
-            Some(evaluated.map_err(|e| {
+            Some(self.evaluate_split().map_err(|e| {
                 if e.downcast_ref::<NonFiniteOutputs>().is_some() {
                     e.context(format!("training diverged in epoch {epoch} (validation); no checkpoint of it was written. Lower optim.lr or set optim.grad_clip"))
                 } else {
@@ -420,7 +489,7 @@ impl Trainer {
                 }
             })?)
         };
-        let score = evaluated.as_ref().map(|e| cfg.train.monitor.score(&e.eval)).unwrap_or(epoch as f64);
+        let score = evaluated.as_ref().map(|e| self.cfg.train.monitor.score(&e.eval)).unwrap_or(epoch as f64);
         let improved = self.best.record(epoch, score);
         self.stopping.record(improved);
         if improved {
@@ -441,6 +510,9 @@ impl Trainer {
     /// The best checkpoint: the current weights (those validation saw), the evaluation, and the
     /// validation predictions.
     fn save_best(&self, epoch: usize, evaluated: Option<&Evaluated>) -> Result<()> {
+        if !self.replicas.is_main() {
+            return Ok(());
+        }
         let weights: Vec<(String, Tensor)> = self.nets.iter().flat_map(|n| n.named_tensors()).collect();
         let eval = evaluated.map(|e| &e.eval);
         let meta = json!({"kind": "best", "epoch": epoch, "layout": self.cfg.model.layout.to_string(), "metrics": eval, "config": self.cfg});
@@ -458,6 +530,12 @@ impl Trainer {
 
     /// The last checkpoint: live weights, optimiser and EMA state, and the counters to resume from.
     fn save_last(&self, eval: &Option<Evaluation>) -> Result<()> {
+        // Every rank must hold the same weights; a checkpoint is taken only when they do.
+        let weights: Vec<Tensor> = self.nets.iter().flat_map(|n| n.named_tensors()).map(|(_, t)| t).collect();
+        let fingerprints = self.replicas.check_identical(&weights)?;
+        if !self.replicas.is_main() {
+            return Ok(());
+        }
         let mut tensors: Vec<(String, Tensor)> = Vec::new();
         for ((net, optimizer), ema) in self.nets.iter().zip(&self.optimizers).zip(&self.emas) {
             tensors.extend(net.named_tensors());
@@ -471,7 +549,10 @@ impl Trainer {
         if !state.best.best.is_finite() {
             state.best.best = f64::MIN;
         }
-        let meta = json!({"kind": "last", "epoch": state.epoch, "state": state, "metrics": eval, "config": self.cfg});
+        let mut meta = json!({"kind": "last", "epoch": state.epoch, "state": state, "metrics": eval, "config": self.cfg});
+        if self.replicas.is_distributed() {
+            meta["replicas"] = json!({"world_size": self.replicas.world_size(), "weight_fingerprints": fingerprints});
+        }
         checkpoint::save(&self.run.checkpoint(LAST), &tensors, &meta)?;
         write_atomic(&self.run.checkpoint_meta(LAST), serde_json::to_string_pretty(&meta)?.as_bytes())
     }
@@ -500,8 +581,3 @@ impl Trainer {
         Ok(())
     }
 }
-
-/// Where data-parallel training averages each model's gradients across processes, between
-/// backward and the optimiser step (one all-reduce per flat gradient buffer). A single process
-/// has nothing to do.
-fn reduce_gradients(_optimizer: &mut Optimizer) {}
