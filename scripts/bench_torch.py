@@ -26,10 +26,11 @@ def main():
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
+    ap.add_argument("--optimizer", choices=["fused", "foreach"], help="default: fused on CUDA, foreach on CPU")
     ap.add_argument("--compile", action="store_true")
     a = ap.parse_args()
     dev = torch.device(a.device)
+    a.optimizer = a.optimizer or ("fused" if dev.type == "cuda" else "foreach")
     torch.backends.cudnn.benchmark = True
     amp = a.amp and dev.type == "cuda"
     fmt = torch.channels_last if a.channels_last and dev.type == "cuda" else torch.contiguous_format
