@@ -21,7 +21,7 @@ def main():
             config = (r["mode"], r["backbone"], r["size"], r["batch"], r["device"], r["amp"], r["channels_last"])
             side = r["impl"] + ("" if r["impl"] == "masklab" else " " + r.get("variant", "foreach"))
             runs[config][side].append(r["images_per_s"])
-    print("| mode | backbone | size | batch | implementation | images/s (median) | min-max | runs | vs PyTorch fused |")
+    print("| mode | backbone | size | batch | implementation | images/s (median) | min-max | runs | vs PyTorch (fused train, eager infer) |")
     print("|---|---|---:|---:|---|---:|---:|---:|---:|")
     for config, sides in runs.items():
         mode, backbone, size, batch = config[:4]
