@@ -1,7 +1,7 @@
 //! Prediction through the CLI: the submission keeps info.csv's rows and order; TTA and
 //! ensembles change probabilities as specified.
 mod common;
-use common::{demo, masklab, stderr};
+use common::{demo, masklab, read_probs, stderr};
 use std::fs;
 use std::path::Path;
 
@@ -12,19 +12,6 @@ fn train(data: &Path, run: &Path, seed: &str) {
         "train.threads=2", "train.device=cpu", &format!("train.seed={seed}"),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn read_probs(path: &Path) -> Vec<(String, Vec<f64>)> {
-    fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let mut it = l.split(',');
-            let id = it.next().unwrap().to_string();
-            (id, it.map(|v| v.parse::<f64>().unwrap()).collect())
-        })
-        .collect()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! probabilities equal to `masklab predict --probs` for the same images.
 mod common;
 use common::serve::{get, jpeg, multipart, photo, png, post_raw, raw, read_answer, Answer, Server};
-use common::{demo, masklab, stderr, train_tiny};
+use common::{demo, masklab, read_probs, stderr, train_tiny};
 use rand::{Rng, SeedableRng};
 use std::io::Write;
 use std::net::TcpStream;
@@ -34,19 +34,6 @@ fn probs_of(face: &serde_json::Value) -> Vec<f64> {
     face["probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
 }
 
-fn read_probs_csv(path: &Path) -> Vec<(String, Vec<f64>)> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let mut it = l.split(',');
-            let id = it.next().unwrap().to_string();
-            (id, it.map(|v| v.parse().unwrap()).collect())
-        })
-        .collect()
-}
-
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
@@ -65,7 +52,7 @@ fn the_service_answers_what_predict_writes_and_every_endpoint_answers() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("tune.json"), "predict applies the tuned biases: {}", stderr(&out));
-    let expected = read_probs_csv(&probs);
+    let expected = read_probs(&probs);
     let answers: Vec<i64> = std::fs::read_to_string(&sub).unwrap().lines().skip(1).map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
 
     let server = Server::start(&[run], &["--tta", "flip", "--max-images", "64"]);

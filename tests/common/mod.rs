@@ -10,6 +10,20 @@ pub fn demo(dir: &Path, people: usize, seed: u64) -> DemoSummary {
     write_demo(dir, &opts).expect("demo data")
 }
 
+/// The rows of a `predict --probs` CSV: each image's id and its 18 probabilities.
+pub fn read_probs(path: &Path) -> Vec<(String, Vec<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut it = l.split(',');
+            let id = it.next().unwrap().to_string();
+            (id, it.map(|v| v.parse::<f64>().unwrap()).collect())
+        })
+        .collect()
+}
+
 pub fn masklab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_masklab")).args(args).output().expect("run masklab")
 }
