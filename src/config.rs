@@ -403,6 +403,23 @@ impl Config {
         Ok(toml::to_string_pretty(self)?)
     }
 
+    /// The keys (`section.key = mine vs theirs`) on which this config and `other` differ,
+    /// leaving out those named in `ignore`.
+    pub fn differences(&self, other: &Config, ignore: &[&str]) -> Result<Vec<String>> {
+        let mine = flat_keys(&toml::Value::try_from(self)?);
+        let theirs = flat_keys(&toml::Value::try_from(other)?);
+        let keys: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
+        let missing = "(unset)".to_string();
+        Ok(keys
+            .into_iter()
+            .filter(|k| !ignore.contains(&k.as_str()))
+            .filter_map(|k| {
+                let (a, b) = (mine.get(k).unwrap_or(&missing), theirs.get(k).unwrap_or(&missing));
+                (a != b).then(|| format!("{k} = {a} vs {b}"))
+            })
+            .collect())
+    }
+
     fn validate(&self) -> Result<()> {
         self.data.bounds()?;
         self.data.preprocess()?;
@@ -600,9 +617,39 @@ fn check_keys(table: &toml::Table, source: &str) -> Result<()> {
     Ok(())
 }
 
+/// Every leaf of a TOML tree as `section.key` -> its value written as TOML.
+fn flat_keys(value: &toml::Value) -> std::collections::BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (k, v) in table {
+                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix.to_string(), leaf.to_string());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", value, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_name_each_key_that_differs() {
+        let a = Config::load(None, &["folds=5".into(), "optim.lr=0.01".into()]).unwrap();
+        let b = Config::load(None, &["folds=5".into(), "fold=2".into(), "train.threads=1".into()]).unwrap();
+        let diff = a.differences(&b, &["data.fold"]).unwrap();
+        assert_eq!(diff.len(), 2, "{diff:?}");
+        assert!(diff.iter().any(|d| d.starts_with("optim.lr = 0.01 vs")), "{diff:?}");
+        assert!(diff.iter().any(|d| d.starts_with("train.threads = ")), "{diff:?}");
+        assert!(a.differences(&a, &[]).unwrap().is_empty());
+    }
 
     #[test]
     fn a_bare_key_means_its_one_section_key() {

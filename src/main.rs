@@ -423,6 +423,11 @@ struct TrainArgs {
     /// visible GPU); needs --out or --resume. Under torchrun or srun, leave it out.
     #[arg(long, value_name = "N|gpu")]
     nproc: Option<masklab::dist::launch::Nproc>,
+    /// Train fold I (1..=data.folds) of the k-fold run --out RUN (or --resume RUN) as a job of
+    /// its own, into RUN/fold-I. Jobs of different folds may run at once (a Slurm array, or one
+    /// per GPU); the one that finishes the last fold writes RUN/oof_predictions.csv and cv.json.
+    #[arg(long, value_name = "I")]
+    fold: Option<usize>,
     /// Config overrides such as model.backbone=resnet34 train.epochs=3 data.size=128.
     overrides: Vec<String>,
 }
@@ -792,6 +797,28 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let main = replicas.is_main();
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
+    if let Some(fold) = args.fold {
+        if args.out.is_none() && args.resume.is_none() {
+            anyhow::bail!("--fold needs the k-fold run's folder: --out RUN (or --resume RUN), the same for every fold's job");
+        }
+        let end = masklab::train::kfold::train_fold_job(&args.data, &cfg, &run, fold, resume, &observers_for, &replicas)?;
+        if !main {
+            return Ok(());
+        }
+        let Some((cv, lock)) = end.gathered else {
+            let left: Vec<String> = end.remaining.iter().map(|f| f.to_string()).collect();
+            let left = if left.len() == 1 { format!("fold {} is", left[0]) } else { format!("folds {} are", left.join(", ")) };
+            println!("run {}: fold {fold} finished; {left} still to finish", run.path().display());
+            return Ok(());
+        };
+        if cfg.report.enabled {
+            masklab::report::write_after_training(run.path(), cfg.report.worst);
+        }
+        drop(lock);
+        print!("{}", masklab::train::kfold::render(&cv));
+        println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
+        return Ok(());
+    }
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
         // Held until the run's report is written too.
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;

@@ -155,3 +155,95 @@ fn tune_fits_on_validation_never_loses_there_and_predict_applies_it() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("val_predictions.csv"), "{}", stderr(&out));
 }
+
+/// `masklab train DATA --out RUN --fold I ...` as a running child process (one job of a k-fold run).
+fn spawn_fold_job(data: &Path, run: &Path, fold: usize, extra: &[&str]) -> std::process::Child {
+    let fold = fold.to_string();
+    let mut args: Vec<&str> = vec![
+        "train", data.to_str().unwrap(), "--out", run.to_str().unwrap(), "--fold", &fold, "--quiet",
+        "model.backbone=resnet18", "data.size=32", "train.batch_size=16", "train.epochs=1",
+        "train.threads=1", "train.device=cpu", "optim.lr=0.003", "data.folds=3",
+    ];
+    args.extend_from_slice(extra);
+    std::process::Command::new(env!("CARGO_BIN_EXE_masklab"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn fold_jobs_train_at_once_into_one_parent_and_the_last_one_gathers() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = demo(dir.path(), 12, 5);
+    let run = dir.path().join("cv");
+
+    // Folds 1 and 3 as two jobs started together (a Slurm array): both create or join the parent.
+    let jobs = [spawn_fold_job(dir.path(), &run, 1, &[]), spawn_fold_job(dir.path(), &run, 3, &["train.threads=2"])];
+    let said: Vec<String> = jobs
+        .into_iter()
+        .map(|job| {
+            let out = job.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+            stdout(&out)
+        })
+        .collect();
+    assert!(said.iter().any(|s| s.contains("fold 2 is still to finish")), "{said:?}");
+    let state: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("folds.json")).unwrap()).unwrap();
+    assert_eq!(state["completed"], serde_json::json!([1, 3]));
+    assert!(!run.join("cv.json").exists() && !run.join("oof_predictions.csv").exists());
+    assert!(fs::read_to_string(run.join("config.toml")).unwrap().contains("fold = 0"));
+    assert!(fs::read_to_string(run.join("fold-3/config.toml")).unwrap().contains("fold = 3"));
+    // Not finished: predict refuses the parent, naming the missing fold.
+    let out = masklab(&["predict", run.to_str().unwrap(), dir.path().join("eval").to_str().unwrap(), "--out", dir.path().join("x.csv").to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("[2]"), "{}", stderr(&out));
+
+    // A job whose recipe differs from the parent's is refused, naming the key, before training.
+    let out = spawn_fold_job(dir.path(), &run, 2, &["optim.lr=0.01"]).wait_with_output().unwrap();
+    assert!(!out.status.success(), "a job with another learning rate joined the run");
+    assert!(stderr(&out).contains("optim.lr = 0.003 vs 0.01"), "{}", stderr(&out));
+    assert!(!run.join("fold-2").join("metrics.jsonl").exists());
+
+    // A fold that an earlier job started (it left a checkpoint) is continued only when asked.
+    fs::create_dir_all(run.join("fold-2")).unwrap();
+    fs::write(run.join("fold-2/last.safetensors"), b"x").unwrap();
+    let out = spawn_fold_job(dir.path(), &run, 2, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("--resume"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--fold 2"), "{}", stderr(&out));
+    fs::remove_file(run.join("fold-2/last.safetensors")).unwrap();
+
+    // The last fold's job gathers: out-of-fold predictions of every image, cv.json, the report.
+    let out = spawn_fold_job(dir.path(), &run, 2, &[]).wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("cross-validated (3 folds"), "{}", stdout(&out));
+    let oof = read_rows(&run.join("oof_predictions.csv")).unwrap();
+    assert_eq!(oof.len(), summary.images, "one out-of-fold row per training image");
+    for k in 1..=3 {
+        let val = read_rows(&run.join(format!("fold-{k}/val_predictions.csv"))).unwrap();
+        let of_fold: Vec<_> = oof.iter().filter(|r| r.fold == k).map(|r| (r.path.clone(), r.predicted())).collect();
+        assert_eq!(of_fold, val.iter().map(|r| (r.path.clone(), r.predicted())).collect::<Vec<_>>(), "fold {k}");
+    }
+    let cv: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
+    assert!((cv["oof"]["f1"].as_f64().unwrap() - score_rows(&oof, |r| r.predicted()).f1).abs() < 1e-9);
+    assert!(run.join("report.html").is_file());
+
+    // A finished fold is not trained again: refused without --resume, skipped with it (which
+    // gathers again); the k-fold run as a whole resumes to the same cross-validation.
+    let out = spawn_fold_job(dir.path(), &run, 2, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("has finished already"), "{}", stderr(&out));
+    let best = fs::metadata(run.join("fold-2/best.safetensors")).unwrap().modified().unwrap();
+    let out = masklab(&["train", dir.path().to_str().unwrap(), "--resume", run.to_str().unwrap(), "--fold", "2", "--quiet"]);
+    assert!(out.status.success() && stderr(&out).contains("fold 2/3: finished earlier"), "{}", stderr(&out));
+    assert_eq!(fs::metadata(run.join("fold-2/best.safetensors")).unwrap().modified().unwrap(), best);
+    let out = masklab(&["train", dir.path().to_str().unwrap(), "--resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
+    assert_eq!(again["oof"], cv["oof"]);
+
+    // --fold needs a parent folder and a k-fold config.
+    let out = masklab(&["train", dir.path().to_str().unwrap(), "--fold", "1", "data.folds=3"]);
+    assert!(!out.status.success() && stderr(&out).contains("--fold needs"), "{}", stderr(&out));
+    let out = masklab(&["train", dir.path().to_str().unwrap(), "--out", dir.path().join("x").to_str().unwrap(), "--fold", "4", "data.folds=3"]);
+    assert!(!out.status.success() && stderr(&out).contains("1..=3"), "{}", stderr(&out));
+}

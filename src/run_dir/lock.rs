@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The lock file's name inside a run folder.
 pub(super) const LOCK_FILE: &str = ".masklab.lock";
@@ -35,6 +35,42 @@ impl RunLock {
     /// Locks the folder `run` (which must exist) for `command` (named to whoever is refused),
     /// or fails naming the process that holds it.
     pub fn acquire(run: &RunDir, command: &str) -> Result<RunLock> {
+        match Self::try_acquire(run, command)? {
+            Ok(lock) => Ok(lock),
+            Err(holder) => bail!(
+                "{} is being written by {holder}; wait for it to finish (or stop it), or use another run folder",
+                run.path().display()
+            ),
+        }
+    }
+
+    /// Like `acquire`, but waits up to `patience` for a holder to let go: for writers that hold
+    /// the lock for a moment only, such as the jobs of one k-fold run recording their folds in
+    /// the parent folder. Says once on stderr whom it waits for.
+    pub fn acquire_waiting(run: &RunDir, command: &str, patience: Duration) -> Result<RunLock> {
+        let start = Instant::now();
+        let mut said = false;
+        loop {
+            match Self::try_acquire(run, command)? {
+                Ok(lock) => return Ok(lock),
+                Err(holder) if start.elapsed() >= patience => bail!(
+                    "{} is being written by {holder}; waited {:.1} s for it: wait for it to finish (or stop it), then try again",
+                    run.path().display(),
+                    patience.as_secs_f64()
+                ),
+                Err(holder) => {
+                    if !said {
+                        eprintln!("{}: waiting for {holder} to finish writing it", run.path().display());
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// The lock, or (inner Err) the description of the process that holds it.
+    fn try_acquire(run: &RunDir, command: &str) -> Result<std::result::Result<RunLock, String>> {
         if !run.path().is_dir() {
             bail!("{}: no such run folder", run.path().display());
         }
@@ -51,7 +87,7 @@ impl RunLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
-                bail!("{} is being written by {}; wait for it to finish (or stop it), or use another run folder", run.path().display(), describe_holder(&holder));
+                return Ok(Err(describe_holder(&holder)));
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {} (does this file system support file locks?)", path.display()));
@@ -68,7 +104,7 @@ impl RunLock {
         for stale in remove_stale_temp_files(run.path())? {
             eprintln!("removed {}, left by a writer that no longer runs", stale.display());
         }
-        Ok(lock)
+        Ok(Ok(lock))
     }
 
     /// The locked run folder.
@@ -106,12 +142,14 @@ fn duration_words(seconds: i64) -> String {
 
 /// Removes `write_atomic` temporary files of processes that no longer run, in the run folder
 /// and the folders directly below it (`report/`, `tensorboard/`, `fold-k/`). A file whose
-/// writer still runs is left alone, whoever that writer is.
+/// writer still runs is left alone, whoever that writer is. A folder below that is a run locked
+/// by someone else (a fold trained by another job, perhaps on another machine, whose process
+/// ids this machine cannot check) is left alone as a whole.
 fn remove_stale_temp_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     for entry in std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && !locked_by_another(&entry.path().join(LOCK_FILE)) {
             dirs.push(entry.path());
         }
     }
@@ -127,6 +165,14 @@ fn remove_stale_temp_files(root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(removed)
+}
+
+/// Whether someone holds the lock file `path` (false when there is none).
+fn locked_by_another(path: &Path) -> bool {
+    match File::open(path) {
+        Ok(file) => matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +224,42 @@ mod tests {
         for name in [alive.as_str()].into_iter().chain(other) {
             assert!(dir.path().join(name).exists(), "{name} was removed");
         }
+    }
+
+    #[test]
+    fn a_waiting_writer_gets_the_lock_when_the_holder_lets_go_or_gives_up_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let held = RunLock::acquire(&run, "train --fold 1").unwrap();
+        let err = format!("{:#}", RunLock::acquire_waiting(&run, "train --fold 2", Duration::from_millis(300)).unwrap_err());
+        assert!(err.contains("masklab train --fold 1") && err.contains("waited 0.3 s"), "{err}");
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        let start = Instant::now();
+        let lock = RunLock::acquire_waiting(&run, "train --fold 2", Duration::from_secs(30)).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(200), "it waited for the holder");
+        letting_go.join().unwrap();
+        assert!(std::fs::read_to_string(run.lock_file()).unwrap().contains("train --fold 2"));
+        drop(lock);
+    }
+
+    #[test]
+    fn a_sub_run_locked_by_another_writer_keeps_its_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let parent = RunDir::new(dir.path());
+        let fold = parent.fold(2);
+        std::fs::create_dir_all(fold.path()).unwrap();
+        // A writer elsewhere (another machine: its process id means nothing here) is writing fold-2.
+        let fold_lock = RunLock::acquire(&fold, "train --fold 2").unwrap();
+        let foreign = format!(".last.safetensors.tmp{}.x1y2z3", dead_pid());
+        std::fs::write(fold.path().join(&foreign), b"x").unwrap();
+        drop(RunLock::acquire(&parent, "train --fold 1").unwrap());
+        assert!(fold.path().join(&foreign).exists(), "a locked fold's files are not swept");
+        drop(fold_lock);
+        drop(RunLock::acquire(&parent, "train --fold 1").unwrap());
+        assert!(!fold.path().join(&foreign).exists(), "once nobody holds the fold, its dead writer's file goes");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl Replicas {
     /// Whether `flag` holds on any rank (e.g. an fp16 overflow: every rank then skips the step).
     pub fn any(&self, flag: bool) -> Result<bool> {
         match &self.dist {
-            Some(d) => any_rank(&d.pg, flag).context("cannot agree on skipping a step"),
+            Some(d) => any_rank(&d.pg, flag).context("the ranks cannot agree on a flag (all-reduce)"),
             None => Ok(flag),
         }
     }

@@ -99,6 +99,137 @@ pub fn train_folds(
     Ok(Some(cv))
 }
 
+/// How long a fold job waits for the parent folder while another job records its fold there.
+const PARENT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Config keys that may differ between the jobs of one k-fold run: where and how fast each job
+/// runs, not what it trains.
+const PER_JOB_KEYS: &[&str] =
+    &["data.fold", "data.workers", "data.prefetch", "data.cache_mib", "train.device", "train.threads", "train.dist_backend", "train.dist_timeout"];
+
+/// How a fold job (`train_fold_job`) ended.
+pub struct FoldJobEnd {
+    /// The folds of the run not finished yet, this one excluded.
+    pub remaining: Vec<usize>,
+    /// With the last fold finished: the gathered cross-validation, and the parent's lock, held
+    /// so that the caller can write the run's report before another job looks.
+    pub gathered: Option<(CrossValidation, RunLock)>,
+}
+
+/// Trains fold `fold` of the k-fold run `run` as a job of its own (`masklab train --fold I`),
+/// into `run/fold-I`. Jobs of different folds may run at the same time, on one machine or many
+/// sharing the folder (a Slurm array): each takes the parent's lock only for a moment, to create
+/// or check the parent (its config.toml must match this job's, but for `PER_JOB_KEYS`) and to
+/// record its fold in folds.json when done. The job that finishes the last fold gathers the
+/// out-of-fold predictions and cv.json, as `train_folds` would. With `resume`, an interrupted
+/// fold continues from its last checkpoint, and a finished one is not trained again (the gather
+/// is redone if every fold has finished). In a data-parallel job every rank calls this; rank 0
+/// alone touches the parent.
+pub fn train_fold_job(
+    data: &Path,
+    cfg: &Config,
+    run: &RunDir,
+    fold: usize,
+    resume: bool,
+    observers_for: &ObserverFactory,
+    replicas: &Replicas,
+) -> Result<FoldJobEnd> {
+    let main = replicas.is_main();
+    let k = cfg.data.folds;
+    if k < 2 {
+        bail!("--fold {fold} trains one fold of a k-fold run: set data.folds (2 or more)");
+    }
+    if fold == 0 || fold > k {
+        bail!("--fold must be in 1..={k} (data.folds = {k}), got {fold}");
+    }
+    if cfg.data.fold != 0 && cfg.data.fold != fold {
+        bail!("--fold {fold} and data.fold = {} disagree: give the fold once, with --fold", cfg.data.fold);
+    }
+    let mut parent_cfg = cfg.clone();
+    parent_cfg.data.fold = 0;
+    let mut already_finished = false;
+    if main {
+        std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
+        let _lock = RunLock::acquire_waiting(run, &format!("train --fold {fold}"), PARENT_PATIENCE)?;
+        already_finished = join_parent(run, &parent_cfg, fold, resume)?;
+    }
+    let already_finished = replicas.any(already_finished)?;
+    let dir = run.fold(fold);
+    if already_finished {
+        if main {
+            eprintln!("fold {fold}/{k}: finished earlier ({})", dir.path().display());
+        }
+    } else {
+        let mut fold_cfg = parent_cfg.clone();
+        fold_cfg.data.fold = fold;
+        if main {
+            eprintln!("fold {fold}/{k} -> {}", dir.path().display());
+        }
+        if !resume && dir.has_checkpoint() {
+            let p = run.path().display();
+            bail!("fold {fold} of {p} was started earlier ({}); continue it with masklab train DATA --resume {p} --fold {fold}", dir.path().display());
+        }
+        let mut observers = if main { observers_for(&dir, &fold_cfg)? } else { Vec::new() };
+        let summary = Trainer::new(data, &fold_cfg, dir.clone(), resume && dir.has_checkpoint(), replicas.clone())
+            .and_then(|t| t.run(&mut observers))
+            .with_context(|| format!("fold {fold} of {k} of {}", run.path().display()))?;
+        if main {
+            if let Some(e) = &summary.best {
+                eprintln!("fold {fold}/{k}: best epoch {} f1 {:.4}", summary.best_epoch, e.scores.f1);
+            }
+        }
+    }
+    if !main {
+        return Ok(FoldJobEnd { remaining: Vec::new(), gathered: None });
+    }
+    let lock = RunLock::acquire_waiting(run, &format!("train --fold {fold}"), PARENT_PATIENCE)?;
+    let mut state = run.folds_state()?;
+    if !state.completed.contains(&fold) {
+        state.completed.push(fold);
+        state.completed.sort_unstable();
+        run.write_folds_state(&state)?;
+    }
+    let remaining: Vec<usize> = (1..=k).filter(|f| !state.completed.contains(f)).collect();
+    if !remaining.is_empty() {
+        return Ok(FoldJobEnd { remaining, gathered: None });
+    }
+    let cv = gather_oof(run, k)?;
+    run.write_cv(&cv)?;
+    Ok(FoldJobEnd { remaining, gathered: Some((cv, lock)) })
+}
+
+/// Under the parent's lock: makes `run` a k-fold run of `cfg` (config.toml, an empty
+/// folds.json) or checks that it is one, with the same config. Returns whether `fold` has
+/// finished already (only allowed with `resume`).
+fn join_parent(run: &RunDir, cfg: &Config, fold: usize, resume: bool) -> Result<bool> {
+    let p = run.path().display();
+    let k = cfg.data.folds;
+    if !run.is_kfold() {
+        if run.has_checkpoint() {
+            bail!("{p} holds a run that is not a k-fold run; give --fold another --out");
+        }
+        run.write_config(cfg)?;
+        run.write_folds_state(&FoldsState { folds: k, completed: Vec::new() })?;
+        return Ok(false);
+    }
+    let state = run.folds_state()?;
+    if state.folds != k {
+        bail!("{p} is a k-fold run of {} folds; this job's config asks for {k}", state.folds);
+    }
+    let differences = run.load_config()?.differences(cfg, PER_JOB_KEYS)?;
+    if !differences.is_empty() {
+        bail!(
+            "{p} was started with another config than this job's (its config.toml vs this job); the folds of one run must train alike:\n  - {}",
+            differences.join("\n  - ")
+        );
+    }
+    let finished = state.completed.contains(&fold);
+    if finished && !resume {
+        bail!("fold {fold} of {p} has finished already; to gather the run again, use masklab train DATA --resume {p}");
+    }
+    Ok(finished)
+}
+
 /// The preflight checks of every fold still to train, all reported together.
 fn check_folds(data: &Path, cfg: &Config, state: &FoldsState) -> Result<()> {
     // Each problem once, with the folds it concerns (most concern all of them).
