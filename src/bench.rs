@@ -109,6 +109,8 @@ pub struct DetectBenchOptions {
     pub photo: (u32, u32),
     /// Folder of the MTCNN weights.
     pub weights: std::path::PathBuf,
+    /// The smallest face searched for, in pixels.
+    pub min_face: f64,
     /// Photos per detection call in the batched measurement (copies of the photo).
     pub batch: usize,
     /// The classifier compared with: backbone, input size, batch.
@@ -126,6 +128,8 @@ pub struct DetectBenchResult {
     pub mode: &'static str,
     pub device: String,
     pub photo: String,
+    /// The smallest face searched for, in pixels.
+    pub min_face: f64,
     pub faces: usize,
     /// Median time to detect the faces of one photo.
     pub detect_ms: f64,
@@ -171,7 +175,7 @@ pub fn run_detect(o: &DetectBenchOptions, device: DeviceChoice) -> Result<Vec<De
     let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
     let mut out = Vec::new();
     for device in devices {
-        let detector = Mtcnn::load(&o.weights, device)?;
+        let detector = Mtcnn::load(&o.weights, device)?.with_min_face(o.min_face)?;
         let mut faces = 0;
         let one = median_ms(device, o.warmup, o.steps, || {
             faces = detector.detect(&photo)?.len();
@@ -197,6 +201,7 @@ pub fn run_detect(o: &DetectBenchOptions, device: DeviceChoice) -> Result<Vec<De
             mode: "detect",
             device: name.into(),
             photo: format!("{w}x{h}"),
+            min_face: o.min_face,
             faces,
             detect_ms: r3(one),
             batch: copies.len(),

@@ -27,7 +27,7 @@ fn face(w: u32, h: u32) -> Face {
 fn entry(path: &Path, with_face: bool) -> ImageFaces {
     let img = image::open(path).unwrap();
     let (w, h) = (img.width(), img.height());
-    ImageFaces { stamp: Stamp::of(path).unwrap(), width: w, height: h, faces: if with_face { vec![face(w, h)] } else { vec![] } }
+    ImageFaces { stamp: Stamp::of(path).unwrap(), width: w, height: h, min_face: 20.0, faces: if with_face { vec![face(w, h)] } else { vec![] } }
 }
 
 #[test]

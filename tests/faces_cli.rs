@@ -142,6 +142,28 @@ fn faces_of_a_folder_of_photos_and_the_detection_benchmark() {
     let (_, err, ok) = faces(&[dir.path().join("mtcnn").join("pnet.pt").to_str().unwrap()]);
     assert!(!ok && err.contains("not a folder"), "{err}");
 
+    // --min-face: faces smaller than it are not searched for, and a photo detected with
+    // another size is detected again (the file records the size each photo was searched at).
+    let small = dir.path().join("small");
+    fs::create_dir_all(&small).unwrap();
+    let (scene, placed) = compose(&sources, &SceneOptions { width: 384, height: 512, faces: 2, min_face: 40.0, max_face: 44.0, p_masked: 0.0, context: 0.45 }, 11);
+    assert_eq!(placed.len(), 2);
+    save_png(&scene, &small.join("two_small.png"));
+    fs::copy(assets().join("astronaut.png"), small.join("astronaut.png")).unwrap();
+    let count = |key: &str| FacesCache::read(&small.join("faces.csv")).unwrap().images[key].faces.len();
+    let (out, err, ok) = faces(&[small.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--device", "cpu"]);
+    assert!(ok && out.contains("0 from the cache, 2 detected"), "{out}{err}");
+    assert_eq!((count("two_small.png"), count("astronaut.png")), (2, 1), "{out}");
+    // (O-Net's regression still finds faces somewhat below the smallest size; one larger than
+    // the photo leaves the pyramid empty.)
+    let (out, err, ok) = faces(&[small.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--device", "cpu", "--min-face", "600"]);
+    assert!(ok && out.contains("0 from the cache, 2 detected"), "searched again at the new size: {out}{err}");
+    assert_eq!((count("two_small.png"), count("astronaut.png")), (0, 0), "{out}");
+    let (out, _, ok) = faces(&[small.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--device", "cpu", "--min-face", "600"]);
+    assert!(ok && out.contains("2 from the cache, 0 detected"), "{out}");
+    let (_, err, ok) = faces(&[small.to_str().unwrap(), "--weights", weights.to_str().unwrap(), "--min-face", "8"]);
+    assert!(!ok && err.contains("at least 12 pixels"), "{err}");
+
     let o = masklab(&[
         "bench", "detect", "--image", photos.join("astronaut.png").to_str().unwrap(), "--weights", weights.to_str().unwrap(),
         "--device", "cpu", "--warmup", "0", "--steps", "1", "--detect-batch", "2", "--backbone", "resnet18", "--size", "64", "--batch", "2",
@@ -150,4 +172,5 @@ fn faces_of_a_folder_of_photos_and_the_detection_benchmark() {
     let r: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!((r["mode"].as_str(), r["device"].as_str(), r["photo"].as_str(), r["faces"].as_u64()), (Some("detect"), Some("cpu"), Some("384x512"), Some(1)), "{r}");
     assert!(r["detect_ms"].as_f64().unwrap() > 0.0 && r["classifier_ms_per_image"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["min_face"].as_f64(), Some(20.0), "{r}");
 }

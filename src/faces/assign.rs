@@ -102,7 +102,7 @@ mod tests {
         let mut cache = FacesCache::empty(&root.join("faces.csv"));
         let stamp = Stamp { bytes: 1, modified_ns: 1 };
         let put = |cache: &mut FacesCache, key: &str, w: u32, faces: Vec<Face>| {
-            cache.images.insert(key.into(), ImageFaces { stamp, width: w, height: w, faces });
+            cache.images.insert(key.into(), ImageFaces { stamp, width: w, height: w, min_face: 20.0, faces });
         };
         // Person a: mask1 has its own two faces (the larger wins), mask2 none (reuse), mask3 is
         // twice the resolution (scaled reuse), normal found; mask4 not in the cache.

@@ -4,9 +4,12 @@
 //! and modification time, and a photo whose file changed is detected again. Written atomically.
 //!
 //! Columns: `image` (path relative to the file's folder, `/`-separated), `bytes`, `modified_ns`,
-//! `width`, `height` (of the photo), `face` (0, 1, ... or empty), `score`, `x1,y1,x2,y2`, and the
-//! landmarks `left_eye_x,left_eye_y,right_eye_x,...,mouth_right_y` in pixels of the photo.
+//! `width`, `height` (of the photo), `min_face` (the smallest face searched for, pixels), `face`
+//! (0, 1, ... or empty), `score`, `x1,y1,x2,y2`, and the landmarks
+//! `left_eye_x,left_eye_y,right_eye_x,...,mouth_right_y` in pixels of the photo. Files from before
+//! the `min_face` column are read as detected at the default 20 px, which they were.
 use super::boxes::{Face, LANDMARK_NAMES};
+use super::mtcnn::DEFAULT_MIN_FACE;
 use crate::data::error::{csv_error, csv_line, DataError};
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
@@ -41,6 +44,8 @@ pub struct ImageFaces {
     pub stamp: Stamp,
     pub width: u32,
     pub height: u32,
+    /// The smallest face the detector searched for, in pixels.
+    pub min_face: f64,
     /// Largest first.
     pub faces: Vec<Face>,
 }
@@ -53,16 +58,22 @@ pub struct FacesCache {
     pub images: BTreeMap<String, ImageFaces>,
 }
 
-fn columns() -> Vec<String> {
-    let mut c: Vec<String> = ["image", "bytes", "modified_ns", "width", "height", "face", "score", "x1", "y1", "x2", "y2"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+/// Columns after `height`: `min_face` in today's files, none in files written before it existed.
+fn columns_with(min_face: bool) -> Vec<String> {
+    let mut c: Vec<String> = ["image", "bytes", "modified_ns", "width", "height"].iter().map(|s| s.to_string()).collect();
+    if min_face {
+        c.push("min_face".into());
+    }
+    c.extend(["face", "score", "x1", "y1", "x2", "y2"].iter().map(|s| s.to_string()));
     for name in LANDMARK_NAMES {
         c.push(format!("{name}_x"));
         c.push(format!("{name}_y"));
     }
     c
+}
+
+fn columns() -> Vec<String> {
+    columns_with(true)
 }
 
 impl FacesCache {
@@ -90,6 +101,12 @@ impl FacesCache {
         self.get(image).filter(|e| e.stamp == stamp)
     }
 
+    /// The entry of a photo if its file is unchanged and it was searched for faces down to
+    /// `min_face` pixels (a detection that looked for other sizes is done again).
+    pub fn fresh_for(&self, image: &Path, stamp: Stamp, min_face: f64) -> Option<&ImageFaces> {
+        self.fresh(image, stamp).filter(|e| e.min_face == min_face)
+    }
+
     /// Reads `path`; a missing file is an empty cache. A malformed row is an error naming the line.
     pub fn read(path: &Path) -> Result<FacesCache, DataError> {
         let mut cache = FacesCache::empty(path);
@@ -98,10 +115,15 @@ impl FacesCache {
         }
         let mut reader = csv::ReaderBuilder::new().from_path(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
         let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
-        let want = columns();
-        if headers.iter().collect::<Vec<_>>() != want.iter().map(String::as_str).collect::<Vec<_>>() {
+        let has = |want: &[String]| headers.iter().eq(want.iter().map(String::as_str));
+        let with_min_face = has(&columns_with(true));
+        let want = columns_with(with_min_face);
+        if !has(&want) {
+            let want = columns();
             return Err(DataError::row(path, 1, format!("not a masklab faces file (expected columns {}); delete it to detect again", want.join(","))));
         }
+        // Where the face columns start.
+        let f = if with_min_face { 6 } else { 5 };
         for record in reader.records() {
             let record = record.map_err(|e| csv_error(path, e))?;
             let line = csv_line(&record);
@@ -110,18 +132,22 @@ impl FacesCache {
             let float = |i: usize| record[i].parse::<f32>().map_err(|_| bad(format!("column {} must be a number, got `{}`", want[i], &record[i])));
             let stamp = Stamp { bytes: int(1)?, modified_ns: int(2)? };
             let (width, height) = (int(3)? as u32, int(4)? as u32);
-            let entry = cache.images.entry(record[0].to_string()).or_insert(ImageFaces { stamp, width, height, faces: Vec::new() });
-            if entry.stamp != stamp || (entry.width, entry.height) != (width, height) {
+            let min_face = match with_min_face {
+                true => record[5].parse::<f64>().map_err(|_| bad(format!("column min_face must be a number, got `{}`", &record[5])))?,
+                false => DEFAULT_MIN_FACE,
+            };
+            let entry = cache.images.entry(record[0].to_string()).or_insert(ImageFaces { stamp, width, height, min_face, faces: Vec::new() });
+            if entry.stamp != stamp || (entry.width, entry.height) != (width, height) || entry.min_face != min_face {
                 return Err(bad(format!("{} is listed with two different files", &record[0])));
             }
-            if record[5].is_empty() {
+            if record[f].is_empty() {
                 continue;
             }
             let mut landmarks = [[0.0f32; 2]; 5];
             for (j, p) in landmarks.iter_mut().enumerate() {
-                *p = [float(11 + 2 * j)?, float(12 + 2 * j)?];
+                *p = [float(f + 6 + 2 * j)?, float(f + 7 + 2 * j)?];
             }
-            entry.faces.push(Face { bbox: [float(7)?, float(8)?, float(9)?, float(10)?], score: float(6)?, landmarks });
+            entry.faces.push(Face { bbox: [float(f + 2)?, float(f + 3)?, float(f + 4)?, float(f + 5)?], score: float(f + 1)?, landmarks });
         }
         Ok(cache)
     }
@@ -131,7 +157,7 @@ impl FacesCache {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record(columns())?;
         for (image, e) in &self.images {
-            let head = [image.clone(), e.stamp.bytes.to_string(), e.stamp.modified_ns.to_string(), e.width.to_string(), e.height.to_string()];
+            let head = [image.clone(), e.stamp.bytes.to_string(), e.stamp.modified_ns.to_string(), e.width.to_string(), e.height.to_string(), e.min_face.to_string()];
             if e.faces.is_empty() {
                 let mut row = head.to_vec();
                 row.resize(columns().len(), String::new());
@@ -162,14 +188,33 @@ mod tests {
         let mut cache = FacesCache::empty(&path);
         let face = Face { bbox: [1.5, 2.25, 30.0, 40.125], score: 0.987654, landmarks: [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0], [11.0, 12.0], [13.0, 14.0]] };
         let stamp = Stamp { bytes: 10, modified_ns: 20 };
-        cache.images.insert("images/a/mask1.jpg".into(), ImageFaces { stamp, width: 64, height: 80, faces: vec![face, face] });
-        cache.images.insert("images/a/normal.jpg".into(), ImageFaces { stamp, width: 64, height: 80, faces: vec![] });
+        cache.images.insert("images/a/mask1.jpg".into(), ImageFaces { stamp, width: 64, height: 80, min_face: 20.0, faces: vec![face, face] });
+        cache.images.insert("images/a/normal.jpg".into(), ImageFaces { stamp, width: 64, height: 80, min_face: 40.0, faces: vec![] });
         cache.write().unwrap();
         let back = FacesCache::read(&path).unwrap();
         assert_eq!(back.images, cache.images);
         assert_eq!(back.key(&dir.path().join("images/a/normal.jpg")), "images/a/normal.jpg");
         assert!(back.fresh(&dir.path().join("images/a/normal.jpg"), stamp).is_some());
         assert!(back.fresh(&dir.path().join("images/a/normal.jpg"), Stamp { bytes: 11, modified_ns: 20 }).is_none());
+        assert!(back.fresh_for(&dir.path().join("images/a/normal.jpg"), stamp, 40.0).is_some());
+        assert!(back.fresh_for(&dir.path().join("images/a/normal.jpg"), stamp, 20.0).is_none(), "searched for other sizes");
+        let text = std::fs::read_to_string(&path).unwrap();
+
+        // A file from before the min_face column: read as detected at the default size.
+        let old: String = text
+            .lines()
+            .map(|l| {
+                let mut cells: Vec<&str> = l.split(',').collect();
+                cells.remove(5);
+                cells.join(",") + "\n"
+            })
+            .collect();
+        assert!(old.starts_with(&columns_with(false).join(",")));
+        std::fs::write(&path, old).unwrap();
+        let back = FacesCache::read(&path).unwrap();
+        assert_eq!(back.images["images/a/mask1.jpg"], cache.images["images/a/mask1.jpg"]);
+        assert_eq!(back.images["images/a/normal.jpg"].min_face, DEFAULT_MIN_FACE);
+        cache.write().unwrap();
 
         let text = std::fs::read_to_string(&path).unwrap();
         let broken = text.replacen("0.987654", "high", 1);

@@ -116,6 +116,9 @@ pub struct FacesOptions {
     pub skip_bad: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// The smallest face searched for, in pixels (`Mtcnn::with_min_face`); photos detected
+    /// with another size are detected again.
+    pub min_face: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -179,7 +182,7 @@ pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions)
             }
             Err(e) => return Err(e.into()),
         };
-        match old.fresh(image, stamp) {
+        match old.fresh_for(image, stamp, opts.min_face) {
             Some(entry) => {
                 cache.images.insert(cache.key(image), entry.clone());
             }
@@ -188,7 +191,7 @@ pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions)
     }
     let cached = cache.images.len();
     if !todo.is_empty() {
-        let detector = Mtcnn::load(&opts.weights, opts.device)?;
+        let detector = Mtcnn::load(&opts.weights, opts.device)?.with_min_face(opts.min_face)?;
         let bar = if opts.progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
         let mut since_save = 0;
         for chunk in todo.chunks(opts.batch.max(1)) {
@@ -204,7 +207,7 @@ pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions)
             let refs: Vec<&RgbImage> = ok.iter().map(|(_, _, img)| img).collect();
             let found = detector.detect_batch(&refs)?;
             for ((image, stamp, img), faces) in ok.iter().zip(found) {
-                cache.images.insert(cache.key(image), ImageFaces { stamp: *stamp, width: img.width, height: img.height, faces });
+                cache.images.insert(cache.key(image), ImageFaces { stamp: *stamp, width: img.width, height: img.height, min_face: opts.min_face, faces });
             }
             since_save += chunk.len();
             if since_save >= SAVE_EVERY {

@@ -18,6 +18,9 @@ use tch::{Device, Kind, Tensor};
 /// The three weight files facenet-pytorch ships, in the order P, R, O.
 pub const WEIGHT_FILES: [&str; 3] = ["pnet.pt", "rnet.pt", "onet.pt"];
 
+/// The smallest face searched for by default, in pixels: facenet-pytorch's `min_face_size`.
+pub const DEFAULT_MIN_FACE: f64 = 20.0;
+
 /// facenet-pytorch's `MTCNN` defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DetectorConfig {
@@ -31,7 +34,7 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        DetectorConfig { min_face_size: 20.0, thresholds: [0.6, 0.7, 0.7], factor: 0.709 }
+        DetectorConfig { min_face_size: DEFAULT_MIN_FACE, thresholds: [0.6, 0.7, 0.7], factor: 0.709 }
     }
 }
 
@@ -314,6 +317,18 @@ impl Mtcnn {
         self.device
     }
 
+    /// Searches for faces of at least `pixels` (on a side) only. The pyramid's first level is
+    /// the photo scaled by 12 / `pixels` and P-Net's cost falls with its area: doubling the
+    /// smallest face quarters it. Faces much smaller than the classifier's input gain nothing
+    /// from being found, so a served or cropped dataset whose faces are large can skip them.
+    pub fn with_min_face(mut self, pixels: f64) -> Result<Mtcnn> {
+        if !(pixels.is_finite() && pixels >= 12.0) {
+            bail!("the smallest face must be at least 12 pixels (P-Net's window), got {pixels}");
+        }
+        self.config.min_face_size = pixels;
+        Ok(self)
+    }
+
     /// The faces of one photo, largest first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>> {
         Ok(self.detect_batch(&[image])?.pop().unwrap_or_default())
@@ -510,6 +525,11 @@ mod tests {
         assert_eq!(s.len(), 9);
         assert!((s[0] - 0.6).abs() < 1e-12 && (s[8] - 0.6 * 0.709f64.powi(8)).abs() < 1e-12);
         assert!(m.scales(20, 20).len() == 1 && m.scales(19, 40).is_empty());
+        // Twice the smallest face: the pyramid starts at half the scale, a quarter of the pixels.
+        let m = m.with_min_face(40.0).unwrap();
+        let s = m.scales(384, 512);
+        assert!((s[0] - 0.3).abs() < 1e-12 && s.len() == 7, "{s:?}");
+        assert!(m.with_min_face(11.0).is_err());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct FacePredictOptions {
     pub batch_size: usize,
     /// MTCNN's weight folder (needed only when some photo is not in faces.csv yet).
     pub face_weights: PathBuf,
+    /// The smallest face searched for, in pixels.
+    pub min_face: f64,
     /// Report unreadable photos and go on.
     pub skip_bad: bool,
 }
@@ -67,7 +69,7 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
     let pipelines = ensemble.pipelines();
 
     let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
-    let faces_options = FacesOptions { weights: o.face_weights.clone(), device, batch: 16, skip_bad: o.skip_bad, progress: false };
+    let faces_options = FacesOptions { weights: o.face_weights.clone(), device, batch: 16, skip_bad: o.skip_bad, progress: false, min_face: o.min_face };
     let mut summary = FacePredictSummary { images: 0, faces: 0, without_face: 0, skipped: Vec::new(), seconds: 0.0 };
     let mut csv = csv::Writer::from_writer(Vec::new());
     let header = ["image", "face", "x1", "y1", "x2", "y2", "score", "label", "class"].map(String::from);

@@ -59,6 +59,8 @@ pub struct ServeOptions {
     pub faces: bool,
     /// MTCNN's weight folder.
     pub face_weights: PathBuf,
+    /// The smallest face searched for, in pixels.
+    pub min_face: f64,
 }
 
 /// How the service finds faces: MTCNN when asked (`--faces`) or when a served run trained with
@@ -81,8 +83,10 @@ fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
         return Ok(FaceLocator::WholeImage);
     }
     let margin = margin.unwrap_or(crate::config::DataConfig::default().face_margin);
-    let detector = crate::faces::mtcnn::Mtcnn::load(&o.face_weights, device).context("--faces (or a run trained on face crops) needs MTCNN's weights")?;
-    eprintln!("masklab serve: answering per face (MTCNN on {}, face margin {margin})", device_name(device));
+    let detector = crate::faces::mtcnn::Mtcnn::load(&o.face_weights, device)
+        .context("--faces (or a run trained on face crops) needs MTCNN's weights")?
+        .with_min_face(o.min_face)?;
+    eprintln!("masklab serve: answering per face (MTCNN on {}, faces of {} px and more, face margin {margin})", device_name(device), o.min_face);
     Ok(FaceLocator::Mtcnn { detector: Arc::new(std::sync::Mutex::new(detector)), margin })
 }
 
