@@ -162,12 +162,12 @@ pub fn train_fold_job(
     } else {
         let mut fold_cfg = parent_cfg.clone();
         fold_cfg.data.fold = fold;
-        if main {
-            eprintln!("fold {fold}/{k} -> {}", dir.path().display());
-        }
         if !resume && dir.has_checkpoint() {
             let p = run.path().display();
             bail!("fold {fold} of {p} was started earlier ({}); continue it with masklab train DATA --resume {p} --fold {fold}", dir.path().display());
+        }
+        if main {
+            eprintln!("fold {fold}/{k} -> {}", dir.path().display());
         }
         let mut observers = if main { observers_for(&dir, &fold_cfg)? } else { Vec::new() };
         let summary = Trainer::new(data, &fold_cfg, dir.clone(), resume && dir.has_checkpoint(), replicas.clone())
