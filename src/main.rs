@@ -830,13 +830,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
             println!("run {}: fold {fold} finished; {left} still to finish", run.path().display());
             return Ok(());
         };
-        if cfg.report.enabled {
-            masklab::report::write_after_training(run.path(), cfg.report.worst);
-        }
-        drop(lock);
-        print!("{}", masklab::train::kfold::render(&cv));
-        println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
-        return Ok(());
+        return finish_kfold(&run, &cfg, &cv, lock);
     }
     if cfg.data.folds >= 2 && cfg.data.fold == 0 {
         // Held until the run's report is written too.
@@ -844,13 +838,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         let lock = if main { Some(masklab::run_dir::RunLock::acquire(&run, "train")?) } else { None };
         let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, lock.as_ref(), resume, &observers_for, &replicas)?;
         let Some(cv) = cv else { return Ok(()) };
-        if cfg.report.enabled {
-            masklab::report::write_after_training(run.path(), cfg.report.worst);
-        }
-        drop(lock);
-        print!("{}", masklab::train::kfold::render(&cv));
-        println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
-        return Ok(());
+        return finish_kfold(&run, &cfg, &cv, lock);
     }
     let mut observers = if main { observers(&cfg, progress) } else { Vec::new() };
     let summary = masklab::train::trainer::Trainer::new(&args.data, &cfg, run, resume, replicas)?.run(&mut observers)?;
@@ -864,6 +852,18 @@ fn run_train(args: TrainArgs) -> Result<()> {
         ),
         None => println!("run {}: {} epochs (no validation split)", summary.run.display(), summary.epochs_run),
     }
+    Ok(())
+}
+
+/// The end of a k-fold run whose out-of-fold predictions were just gathered: its report,
+/// written while `lock` (the parent's) is still held, then the cross-validation on stdout.
+fn finish_kfold<L>(run: &RunDir, cfg: &Config, cv: &masklab::run_dir::CrossValidation, lock: L) -> Result<()> {
+    if cfg.report.enabled {
+        masklab::report::write_after_training(run.path(), cfg.report.worst);
+    }
+    drop(lock);
+    print!("{}", masklab::train::kfold::render(cv));
+    println!("run {}: {} folds; out-of-fold predictions in {}", run.path().display(), cv.folds, run.oof_predictions().display());
     Ok(())
 }
 
