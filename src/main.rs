@@ -1,7 +1,8 @@
 //! The masklab command line.
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use masklab::config::{Config, DeviceChoice};
+use masklab::config::Config;
+use masklab::device::DeviceChoice;
 use masklab::data::dataset::{read_train, ReadOptions};
 use masklab::evaluate::EvalSplit;
 use masklab::labels::AgeBounds;
@@ -574,17 +575,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { run, data, split, all, last, json, device } => {
             let split = if all { EvalSplit::All } else { split };
             let run = RunDir::new(run);
-            let e = masklab::evaluate::eval_run(&run, &data, split, last, device)?;
+            let cfg = Config::of_run(&run)?;
+            let e = masklab::evaluate::eval_run(&run, &cfg.run_settings()?.eval_settings(), &data, split, last, device)?;
             if json {
                 println!("{}", serde_json::to_string(&e)?);
             } else {
-                print!("{}", masklab::evaluate::render_evaluation(&e, &run.load_config()?.data.bounds()?));
+                print!("{}", masklab::evaluate::render_evaluation(&e, &cfg.data.bounds()?));
             }
         }
         Command::Predict { mut paths, out, tta, weights, probs, skip_bad, max_skipped, no_tune, device, batch, faces, face_weights, min_face } => {
             let eval_dir = paths.pop().expect("clap requires two paths");
             if faces {
-                let o = masklab::faces::predict_faces::FacePredictOptions {
+                let o = masklab::predict::faces::FacePredictOptions {
                     runs: paths,
                     photos: eval_dir,
                     out: out.clone(),
@@ -597,7 +599,7 @@ fn run(cli: Cli) -> Result<()> {
                     min_face,
                     skip_bad,
                 };
-                let s = masklab::faces::predict_faces::predict_faces(&o)?;
+                let s = masklab::predict::faces::predict_faces(&o)?;
                 for k in &s.skipped {
                     eprintln!("skipped: {k}");
                 }
@@ -667,7 +669,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("wrote {}", out.display());
             }
             // The run's page shows the suspects with their photos.
-            let cfg = run.load_config()?;
+            let cfg = Config::of_run(&run)?;
             if cfg.report.enabled {
                 masklab::report::write_after_training(run.path(), cfg.report.worst);
             }
@@ -761,7 +763,7 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn run_faces(path: &Path, out: Option<&Path>, weights: Option<PathBuf>, device: DeviceChoice, batch: usize, min_face: f64, json: bool, read: &ReadArgs) -> Result<()> {
-    use masklab::faces::dataset::{run, FacesOptions};
+    use masklab::data::face_detection::{run, FacesOptions};
     let opts = FacesOptions {
         weights: weights.unwrap_or_else(masklab::faces::weights::default_dir),
         device: device.resolve()?,
@@ -815,12 +817,13 @@ fn run_train(args: TrainArgs) -> Result<()> {
     // Rank 0 alone logs, tracks and reports.
     let main = replicas.is_main();
     let progress = !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let observers_for = |_run: &RunDir, cfg: &Config| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(cfg, progress)) };
+    let settings = cfg.run_settings()?;
+    let observers_for = |_run: &RunDir, _settings: &masklab::train::settings::RunSettings| -> Result<Vec<Box<dyn TrainObserver>>> { Ok(observers(&cfg, progress)) };
     if let Some(fold) = args.fold {
         if args.out.is_none() && args.resume.is_none() {
             anyhow::bail!("--fold needs the k-fold run's folder: --out RUN (or --resume RUN), the same for every fold's job");
         }
-        let end = masklab::train::kfold::train_fold_job(&args.data, &cfg, &run, fold, resume, &observers_for, &replicas)?;
+        let end = masklab::train::kfold::train_fold_job(&args.data, &settings, &run, fold, resume, &observers_for, &replicas)?;
         if !main {
             return Ok(());
         }
@@ -836,12 +839,12 @@ fn run_train(args: TrainArgs) -> Result<()> {
         // Held until the run's report is written too.
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
         let lock = if main { Some(masklab::run_dir::RunLock::acquire(&run, "train")?) } else { None };
-        let cv = masklab::train::kfold::train_folds(&args.data, &cfg, &run, lock.as_ref(), resume, &observers_for, &replicas)?;
+        let cv = masklab::train::kfold::train_folds(&args.data, &settings, &run, lock.as_ref(), resume, &observers_for, &replicas)?;
         let Some(cv) = cv else { return Ok(()) };
         return finish_kfold(&run, &cfg, &cv, lock);
     }
     let mut observers = if main { observers(&cfg, progress) } else { Vec::new() };
-    let summary = masklab::train::trainer::Trainer::new(&args.data, &cfg, run, resume, replicas)?.run(&mut observers)?;
+    let summary = masklab::train::trainer::Trainer::new(&args.data, &settings, run, resume, replicas)?.run(&mut observers)?;
     if !main {
         return Ok(());
     }

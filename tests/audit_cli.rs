@@ -6,7 +6,7 @@ mod common;
 use common::{demo, masklab, stderr, stdout};
 use masklab::config::Config;
 use masklab::data::dataset::{read_train, ReadOptions, TrainSet};
-use masklab::heldout::{score_rows, write_rows, HeldOutRow};
+use masklab::run_dir::heldout::{score_rows, write_rows, HeldOutRow};
 use masklab::labels::{Gender, NUM_CLASSES};
 use masklab::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir};
 use rand::{Rng, SeedableRng};
@@ -33,7 +33,7 @@ fn hand_made_run(run: &Path, data: &Path, rows: &[HeldOutRow], no_relabel: bool)
     fs::create_dir_all(run).unwrap();
     let run = RunDir::new(run);
     let cfg = Config::load(None, &["data.folds=3".into(), format!("data.no_relabel={no_relabel}")]).unwrap();
-    run.write_config(&cfg).unwrap();
+    run.write_config(&cfg.table().unwrap()).unwrap();
     run.write_folds_state(&FoldsState { folds: 3, completed: vec![1, 2, 3] }).unwrap();
     write_rows(&run.oof_predictions(), rows).unwrap();
     let mut per_fold = Vec::new();
@@ -42,7 +42,7 @@ fn hand_made_run(run: &Path, data: &Path, rows: &[HeldOutRow], no_relabel: bool)
         fs::create_dir_all(dir.path()).unwrap();
         let mut fold_cfg = cfg.clone();
         fold_cfg.data.fold = k;
-        dir.write_config(&fold_cfg).unwrap();
+        dir.write_config(&fold_cfg.table().unwrap()).unwrap();
         let start = serde_json::json!({"kind": "start", "data": data.display().to_string(), "fold": k});
         let epoch = r#"{"kind":"epoch","epoch":1,"step":4,"train_loss":1.5,"lr":0.001,"seconds":2.0,"val":{"loss":1.2,"f1":0.8,"accuracy":0.8,"f1_mask":0.9,"f1_gender":0.9,"f1_age":0.8,"images":7}}"#;
         fs::write(dir.metrics_file(), format!("{start}\n{epoch}\n")).unwrap();

@@ -1,6 +1,6 @@
 //! Config errors name the key and where its value came from; `data.crop` takes a TOML number.
 use masklab::config::Config;
-use masklab::data::decode::Crop;
+use masklab::image::decode::Crop;
 
 fn error(file: Option<&std::path::Path>, overrides: &[&str]) -> String {
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();

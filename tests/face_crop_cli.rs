@@ -123,7 +123,7 @@ fn a_face_cropped_run_trains_predicts_and_counts_its_crops() {
     let scene = |faces, seed| compose(&sources, &SceneOptions { width: 480, height: 320, faces, min_face: 70.0, max_face: 100.0, p_masked: 0.0, context: 0.3 }, seed);
     let (two, placed) = scene(2, 5);
     assert_eq!(placed.len(), 2, "the scene holds two faces");
-    let to_png = |img: &masklab::data::decode::RgbImage| png(&image::RgbImage::from_raw(img.width, img.height, img.data.clone()).unwrap());
+    let to_png = |img: &masklab::image::decode::RgbImage| png(&image::RgbImage::from_raw(img.width, img.height, img.data.clone()).unwrap());
     let answer = post_raw(&server.addr, "/v1/predict", "image/png", &to_png(&two)).unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
     let json = answer.json();

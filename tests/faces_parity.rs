@@ -8,7 +8,7 @@ mod common;
 
 use common::faces::{assets, compose, save_png, source_faces, SceneOptions};
 use masklab::faces::boxes::{iou, Face};
-use masklab::faces::dataset::decode_photo;
+use masklab::data::face_detection::decode_photo;
 use masklab::faces::mtcnn::Mtcnn;
 use std::path::{Path, PathBuf};
 use std::process::Command;

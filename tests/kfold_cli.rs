@@ -1,7 +1,7 @@
 //! k-fold training, out-of-fold predictions, fold ensembles and tuned decisions through the CLI.
 mod common;
 use common::{demo, masklab, stderr, stdout};
-use masklab::heldout::{read_rows, score_rows};
+use masklab::run_dir::heldout::{read_rows, score_rows};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;

@@ -200,12 +200,12 @@ fn predict_keeps_the_argmax_when_tuning_does_not_help_unless_forced() {
     assert!(out.status.success(), "{}", stderr(&out));
     // Validation predictions that are all right: no bias can raise their F1, held out or not.
     let path = run.join("val_predictions.csv");
-    let mut rows = masklab::heldout::read_rows(&path).unwrap();
+    let mut rows = masklab::run_dir::heldout::read_rows(&path).unwrap();
     for r in &mut rows {
         r.probs = [0.01; 18];
         r.probs[r.truth] = 0.83;
     }
-    masklab::heldout::write_rows(&path, &rows).unwrap();
+    masklab::run_dir::heldout::write_rows(&path, &rows).unwrap();
     let text = stdout(&masklab(&["tune", run.to_str().unwrap()]));
     assert!(text.contains("does NOT apply"), "{text}");
     let tuned: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("tune.json")).unwrap()).unwrap();

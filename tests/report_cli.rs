@@ -75,7 +75,7 @@ fn training_writes_a_report_and_report_rewrites_it() {
     }
     assert!(html.contains("backbone = &quot;resnet18&quot;"), "the resolved config is shown");
     // Mistakes come with thumbnails decoded from the validation images.
-    let wrong = masklab::heldout::read_rows(&run.join("val_predictions.csv")).unwrap().iter().filter(|r| r.predicted() != r.truth).count();
+    let wrong = masklab::run_dir::heldout::read_rows(&run.join("val_predictions.csv")).unwrap().iter().filter(|r| r.predicted() != r.truth).count();
     let thumbnails = embedded(&html, "image/jpeg");
     assert_eq!(thumbnails.len(), wrong.min(24));
     for t in &thumbnails {

@@ -27,7 +27,7 @@ pub mod draft;
 pub mod run;
 
 use crate::labels::{AgeBand, AgeBounds, Class, Gender, Mask, NUM_CLASSES, STEMS};
-use crate::heldout::HeldOutRow;
+use crate::run_dir::heldout::HeldOutRow;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -306,7 +306,7 @@ pub fn audit(rows: &[HeldOutRow], people: &BTreeMap<String, PersonInfo>, opts: &
         persons.push(PersonRows { folder, rows: person_rows, gender: first.gender, band: first.age });
     }
     let base = Baselines::of(&persons);
-    let s = crate::heldout::score_rows(rows, |r| r.predicted());
+    let s = crate::run_dir::heldout::score_rows(rows, |r| r.predicted());
     let oof_f1 = TaskF1 { mask: s.f1_mask, gender: s.f1_gender, age: s.f1_age };
     let reliability = oof_f1.reliability();
     let mut suspects = Vec::new();
@@ -415,7 +415,7 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
     let mut out = Vec::new();
     // The class confident learning suggests for a flagged photo: its argmax (never its label).
     let suggested_class = |i: usize, r: &HeldOutRow| -> Option<Class> {
-        cl.issue[i].then(|| Class::decode(crate::heldout::argmax(&r.probs)).expect("18 probabilities"))
+        cl.issue[i].then(|| Class::decode(crate::run_dir::heldout::argmax(&r.probs)).expect("18 probabilities"))
     };
     let photos = |p_of: &dyn Fn(&Marginals) -> f64, says: &dyn Fn(&Marginals) -> bool, flagged: &dyn Fn(usize, &HeldOutRow) -> bool| -> Vec<PhotoEvidence> {
         p.rows

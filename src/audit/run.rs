@@ -5,7 +5,7 @@ use super::draft::{write_draft, DraftSummary};
 use super::{audit, Audit, AuditOptions, PersonInfo, Suspect};
 use crate::data::dataset::{read_train, ReadOptions};
 use crate::data::relabel::{read_relabels, Relabel};
-use crate::heldout::read_rows;
+use crate::run_dir::heldout::read_rows;
 use crate::run_dir::metrics_log::History;
 use crate::run_dir::RunDir;
 use crate::run_dir::RunLock;
@@ -95,8 +95,8 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions) -> Result<AuditFile> {
     }
     // audit.json is written into the run: not while training or tune is writing it.
     let _lock = RunLock::acquire(run, "audit")?;
-    let config = run.load_config()?;
-    let bounds = config.data.bounds()?;
+    let data_section: crate::data::settings::DataConfig = crate::util::section::read(&run.config_table()?)?;
+    let bounds = data_section.bounds()?;
     let rows = read_rows(&oof_path)?;
 
     let mut warnings = Vec::new();
@@ -108,8 +108,8 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions) -> Result<AuditFile> {
     match &data {
         Some(data) => {
             let mut read = ReadOptions {
-                relabel: (!config.data.relabel.is_empty()).then(|| PathBuf::from(&config.data.relabel)),
-                no_relabel: config.data.no_relabel,
+                relabel: (!data_section.relabel.is_empty()).then(|| PathBuf::from(&data_section.relabel)),
+                no_relabel: data_section.no_relabel,
                 skip_bad: true,
             };
             // data.relabel is a path as training was given it, perhaps from another folder.

@@ -6,7 +6,7 @@
 //! same photos on both sides of a split). Labels come from train.csv's columns, then the relabel
 //! list corrects them; a relabel row names a person by id or by folder name, and an id shared by
 //! several folders must be written as the folder name.
-use super::error::{csv_error, csv_line, DataError, Problems};
+use crate::util::data_error::{csv_error, csv_line, DataError, Problems};
 use super::relabel::{read_relabels, Correction, Relabel};
 use crate::labels::{AgeBounds, Class, Gender, Mask, STEMS};
 use std::collections::BTreeMap;

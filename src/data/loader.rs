@@ -4,10 +4,10 @@
 //! Decoding is the only CPU-heavy step (augmentation runs on the device), so a batch is
 //! decoded in parallel on rayon's pool by a producer thread that stays `prefetch` batches
 //! ahead of the consumer; with the cache warm, an epoch costs only memcpy.
-use super::decode::{decode_file_region, Preprocess};
-use super::error::DataError;
-use crate::faces::synth::Wear;
-use crate::faces::synth_plan::SynthPlan;
+use crate::image::decode::{decode_file_region, Preprocess};
+use crate::util::data_error::DataError;
+use crate::data::augment::mask_paint::Wear;
+use crate::data::augment::mask_plan::SynthPlan;
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -221,7 +221,7 @@ impl Iterator for BatchIter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::decode::Crop;
+    use crate::image::decode::Crop;
 
     fn write_images(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
         (0..n)

@@ -1,11 +1,14 @@
-//! Data: the dataset folder format (dataset), prepared splits, relabel lists, person-level splits, decoding, sampling, augmentation.
+//! Data: the dataset folder format (dataset), relabel lists, person-level splits, sampling,
+//! the batch loader, augmentation (synthetic masks too), face boxes of a dataset (detection into
+//! faces.csv, the masked photo's box, face crops) and prepared splits.
 pub mod augment;
-pub mod decode;
-pub mod error;
 pub mod dataset;
-pub mod image_check;
+pub mod face_assign;
+pub mod face_crop;
+pub mod face_detection;
 pub mod loader;
 pub mod prepared;
 pub mod relabel;
 pub mod sampler;
 pub mod split;
+pub mod settings;

@@ -2,16 +2,26 @@
 //! (relabel list, age bounds, bad-file policy), split by person into training and validation
 //! (or k-fold), with the preprocessing and the loader that decodes them. Also the eval layout
 //! with its answer key as a labelled set, for `masklab eval --split eval`.
-use crate::config::{Config, FaceCrop};
+use crate::data::settings::{DataConfig, FaceCrop};
 use crate::data::dataset::{read_eval, read_train, ReadOptions, Sample, TrainSet};
-use crate::data::decode::Preprocess;
+use crate::image::decode::Preprocess;
 use crate::data::loader::{Loader, OnBadImage};
 use crate::data::split::{kfold_assign, train_val_split};
-use crate::faces::face_crop::{sample_faces, SampleFaces};
-use crate::faces::synth_plan::SynthPlan;
+use crate::data::face_crop::{sample_faces, SampleFaces};
+use crate::data::augment::mask_plan::SynthPlan;
 use crate::labels::{Class, NUM_CLASSES};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
+
+/// What reading and splitting a dataset takes from the config: the `[data]` section, the seed of
+/// the split (and of synthetic masks), and the share of unmasked photos painted with a mask
+/// (`augment.synth_mask`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrepareSettings {
+    pub data: DataConfig,
+    pub seed: u64,
+    pub synth_mask: f64,
+}
 
 /// Everything the data side of a run needs: samples, the split, and preprocessing.
 pub struct Prepared {
@@ -40,8 +50,8 @@ impl Prepared {
         })
     }
 
-    /// The decoding loader over every sample, as the config asks (cache, prefetch, bad images).
-    pub fn loader(&self, cfg: &Config) -> Loader {
+    /// The decoding loader over every sample, as the settings ask (cache, prefetch, bad images).
+    pub fn loader(&self, cfg: &PrepareSettings) -> Loader {
         let on_bad = if cfg.data.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
         let mut loader = Loader::new(self.samples.iter().map(|s| s.path.clone()).collect(), self.prep, cfg.data.cache_mib, cfg.data.prefetch, on_bad);
         let crop_to_faces = cfg.data.face_crop == FaceCrop::Mtcnn;
@@ -56,9 +66,9 @@ impl Prepared {
 
     /// With `augment.synth_mask > 0`: which samples may get a synthetic mask (their landmarks in
     /// the model input). Only the training batches of an epoch are painted.
-    pub fn synth_plan(&self, cfg: &Config) -> Option<SynthPlan> {
-        let faces = self.faces.as_ref().filter(|_| cfg.augment.synth_mask > 0.0)?;
-        let mut plan = SynthPlan::new(cfg.augment.synth_mask, cfg.train.seed, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
+    pub fn synth_plan(&self, cfg: &PrepareSettings) -> Option<SynthPlan> {
+        let faces = self.faces.as_ref().filter(|_| cfg.synth_mask > 0.0)?;
+        let mut plan = SynthPlan::new(cfg.synth_mask, cfg.seed, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
         // Validation samples stay as they are, whatever the epoch.
         let train: std::collections::HashSet<usize> = self.train_idx.iter().copied().collect();
         for (i, l) in plan.landmarks.iter_mut().enumerate() {
@@ -76,8 +86,8 @@ impl Prepared {
     }
 }
 
-/// Reads the dataset as the config says and splits it by person.
-pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
+/// Reads the dataset as the settings say and splits it by person.
+pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
     let opts = ReadOptions {
         relabel: (!cfg.data.relabel.is_empty()).then(|| PathBuf::from(&cfg.data.relabel)),
         no_relabel: cfg.data.no_relabel,
@@ -97,9 +107,9 @@ pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
         if cfg.data.fold == 0 {
             bail!("data.folds = {} trains every fold through kfold::train_folds; a single run needs data.fold in 1..={}", cfg.data.folds, cfg.data.folds);
         }
-        kfold_assign(&strata, cfg.data.folds, cfg.train.seed).into_iter().map(|f| f + 1 == cfg.data.fold).collect()
+        kfold_assign(&strata, cfg.data.folds, cfg.seed).into_iter().map(|f| f + 1 == cfg.data.fold).collect()
     } else {
-        train_val_split(&strata, cfg.data.val_ratio, cfg.train.seed)
+        train_val_split(&strata, cfg.data.val_ratio, cfg.seed)
     };
     let (mut train_idx, mut val_idx) = (Vec::new(), Vec::new());
     for (i, s) in samples.iter().enumerate() {
@@ -116,8 +126,8 @@ pub fn prepare(data: &Path, cfg: &Config) -> Result<Prepared> {
 }
 
 /// The faces of the samples when the config crops to faces (`train`: for the reuse rule).
-fn faces_of(samples: &[Sample], train: Option<&TrainSet>, cfg: &Config) -> Result<Option<SampleFaces>> {
-    if cfg.data.face_crop == FaceCrop::None && cfg.augment.synth_mask <= 0.0 {
+fn faces_of(samples: &[Sample], train: Option<&TrainSet>, cfg: &PrepareSettings) -> Result<Option<SampleFaces>> {
+    if cfg.data.face_crop == FaceCrop::None && cfg.synth_mask <= 0.0 {
         return Ok(None);
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();
@@ -128,7 +138,7 @@ fn faces_of(samples: &[Sample], train: Option<&TrainSet>, cfg: &Config) -> Resul
 
 /// The eval layout as a labelled set: `DATA/eval/info.csv` images with `DATA/eval/answers.csv`
 /// classes, all of them in the validation role (nothing to train on).
-pub fn labelled_eval_set(data: &Path, cfg: &Config) -> Result<Prepared> {
+pub fn labelled_eval_set(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
     let dir = data.join("eval");
     let eval = read_eval(&dir, cfg.data.skip_bad)?;
     let key_path = dir.join("answers.csv");

@@ -8,7 +8,7 @@
 //!
 //! `id` is train.csv's id, or the person's folder name: an id that several folders share
 //! (a duplicated id) must be written as the folder name, else the row is an error naming them.
-use super::error::{csv_error, csv_line, DataError};
+use crate::util::data_error::{csv_error, csv_line, DataError};
 use crate::labels::{Gender, Mask, STEMS};
 use std::path::Path;
 

@@ -40,6 +40,10 @@ pub struct SamplerConfig {
     pub epoch_size: usize,
 }
 
+impl crate::util::section::Section for SamplerConfig {
+    const KEY: &'static str = "sampler";
+}
+
 impl SamplerConfig {
     /// The oversample targets by class index; errors name a key that is not a class 0..17.
     pub fn oversample_targets(&self) -> Result<BTreeMap<usize, usize>> {

@@ -10,7 +10,7 @@
 //! the `min_face` column are read as detected at the default 20 px, which they were.
 use super::boxes::{Face, LANDMARK_NAMES};
 use super::mtcnn::DEFAULT_MIN_FACE;
-use crate::data::error::{csv_error, csv_line, DataError};
+use crate::util::data_error::{csv_error, csv_line, DataError};
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;

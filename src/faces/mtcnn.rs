@@ -7,7 +7,7 @@
 //! the CPU once per pyramid level and once per later stage for the suppressions.
 use super::boxes::{nms, BoxF, Face, Overlap};
 use super::crops::{CropRect, Integral};
-use crate::data::decode::RgbImage;
+use crate::image::decode::RgbImage;
 use crate::weights::torchfile;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;

@@ -1,24 +1,24 @@
 //! A model of a layout, ready to run: its variables, backbone and input pipeline; and the
 //! inference loop shared by validation, `eval` and `bench`.
-use crate::config::ModelSettings;
 use crate::data::augment::Augmenter;
 use crate::data::loader::Loader;
 use crate::model::task_layout::Layout;
 use crate::model::registry::{build_backbone, BackboneOptions};
+use crate::model::settings::{Amp, NetSettings};
 use anyhow::{Context, Result};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
 pub struct Net {
     pub name: String,
-    pub settings: ModelSettings,
+    pub settings: NetSettings,
     pub vs: VarStore,
     pub module: Box<dyn ModuleT>,
     pub augmenter: Augmenter,
 }
 
 impl Net {
-    pub fn new(name: &str, settings: &ModelSettings, num_classes: i64, device: Device) -> Result<Net> {
+    pub fn new(name: &str, settings: &NetSettings, num_classes: i64, device: Device) -> Result<Net> {
         let vs = VarStore::new(device);
         let m = &settings.model;
         let opts = BackboneOptions {
@@ -32,7 +32,7 @@ impl Net {
     }
 
     /// The model's name and its loss settings, as `train::loss::head_losses` takes them.
-    pub fn loss_settings(&self) -> (&str, &crate::train::loss::LossConfig) {
+    pub fn loss_settings(&self) -> (&str, &crate::model::loss::LossConfig) {
         (&self.name, &self.settings.loss)
     }
 
@@ -77,11 +77,11 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// A run's settings on `device`: fp16 and channels-last take effect on CUDA only.
-    pub fn new(cfg: &crate::config::Config, device: Device, tta: Tta) -> RunOptions {
+    pub fn new(amp: Amp, channels_last: bool, device: Device, tta: Tta) -> RunOptions {
         RunOptions {
             device,
-            amp: cfg.train.amp == crate::config::Amp::Fp16 && device.is_cuda(),
-            channels_last: cfg.train.channels_last && device.is_cuda(),
+            amp: amp == Amp::Fp16 && device.is_cuda(),
+            channels_last: channels_last && device.is_cuda(),
             tta,
         }
     }

@@ -3,14 +3,18 @@
 //! one checkpoint file), each model's own preprocessing and test-time augmentation, the equal-weight
 //! soft vote of a run's models, the run's tuned decision biases, and the weighted soft vote of
 //! several runs.
-use crate::config::{Config, FaceCrop};
-use crate::faces::face_crop::sample_faces;
-use crate::data::decode::{Preprocess, RgbImage};
+use crate::data::settings::{DataConfig, FaceCrop};
+use crate::data::face_crop::sample_faces;
+use crate::image::decode::{Preprocess, RgbImage};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::decision_biases::{load_biases, not_applied_reason, Biases};
 use crate::labels::NUM_CLASSES;
 use crate::model::net::{check_finite_outputs, forward_batch, infer, Net, RunOptions, Tta};
+use crate::model::settings::ModelConfig;
+use crate::model::task_layout::Layout;
 use crate::model::trained::load_trained;
+use crate::train::settings::TrainConfig;
+use crate::util::section::read;
 use crate::run_dir::{RunDir, BEST};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -32,7 +36,12 @@ pub struct TrainedModel {
     pub run: RunDir,
     /// The checkpoint's name (`best`, `last`, ...).
     pub which: String,
-    pub config: Config,
+    pub layout: Layout,
+    /// The run's `model.backbone` (its layout's models may override it).
+    pub backbone: String,
+    /// The run's `[data]` and `[train]` sections: how its inputs are made and its batches run.
+    pub data: DataConfig,
+    pub train: TrainConfig,
     nets: Vec<Net>,
     /// How an image file becomes this model's input.
     pub prep: Preprocess,
@@ -42,11 +51,14 @@ pub struct TrainedModel {
 
 impl TrainedModel {
     pub fn load(run: &RunDir, which: &str, o: &InferenceOptions) -> Result<TrainedModel> {
-        let (config, nets) = load_trained(run, which, o.device).with_context(|| format!("run {}", run.path().display()))?;
-        let prep = config.data.preprocess().with_context(|| format!("run {}", run.path().display()))?;
-        let run_opts = RunOptions::new(&config, o.device, o.tta);
-        let batch_size = if o.batch_size > 0 { o.batch_size } else { config.train.eval_batch() };
-        Ok(TrainedModel { run: run.clone(), which: which.to_string(), config, nets, prep, run_opts, batch_size })
+        let context = || format!("run {}", run.path().display());
+        let trained = load_trained(run, which, o.device).with_context(context)?;
+        let train: TrainConfig = read(&trained.config).with_context(context)?;
+        let backbone = read::<ModelConfig>(&trained.config).with_context(context)?.backbone;
+        let prep = trained.data.preprocess().with_context(context)?;
+        let run_opts = RunOptions::new(train.amp, train.channels_last, o.device, o.tta);
+        let batch_size = if o.batch_size > 0 { o.batch_size } else { train.eval_batch() };
+        Ok(TrainedModel { run: run.clone(), which: which.to_string(), layout: trained.layout, backbone, data: trained.data, train, nets: trained.nets, prep, run_opts, batch_size })
     }
 
     /// The checkpoint file the weights came from.
@@ -56,7 +68,7 @@ impl TrainedModel {
 
     /// `[B, 18]` probabilities (CPU) of images already decoded with `self.prep` (uint8 NHWC).
     pub fn probs(&self, images_u8: &Tensor) -> Tensor {
-        forward_batch(&self.nets, self.config.model.layout, images_u8, &self.run_opts).0.to_device(Device::Cpu)
+        forward_batch(&self.nets, self.layout, images_u8, &self.run_opts).0.to_device(Device::Cpu)
     }
 
     /// `[N, 18]` probabilities (CPU) of image files, and which of them could be read: the rows of
@@ -64,14 +76,14 @@ impl TrainedModel {
     /// held in memory.
     pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
         let n = paths.len();
-        let mut loader = Loader::new(paths.to_vec(), self.prep, 0, self.config.data.prefetch, on_bad);
-        if self.config.data.face_crop == FaceCrop::Mtcnn {
-            let faces = sample_faces(paths, None, self.config.data.margin()?, on_bad == OnBadImage::Skip)
+        let mut loader = Loader::new(paths.to_vec(), self.prep, 0, self.data.prefetch, on_bad);
+        if self.data.face_crop == FaceCrop::Mtcnn {
+            let faces = sample_faces(paths, None, self.data.margin()?, on_bad == OnBadImage::Skip)
                 .with_context(|| format!("run {} crops to faces (data.face_crop = \"mtcnn\")", self.run.path().display()))?;
             eprintln!("{}: face crops: {}", self.run.path().display(), faces.counts.render());
             loader = loader.with_regions(faces.regions);
         }
-        let (probs, _, kept) = infer(&self.nets, self.config.model.layout, &loader, (0..n).collect(), self.batch_size, &self.run_opts)?;
+        let (probs, _, kept) = infer(&self.nets, self.layout, &loader, (0..n).collect(), self.batch_size, &self.run_opts)?;
         check_finite_outputs(&probs).with_context(|| format!("{}", self.checkpoint_file().display()))?;
         let mut full = Tensor::zeros([n as i64, NUM_CLASSES as i64], (Kind::Float, Device::Cpu));
         let mut read = vec![false; n];

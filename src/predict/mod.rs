@@ -2,8 +2,9 @@
 //! more trained runs (a soft-vote ensemble with optional weights, each with optional
 //! horizontal-flip TTA), and writes `ImageID,ans` for every row of info.csv in its order.
 pub mod ensemble;
+pub mod faces;
 
-use crate::config::DeviceChoice;
+use crate::device::DeviceChoice;
 use crate::data::dataset::read_eval;
 use crate::data::loader::OnBadImage;
 use crate::labels::NUM_CLASSES;

@@ -54,7 +54,7 @@ pub fn load(dir: &Path) -> Result<Compared> {
     Ok(Compared {
         name: run.name(),
         dir: dir.to_path_buf(),
-        config: config_values(&run.config),
+        config: config_values(&run.settings.config),
         epochs_run: run.epochs.len(),
         best_epoch: run.best.as_ref().map(|b| b.epoch.to_string()).unwrap_or_else(|| "-".into()),
         scores: run.best.as_ref().map(|b| b.eval.scores),
@@ -66,7 +66,7 @@ pub fn load(dir: &Path) -> Result<Compared> {
 fn load_kfold(dir: &Path) -> Result<Compared> {
     let run = RunDir::new(dir);
     let cv = run.read_cv().context("has the k-fold run finished?")?;
-    let config = run.load_config()?;
+    let config = run.config_table()?;
     let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(run.fold(k).path())).collect::<Result<_>>()?;
     // Mean over the folds that reached each epoch (early stopping may end folds at different epochs).
     let last = folds.iter().filter_map(|f| f.epochs.last().map(|e| e.epoch)).max().unwrap_or(0);

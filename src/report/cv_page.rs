@@ -6,7 +6,7 @@ use super::mistakes::worst;
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
 use super::run::RunRecord;
 use super::run_page::{class_labels, config_section, confusions, mistakes_grid, per_class};
-use crate::heldout::read_rows;
+use crate::run_dir::heldout::read_rows;
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Confusion;
 use crate::run_dir::RunDir;
@@ -15,9 +15,11 @@ use std::fmt::Write;
 
 pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     let cv = run.read_cv().context("a k-fold run writes cv.json when its last fold ends")?;
-    let config = run.load_config()?;
     let config_text = std::fs::read_to_string(run.config_file())?;
-    let bounds = config.data.bounds()?;
+    let settings = crate::train::settings::RunSettings::from_config(run.config_table()?)?;
+    let report: crate::report::settings::ReportConfig = crate::util::section::read(&settings.config)?;
+    let bounds = settings.data.bounds()?;
+    let backbone = crate::report::run::config_values(&settings.config).get("model.backbone").cloned().unwrap_or_default();
     let folds: Vec<RunRecord> = (1..=cv.folds).map(|k| RunRecord::load(run.fold(k).path())).collect::<Result<_>>()?;
 
     let name = run.name();
@@ -41,7 +43,7 @@ pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     page.html(&facts(&[
         ("folds", format!("{} (people split by person, stratified by gender x age band)", cv.folds)),
         ("out-of-fold images", cv.images.to_string()),
-        ("model", format!("{} ({} layout), input {} px", config.model.backbone, config.model.layout, config.data.size)),
+        ("model", format!("{} ({} layout), input {} px", backbone, settings.layout, settings.data.size)),
         ("dataset", folds[0].start.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into())),
     ]));
     let rows: Vec<Vec<String>> = cv
@@ -91,7 +93,7 @@ pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     per_class(&mut page, &conf, &bounds, "out-of-fold")?;
 
     page.section("mistakes", "Worst out-of-fold mistakes");
-    let found = worst(&oof, worst_count.unwrap_or(config.report.worst), folds[0].start.data.as_deref());
+    let found = worst(&oof, worst_count.unwrap_or(report.worst), folds[0].start.data.as_deref());
     page.text(&format!("{} of {} out-of-fold images are wrong; the {} below got the highest probability for a wrong class.", oof.iter().filter(|r| r.predicted() != r.truth).count(), oof.len(), found.len()));
     page.html(&mistakes_grid(&found, &class_labels(&bounds)));
     super::audit_page::audit_section(&mut page, run, folds[0].start.data.as_deref());

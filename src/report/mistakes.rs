@@ -1,7 +1,7 @@
 //! The worst validation mistakes: wrong predictions ordered by the confidence given to the
 //! wrong class, each with a small JPEG thumbnail of its image (embedded in the page).
-use crate::data::decode::{read_upright, resize_rgb, Crop, Preprocess};
-use crate::heldout::HeldOutRow;
+use crate::image::decode::{read_upright, resize_rgb, Crop, Preprocess};
+use crate::run_dir::heldout::HeldOutRow;
 use anyhow::{anyhow, Result};
 use image::ImageEncoder;
 use rayon::prelude::*;

@@ -9,6 +9,7 @@ pub mod mistakes;
 pub mod plots;
 pub mod run;
 pub mod run_page;
+pub mod settings;
 
 use crate::run_dir::{RunDir, RunLock};
 use crate::train::observer::{RunEnd, TrainObserver};
@@ -50,7 +51,7 @@ fn write_page(run: &RunDir, worst: Option<usize>) -> Result<PathBuf> {
         cv_page::cv_page(run, worst)?
     } else {
         let record = run::RunRecord::load(run.path())?;
-        let worst = worst.unwrap_or(record.config.report.worst);
+        let worst = worst.unwrap_or(record.report.worst);
         run_page::run_page(&record, worst, RunDir::figure_dir_name())?
     };
     page.write(run.path(), RunDir::report_page_name()).with_context(|| format!("cannot write the report of {}", run.path().display()))

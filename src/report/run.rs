@@ -2,12 +2,14 @@
 //! step, epoch and early-stop lines), the best epoch's evaluation and its validation
 //! predictions. Reports and comparisons are built from this alone, so `masklab report RUN`
 //! gives the page that training wrote.
-use crate::config::Config;
-use crate::heldout::{read_rows, HeldOutRow};
+use crate::run_dir::heldout::{read_rows, HeldOutRow};
 use crate::labels::AgeBounds;
 use crate::metrics::Evaluation;
 use crate::run_dir::metrics_log::{EpochLine, History, StartLine, StepLine};
+use crate::report::settings::ReportConfig;
 use crate::run_dir::RunDir;
+use crate::train::settings::RunSettings;
+use crate::util::section::read;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,9 @@ pub struct Best {
 #[derive(Clone, Debug)]
 pub struct RunRecord {
     pub dir: PathBuf,
-    pub config: Config,
+    /// The run's settings, read from its config.toml.
+    pub settings: RunSettings,
+    pub report: ReportConfig,
     /// config.toml as written, for people to read.
     pub config_text: String,
     pub start: StartLine,
@@ -48,10 +52,12 @@ impl RunRecord {
             bail!("{} is not a masklab run folder: it has no config.toml and metrics.jsonl", dir.display());
         }
         let config_text = std::fs::read_to_string(&config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
-        let config = run.load_config()?;
+        let config = run.config_table()?;
+        let report = read(&config).with_context(|| format!("{}", config_path.display()))?;
+        let settings = RunSettings::from_config(config).with_context(|| format!("{}", config_path.display()))?;
         let History { start, epochs, steps, early_stop } = History::read(&metrics_path)?;
         let best = run.best()?.and_then(|b| b.eval.map(|eval| Best { epoch: b.epoch, eval }));
-        Ok(RunRecord { dir: dir.to_path_buf(), config, config_text, start, epochs, steps, early_stop, best })
+        Ok(RunRecord { dir: dir.to_path_buf(), settings, report, config_text, start, epochs, steps, early_stop, best })
     }
 
     /// The run's name for people: its folder name.
@@ -60,7 +66,7 @@ impl RunRecord {
     }
 
     pub fn bounds(&self) -> AgeBounds {
-        self.config.data.bounds().unwrap_or_default()
+        self.settings.data.bounds().unwrap_or_default()
     }
 
     /// The best epoch's validation predictions, when the run wrote them.
@@ -84,7 +90,7 @@ impl RunRecord {
 }
 
 /// The config as dotted keys (`optim.lr`) and their TOML values, for tables and comparisons.
-pub fn config_values(config: &Config) -> BTreeMap<String, String> {
+pub fn config_values(config: &toml::Table) -> BTreeMap<String, String> {
     fn walk(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
         for (k, v) in table {
             let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
@@ -100,9 +106,7 @@ pub fn config_values(config: &Config) -> BTreeMap<String, String> {
         }
     }
     let mut out = BTreeMap::new();
-    if let Ok(table) = toml::Table::try_from(config) {
-        walk("", &table, &mut out);
-    }
+    walk("", config, &mut out);
     out
 }
 
@@ -122,9 +126,11 @@ mod tests {
 {"kind":"epoch","epoch":2,"step":8,"train_loss":0.9,"lr":0.05,"seconds":2.0,"val":null}
 "#;
         let History { start, epochs, steps, early_stop } = History::parse(text, Path::new("m.jsonl")).unwrap();
+        let config = crate::config::Config::default().table().unwrap();
         let run = RunRecord {
             dir: PathBuf::from("r"),
-            config: Config::default(),
+            settings: RunSettings::from_config(config.clone()).unwrap(),
+            report: ReportConfig::default(),
             config_text: String::new(),
             start,
             epochs,
@@ -134,7 +140,7 @@ mod tests {
         };
         assert_eq!(run.step_epoch(&steps[0]), 0.5);
         assert_eq!(run.step_epoch(&steps[1]), 1.5);
-        let values = config_values(&Config::default());
+        let values = config_values(&config);
         assert_eq!(values["optim.kind"], "adamw");
         assert_eq!(values["data.age_bounds"], "[30, 60]");
     }

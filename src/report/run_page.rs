@@ -49,8 +49,8 @@ pub fn class_labels(bounds: &AgeBounds) -> Vec<String> {
 }
 
 fn summary(page: &mut Page, run: &RunRecord) {
-    let cfg = &run.config;
-    let values = config_values(cfg);
+    let cfg = &run.settings;
+    let values = config_values(&cfg.config);
     let v = |k: &str| values.get(k).cloned().unwrap_or_default();
     let last_epoch = run.epochs.last().map(|e| e.epoch).unwrap_or(0);
     if let Some(best) = &run.best {
@@ -78,7 +78,7 @@ fn summary(page: &mut Page, run: &RunRecord) {
     let opt = |k: Option<u64>| k.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
     let mut rows = vec![
         ("dataset", run.start.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into())),
-        ("model", format!("{} ({} layout), input {} px, crop {}", cfg.model.backbone, cfg.model.layout, cfg.data.size, cfg.data.crop)),
+        ("model", format!("{} ({} layout), input {} px, crop {}", v("model.backbone"), cfg.layout, cfg.data.size, cfg.data.crop)),
         ("optimiser", format!("{} lr {} weight decay {}, schedule {} (warmup {} epochs)", v("optim.kind"), v("optim.lr"), v("optim.weight_decay"), v("schedule.kind"), v("schedule.warmup_epochs"))),
         ("loss", format!("{} (label smoothing {}, class weights {})", v("loss.kind"), v("loss.label_smoothing"), v("loss.class_weights"))),
         ("sampler", v("sampler.kind")),
@@ -161,7 +161,7 @@ fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {
         x_desc: "epoch".into(),
         y_desc: "learning rate".into(),
         series: vec![Series {
-            name: format!("{} schedule from {} (the layout's first model)", config_values(&run.config).get("schedule.kind").cloned().unwrap_or_default(), run.config.optim.lr),
+            name: format!("{} schedule from {} (the layout's first model)", config_values(&run.settings.config).get("schedule.kind").cloned().unwrap_or_default(), run.settings.optim_lr()),
             points: lr,
             markers: true,
             colour: PALETTE[2],
@@ -313,18 +313,18 @@ pub fn mistakes_grid(found: &[Mistake], labels: &[String]) -> String {
 
 /// What `augment.synth_mask` painted: a row of training samples as the model saw them.
 fn synth_section(page: &mut Page, run: &RunRecord) {
-    let cfg = &run.config;
-    if cfg.augment.synth_mask <= 0.0 {
+    let cfg = run.settings.prepare_settings();
+    if cfg.synth_mask <= 0.0 {
         return;
     }
     page.section("synthetic-masks", "Synthetic masks");
     let eligible = run.start.synth_mask_eligible.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default();
-    page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets a painted mask with this probability{eligible}. Samples painted in epoch 1, as the model saw them:", cfg.augment.synth_mask));
+    page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets a painted mask with this probability{eligible}. Samples painted in epoch 1, as the model saw them:", cfg.synth_mask));
     let Some(data) = run.start.data.as_deref() else {
         page.html("<p class=\"note\">The run logged no dataset folder.</p>");
         return;
     };
-    match crate::faces::synth_examples::painted_examples(data, cfg, 8) {
+    match crate::data::augment::mask_examples::painted_examples(data, &cfg, 8) {
         Ok(examples) if !examples.is_empty() => {
             let mut s = String::from("<div class=\"mistakes\">\n");
             for e in &examples {

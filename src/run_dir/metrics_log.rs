@@ -42,7 +42,7 @@ pub struct StartLine {
     pub train_classes: Option<Vec<u64>>,
     pub val_classes: Option<Vec<u64>>,
     /// With `data.face_crop = "mtcnn"`: how the training and validation images were cropped.
-    pub face_crop: Option<crate::faces::face_crop::FaceCropCounts>,
+    pub face_crop: Option<crate::data::face_crop::FaceCropCounts>,
     /// With `augment.synth_mask > 0`: training samples that may get a synthetic mask (unmasked, landmarks found).
     pub synth_mask_eligible: Option<u64>,
     /// Processes training data-parallel (1: a plain run; absent in runs before this was logged).

@@ -18,12 +18,12 @@
 //!                RUN/oof_predictions.csv, RUN/cv.json
 //! ```
 pub mod checkpoint;
+pub mod heldout;
 pub mod lock;
 pub mod metrics_log;
 
 pub use lock::RunLock;
 
-use crate::config::Config;
 use crate::metrics::{Evaluation, Scores};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
@@ -217,13 +217,17 @@ impl RunDir {
         Ok((1..=state.folds).map(|k| self.fold(k)).collect())
     }
 
-    /// The run's resolved config (config.toml); a folder without one is not a run.
-    pub fn load_config(&self) -> Result<Config> {
-        Config::load(Some(&self.config_file()), &[]).with_context(|| format!("{} is not a masklab run", self.root.display()))
+    /// The run's resolved config (config.toml) as a table of sections, each read by the module
+    /// that owns it (`util::section`); a folder without one is not a run.
+    pub fn config_table(&self) -> Result<toml::Table> {
+        let path = self.config_file();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("{} is not a masklab run: cannot read {}", self.root.display(), path.display()))?;
+        text.parse().with_context(|| format!("{}: not a TOML config", path.display()))
     }
 
-    pub fn write_config(&self, cfg: &Config) -> Result<()> {
-        write_atomic(&self.config_file(), cfg.to_toml()?.as_bytes())
+    /// Writes the run's resolved config (config.toml).
+    pub fn write_config(&self, config: &toml::Table) -> Result<()> {
+        write_atomic(&self.config_file(), toml::to_string_pretty(config)?.as_bytes())
     }
 
     /// best.json: the best epoch and its validation evaluation; None before the first best.

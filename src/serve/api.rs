@@ -267,7 +267,7 @@ struct Prepared {
     width: u32,
     height: u32,
     faces: Vec<FaceRegion>,
-    views: Vec<Vec<crate::data::decode::RgbImage>>,
+    views: Vec<Vec<crate::image::decode::RgbImage>>,
 }
 
 async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {

@@ -3,7 +3,7 @@
 //! answers batches from the queue with gradients off.
 use super::batcher::{serve_batches, BatchPolicy, Inbox, Queue};
 use super::metrics::Metrics;
-use crate::data::decode::{Preprocess, RgbImage};
+use crate::image::decode::{Preprocess, RgbImage};
 use crate::labels::{AgeBounds, NUM_CLASSES};
 use crate::model::net::Tta;
 use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
@@ -184,7 +184,7 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
     for m in &ensemble.members {
         let mut checkpoints = Vec::new();
         for model in &m.models {
-            let b = model.config.data.bounds()?;
+            let b = model.data.bounds()?;
             match &bounds {
                 Some((first, name)) if *first != b => bail!(
                     "{} bands ages at [{}, {}] but {name} at [{}, {}]: an ensemble's votes must mean the same classes",
@@ -193,7 +193,7 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
                 Some(_) => {}
                 None => bounds = Some((b, model.run.path().display().to_string())),
             }
-            checkpoints.push((model.checkpoint_file(), model.config.model.backbone.clone(), model.config.model.layout.to_string(), [model.prep.width, model.prep.height]));
+            checkpoints.push((model.checkpoint_file(), model.backbone.clone(), model.layout.to_string(), [model.prep.width, model.prep.height]));
         }
         runs.push((m.source.display().to_string(), m.weight, m.biases.is_some(), checkpoints));
     }

@@ -7,8 +7,8 @@
 //! whole image (`whole_image: true` in the answer), or the faces MTCNN finds, each classified
 //! from its padded square crop as `data.face_crop = "mtcnn"` trains (a photo without a face
 //! falls back to the whole image, flagged).
-use crate::data::decode::{decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
-use crate::faces::face_crop::face_region;
+use crate::image::decode::{decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
+use crate::data::face_crop::face_region;
 use crate::faces::mtcnn::Mtcnn;
 use image::ImageFormat;
 use std::sync::{Arc, Mutex};
@@ -160,7 +160,7 @@ pub fn crop(image: &RgbImage, bbox: &[f32; 4]) -> Result<RgbImage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::decode::{decode_bytes, Crop};
+    use crate::image::decode::{decode_bytes, Crop};
 
     fn png(img: &image::RgbImage) -> Vec<u8> {
         let mut bytes = Vec::new();

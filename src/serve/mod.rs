@@ -17,7 +17,7 @@ pub mod load;
 pub mod metrics;
 pub mod server;
 
-use crate::config::DeviceChoice;
+use crate::device::DeviceChoice;
 use crate::model::net::Tta;
 use anyhow::{bail, Context, Result};
 use api::{AppState, Limits};
@@ -74,15 +74,15 @@ fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
         if !run_dir.config_file().is_file() {
             continue; // the classifier's loading reports what is wrong with the run
         }
-        let cfg = run_dir.load_config()?;
-        if cfg.data.face_crop == crate::config::FaceCrop::Mtcnn && margin.is_none() {
-            margin = Some(cfg.data.margin()?);
+        let data: crate::data::settings::DataConfig = crate::util::section::read(&run_dir.config_table()?)?;
+        if data.face_crop == crate::data::settings::FaceCrop::Mtcnn && margin.is_none() {
+            margin = Some(data.margin()?);
         }
     }
     if margin.is_none() && !o.faces {
         return Ok(FaceLocator::WholeImage);
     }
-    let margin = margin.unwrap_or(crate::config::DataConfig::default().face_margin);
+    let margin = margin.unwrap_or(crate::data::settings::DataConfig::default().face_margin);
     let detector = crate::faces::mtcnn::Mtcnn::load(&o.face_weights, device)
         .context("--faces (or a run trained on face crops) needs MTCNN's weights")?
         .with_min_face(o.min_face)?;

@@ -7,13 +7,15 @@ pub mod settings;
 pub mod tensorboard;
 pub mod tfrecord;
 
-use crate::config::Config;
 use crate::labels::Class;
 use crate::metrics::Evaluation;
 use crate::report::plots::confusion_png;
 use crate::run_dir::metrics_log::{EpochLine, StepLine};
 use crate::run_dir::RunDir;
+use crate::data::settings::DataConfig;
 use crate::train::observer::{RunEnd, RunStart, TrainObserver};
+use crate::util::section::read;
+use settings::TrackingConfig;
 use anyhow::Result;
 use mlflow::MlflowRun;
 use std::path::Path;
@@ -38,12 +40,17 @@ pub struct Trackers {
 impl Trackers {
     /// Opens the configured trackers for `run_dir`. `resumed_at` is the global step of the
     /// checkpoint a resumed run continues from: TensorBoard forgets what was logged after it.
-    pub fn start(cfg: &Config, run_dir: &RunDir, resumed_at: Option<usize>) -> Trackers {
-        let t = &cfg.tracking;
+    /// `config`: the run's resolved config (its `[tracking]` section says where to log; every
+    /// key becomes an MLflow param).
+    pub fn start(config: &toml::Table, run_dir: &RunDir, resumed_at: Option<usize>) -> Trackers {
+        let t: TrackingConfig = read(config).unwrap_or_else(|e| {
+            tracing::warn!("tracking off: {e:#}");
+            TrackingConfig { tensorboard: false, mlflow: String::new(), ..TrackingConfig::default() }
+        });
         let mut trackers = Trackers {
             run_dir: run_dir.clone(),
             tensorboard: None,
-            labels: match cfg.data.bounds() {
+            labels: match read::<DataConfig>(config).and_then(|d| d.bounds()) {
                 Ok(b) => Class::all().map(|c| c.label(&b)).collect(),
                 Err(_) => Vec::new(),
             },
@@ -59,7 +66,7 @@ impl Trackers {
             }
         }
         if !t.mlflow.is_empty() {
-            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir.path(), &config_params(cfg), resumed_at.is_some()) {
+            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir.path(), &config_params(config), resumed_at.is_some()) {
                 Ok(run) => {
                     eprintln!(
                         "MLflow: run {} in experiment `{}`: {}/#/experiments/{}/runs/{}",
@@ -149,7 +156,7 @@ fn warn_mlflow_off(url: &str, what: &str, e: &anyhow::Error) {
 }
 
 /// Every config key as an MLflow param: dotted key -> value (strings bare, the rest as TOML writes them).
-pub fn config_params(cfg: &Config) -> Vec<(String, String)> {
+pub fn config_params(config: &toml::Table) -> Vec<(String, String)> {
     fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<(String, String)>) {
         for (k, v) in table {
             let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
@@ -161,9 +168,7 @@ pub fn config_params(cfg: &Config) -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(table) = toml::Table::try_from(cfg) {
-        walk("", &table, &mut out);
-    }
+    walk("", config, &mut out);
     out
 }
 
@@ -200,8 +205,8 @@ mod tests {
 
     #[test]
     fn config_params_cover_every_key() {
-        let cfg = Config::load(None, &["model.backbone=resnet18".into(), "models.class18.optim.lr=0.5".into()]).unwrap();
-        let params = config_params(&cfg);
+        let cfg = crate::config::Config::load(None, &["model.backbone=resnet18".into(), "models.class18.optim.lr=0.5".into()]).unwrap();
+        let params = config_params(&cfg.table().unwrap());
         let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get("model.backbone"), Some("resnet18"));
         assert_eq!(get("train.epochs"), Some("10"));
@@ -237,7 +242,7 @@ impl TrackingObserver {
 
 impl TrainObserver for TrackingObserver {
     fn start(&mut self, run: &RunStart) -> Result<()> {
-        self.trackers = Some(Trackers::start(run.config, run.run, run.resumed.map(|r| r.step)));
+        self.trackers = Some(Trackers::start(&run.settings.config, run.run, run.resumed.map(|r| r.step)));
         Ok(())
     }
 

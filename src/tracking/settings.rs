@@ -20,6 +20,10 @@ impl Default for TrackingConfig {
     }
 }
 
+impl crate::util::section::Section for TrackingConfig {
+    const KEY: &'static str = "tracking";
+}
+
 impl TrackingConfig {
     pub fn validate(&self) -> Result<()> {
         if !self.mlflow.is_empty() {

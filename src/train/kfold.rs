@@ -3,13 +3,14 @@
 //! held-out one. Their best-epoch validation predictions together are the out-of-fold (OOF)
 //! predictions: every image predicted once by a model that never saw its person, which gives
 //! the cross-validated macro F1. `predict` on such a run ensembles its folds.
-use crate::config::Config;
-use crate::heldout::{read_rows, score_rows, write_rows, HeldOutRow};
+use crate::run_dir::heldout::{read_rows, score_rows, write_rows, HeldOutRow};
 use crate::data::prepared::prepare;
 use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir, RunLock};
 use crate::train::data_parallel::Replicas;
 use crate::train::observer::ObserverFactory;
+use crate::train::settings::RunSettings;
 use crate::train::trainer::Trainer;
+use crate::util::section::differences;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -23,7 +24,7 @@ use std::path::Path;
 /// (`run`) whose lock rank 0 holds (`lock`: None on the other ranks), and rank 0 alone writes.
 pub fn train_folds(
     data: &Path,
-    cfg: &Config,
+    cfg: &RunSettings,
     run: &RunDir,
     lock: Option<&RunLock>,
     resume: bool,
@@ -60,7 +61,7 @@ pub fn train_folds(
     }
     check_folds(data, cfg, &state)?;
     if main {
-        run.write_config(cfg)?;
+        run.write_config(&cfg.config)?;
         run.write_folds_state(&state)?;
     }
     for fold in 1..=k {
@@ -71,8 +72,7 @@ pub fn train_folds(
             continue;
         }
         let dir = run.fold(fold);
-        let mut fold_cfg = cfg.clone();
-        fold_cfg.data.fold = fold;
+        let fold_cfg = cfg.for_fold(fold)?;
         let resume_fold = resume && dir.has_checkpoint();
         if main {
             eprintln!("fold {fold}/{k} -> {}", dir.path().display());
@@ -127,7 +127,7 @@ pub struct FoldJobEnd {
 /// alone touches the parent.
 pub fn train_fold_job(
     data: &Path,
-    cfg: &Config,
+    cfg: &RunSettings,
     run: &RunDir,
     fold: usize,
     resume: bool,
@@ -145,8 +145,7 @@ pub fn train_fold_job(
     if cfg.data.fold != 0 && cfg.data.fold != fold {
         bail!("--fold {fold} and data.fold = {} disagree: give the fold once, with --fold", cfg.data.fold);
     }
-    let mut parent_cfg = cfg.clone();
-    parent_cfg.data.fold = 0;
+    let parent_cfg = cfg.for_fold(0)?;
     let mut already_finished = false;
     if main {
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
@@ -160,8 +159,7 @@ pub fn train_fold_job(
             eprintln!("fold {fold}/{k}: finished earlier ({})", dir.path().display());
         }
     } else {
-        let mut fold_cfg = parent_cfg.clone();
-        fold_cfg.data.fold = fold;
+        let fold_cfg = parent_cfg.for_fold(fold)?;
         if !resume && dir.has_checkpoint() {
             let p = run.path().display();
             bail!("fold {fold} of {p} was started earlier ({}); continue it with masklab train DATA --resume {p} --fold {fold}", dir.path().display());
@@ -201,14 +199,14 @@ pub fn train_fold_job(
 /// Under the parent's lock: makes `run` a k-fold run of `cfg` (config.toml, an empty
 /// folds.json) or checks that it is one, with the same config. Returns whether `fold` has
 /// finished already (only allowed with `resume`).
-fn join_parent(run: &RunDir, cfg: &Config, fold: usize, resume: bool) -> Result<bool> {
+fn join_parent(run: &RunDir, cfg: &RunSettings, fold: usize, resume: bool) -> Result<bool> {
     let p = run.path().display();
     let k = cfg.data.folds;
     if !run.is_kfold() {
         if run.has_checkpoint() {
             bail!("{p} holds a run that is not a k-fold run; give --fold another --out");
         }
-        run.write_config(cfg)?;
+        run.write_config(&cfg.config)?;
         run.write_folds_state(&FoldsState { folds: k, completed: Vec::new() })?;
         return Ok(false);
     }
@@ -216,7 +214,7 @@ fn join_parent(run: &RunDir, cfg: &Config, fold: usize, resume: bool) -> Result<
     if state.folds != k {
         bail!("{p} is a k-fold run of {} folds; this job's config asks for {k}", state.folds);
     }
-    let differences = run.load_config()?.differences(cfg, PER_JOB_KEYS)?;
+    let differences = differences(&run.config_table()?, &cfg.config, PER_JOB_KEYS);
     if !differences.is_empty() {
         bail!(
             "{p} was started with another config than this job's (its config.toml vs this job); the folds of one run must train alike:\n  - {}",
@@ -231,13 +229,12 @@ fn join_parent(run: &RunDir, cfg: &Config, fold: usize, resume: bool) -> Result<
 }
 
 /// The preflight checks of every fold still to train, all reported together.
-fn check_folds(data: &Path, cfg: &Config, state: &FoldsState) -> Result<()> {
+fn check_folds(data: &Path, cfg: &RunSettings, state: &FoldsState) -> Result<()> {
     // Each problem once, with the folds it concerns (most concern all of them).
     let mut problems: Vec<(String, Vec<usize>)> = Vec::new();
     for fold in (1..=cfg.data.folds).filter(|f| !state.completed.contains(f)) {
-        let mut fold_cfg = cfg.clone();
-        fold_cfg.data.fold = fold;
-        let prepared = prepare(data, &fold_cfg)?;
+        let fold_cfg = cfg.for_fold(fold)?;
+        let prepared = prepare(data, &fold_cfg.prepare_settings())?;
         for p in crate::train::preflight::problems(&fold_cfg, &prepared) {
             match problems.iter_mut().find(|(q, _)| *q == p) {
                 Some((_, folds)) => folds.push(fold),

@@ -4,16 +4,16 @@
 //! `epoch_begin`, `batch`* and `step`* (the log lines), `epoch`, possibly `early_stop`, and `end`
 //! when the run finished. A run that fails ends without `end`: an observer that must record a
 //! failure does so when it is dropped.
-use crate::config::Config;
 use crate::metrics::Evaluation;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine};
 use crate::run_dir::RunDir;
+use crate::train::settings::RunSettings;
 use anyhow::Result;
 
 /// The beginning of a run.
 pub struct RunStart<'a> {
     pub run: &'a RunDir,
-    pub config: &'a Config,
+    pub settings: &'a RunSettings,
     /// What the run trains on; logged once, when a run starts fresh.
     pub line: &'a StartLine,
     /// Set when the run continues from its last checkpoint.
@@ -65,4 +65,4 @@ pub trait TrainObserver {
 }
 
 /// Makes the observers of one run (a k-fold run makes a set per fold).
-pub type ObserverFactory<'a> = dyn Fn(&RunDir, &Config) -> Result<Vec<Box<dyn TrainObserver>>> + 'a;
+pub type ObserverFactory<'a> = dyn Fn(&RunDir, &RunSettings) -> Result<Vec<Box<dyn TrainObserver>>> + 'a;

@@ -67,6 +67,10 @@ impl Default for OptimConfig {
     }
 }
 
+impl crate::util::section::Section for OptimConfig {
+    const KEY: &'static str = "optim";
+}
+
 impl OptimConfig {
     /// The same checks torch.optim makes, with the config key in each message.
     pub fn validate(&self) -> Result<()> {

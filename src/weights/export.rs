@@ -60,8 +60,8 @@ pub fn export(run: &Path, out: &Path, format: ExportFormat) -> Result<Vec<Export
     let ExportFormat::Torchvision = format;
     let run = RunDir::new(run);
     let which = if run.checkpoint(BEST).exists() { BEST } else { LAST };
-    let (cfg, nets) = load_trained(&run, which, Device::Cpu).with_context(|| format!("run {}", run.path().display()))?;
-    let layout = cfg.model.layout;
+    let trained = load_trained(&run, which, Device::Cpu).with_context(|| format!("run {}", run.path().display()))?;
+    let (layout, nets) = (trained.layout, trained.nets);
     let mut written = Vec::new();
     for (net, (name, num_classes)) in nets.iter().zip(layout.models()) {
         let backbone = net.settings.model.backbone.clone();

@@ -2,10 +2,10 @@
 //! face is. The photos come from PyPI wheels that scripts/setup.sh --test unpacks into
 //! `.venv/masklab-test/` (scikit-image's astronaut.png, matplotlib's grace_hopper.jpg), together
 //! with facenet-pytorch's wheel (its MTCNN and weights).
-use masklab::data::decode::{resize_rgb, Crop, Preprocess, RgbImage};
+use masklab::image::decode::{resize_rgb, Crop, Preprocess, RgbImage};
 use masklab::faces::boxes::BoxF;
-use masklab::faces::dataset::decode_photo;
-use masklab::faces::synth::{paint_wear_in_place, Wear};
+use masklab::data::face_detection::decode_photo;
+use masklab::data::augment::mask_paint::{paint_wear_in_place, Wear};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 //! colours, shading across the curve of the face, the photo's own light, fabric noise, soft
 //! edges and ear loops come from the caller's random generator: the same seed paints the same
 //! mask. Everything is CPU work on one u8 RGB image, cheap enough to call per training sample.
-use crate::data::decode::RgbImage;
+use crate::image::decode::RgbImage;
 use crate::labels::Mask;
 use rand::Rng;
 use serde::Serialize;

@@ -8,9 +8,9 @@
 //! cache of decoded images stays unpainted and a sample can be painted differently each epoch.
 //! The random generator of a sample is seeded from (seed, epoch, sample index): a run paints the
 //! same masks on every machine, and a resumed run paints what an uninterrupted one would.
-use super::face_crop::SampleFaces;
-use super::synth::{paint_mask_in_place, SynthOptions, Wear};
-use crate::data::decode::{Preprocess, RgbImage};
+use crate::data::face_crop::SampleFaces;
+use super::mask_paint::{paint_mask_in_place, SynthOptions, Wear};
+use crate::image::decode::{Preprocess, RgbImage};
 use crate::labels::{Class, Mask};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,8 +95,8 @@ impl SynthPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::decode::Crop;
-    use crate::faces::assign::{FaceBox, FaceSource};
+    use crate::image::decode::Crop;
+    use crate::data::face_assign::{FaceBox, FaceSource};
     use crate::labels::{AgeBand, Gender};
 
     fn class(mask: Mask) -> usize {

@@ -3,8 +3,8 @@
 //! MTCNN looks for a mouth) takes the box found on that person's unmasked photo, padded by
 //! [`REUSE_PAD`] on every side, because the competition's photos of one person are taken in
 //! one sitting; anything still without a box is left to the caller's fallback (the centre crop).
-use super::boxes::{pad_box, primary_face, BoxF};
-use super::cache::{FacesCache, ImageFaces};
+use crate::faces::boxes::{pad_box, primary_face, BoxF};
+use crate::faces::cache::{FacesCache, ImageFaces};
 use crate::data::dataset::TrainSet;
 use crate::labels::Mask;
 use serde::Serialize;

@@ -6,6 +6,10 @@
 //! image. The semantics follow torchvision's transforms (RandomResizedCrop, RandomHorizontalFlip,
 //! ColorJitter, GaussianBlur, RandomAdjustSharpness, Normalize, RandomErasing) and the MixUp /
 //! CutMix papers, so settings carry over from the reference PyTorch recipes.
+pub mod mask_examples;
+pub mod mask_paint;
+pub mod mask_plan;
+
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
@@ -103,6 +107,10 @@ impl Default for AugmentConfig {
             synth_mask: 0.0,
         }
     }
+}
+
+impl crate::util::section::Section for AugmentConfig {
+    const KEY: &'static str = "augment";
 }
 
 fn check_probability(key: &str, p: f64) -> Result<()> {

@@ -3,10 +3,10 @@
 //!
 //! Every image masklab reads goes through [`decode_upright`]: the EXIF orientation is applied
 //! (a phone photo stored sideways with orientation 6 is read standing up), and a damaged file is
-//! an error: cut short ([`super::image_check`]), corrupt JPEG data (zune-jpeg in strict mode), bad
+//! an error: cut short ([`super::check`]), corrupt JPEG data (zune-jpeg in strict mode), bad
 //! PNG CRCs or zlib data, or a header claiming more than [`MAX_SIDE`] / [`MAX_PIXELS`].
-use super::error::DataError;
-use super::image_check::{jpeg_is_whole, png_is_whole};
+use crate::util::data_error::DataError;
+use super::check::{jpeg_is_whole, png_is_whole};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat};
 use fast_image_resize::images::{Image, ImageRef};

@@ -2,11 +2,11 @@
 //! reusing the rows of photos that did not change, and count what was found. A dataset is the
 //! competition's layout (`DATA` holding `train/train.csv` and/or `eval/info.csv`, or either
 //! folder itself) or any folder of photos (searched recursively).
-use super::assign::{train_face_boxes, FaceSource};
-use super::cache::{FacesCache, ImageFaces, Stamp, FACES_FILE};
-use super::mtcnn::Mtcnn;
-use crate::data::decode::RgbImage;
-use crate::data::error::DataError;
+use crate::data::face_assign::{train_face_boxes, FaceSource};
+use crate::faces::cache::{FacesCache, ImageFaces, Stamp, FACES_FILE};
+use crate::faces::mtcnn::Mtcnn;
+use crate::image::decode::RgbImage;
+use crate::util::data_error::DataError;
 use crate::data::dataset::{read_eval, read_train, ReadOptions, TrainSet, IMAGE_EXTENSIONS};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;

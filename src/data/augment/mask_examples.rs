@@ -1,7 +1,7 @@
 //! Examples of what `augment.synth_mask` fed a run: the first training samples painted in its
 //! first epoch, as the model saw them (after the crop and the resize), for the run report.
-use crate::config::Config;
-use crate::data::prepared::prepare;
+use crate::data::prepared::{prepare, PrepareSettings};
+use crate::data::settings::DataConfig;
 use anyhow::{Context, Result};
 use image::ImageEncoder;
 use std::path::Path;
@@ -17,10 +17,10 @@ pub struct PaintedExample {
 
 /// Up to `count` training samples of `data` painted in epoch 1 under `cfg` (reads the dataset and
 /// its faces.csv again, as the run did).
-pub fn painted_examples(data: &Path, cfg: &Config, count: usize) -> Result<Vec<PaintedExample>> {
+pub fn painted_examples(data: &Path, cfg: &PrepareSettings, count: usize) -> Result<Vec<PaintedExample>> {
     let prepared = prepare(data, cfg)?;
     let Some(plan) = prepared.synth_plan(cfg) else { return Ok(Vec::new()) };
-    let loader = prepared.loader(&Config { data: crate::config::DataConfig { cache_mib: 0, ..cfg.data.clone() }, ..cfg.clone() }).for_epoch(1);
+    let loader = prepared.loader(&PrepareSettings { data: DataConfig { cache_mib: 0, ..cfg.data.clone() }, ..cfg.clone() }).for_epoch(1);
     let mut out = Vec::new();
     for &i in prepared.train_idx.iter().filter(|&&i| plan.landmarks[i].is_some()) {
         if out.len() >= count {
@@ -36,9 +36,9 @@ pub fn painted_examples(data: &Path, cfg: &Config, count: usize) -> Result<Vec<P
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).write_image(&pixels, prepared.prep.width, prepared.prep.height, image::ExtendedColorType::Rgb8)?;
         let wear = match wear {
-            super::synth::Wear::Correct => "worn",
-            super::synth::Wear::BelowNose => "incorrect (below the nose)",
-            super::synth::Wear::ChinOnly => "incorrect (chin only)",
+            super::mask_paint::Wear::Correct => "worn",
+            super::mask_paint::Wear::BelowNose => "incorrect (below the nose)",
+            super::mask_paint::Wear::ChinOnly => "incorrect (chin only)",
         };
         out.push(PaintedExample { jpeg, wear: wear.to_string(), path: prepared.samples[i].path.display().to_string() });
     }

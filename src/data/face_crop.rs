@@ -6,14 +6,14 @@
 //! was detected) is an error that says to run `masklab faces` again, not a silent centre crop.
 //!
 //! Per sample: the photo's own largest face; for a training person's masked photo without one, the
-//! box of the person's unmasked photo ([`super::assign::train_face_boxes`]); otherwise none, and
+//! box of the person's unmasked photo ([`crate::data::face_assign::train_face_boxes`]); otherwise none, and
 //! the caller falls back to the centre crop (`data.crop`). The box is grown by `data.face_margin`
 //! of its width and height on every side (hair, ears and chin help tell gender and age) and made
 //! square around its centre (the model's input is square: no stretching), shifted to stay inside
 //! the photo.
-use super::assign::{detected_box, train_face_boxes, FaceBox, FaceSource};
-use super::boxes::BoxF;
-use super::cache::{FacesCache, Stamp, FACES_FILE};
+use crate::data::face_assign::{detected_box, train_face_boxes, FaceBox, FaceSource};
+use crate::faces::boxes::BoxF;
+use crate::faces::cache::{FacesCache, Stamp, FACES_FILE};
 use crate::data::dataset::TrainSet;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};

@@ -6,12 +6,12 @@
 //! from its box grown by the first run's `data.face_margin` and made square, as face-cropped
 //! training reads it; a photo without a face gets one row for the whole image (`face` empty), as
 //! the service flags it. The same ensemble, TTA, votes and decision biases as `predict`.
-use super::dataset::{decode_photo, detect_set, find_sets, FacesOptions};
-use super::cache::FacesCache;
-use super::face_crop::face_region;
-use crate::config::DeviceChoice;
+use crate::data::face_detection::{decode_photo, detect_set, find_sets, FacesOptions};
+use crate::faces::cache::FacesCache;
+use crate::data::face_crop::face_region;
+use crate::device::DeviceChoice;
 use crate::data::dataset::ReadOptions;
-use crate::data::decode::{resize_region, resize_rgb, RgbImage};
+use crate::image::decode::{resize_region, resize_rgb, RgbImage};
 use crate::labels::{Class, NUM_CLASSES};
 use crate::model::net::Tta;
 use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
@@ -64,8 +64,8 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
     let options = InferenceOptions { device, tta: o.tta, use_biases: !o.no_tune, batch_size: o.batch_size };
     let ensemble = Ensemble::load(&o.runs, o.weights.as_deref(), &options)?;
     let first = ensemble.models().next().ok_or_else(|| anyhow!("no model loaded"))?;
-    let (margin, bounds) = (first.config.data.margin()?, first.config.data.bounds()?);
-    let step = if o.batch_size > 0 { o.batch_size } else { first.config.train.eval_batch() };
+    let (margin, bounds) = (first.data.margin()?, first.data.bounds()?);
+    let step = if o.batch_size > 0 { o.batch_size } else { first.train.eval_batch() };
     let pipelines = ensemble.pipelines();
 
     let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };

@@ -92,6 +92,10 @@ impl Default for LossConfig {
     }
 }
 
+impl crate::util::section::Section for LossConfig {
+    const KEY: &'static str = "loss";
+}
+
 /// Each model's heads with their configured losses, for the models of `layout` given as
 /// (name, loss settings). `auto` class weights come from `train_class_counts`: the training
 /// split's images per 18-way class, so that validation, `masklab eval` and training weigh the

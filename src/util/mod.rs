@@ -1,4 +1,7 @@
 //! Small file-system helpers shared by every module that writes results.
+pub mod data_error;
+pub mod section;
+
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
