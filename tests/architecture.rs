@@ -177,3 +177,93 @@ fn only_the_run_folder_module_spells_the_run_files() {
         }
     }
 }
+
+/// The top-level module of a module path (`train::trainer` -> `train`).
+fn top(module: &str) -> &str {
+    module.split("::").next().unwrap_or(module)
+}
+
+/// Each top-level module's layer (its index in `masklab::LAYERS`, bottom first).
+fn layer_of() -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for (i, layer) in masklab::LAYERS.iter().enumerate() {
+        for m in *layer {
+            assert!(out.insert(*m, i).is_none(), "`{m}` is listed in two layers of masklab::LAYERS");
+        }
+    }
+    out
+}
+
+/// Every import that runs up the layers (`file -> import`), and every pair of top-level modules
+/// that import each other, directly or through others (a circle of folders).
+fn layering_faults(g: &BTreeMap<String, BTreeSet<String>>, layers: &BTreeMap<&str, usize>) -> Vec<String> {
+    let mut faults = Vec::new();
+    // The binary (main.rs) stands above everything.
+    let level = |m: &str| if m == "main" { usize::MAX } else { layers.get(top(m)).copied().unwrap_or(usize::MAX) };
+    let mut folders: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (from, imports) in g {
+        for to in imports {
+            if level(to) > level(from) {
+                faults.push(format!("{from} imports {to}, which stands in a higher layer"));
+            }
+            if top(from) != top(to) {
+                folders.entry(top(from)).or_default().insert(top(to));
+            }
+        }
+    }
+    // A circle among top-level modules: any module that reaches itself.
+    for &start in folders.keys() {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = folders[start].iter().copied().collect();
+        while let Some(m) = todo.pop() {
+            if m == start {
+                faults.push(format!("the top-level module `{start}` imports itself through others"));
+                break;
+            }
+            if seen.insert(m) {
+                todo.extend(folders.get(m).into_iter().flatten().copied());
+            }
+        }
+    }
+    faults
+}
+
+#[test]
+fn every_module_stands_in_one_layer_and_imports_only_its_own_or_lower_ones() {
+    let layers = layer_of();
+    let sources = sources();
+    let tops: BTreeSet<&str> = sources.keys().map(|m| top(m)).filter(|m| *m != "main" && *m != "lib").collect();
+    let listed: BTreeSet<&str> = layers.keys().copied().collect();
+    assert_eq!(tops, listed, "masklab::LAYERS must list every top-level module of src/ once (left: the modules, right: the list)");
+    let faults = layering_faults(&graph(), &layers);
+    assert!(faults.is_empty(), "the layers do not hold:\n  {}", faults.join("\n  "));
+}
+
+#[test]
+fn a_planted_upward_import_and_a_circle_of_folders_are_found() {
+    // The same check on a made-up graph: the checker itself must see what it is meant to.
+    let layers: BTreeMap<&str, usize> = [("util", 0), ("data", 1), ("model", 2), ("train", 3), ("evaluate", 3)].into_iter().collect();
+    let edges = |pairs: &[(&str, &str)]| -> BTreeMap<String, BTreeSet<String>> {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in pairs {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    };
+    let good = edges(&[("train::trainer", "model::net"), ("model::net", "data::loader"), ("train::trainer", "evaluate")]);
+    assert!(layering_faults(&good, &layers).is_empty());
+    let upward = edges(&[("data::loader", "model::net")]);
+    let faults = layering_faults(&upward, &layers);
+    assert!(faults.iter().any(|f| f.contains("data::loader imports model::net")), "{faults:?}");
+    let circle = edges(&[("train::trainer", "evaluate"), ("evaluate", "train::loss")]);
+    let faults = layering_faults(&circle, &layers);
+    assert!(faults.iter().any(|f| f.contains("`train` imports itself")), "{faults:?}");
+}
+
+#[test]
+fn readme_shows_the_layers_as_declared() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let shown: String = masklab::LAYERS.iter().rev().map(|l| format!("    {}\n", l.join("  "))).collect();
+    assert!(readme.contains(&shown), "README.md must show the layers, top first, as masklab::LAYERS declares them:\n{shown}");
+}

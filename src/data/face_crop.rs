@@ -16,30 +16,9 @@ use crate::faces::boxes::BoxF;
 use crate::faces::cache::{FacesCache, Stamp, FACES_FILE};
 use crate::data::dataset::TrainSet;
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use crate::run_dir::metrics_log::FaceCropCounts;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// How many samples were cropped to which kind of box (the run's start line and report).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FaceCropCounts {
-    /// Cropped to the photo's own detected face.
-    pub detected: u64,
-    /// Masked training photos cropped to their person's unmasked box.
-    pub reused_from_normal: u64,
-    /// No face: the centre crop (`data.crop`).
-    pub centre_crop: u64,
-}
-
-impl FaceCropCounts {
-    pub fn render(&self) -> String {
-        format!(
-            "{} detected, {} reused from the person's unmasked photo, {} without a face (centre crop)",
-            self.detected, self.reused_from_normal, self.centre_crop
-        )
-    }
-}
 
 /// The face of every sample, and the region its photo is cropped to.
 #[derive(Clone, Debug, Default)]

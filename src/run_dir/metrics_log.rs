@@ -42,7 +42,7 @@ pub struct StartLine {
     pub train_classes: Option<Vec<u64>>,
     pub val_classes: Option<Vec<u64>>,
     /// With `data.face_crop = "mtcnn"`: how the training and validation images were cropped.
-    pub face_crop: Option<crate::data::face_crop::FaceCropCounts>,
+    pub face_crop: Option<FaceCropCounts>,
     /// With `augment.synth_mask > 0`: training samples that may get a synthetic mask (unmasked, landmarks found).
     pub synth_mask_eligible: Option<u64>,
     /// Processes training data-parallel (1: a plain run; absent in runs before this was logged).
@@ -284,6 +284,28 @@ fn forget_after(path: &Path, epoch: usize) -> Result<()> {
         out.push('\n');
     }
     write_atomic(path, out.as_bytes())
+}
+
+
+/// How many samples were cropped to which kind of box (the run's start line and report).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaceCropCounts {
+    /// Cropped to the photo's own detected face.
+    pub detected: u64,
+    /// Masked training photos cropped to their person's unmasked box.
+    pub reused_from_normal: u64,
+    /// No face: the centre crop (`data.crop`).
+    pub centre_crop: u64,
+}
+
+impl FaceCropCounts {
+    pub fn render(&self) -> String {
+        format!(
+            "{} detected, {} reused from the person's unmasked photo, {} without a face (centre crop)",
+            self.detected, self.reused_from_normal, self.centre_crop
+        )
+    }
 }
 
 #[cfg(test)]
