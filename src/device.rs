@@ -68,3 +68,11 @@ impl<'de> Deserialize<'de> for DeviceChoice {
         text.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// `--device`, as every command that runs a model takes it.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct DeviceArg {
+    /// auto, cpu, cuda, cuda:N.
+    #[arg(long = "device", default_value = "auto")]
+    pub device: DeviceChoice,
+}

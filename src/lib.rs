@@ -3,8 +3,10 @@
 //! The modules stand in layers ([`LAYERS`], bottom to top); each imports only modules of its own
 //! layer or below, and no two modules import each other, directly or through others
 //! (`tests/architecture.rs` checks both; README shows the same list).
+pub mod app;
 pub mod audit;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod console;
 pub mod data;

@@ -83,7 +83,7 @@ pub fn trained_on(run: &RunDir) -> Option<PathBuf> {
 }
 
 /// Audits a k-fold run and writes RUN/audit.json (and the CSV and draft when asked).
-pub fn audit_run(run: &RunDir, opts: &RunAuditOptions) -> Result<AuditFile> {
+pub fn audit_run(run: &RunDir, opts: &RunAuditOptions, observers: &mut [&mut dyn AuditObserver]) -> Result<AuditFile> {
     let oof_path = run.oof_predictions();
     let shown = run.path().display();
     if !run.is_kfold() {
@@ -164,7 +164,15 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions) -> Result<AuditFile> {
         write_atomic(path, suspects_csv(file.listed())?.as_bytes())?;
     }
     write_atomic(&run.audit_file(), serde_json::to_string_pretty(&file)?.as_bytes())?;
+    for o in observers.iter_mut() {
+        o.audited(run, &file)?;
+    }
     Ok(file)
+}
+
+/// Hears that a run's audit.json was written (the run's report shows the suspects).
+pub trait AuditObserver {
+    fn audited(&mut self, run: &RunDir, file: &AuditFile) -> Result<()>;
 }
 
 /// The listed suspects as CSV, one a row, ranked.

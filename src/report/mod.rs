@@ -11,8 +11,9 @@ pub mod run;
 pub mod run_page;
 pub mod settings;
 
+use crate::audit::run::{AuditFile, AuditObserver};
 use crate::run_dir::{RunDir, RunLock};
-use crate::train::observer::{RunEnd, TrainObserver};
+use crate::train::observer::{KfoldEnd, RunEnd, TrainObserver};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -71,6 +72,19 @@ impl ReportObserver {
 impl TrainObserver for ReportObserver {
     fn end(&mut self, end: &RunEnd) -> Result<()> {
         write_after_training(end.run.path(), self.worst);
+        Ok(())
+    }
+
+    fn kfold_end(&mut self, end: &KfoldEnd) -> Result<()> {
+        write_after_training(end.run.path(), self.worst);
+        Ok(())
+    }
+}
+
+/// The run's page shows the suspects of its audit with their photos.
+impl AuditObserver for ReportObserver {
+    fn audited(&mut self, run: &RunDir, _file: &AuditFile) -> Result<()> {
+        write_after_training(run.path(), self.worst);
         Ok(())
     }
 }

@@ -14,16 +14,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Debug)]
+/// `masklab bench serve`: the load generator's settings.
+#[derive(clap::Args, Clone, Debug)]
 pub struct LoadOptions {
-    /// The endpoint, e.g. `http://127.0.0.1:8080/v1/predict`.
+    /// (serve) The endpoint taking an image as the raw POST body.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1/predict")]
     pub url: String,
-    /// Image files, or folders whose JPEG and PNG files are taken.
+    /// (serve) Image files or folders of JPEG/PNG files, sent in turn.
+    #[arg(long, num_args = 1..)]
     pub images: Vec<PathBuf>,
+    /// (serve) Concurrency levels: clients sending at once.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     pub concurrency: Vec<usize>,
-    /// Measured time per level.
+    /// (serve) Measured seconds per level.
+    #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
-    /// Unmeasured time before each level.
+    /// (serve) Unmeasured seconds before each level.
+    #[arg(long, default_value_t = 1.0)]
     pub warmup_seconds: f64,
 }
 

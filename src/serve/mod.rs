@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod server;
 
 use crate::device::DeviceChoice;
+use crate::faces::args::FaceDetectorArgs;
 use crate::model::net::Tta;
 use anyhow::{bail, Context, Result};
 use api::{AppState, Limits};
@@ -30,37 +31,65 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+/// `masklab serve`'s settings, as its command line writes them.
+#[derive(clap::Args, Clone, Debug)]
 pub struct ServeOptions {
-    /// Run folders, k-fold run folders, or checkpoint files inside run folders.
+    /// Run folders (their best checkpoint), k-fold runs (their folds) or checkpoint files; several make an ensemble.
+    #[arg(required = true)]
     pub runs: Vec<PathBuf>,
-    /// Address to listen on (`127.0.0.1:0`: a free port, printed at start).
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// One inference thread per device.
+    /// auto, cpu, cuda, cuda:N, or several (cuda:0,cuda:1): one inference thread per device.
+    #[arg(long = "device", value_delimiter = ',', default_value = "auto")]
     pub devices: Vec<DeviceChoice>,
+    /// Test-time augmentation, as for predict: none, flip, crops, flip,crops.
+    #[arg(long, default_value = "none")]
     pub tta: Tta,
+    /// Ensemble weights, one per run, e.g. 2,1.
+    #[arg(long, value_delimiter = ',')]
     pub weights: Option<Vec<f64>>,
+    /// Decide by plain argmax even for runs tuned with `masklab tune` (their tune.json).
+    #[arg(long)]
     pub no_tune: bool,
+    /// Most faces in one inference batch.
+    #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
+    /// Longest wait for more images to fill a batch, while admitted images are still being decoded.
+    #[arg(long = "max-wait-ms", value_name = "MS", default_value = "5", value_parser = crate::util::parse::millis)]
     pub max_wait: Duration,
-    /// Images admitted at once.
+    /// Most images in the service at once (decoding, queued or running); beyond it, 503 with Retry-After.
+    #[arg(long, default_value_t = 256)]
     pub queue: usize,
+    /// Largest request body (413): bytes, or with a unit (KiB, MiB, KB, MB).
+    #[arg(long, default_value = "16MiB", value_parser = crate::util::parse::bytes)]
     pub max_body: u64,
+    /// Most pixels in one image, read from its header before decoding (413).
+    #[arg(long, default_value_t = 50_000_000)]
     pub max_pixels: u64,
+    /// Most images in one multipart request (413).
+    #[arg(long, default_value_t = 16)]
     pub max_images: usize,
+    /// Longest time from request to response, body upload included (504).
+    #[arg(long = "timeout-ms", value_name = "MS", default_value = "30000", value_parser = crate::util::parse::millis)]
     pub timeout: Duration,
+    /// Most open connections; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+    /// Longest time a connection may take to send a request's headers, and to stay idle between requests.
+    #[arg(long = "header-timeout-s", value_name = "S", default_value = "30", value_parser = crate::util::parse::seconds_at_least_one)]
     pub header_timeout: Duration,
-    /// Torch CPU threads (0: see [`thread_split`]).
+    /// Torch CPU threads (0: half the cores).
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Decoding threads (0: see [`thread_split`]).
+    /// Image decoding threads (0: the cores the torch threads leave).
+    #[arg(long, default_value_t = 0)]
     pub decode_threads: usize,
-    /// Answer per face found by MTCNN even when no served run trained on face crops.
+    /// Answer per face found by MTCNN (on by itself when a served run trained with data.face_crop = "mtcnn").
+    #[arg(long)]
     pub faces: bool,
-    /// MTCNN's weight folder.
-    pub face_weights: PathBuf,
-    /// The smallest face searched for, in pixels.
-    pub min_face: f64,
+    #[command(flatten)]
+    pub detector: FaceDetectorArgs,
 }
 
 /// How the service finds faces: MTCNN when asked (`--faces`) or when a served run trained with
@@ -83,10 +112,10 @@ fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
         return Ok(FaceLocator::WholeImage);
     }
     let margin = margin.unwrap_or(crate::data::settings::DataConfig::default().face_margin);
-    let detector = crate::faces::mtcnn::Mtcnn::load(&o.face_weights, device)
+    let detector = crate::faces::mtcnn::Mtcnn::load(&o.detector.weights_dir(), device)
         .context("--faces (or a run trained on face crops) needs MTCNN's weights")?
-        .with_min_face(o.min_face)?;
-    eprintln!("masklab serve: answering per face (MTCNN on {}, faces of {} px and more, face margin {margin})", device_name(device), o.min_face);
+        .with_min_face(o.detector.min_face.get())?;
+    eprintln!("masklab serve: answering per face (MTCNN on {}, faces of {} px and more, face margin {margin})", device_name(device), o.detector.min_face.get());
     Ok(FaceLocator::Mtcnn { detector: Arc::new(std::sync::Mutex::new(detector)), margin })
 }
 

@@ -7,7 +7,7 @@ use crate::run_dir::heldout::{read_rows, score_rows, write_rows, HeldOutRow};
 use crate::data::prepared::prepare;
 use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir, RunLock};
 use crate::train::data_parallel::Replicas;
-use crate::train::observer::ObserverFactory;
+use crate::train::observer::{KfoldEnd, ObserverFactory};
 use crate::train::settings::RunSettings;
 use crate::train::trainer::Trainer;
 use crate::util::section::differences;
@@ -96,7 +96,16 @@ pub fn train_folds(
     }
     let cv = gather_oof(run, k)?;
     run.write_cv(&cv)?;
+    announce_end(run, cfg, &cv, observers_for)?;
     Ok(Some(cv))
+}
+
+/// Tells the k-fold run's own observers (its report) that the run ended, while its lock is held.
+fn announce_end(run: &RunDir, cfg: &RunSettings, cv: &CrossValidation, observers_for: &ObserverFactory) -> Result<()> {
+    for mut o in observers_for(run, cfg)? {
+        o.kfold_end(&KfoldEnd { run, cv })?;
+    }
+    Ok(())
 }
 
 /// How long a fold job waits for the parent folder while another job records its fold there.
@@ -111,9 +120,9 @@ const PER_JOB_KEYS: &[&str] =
 pub struct FoldJobEnd {
     /// The folds of the run not finished yet, this one excluded.
     pub remaining: Vec<usize>,
-    /// With the last fold finished: the gathered cross-validation, and the parent's lock, held
-    /// so that the caller can write the run's report before another job looks.
-    pub gathered: Option<(CrossValidation, RunLock)>,
+    /// With the last fold finished: the gathered cross-validation (the run's observers heard
+    /// of it before the parent's lock was released).
+    pub gathered: Option<CrossValidation>,
 }
 
 /// Trains fold `fold` of the k-fold run `run` as a job of its own (`masklab train --fold I`),
@@ -193,7 +202,9 @@ pub fn train_fold_job(
     }
     let cv = gather_oof(run, k)?;
     run.write_cv(&cv)?;
-    Ok(FoldJobEnd { remaining, gathered: Some((cv, lock)) })
+    announce_end(run, &parent_cfg, &cv, observers_for)?;
+    drop(lock);
+    Ok(FoldJobEnd { remaining, gathered: Some(cv) })
 }
 
 /// Under the parent's lock: makes `run` a k-fold run of `cfg` (config.toml, an empty

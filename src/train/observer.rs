@@ -2,11 +2,11 @@
 //! bar, TensorBoard, MLflow and the end-of-run report are observers that the command line wires
 //! in; the trainer knows none of them. Events come in order: `start`, then per epoch
 //! `epoch_begin`, `batch`* and `step`* (the log lines), `epoch`, possibly `early_stop`, and `end`
-//! when the run finished. A run that fails ends without `end`: an observer that must record a
+//! when the run finished; a k-fold run ends with `kfold_end` to its own observers. A run that fails ends without `end`: an observer that must record a
 //! failure does so when it is dropped.
 use crate::metrics::Evaluation;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine};
-use crate::run_dir::RunDir;
+use crate::run_dir::{CrossValidation, RunDir};
 use crate::train::settings::RunSettings;
 use anyhow::Result;
 
@@ -62,6 +62,17 @@ pub trait TrainObserver {
     fn end(&mut self, _end: &RunEnd) -> Result<()> {
         Ok(())
     }
+    /// Every fold of a k-fold run finished and their out-of-fold predictions were gathered
+    /// (announced to the observers of the k-fold run itself, while its folder is locked).
+    fn kfold_end(&mut self, _end: &KfoldEnd) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The end of a k-fold run: its folder and cross-validated scores.
+pub struct KfoldEnd<'a> {
+    pub run: &'a RunDir,
+    pub cv: &'a CrossValidation,
 }
 
 /// Makes the observers of one run (a k-fold run makes a set per fold).
