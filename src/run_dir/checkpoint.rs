@@ -6,6 +6,8 @@
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use crate::metrics::Evaluation;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -125,6 +127,113 @@ pub fn describe_non_finite(bad: &[(String, i64)]) -> String {
     format!("{} tensor{} hold{} non-finite values (NaN or infinity): {}", bad.len(), if bad.len() == 1 { "" } else { "s" }, if bad.len() == 1 { "s" } else { "" }, names.join(", "))
 }
 
+/// The version of [`CheckpointMeta`] this build writes. Files of this project written before
+/// the field existed are version 1 (the same fields).
+pub const META_VERSION: u32 = 1;
+
+/// A training checkpoint's metadata (in the safetensors header, and beside it as best.json /
+/// last.json): which checkpoint, its epoch and validation scores, the run's resolved config, and
+/// for `last` the counters a resumed run continues from. Read back strictly: a missing or an
+/// unknown field is an error naming the file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointMeta {
+    #[serde(default = "first_version")]
+    pub version: u32,
+    pub kind: CheckpointKind,
+    pub epoch: usize,
+    /// The task layout (`best` checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// The epoch's validation evaluation (null without a validation split).
+    pub metrics: Option<Evaluation>,
+    /// The run's resolved config, as its config.toml holds it.
+    pub config: toml::Table,
+    /// Where training stands (`last` checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TrainState>,
+    /// The ranks of a data-parallel run and their weights' fingerprints (`last` checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaFingerprints>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointKind {
+    /// The weights of the best epoch so far.
+    Best,
+    /// The weights, optimiser and EMA state after the last finished epoch.
+    Last,
+}
+
+/// The counters a resumed run continues from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainState {
+    /// The last finished epoch and the optimiser steps done by then.
+    pub epoch: usize,
+    pub step: usize,
+    /// The best monitored score so far (the lowest finite value before the first validation)
+    /// and its epoch.
+    pub best: f64,
+    pub best_epoch: usize,
+    /// Epochs since the last new best (early stopping).
+    pub bad_epochs: usize,
+    /// The fp16 loss scale.
+    pub loss_scale: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaFingerprints {
+    pub world_size: usize,
+    pub weight_fingerprints: Vec<f64>,
+}
+
+impl CheckpointMeta {
+    /// Reads metadata as JSON, strictly; `source` names the file in errors.
+    pub fn from_json(value: serde_json::Value, source: &Path) -> Result<CheckpointMeta> {
+        // An absent `metrics` would read as null: it must be there (null or scores).
+        if value.get("metrics").is_none() {
+            bail!("{}: checkpoint metadata has no `metrics` field", source.display());
+        }
+        let meta: CheckpointMeta = serde_path_to_error::deserialize(value)
+            .map_err(|e| anyhow::anyhow!("{}: bad checkpoint metadata at `{}`: {}", source.display(), e.path(), e.inner()))?;
+        if meta.version > META_VERSION {
+            bail!("{}: checkpoint metadata version {} is newer than this masklab reads ({META_VERSION})", source.display(), meta.version);
+        }
+        match meta.kind {
+            CheckpointKind::Last if meta.state.is_none() => bail!("{}: a last checkpoint without its training state (`state`)", source.display()),
+            CheckpointKind::Best if meta.layout.is_none() => bail!("{}: a best checkpoint without its `layout`", source.display()),
+            _ => Ok(meta),
+        }
+    }
+
+    /// The metadata written beside a checkpoint (best.json, last.json).
+    pub fn read_side_file(path: &Path) -> Result<CheckpointMeta> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not JSON", path.display()))?;
+        CheckpointMeta::from_json(value, path)
+    }
+}
+
+/// Writes a training checkpoint (atomically; refusing NaN and infinity) and its metadata beside it.
+pub fn save_run_checkpoint(path: &Path, side_file: &Path, tensors: &[(String, Tensor)], meta: &CheckpointMeta) -> Result<()> {
+    let value = serde_json::to_value(meta)?;
+    save(path, tensors, &value)?;
+    write_atomic(side_file, serde_json::to_string_pretty(&value)?.as_bytes())
+}
+
+/// A training checkpoint's tensors (refusing NaN and infinity) and its metadata, read strictly.
+pub fn load_run_checkpoint(path: &Path) -> Result<(Vec<(String, Tensor)>, CheckpointMeta)> {
+    let (tensors, meta) = load_finite(path)?;
+    Ok((tensors, CheckpointMeta::from_json(meta, path)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +293,57 @@ mod tests {
         assert!(load(&path).is_ok());
         let err = format!("{:#}", load_finite(&path).unwrap_err());
         assert!(err.contains("best.safetensors") && err.contains("diverged"), "{err}");
+    }
+
+    /// best.json and last.json as this project wrote them before the metadata had a type
+    /// (the demo run of scripts/demo.sh, 2026-12-05).
+    fn fixture(kind: &str) -> (std::path::PathBuf, serde_json::Value) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/checkpoint_meta_before_version_{kind}.json"));
+        let value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        (path, value)
+    }
+
+    #[test]
+    fn metadata_written_before_its_type_still_loads_from_side_files_and_checkpoints() {
+        let (path, _) = fixture("last");
+        let last = CheckpointMeta::read_side_file(&path).unwrap();
+        assert_eq!((last.kind, last.version, last.epoch), (CheckpointKind::Last, 1, 8));
+        let state = last.state.unwrap();
+        assert_eq!((state.epoch, state.step, state.best_epoch, state.bad_epochs), (8, 80, 8, 0));
+        assert!(last.metrics.is_some() && last.config.contains_key("train"));
+        let (path, value) = fixture("best");
+        let best = CheckpointMeta::read_side_file(&path).unwrap();
+        assert_eq!((best.kind, best.layout.as_deref(), best.epoch), (CheckpointKind::Best, Some("single"), 8));
+        // The same metadata in a checkpoint's header, and written back by today's type.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("best.safetensors");
+        save(&file, &[("m.w".into(), Tensor::from_slice(&[1.0f32]))], &value).unwrap();
+        let (tensors, meta) = load_run_checkpoint(&file).unwrap();
+        assert_eq!((tensors.len(), meta.epoch), (1, 8));
+        save_run_checkpoint(&file, &dir.path().join("best.json"), &tensors, &meta).unwrap();
+        let again = CheckpointMeta::read_side_file(&dir.path().join("best.json")).unwrap();
+        assert_eq!((again.version, again.epoch, again.layout), (META_VERSION, 8, Some("single".to_string())));
+    }
+
+    #[test]
+    fn a_missing_or_foreign_field_is_an_error_naming_the_file_never_a_zero() {
+        let (path, value) = fixture("last");
+        for (change, expected) in [("epoch", "epoch"), ("state", "state"), ("metrics", "metrics"), ("config", "config")] {
+            let mut v = value.clone();
+            v.as_object_mut().unwrap().remove(change);
+            let err = format!("{:#}", CheckpointMeta::from_json(v, &path).unwrap_err());
+            assert!(err.contains("checkpoint_meta_before_version_last.json") && err.contains(expected), "{change}: {err}");
+        }
+        let mut v = value.clone();
+        v["epochs"] = serde_json::json!(3);
+        let err = format!("{:#}", CheckpointMeta::from_json(v, &path).unwrap_err());
+        assert!(err.contains("epochs") && err.contains("last.json"), "{err}");
+        let mut v = value.clone();
+        v["state"]["step"] = serde_json::json!("eighty");
+        let err = format!("{:#}", CheckpointMeta::from_json(v, &path).unwrap_err());
+        assert!(err.contains("state.step"), "{err}");
+        let mut v = value;
+        v["version"] = serde_json::json!(META_VERSION + 1);
+        assert!(format!("{:#}", CheckpointMeta::from_json(v, &path).unwrap_err()).contains("newer"));
     }
 }

@@ -236,12 +236,8 @@ impl RunDir {
         if !path.is_file() {
             return Ok(None);
         }
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        Ok(Some(BestEpoch {
-            epoch: meta["epoch"].as_u64().unwrap_or(0) as usize,
-            eval: serde_json::from_value(meta["metrics"].clone()).ok(),
-        }))
+        let meta = checkpoint::CheckpointMeta::read_side_file(&path)?;
+        Ok(Some(BestEpoch { epoch: meta.epoch, eval: meta.metrics }))
     }
 
     pub fn read_cv(&self) -> Result<CrossValidation> {

@@ -21,7 +21,8 @@ use crate::model::net::{infer, to_channels_last, Net, NonFiniteOutputs, RunOptio
 use crate::model::task_layout::Head;
 use crate::model::trained::build_nets;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine, ValScores};
-use crate::run_dir::{checkpoint, RunDir, RunLock, BEST, LAST};
+use crate::run_dir::checkpoint::{self, CheckpointKind, CheckpointMeta, ReplicaFingerprints, TrainState};
+use crate::run_dir::{RunDir, RunLock, BEST, LAST};
 use crate::train::data_parallel::{micro_batch_order, Replicas};
 use crate::train::ema::Ema;
 use crate::model::loss::{head_losses, Loss};
@@ -32,10 +33,7 @@ use crate::train::optim::Optimizer;
 use crate::train::schedule::lr_at;
 use crate::train::settings::RunSettings;
 use crate::train::stopping::{BestCheckpoint, EarlyStopping};
-use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -45,18 +43,6 @@ pub struct TrainSummary {
     pub epochs_run: usize,
     pub best_epoch: usize,
     pub best: Option<Evaluation>,
-}
-
-/// Counters that a resumed run continues from (`last.json`'s `state`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct RunState {
-    epoch: usize,
-    step: usize,
-    #[serde(flatten)]
-    best: BestCheckpoint,
-    #[serde(flatten)]
-    stopping: EarlyStopping,
-    loss_scale: f64,
 }
 
 /// A training run, ready to go: the data, the models and their optimisers, and the counters.
@@ -517,17 +503,33 @@ impl Trainer {
         }
         let weights: Vec<(String, Tensor)> = self.nets.iter().flat_map(|n| n.named_tensors()).collect();
         let eval = evaluated.map(|e| &e.eval);
-        let meta = json!({"kind": "best", "epoch": epoch, "layout": self.cfg.layout.to_string(), "metrics": eval, "config": self.cfg.config});
-        checkpoint::save(&self.run.checkpoint(BEST), &weights, &meta)?;
-        write_atomic(&self.run.checkpoint_meta(BEST), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        let meta = CheckpointMeta {
+            version: checkpoint::META_VERSION,
+            kind: CheckpointKind::Best,
+            epoch,
+            layout: Some(self.cfg.layout.to_string()),
+            metrics: eval.cloned(),
+            config: self.cfg.config.clone(),
+            state: None,
+            replicas: None,
+        };
+        checkpoint::save_run_checkpoint(&self.run.checkpoint(BEST), &self.run.checkpoint_meta(BEST), &weights, &meta)?;
         if let Some(e) = evaluated {
             heldout::write_rows(&self.run.val_predictions(), &e.rows(&self.data, self.cfg.data.fold)?)?;
         }
         Ok(())
     }
 
-    fn state(&self) -> RunState {
-        RunState { epoch: self.epoch, step: self.step, best: self.best, stopping: self.stopping, loss_scale: self.scaler.scale() }
+    fn state(&self) -> TrainState {
+        TrainState {
+            epoch: self.epoch,
+            step: self.step,
+            // -inf does not survive JSON; a run with no validation yet stores the lowest finite value.
+            best: if self.best.best.is_finite() { self.best.best } else { f64::MIN },
+            best_epoch: self.best.best_epoch,
+            bad_epochs: self.stopping.bad_epochs,
+            loss_scale: self.scaler.scale(),
+        }
     }
 
     /// The last checkpoint: live weights, optimiser and EMA state, and the counters to resume from.
@@ -546,24 +548,24 @@ impl Trainer {
                 tensors.extend(e.state().into_iter().map(|(k, t)| (format!("ema.{}.{k}", net.name), t)));
             }
         }
-        // -inf does not survive JSON; a run with no validation yet stores the lowest finite value.
-        let mut state = self.state();
-        if !state.best.best.is_finite() {
-            state.best.best = f64::MIN;
-        }
-        let mut meta = json!({"kind": "last", "epoch": state.epoch, "state": state, "metrics": eval, "config": self.cfg.config});
-        if self.replicas.is_distributed() {
-            meta["replicas"] = json!({"world_size": self.replicas.world_size(), "weight_fingerprints": fingerprints});
-        }
-        checkpoint::save(&self.run.checkpoint(LAST), &tensors, &meta)?;
-        write_atomic(&self.run.checkpoint_meta(LAST), serde_json::to_string_pretty(&meta)?.as_bytes())
+        let meta = CheckpointMeta {
+            version: checkpoint::META_VERSION,
+            kind: CheckpointKind::Last,
+            epoch: self.epoch,
+            layout: None,
+            metrics: eval.clone(),
+            config: self.cfg.config.clone(),
+            state: Some(self.state()),
+            replicas: self.replicas.is_distributed().then(|| ReplicaFingerprints { world_size: self.replicas.world_size(), weight_fingerprints: fingerprints }),
+        };
+        checkpoint::save_run_checkpoint(&self.run.checkpoint(LAST), &self.run.checkpoint_meta(LAST), &tensors, &meta)
     }
 
     /// Loads the last checkpoint's weights, optimiser and EMA state and counters.
     fn restore(&mut self) -> Result<()> {
         let path = self.run.checkpoint(LAST);
-        let (tensors, meta) = checkpoint::load_finite(&path).with_context(|| format!("cannot resume from {}", path.display()))?;
-        let state: RunState = serde_json::from_value(meta["state"].clone()).with_context(|| format!("{}: no run state in the checkpoint", path.display()))?;
+        let (tensors, meta) = checkpoint::load_run_checkpoint(&path).with_context(|| format!("cannot resume from {}", path.display()))?;
+        let Some(state) = meta.state else { bail!("cannot resume from {}: it is no last checkpoint (no training state)", path.display()) };
         let strip = |prefix: String| -> Vec<(String, Tensor)> {
             tensors.iter().filter_map(|(k, t)| k.strip_prefix(&prefix).map(|k| (k.to_string(), t.shallow_clone()))).collect()
         };
@@ -576,8 +578,8 @@ impl Trainer {
         }
         self.epoch = state.epoch;
         self.step = state.step;
-        self.best = state.best;
-        self.stopping = EarlyStopping { patience: self.cfg.train.patience, ..state.stopping };
+        self.best = BestCheckpoint { best: state.best, best_epoch: state.best_epoch };
+        self.stopping = EarlyStopping { patience: self.cfg.train.patience, bad_epochs: state.bad_epochs };
         self.scaler = LossScaler::new(self.run_opts.amp, state.loss_scale);
         self.resumed = Some(Resumed { epoch: state.epoch, step: state.step });
         Ok(())
