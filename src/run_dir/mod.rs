@@ -217,6 +217,35 @@ impl RunDir {
         Ok((1..=state.folds).map(|k| self.fold(k)).collect())
     }
 
+    /// Opens the folder for a training run: creates and locks it (rank 0 of a data-parallel run;
+    /// the other ranks neither lock nor write), and decides how the run starts. With `resume`, it
+    /// continues from the last checkpoint, or starts afresh when the run stopped before writing
+    /// one; without, a folder that already holds a run is an error, and what an attempt that
+    /// stopped before its first checkpoint left is removed.
+    pub fn open_for_training(&self, resume: bool, main: bool) -> Result<TrainingFolder> {
+        std::fs::create_dir_all(self.path()).with_context(|| format!("cannot create run folder {}", self.path().display()))?;
+        let lock = if main { Some(RunLock::acquire(self, "train")?) } else { None };
+        let resume = resume && {
+            let has = self.has_checkpoint();
+            if !has && main {
+                eprintln!("{}: no checkpoint to resume from (the run stopped during its first epoch); starting it afresh", self.path().display());
+            }
+            has
+        };
+        if !resume {
+            if self.has_checkpoint() || self.is_kfold() {
+                let p = self.path().display();
+                bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
+            }
+            let removed = if main { self.discard_unfinished_attempt()? } else { Vec::new() };
+            if !removed.is_empty() {
+                let names: Vec<String> = removed.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+                eprintln!("{}: removed what an attempt that stopped before its first checkpoint left: {}", self.path().display(), names.join(", "));
+            }
+        }
+        Ok(TrainingFolder { lock, resume })
+    }
+
     /// The run's resolved config (config.toml) as a table of sections, each read by the module
     /// that owns it (`util::section`); a folder without one is not a run.
     pub fn config_table(&self) -> Result<toml::Table> {
@@ -257,6 +286,14 @@ pub struct BestEpoch {
     pub epoch: usize,
     /// The validation evaluation (None for a run without a validation split).
     pub eval: Option<Evaluation>,
+}
+
+/// A run folder opened for training (`RunDir::open_for_training`).
+pub struct TrainingFolder {
+    /// Held while the run trains (None on the ranks other than 0).
+    pub lock: Option<RunLock>,
+    /// Whether the run continues from its last checkpoint.
+    pub resume: bool,
 }
 
 /// Which folds of a k-fold run have finished (written after each fold, so a resumed run skips them).

@@ -22,7 +22,7 @@ use crate::model::task_layout::Head;
 use crate::model::trained::build_nets;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine, ValScores};
 use crate::run_dir::checkpoint::{self, CheckpointKind, CheckpointMeta, ReplicaFingerprints, TrainState};
-use crate::run_dir::{RunDir, RunLock, BEST, LAST};
+use crate::run_dir::{RunDir, RunLock, TrainingFolder, BEST, LAST};
 use crate::train::data_parallel::{micro_batch_order, Replicas};
 use crate::train::ema::Ema;
 use crate::model::loss::{head_losses, Loss};
@@ -93,27 +93,8 @@ impl Trainer {
     /// `replicas`: the data-parallel run this trainer is one rank of (`Replicas::default()` alone);
     /// its ranks start from rank 0's weights.
     pub fn new(data_dir: &Path, cfg: &RunSettings, run: RunDir, resume: bool, replicas: Replicas) -> Result<Trainer> {
-        std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
         let main = replicas.is_main();
-        let lock = if main { Some(RunLock::acquire(&run, "train")?) } else { None };
-        let resume = resume && {
-            let has = run.has_checkpoint();
-            if !has && main {
-                eprintln!("{}: no checkpoint to resume from (the run stopped during its first epoch); starting it afresh", run.path().display());
-            }
-            has
-        };
-        if !resume {
-            if run.has_checkpoint() || run.is_kfold() {
-                let p = run.path().display();
-                bail!("{p} already holds a run; use --resume {p} to continue it, or another --out");
-            }
-            let removed = if main { run.discard_unfinished_attempt()? } else { Vec::new() };
-            if !removed.is_empty() {
-                let names: Vec<String> = removed.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-                eprintln!("{}: removed what an attempt that stopped before its first checkpoint left: {}", run.path().display(), names.join(", "));
-            }
-        }
+        let TrainingFolder { lock, resume } = run.open_for_training(resume, main)?;
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }
