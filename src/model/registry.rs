@@ -314,4 +314,29 @@ mod tests {
             assert!(!model.forward_t(&xs, true).allclose(&model.forward_t(&xs, true), 1e-6, 1e-6, false));
         });
     }
+
+    #[test]
+    fn names_are_unique_and_own_weights_cannot_pass_for_other_names() {
+        let unique = |names: Vec<&str>| names.iter().collect::<std::collections::BTreeSet<_>>().len() == names.len();
+        assert!(unique(backbone_names()));
+        let families: Vec<&str> = FAMILIES.iter().map(|f| f.info().name).collect();
+        assert!(unique(families.clone()), "{families:?}");
+        assert_eq!(families.len(), 12);
+        let keys: Vec<&str> = backbones().filter_map(|b| b.pretrained().pypi).map(|w| w.key).collect();
+        assert!(unique(keys));
+        for b in backbones() {
+            for w in b.pretrained().own {
+                let upper = w.name.to_ascii_uppercase();
+                assert!(
+                    upper != "IMAGENET" && !upper.starts_with("IMAGENET1K_") && !w.name.starts_with("timm/") && !w.name.starts_with("pypi:"),
+                    "{}: own weights {:?} read as another kind of name",
+                    b.name(),
+                    w.name
+                );
+            }
+        }
+        // Export writes a torchvision call for every family torchvision has.
+        let not_in_torchvision: Vec<&str> = backbones().filter(|b| !b.family().in_torchvision).map(|b| b.name()).collect();
+        assert_eq!(not_in_torchvision, ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]);
+    }
 }
