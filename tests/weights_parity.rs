@@ -8,8 +8,8 @@
 mod common;
 use masklab::model::registry::{build_backbone, BackboneOptions};
 use masklab::run_dir::checkpoint;
-use masklab::weights::export::torchvision_state_dict;
-use masklab::weights::import::load_into;
+use masklab::model::export::torchvision_state_dict;
+use masklab::model::import::load_into;
 use masklab::weights::torchfile;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -238,24 +238,25 @@ fn timm_state_dicts_load_under_timm_names_with_matching_outputs() {
 /// and every timm tag it suggests is a registered timm weight on the hub.
 #[test]
 fn weight_names_match_torchvision_and_timm() {
-    use masklab::weights::sources::{SOURCES, TORCHVISION_LEFT_OUT};
+    use masklab::model::registry::backbones;
     let mut worker = Worker::start();
-    for s in SOURCES {
+    for b in backbones() {
+        let (backbone, s) = (b.name(), b.pretrained());
         if s.torchvision.is_empty() {
             continue;
         }
-        let answer = worker.ask(&format!("weights {}", s.backbone));
+        let answer = worker.ask(&format!("weights {backbone}"));
         let (default, files) = answer.split_once(' ').unwrap();
-        assert_eq!(default, s.torchvision[0].name, "{}: torchvision's DEFAULT", s.backbone);
+        assert_eq!(default, s.torchvision[0].name, "{backbone}: torchvision's DEFAULT");
         let mut theirs: Vec<String> = files
             .split(',')
-            .filter(|f| !TORCHVISION_LEFT_OUT.iter().any(|(b, n, _)| *b == s.backbone && f.starts_with(&format!("{n}="))))
+            .filter(|f| !s.torchvision_left_out.iter().any(|(n, _)| f.starts_with(&format!("{n}="))))
             .map(str::to_string)
             .collect();
         let mut ours: Vec<String> = s.torchvision.iter().map(|w| format!("{}={}", w.name, w.file)).collect();
         theirs.sort();
         ours.sort();
-        assert_eq!(ours, theirs, "{}", s.backbone);
+        assert_eq!(ours, theirs, "{backbone}");
         for t in s.timm {
             for tag in t.tags {
                 let name = format!("{}.{tag}", t.model);

@@ -12,11 +12,11 @@ pub struct ExportArgs {
     out: PathBuf,
     /// Tensor names: torchvision (`torchvision.models.<arch>(num_classes=N).load_state_dict` loads them).
     #[arg(long, value_enum, default_value = "torchvision")]
-    format: crate::weights::export::ExportFormat,
+    format: crate::model::export::ExportFormat,
 }
 
 pub fn run(a: ExportArgs) -> Result<()> {
-    for e in crate::weights::export::export(&a.run, &a.out, a.format)? {
+    for e in crate::model::export::export(&a.run, &a.out, a.format)? {
         println!("{} -> {} ({}, {} classes)", e.model, e.path.display(), e.backbone, e.num_classes);
     }
     Ok(())

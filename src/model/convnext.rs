@@ -3,12 +3,15 @@
 //! `block.3`/`block.5` Linear, `layer_scale`), `features.{2,4,6}` downsampling (LayerNorm2d +
 //! 2x2 conv), `classifier.0` LayerNorm2d and `classifier.2` Linear. LayerNorm eps 1e-6, exact GELU,
 //! layer scale starting at 1e-6, stochastic depth growing linearly to its maximum over the blocks.
+//! Also the `convnext` family: its torchvision and timm weights and the map of timm's names.
 use super::blocks::{
     classifier_dropout, conv2d_trunc_normal, global_average_pool, layer_norm, layer_norm_2d, linear_trunc_normal,
     stochastic_depth, ConvSpec, Padding,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
+use crate::weights::mapping::{renamed, Convention, Mapped, NameMap};
 
 const EPS: f64 = 1e-6;
 const LAYER_SCALE: f64 = 1e-6;
@@ -128,5 +131,84 @@ impl ModuleT for ConvNext {
         // LayerNorm2d of the pooled [N, C, 1, 1] map is a LayerNorm of the [N, C] vector.
         let pooled = global_average_pool(&x).apply(&self.head_norm);
         classifier_dropout(pooled, self.dropout, train).apply(&self.classifier)
+    }
+}
+
+pub static FAMILY: Family<ConvNextConfig> = Family {
+    info: FamilyInfo { name: "convnext", head: "classifier.2.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |cfg, p, o| Box::new(ConvNext::new(p, *cfg, o.num_classes, o.dropout, o.stochastic_depth)),
+    name_maps: |_, _| vec![NameMap { convention: Convention::TIMM, prefixes: &["stem.", "stages."], rename: Box::new(timm_name) }],
+    variants: &[
+        Variant::new("convnext_tiny", 224, 28_589_128, TINY).stochastic_depth(TINY.stochastic_depth).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "convnext_tiny-983f1562.pth")])
+                .timm(&[timm("convnext_tiny", &["fb_in1k", "fb_in22k_ft_in1k", "in12k_ft_in1k"])]),
+        ),
+        Variant::new("convnext_small", 224, 50_223_688, SMALL).stochastic_depth(SMALL.stochastic_depth).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "convnext_small-0c510722.pth")])
+                .timm(&[timm("convnext_small", &["fb_in1k", "fb_in22k_ft_in1k", "in12k_ft_in1k"])]),
+        ),
+    ],
+};
+
+/// timm's names: `stem.{0,1}`, `stages.i.downsample.{0,1}`,
+/// `stages.i.blocks.j.{conv_dw,norm,mlp.fc1,mlp.fc2,gamma}`, `head.{norm,fc}` -> `features.0.{0,1}`,
+/// `features.2i.{0,1}`, `features.(2i+1).j.{block.0,block.2,block.3,block.5,layer_scale}` (gamma
+/// [C] -> [C,1,1]), `classifier.{0,2}`.
+fn timm_name(name: &str) -> Mapped {
+    let map = || -> Option<Mapped> {
+        if let Some(rest) = name.strip_prefix("stem.") {
+            return Some(renamed(format!("features.0.{rest}")));
+        }
+        if let Some(rest) = name.strip_prefix("head.norm.") {
+            return Some(renamed(format!("classifier.0.{rest}")));
+        }
+        if let Some(rest) = name.strip_prefix("head.fc.") {
+            return Some(renamed(format!("classifier.2.{rest}")));
+        }
+        let rest = name.strip_prefix("stages.")?;
+        let (stage, rest) = rest.split_once('.')?;
+        let stage: usize = stage.parse().ok()?;
+        if let Some(rest) = rest.strip_prefix("downsample.") {
+            return Some(renamed(format!("features.{}.{rest}", 2 * stage)));
+        }
+        let (block, rest) = rest.strip_prefix("blocks.")?.split_once('.')?;
+        let base = format!("features.{}.{block}", 2 * stage + 1);
+        if rest == "gamma" {
+            return Some((Some(format!("{base}.layer_scale")), Some(vec![-1, 1, 1])));
+        }
+        let (layer, rest) = rest.split_once('.')?;
+        let index = match layer {
+            "conv_dw" => "block.0",
+            "norm" => "block.2",
+            "mlp" => {
+                let (fc, rest) = rest.split_once('.')?;
+                let index = match fc {
+                    "fc1" => 3,
+                    "fc2" => 5,
+                    _ => return None,
+                };
+                return Some(renamed(format!("{base}.block.{index}.{rest}")));
+            }
+            _ => return None,
+        };
+        Some(renamed(format!("{base}.{index}.{rest}")))
+    };
+    map().unwrap_or((None, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(m: Mapped) -> String {
+        m.0.unwrap_or_default()
+    }
+
+    #[test]
+    fn timm_names_map_to_torchvision() {
+        assert_eq!(name(timm_name("stages.2.blocks.4.mlp.fc2.bias")), "features.5.4.block.5.bias");
+        assert_eq!(timm_name("stages.1.blocks.0.gamma"), (Some("features.3.0.layer_scale".into()), Some(vec![-1, 1, 1])));
+        assert_eq!(name(timm_name("stages.1.downsample.1.weight")), "features.2.1.weight");
+        assert_eq!(name(timm_name("head.norm.bias")), "classifier.0.bias");
     }
 }

@@ -1,12 +1,16 @@
 //! DenseNet-121 (DenseNet-BC, growth 32, blocks 6/12/24/16) with torchvision's module tree:
 //! `features.conv0/norm0`, `features.denseblock{b}.denselayer{l}.norm1/conv1/norm2/conv2`,
 //! `features.transition{t}.norm/conv`, `features.norm5`, `classifier`.
+//! Also the `densenet` family: its torchvision and timm weights, and the renaming of torchvision's
+//! pre-0.3 names.
 use super::blocks::{
     batch_norm, classifier_dropout, conv2d, global_average_pool, linear_zero_bias, ConvSpec, NormConfig,
     KAIMING_NORMAL_FAN_IN, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
+use crate::weights::mapping::{renamed, Convention, NameMap};
 
 const GROWTH_RATE: i64 = 32;
 const BLOCK_CONFIG: [i64; 4] = [6, 12, 24, 16];
@@ -127,6 +131,36 @@ impl ModuleT for DenseNet {
         let features = features.apply_t(&self.norm5, train).relu_();
         classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.classifier)
     }
+}
+
+pub static FAMILY: Family<()> = Family {
+    info: FamilyInfo { name: "densenet", head: "classifier.", stem: "features.conv0.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |_, p, o| Box::new(DenseNet::densenet121(p, o.num_classes, o.dropout)),
+    name_maps,
+    variants: &[Variant::new("densenet121", 224, 7_978_856, ()).pretrained(
+        Pretrained::torchvision(&[tv("IMAGENET1K_V1", "densenet121-a639ec97.pth")]).timm(&[timm("densenet121", &["tv_in1k", "ra_in1k"])]),
+    )],
+};
+
+/// Files of torchvision before 0.3 (and timm's, which use today's torchvision names) need only
+/// the old layer names renamed: `denselayerN.norm.1` -> `denselayerN.norm1` (and `conv.1`,
+/// `norm.2`, `conv.2`).
+fn name_maps(_: &(), _names: &[&str]) -> Vec<NameMap> {
+    vec![NameMap { convention: Convention::TORCHVISION, prefixes: &[], rename: Box::new(|name| renamed(legacy_name(name))) }]
+}
+
+/// torchvision's pre-0.3 DenseNet names (`denselayer1.norm.1.weight`) -> current ones.
+fn legacy_name(name: &str) -> String {
+    if !name.contains("denselayer") {
+        return name.to_string();
+    }
+    let mut n = name.to_string();
+    for layer in ["norm", "relu", "conv"] {
+        for i in ["1", "2"] {
+            n = n.replace(&format!(".{layer}.{i}."), &format!(".{layer}{i}."));
+        }
+    }
+    n
 }
 
 #[cfg(test)]

@@ -10,12 +10,17 @@
 //! and TensorFlow "SAME" padding, a stem (32) and head (1280) that width scaling leaves alone, and
 //! first and last stages that depth scaling leaves alone. Those are the choices of the TensorFlow
 //! reference and of the PyTorch port whose ImageNet weights `masklab weights fetch` gets.
-use super::blocks::{
-    classifier_dropout, global_average_pool, linear_zero_bias, make_divisible, stochastic_depth, Activation,
-    ConvNormActivation, ConvSpec, NormConfig, Padding, SqueezeExcitation, TF_BATCH_NORM, TORCH_BATCH_NORM,
+//!
+//! Also here: the `efficientnet` family (B0-B4, their torchvision and timm weights) and the maps
+//! of `efficientnet_pytorch`'s and timm's names, which the `efficientnet_lite` family
+//! (`efficientnet_lite.rs`) shares.
+use super::blocks::{Activation, ConvNormActivation, ConvSpec, NormConfig, Padding, TF_BATCH_NORM, TORCH_BATCH_NORM};
+use super::family::{tf_port, timm, tv, BuildOptions, Family, FamilyInfo, Pretrained, Variant as Row};
+use super::inverted_residual::{
+    efficientnet_classifier_init, scale_channels, timm_inverted_residual, BlockShape, BlockStyle, InvertedResidualNet, MbConv,
 };
-use tch::nn::{self, Init, ModuleT};
-use tch::Tensor;
+use crate::weights::mapping::{Convention, NameMap};
+use tch::nn::{self, ModuleT};
 
 /// torchvision's default `stochastic_depth_prob` for EfficientNet.
 pub const DEFAULT_STOCHASTIC_DEPTH: f64 = 0.2;
@@ -170,133 +175,12 @@ const BASELINE_STAGES: [StageConfig; 7] = [
     stage(6.0, 3, 1, 192, 320, 1),
 ];
 
-pub(crate) fn scale_channels(channels: i64, width_mult: f64) -> i64 {
-    make_divisible(channels as f64 * width_mult, 8)
-}
-
 fn scale_depth(num_layers: i64, depth_mult: f64) -> i64 {
     (num_layers as f64 * depth_mult).ceil() as i64
 }
 
-/// The widths and geometry of one MBConv block.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BlockShape {
-    pub input_channels: i64,
-    pub out_channels: i64,
-    pub expand_ratio: f64,
-    pub kernel: i64,
-    pub stride: i64,
-}
-
-/// What a family chooses for its MBConv blocks (EfficientNet, -Lite, EfficientNetV2).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BlockStyle {
-    pub norm: NormConfig,
-    pub activation: Activation,
-    pub padding: Padding,
-    pub squeeze_excitation: bool,
-}
-
-/// torchvision's `MBConv`: optional 1x1 expansion, depthwise conv, squeeze-excitation (not in
-/// Lite), 1x1 projection (no activation), and a residual with stochastic depth when shapes allow.
-#[derive(Debug)]
-pub(crate) struct MbConv {
-    expand: Option<ConvNormActivation>,
-    depthwise: ConvNormActivation,
-    squeeze_excitation: Option<SqueezeExcitation>,
-    project: ConvNormActivation,
-    use_residual: bool,
-    stochastic_depth_prob: f64,
-}
-
-impl MbConv {
-    pub(crate) fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64, style: BlockStyle) -> Self {
-        let BlockShape { input_channels, out_channels, expand_ratio, kernel, stride } = shape;
-        let (norm, activation) = (style.norm, style.activation);
-        let block = &p / "block";
-        let expanded_channels = scale_channels(input_channels, expand_ratio);
-        // Indices inside `block` shift by one when there is no expansion layer, exactly like
-        // torchvision's nn.Sequential built from a list.
-        let mut index = 0;
-        let expand = if expanded_channels != input_channels {
-            let layer = ConvNormActivation::new(
-                &block / index,
-                ConvSpec::new(input_channels, expanded_channels, 1),
-                norm,
-                activation,
-            );
-            index += 1;
-            Some(layer)
-        } else {
-            None
-        };
-        let depthwise = ConvNormActivation::new(
-            &block / index,
-            ConvSpec::new(expanded_channels, expanded_channels, kernel)
-                .stride(stride)
-                .groups(expanded_channels)
-                .padding(style.padding),
-            norm,
-            activation,
-        );
-        index += 1;
-        let squeeze_excitation = style.squeeze_excitation.then(|| {
-            // torchvision squeezes relative to the block *input* width, not the expanded width.
-            let squeeze_channels = (input_channels / 4).max(1);
-            let se = SqueezeExcitation::new(&block / index, expanded_channels, squeeze_channels);
-            index += 1;
-            se
-        });
-        let project = ConvNormActivation::new(
-            &block / index,
-            ConvSpec::new(expanded_channels, out_channels, 1),
-            norm,
-            Activation::Identity,
-        );
-        MbConv {
-            expand,
-            depthwise,
-            squeeze_excitation,
-            project,
-            use_residual: stride == 1 && input_channels == out_channels,
-            stochastic_depth_prob,
-        }
-    }
-}
-
-impl ModuleT for MbConv {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let expanded = match &self.expand {
-            Some(expand) => expand.forward_t(xs, train),
-            None => xs.shallow_clone(),
-        };
-        let hidden = self.depthwise.forward_t(&expanded, train);
-        let hidden = match &self.squeeze_excitation {
-            Some(se) => se.forward_t(&hidden, train),
-            None => hidden,
-        };
-        let branch = self.project.forward_t(&hidden, train);
-        if self.use_residual {
-            // In place, as torchvision's `result += input`: `branch` is a fresh tensor (a
-            // batch-norm output or the stochastic-depth product) that autograd does not need.
-            let mut out = stochastic_depth(&branch, self.stochastic_depth_prob, train);
-            out += xs;
-            out
-        } else {
-            branch
-        }
-    }
-}
-
 /// EfficientNet (V1) as torchvision builds it.
-#[derive(Debug)]
-pub struct EfficientNet {
-    stem: ConvNormActivation,
-    blocks: Vec<MbConv>,
-    head: ConvNormActivation,
-    dropout: f64,
-    classifier: nn::Linear,
-}
+pub type EfficientNet = InvertedResidualNet<MbConv>;
 
 impl EfficientNet {
     /// `p` is the model root: parameters are named `features.*` and `classifier.1.*`.
@@ -348,33 +232,152 @@ impl EfficientNet {
             norm,
             activation,
         );
-        // torchvision: uniform(+-1/sqrt(out_features)) weights, zero bias.
-        let init_range = 1.0 / (num_classes as f64).sqrt();
-        let classifier = linear_zero_bias(
-            p / "classifier" / 1,
-            last_output,
-            num_classes,
-            Init::Uniform { lo: -init_range, up: init_range },
-        );
-        EfficientNet { stem, blocks, head, dropout, classifier }
+        let init = efficientnet_classifier_init(num_classes);
+        InvertedResidualNet::assemble(p, (stem, blocks, head), last_output, num_classes, dropout, init)
     }
 }
 
-impl ModuleT for EfficientNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut features = self.stem.forward_t(xs, train);
-        for block in &self.blocks {
-            features = block.forward_t(&features, train);
+/// The backbones of the family (Lite's are `efficientnet_lite.rs`'s).
+pub static FAMILY: Family<Scaling> = Family {
+    info: FamilyInfo { name: "efficientnet", head: "classifier.1.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
+    build,
+    name_maps,
+    variants: &[
+        variant("efficientnet_b0", 224, 5_288_548, B0).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "efficientnet_b0_rwightman-7f5810bc.pth")])
+                .timm(&[timm("efficientnet_b0", &["ra_in1k", "ra4_e3600_r224_in1k"]), tf_port("tf_efficientnet_b0", TF_TAGS)]),
+        ),
+        variant("efficientnet_b1", 240, 7_794_184, B1).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V2", "efficientnet_b1-c27df63c.pth"), tv("IMAGENET1K_V1", "efficientnet_b1_rwightman-bac287d4.pth")])
+                .timm(&[timm("efficientnet_b1", &["ft_in1k", "ra4_e3600_r240_in1k"]), tf_port("tf_efficientnet_b1", TF_TAGS)]),
+        ),
+        variant("efficientnet_b2", 260, 9_109_994, B2).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "efficientnet_b2_rwightman-c35c1473.pth")])
+                .timm(&[timm("efficientnet_b2", &["ra_in1k"]), tf_port("tf_efficientnet_b2", TF_TAGS)]),
+        ),
+        variant("efficientnet_b3", 300, 12_233_232, B3).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "efficientnet_b3_rwightman-b3899882.pth")])
+                .timm(&[timm("efficientnet_b3", &["ra2_in1k"]), tf_port("tf_efficientnet_b3", TF_TAGS)]),
+        ),
+        variant("efficientnet_b4", 380, 19_341_616, B4).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "efficientnet_b4_rwightman-23ab8bcd.pth")])
+                .timm(&[timm("efficientnet_b4", &["ra2_in1k"]), tf_port("tf_efficientnet_b4", TF_TAGS)]),
+        ),
+    ],
+};
+
+/// timm's tags of its TensorFlow ports of B0-B4.
+const TF_TAGS: &[&str] = &["in1k", "aa_in1k", "ap_in1k", "ns_jft_in1k"];
+
+/// A row of this family or of EfficientNet-Lite: the scaling's dropout, torchvision's stochastic
+/// depth. The sizes are those at which torchvision (or Google, for Lite) evaluates the weights.
+pub(crate) const fn variant(name: &'static str, default_size: u32, parameters: u64, scaling: Scaling) -> Row<Scaling> {
+    Row::new(name, default_size, parameters, scaling).dropout(scaling.dropout).stochastic_depth(DEFAULT_STOCHASTIC_DEPTH)
+}
+
+pub(crate) fn build(scaling: &Scaling, p: &nn::Path, o: &BuildOptions) -> Box<dyn ModuleT> {
+    Box::new(EfficientNet::new(p, *scaling, o.num_classes, o.dropout, o.stochastic_depth))
+}
+
+/// Other libraries' names for an EfficientNet or EfficientNet-Lite (the names map, but the
+/// architectures are masklab's: `efficientnet_pytorch`'s B0-B4 use TensorFlow padding and
+/// batch-norm eps, so their weights load onto torchvision's B0-B4 with a small shift in
+/// activations that fine-tuning absorbs; timm's `tf_efficientnet_lite*` match masklab's Lite
+/// exactly, timm's own `efficientnet_lite*` weights were trained with PyTorch padding).
+///
+/// | convention | mapping |
+/// |---|---|
+/// | `efficientnet_pytorch` / EfficientNet-Lite (`_conv_stem`, `_blocks.N`) | `_conv_stem`/`_bn0` -> `features.0.{0,1}`; `_blocks.N` -> `features.S.L.block` (the N-th block in forward order); in a block `_expand_conv`/`_bn0` -> `.0`, `_depthwise_conv`/`_bn1` -> next, `_se_reduce`/`_se_expand` -> next `.fc1`/`.fc2`, `_project_conv`/`_bn2` -> last; `_conv_head`/`_bn1` -> `features.H.{0,1}`; `_fc` -> `classifier.1` |
+/// | timm (`conv_stem`, `blocks.S.L`) | `conv_stem`/`bn1` -> `features.0`; `blocks.S.L` -> `features.(S+1).L.block` with `conv_pw`/`bn1` (expansion), `conv_dw`/`bn1` or `bn2`, `se.conv_reduce`/`se.conv_expand`, `conv_pwl`/`bn3` (or `conv_pw`/`bn2` in blocks without expansion); `conv_head`/`bn2` -> `features.H`; `classifier` -> `classifier.1` |
+pub(crate) fn name_maps(scaling: &Scaling, _names: &[&str]) -> Vec<NameMap> {
+    let (blocks, head) = block_plan(*scaling);
+    let timm_blocks = blocks.clone();
+    vec![
+        NameMap {
+            convention: Convention::EFFICIENTNET_PYTORCH,
+            prefixes: &["_blocks.", "_conv_stem."],
+            rename: Box::new(move |name| (map_efficientnet_pytorch(name, &blocks, head), None)),
+        },
+        NameMap {
+            convention: Convention::TIMM,
+            prefixes: &["blocks.", "conv_stem."],
+            rename: Box::new(move |name| (map_timm(name, &timm_blocks, head), None)),
+        },
+    ]
+}
+
+/// `features.S.L.block.I.rest` of the block at `plan`, for a sub-layer index and the rest.
+fn block_name(p: &BlockPlan, index: usize, rest: &str) -> String {
+    format!("features.{}.{}.block.{index}.{rest}", p.stage, p.layer)
+}
+
+/// Indices inside a torchvision MBConv `block`: (expansion, depthwise, SE, projection).
+fn block_indices(p: &BlockPlan) -> (usize, usize, usize, usize) {
+    let dw = p.expand as usize;
+    let se = dw + 1;
+    let project = se + p.squeeze_excitation as usize;
+    (0, dw, se, project)
+}
+
+/// `bn.rest` -> `index.1.rest` (BatchNorm) or `conv.weight` -> `index.0.weight` (Conv).
+fn conv_or_norm(p: &BlockPlan, index: usize, which: usize, rest: &str) -> String {
+    block_name(p, index, &format!("{which}.{rest}"))
+}
+
+fn map_efficientnet_pytorch(name: &str, blocks: &[BlockPlan], head: usize) -> Option<String> {
+    let (first, rest) = name.split_once('.')?;
+    Some(match first {
+        "_conv_stem" => format!("features.0.0.{rest}"),
+        "_bn0" => format!("features.0.1.{rest}"),
+        "_conv_head" => format!("features.{head}.0.{rest}"),
+        "_bn1" => format!("features.{head}.1.{rest}"),
+        "_fc" => format!("classifier.1.{rest}"),
+        "_blocks" => {
+            let (index, rest) = rest.split_once('.')?;
+            let p = blocks.get(index.parse::<usize>().ok()?)?;
+            let (layer, rest) = rest.split_once('.')?;
+            let (expand, dw, se, project) = block_indices(p);
+            match layer {
+                "_expand_conv" if p.expand => conv_or_norm(p, expand, 0, rest),
+                "_bn0" if p.expand => conv_or_norm(p, expand, 1, rest),
+                "_depthwise_conv" => conv_or_norm(p, dw, 0, rest),
+                "_bn1" => conv_or_norm(p, dw, 1, rest),
+                "_se_reduce" if p.squeeze_excitation => block_name(p, se, &format!("fc1.{rest}")),
+                "_se_expand" if p.squeeze_excitation => block_name(p, se, &format!("fc2.{rest}")),
+                "_project_conv" => conv_or_norm(p, project, 0, rest),
+                "_bn2" => conv_or_norm(p, project, 1, rest),
+                _ => return None,
+            }
         }
-        let features = self.head.forward_t(&features, train);
-        classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.classifier)
-    }
+        _ => return None,
+    })
+}
+
+fn map_timm(name: &str, blocks: &[BlockPlan], head: usize) -> Option<String> {
+    let (first, rest) = name.split_once('.')?;
+    Some(match first {
+        "conv_stem" => format!("features.0.0.{rest}"),
+        "bn1" => format!("features.0.1.{rest}"),
+        "conv_head" => format!("features.{head}.0.{rest}"),
+        "bn2" => format!("features.{head}.1.{rest}"),
+        "classifier" => format!("classifier.1.{rest}"),
+        "blocks" => {
+            let (stage, rest) = rest.split_once('.')?;
+            let (layer, rest) = rest.split_once('.')?;
+            let (stage, layer): (usize, usize) = (stage.parse().ok()?, layer.parse().ok()?);
+            let p = blocks.iter().find(|p| p.stage == stage + 1 && p.layer == layer)?;
+            let (sub, rest) = rest.split_once('.')?;
+            let base = format!("features.{}.{}.block", p.stage, p.layer);
+            timm_inverted_residual(&base, p.expand, p.squeeze_excitation, sub, rest)?
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{nn::VarStore, Device, Kind};
+    use tch::{nn::VarStore, Device, Kind, Tensor};
 
     fn shape_of(vs: &VarStore, name: &str) -> Vec<i64> {
         vs.variables().get(name).unwrap_or_else(|| panic!("missing {name}")).size()

@@ -1,13 +1,17 @@
 //! EfficientNetV2-S/M with torchvision's module tree: `features.0` stem, `features.{stage}.{layer}.block.{i}`
 //! (FusedMBConv in the first stages, MBConv with squeeze-excitation after), `features.{last}` head,
 //! `classifier.1`. Batch norm eps 1e-3 (torchvision's choice for V2), SiLU, symmetric padding,
-//! stochastic depth growing linearly to 0.2 over the blocks.
-use super::blocks::{
-    classifier_dropout, global_average_pool, linear_zero_bias, stochastic_depth, Activation, ConvNormActivation,
-    ConvSpec, NormConfig, Padding,
+//! stochastic depth growing linearly to 0.2 over the blocks. Also the `efficientnet_v2` family:
+//! its backbones, their torchvision and timm weights, and the map of timm's names.
+use super::blocks::{stochastic_depth, Activation, ConvNormActivation, ConvSpec, NormConfig, Padding};
+use super::efficientnet::DEFAULT_STOCHASTIC_DEPTH;
+use super::family::{tf_port, tv, Family, FamilyInfo, Pretrained, Variant};
+use super::inverted_residual::{
+    cna, efficientnet_classifier_init, scale_channels, timm_inverted_residual, two, BlockShape, BlockStyle,
+    InvertedResidualNet, MbConv,
 };
-use super::efficientnet::{scale_channels, BlockShape, BlockStyle, MbConv};
-use tch::nn::{self, Init, ModuleT};
+use crate::weights::mapping::{Convention, Mapped, NameMap};
+use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// torchvision's `partial(nn.BatchNorm2d, eps=1e-03)` (momentum stays PyTorch's 0.1).
@@ -105,7 +109,7 @@ pub fn block_plan(cfg: V2Config) -> (Vec<V2BlockPlan>, usize) {
 /// torchvision's `FusedMBConv`: a full k x k conv that expands (and strides), then a 1x1
 /// projection; with expansion ratio 1 the k x k conv goes straight to the output width.
 #[derive(Debug)]
-struct FusedMbConv {
+pub struct FusedMbConv {
     layers: Vec<ConvNormActivation>,
     use_residual: bool,
     stochastic_depth_prob: f64,
@@ -148,20 +152,24 @@ impl ModuleT for FusedMbConv {
     }
 }
 
-/// EfficientNetV2 as torchvision builds it.
-pub struct EfficientNetV2 {
-    stem: ConvNormActivation,
-    blocks: Vec<Box<dyn ModuleT>>,
-    head: ConvNormActivation,
-    dropout: f64,
-    classifier: nn::Linear,
+/// A block of EfficientNetV2: fused in the first stages, MBConv after.
+#[derive(Debug)]
+pub enum V2Block {
+    Fused(FusedMbConv),
+    MbConv(MbConv),
 }
 
-impl std::fmt::Debug for EfficientNetV2 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EfficientNetV2({} blocks)", self.blocks.len())
+impl ModuleT for V2Block {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        match self {
+            V2Block::Fused(b) => b.forward_t(xs, train),
+            V2Block::MbConv(b) => b.forward_t(xs, train),
+        }
     }
 }
+
+/// EfficientNetV2 as torchvision builds it.
+pub type EfficientNetV2 = InvertedResidualNet<V2Block>;
 
 impl EfficientNetV2 {
     /// `stochastic_depth` is the last block's drop probability; block `i` of `n` drops with
@@ -176,7 +184,7 @@ impl EfficientNetV2 {
         );
         let style = BlockStyle { norm: V2_NORM, activation: Activation::Silu, padding: Padding::Symmetric, squeeze_excitation: true };
         let total: i64 = cfg.stages.iter().map(|s| s.num_layers).sum();
-        let mut blocks: Vec<Box<dyn ModuleT>> = Vec::with_capacity(total as usize);
+        let mut blocks = Vec::with_capacity(total as usize);
         let mut block_id = 0;
         for (i, s) in cfg.stages.iter().enumerate() {
             let stage_path = &features / (i + 1);
@@ -185,8 +193,8 @@ impl EfficientNetV2 {
                 let shape = BlockShape { input_channels, out_channels: s.out_channels, expand_ratio: s.expand_ratio, kernel: s.kernel, stride };
                 let drop = stochastic_depth * block_id as f64 / total as f64;
                 blocks.push(match s.kind {
-                    BlockKind::Fused => Box::new(FusedMbConv::new(&stage_path / layer, shape, drop)),
-                    BlockKind::MbConv => Box::new(MbConv::new(&stage_path / layer, shape, drop, style)),
+                    BlockKind::Fused => V2Block::Fused(FusedMbConv::new(&stage_path / layer, shape, drop)),
+                    BlockKind::MbConv => V2Block::MbConv(MbConv::new(&stage_path / layer, shape, drop, style)),
                 });
                 block_id += 1;
             }
@@ -198,22 +206,74 @@ impl EfficientNetV2 {
             V2_NORM,
             Activation::Silu,
         );
-        let init_range = 1.0 / (num_classes as f64).sqrt();
-        let classifier =
-            linear_zero_bias(p / "classifier" / 1, HEAD_CHANNELS, num_classes, Init::Uniform { lo: -init_range, up: init_range });
-        EfficientNetV2 { stem, blocks, head, dropout, classifier }
+        let init = efficientnet_classifier_init(num_classes);
+        InvertedResidualNet::assemble(p, (stem, blocks, head), HEAD_CHANNELS, num_classes, dropout, init)
     }
 }
 
-impl ModuleT for EfficientNetV2 {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut features = self.stem.forward_t(xs, train);
-        for block in &self.blocks {
-            features = block.forward_t(&features, train);
-        }
-        let features = self.head.forward_t(&features, train);
-        classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.classifier)
-    }
+pub static FAMILY: Family<V2Config> = Family {
+    info: FamilyInfo { name: "efficientnet_v2", head: "classifier.1.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |cfg, p, o| Box::new(EfficientNetV2::new(p, *cfg, o.num_classes, o.dropout, o.stochastic_depth)),
+    name_maps,
+    variants: &[
+        variant("efficientnet_v2_s", 384, 21_458_488, V2_S).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "efficientnet_v2_s-dd5fe13b.pth")])
+                .timm(&[tf_port("tf_efficientnetv2_s", &["in1k", "in21k_ft_in1k"])]),
+        ),
+        variant("efficientnet_v2_m", 480, 54_139_356, V2_M).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "efficientnet_v2_m-dc08266a.pth")])
+                .timm(&[tf_port("tf_efficientnetv2_m", &["in1k", "in21k_ft_in1k"])]),
+        ),
+    ],
+};
+
+/// A row with the configuration's dropout and torchvision's stochastic depth.
+const fn variant(name: &'static str, default_size: u32, parameters: u64, cfg: V2Config) -> Variant<V2Config> {
+    Variant::new(name, default_size, parameters, cfg).dropout(cfg.dropout).stochastic_depth(DEFAULT_STOCHASTIC_DEPTH)
+}
+
+/// timm's names: `conv_stem`/`bn1` -> `features.0`; `blocks.s.l` -> `features.(s+1).l.block.i`
+/// (`conv`/`bn1`; `conv_exp`/`bn1`, `conv_pwl`/`bn2`; MBConv as EfficientNet);
+/// `conv_head`/`bn2` -> `features.H`; `classifier` -> `classifier.1`.
+fn name_maps(cfg: &V2Config, _names: &[&str]) -> Vec<NameMap> {
+    let (blocks, head) = block_plan(*cfg);
+    vec![NameMap {
+        convention: Convention::TIMM,
+        prefixes: &["blocks.", "conv_stem."],
+        rename: Box::new(move |name| timm_name(name, &blocks, head)),
+    }]
+}
+
+fn timm_name(name: &str, blocks: &[V2BlockPlan], head: usize) -> Mapped {
+    let map = || -> Option<String> {
+        let (first, rest) = name.split_once('.')?;
+        Some(match first {
+            "conv_stem" => format!("features.0.0.{rest}"),
+            "bn1" => format!("features.0.1.{rest}"),
+            "conv_head" => format!("features.{head}.0.{rest}"),
+            "bn2" => format!("features.{head}.1.{rest}"),
+            "classifier" => format!("classifier.1.{rest}"),
+            "blocks" => {
+                let (stage, layer, rest) = two(rest)?;
+                let (stage, layer): (usize, usize) = (stage.parse().ok()?, layer.parse().ok()?);
+                let p = blocks.iter().find(|p| p.stage == stage + 1 && p.layer == layer)?;
+                let (sub, rest) = rest.split_once('.')?;
+                let base = format!("features.{}.{}.block", p.stage, p.layer);
+                let at = |i: usize| format!("{base}.{i}");
+                match (p.kind, p.expand, sub) {
+                    // ConvBnAct (ratio 1) and EdgeResidual (fused expansion, then a 1x1 projection).
+                    (BlockKind::Fused, false, "conv") | (BlockKind::Fused, true, "conv_exp") => cna(&at(0), 0, rest),
+                    (BlockKind::Fused, _, "bn1") => cna(&at(0), 1, rest),
+                    (BlockKind::Fused, true, "conv_pwl") => cna(&at(1), 0, rest),
+                    (BlockKind::Fused, true, "bn2") => cna(&at(1), 1, rest),
+                    (BlockKind::MbConv, expand, _) => timm_inverted_residual(&base, expand, true, sub, rest)?,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        })
+    };
+    (map(), None)
 }
 
 #[cfg(test)]

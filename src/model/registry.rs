@@ -1,21 +1,31 @@
-//! Backbones by name. Every backbone registers its tensors under torchvision's names (minus
-//! BatchNorm's `num_batches_tracked`, which tch does not register), so a torchvision state
-//! dict maps onto the VarStore by name.
+//! Backbones by name: the list of families, one line each, and what is derived from it (names,
+//! infos, builders, pretrained sources). A new family is its file (`src/model/<family>.rs`,
+//! declaring a [`Family`](super::family::Family)) and one line in [`FAMILIES`].
 use super::blocks::check_probability;
-use super::convnext::{self, ConvNext};
-use super::densenet::DenseNet;
-use super::efficientnet::{self, EfficientNet};
-use super::efficientnet_v2::{self, EfficientNetV2};
-use super::mobilenet::{self, MobileNetV2, MobileNetV3};
-use super::regnet::{self, RegNet};
-use super::resnet::{self, ResNet};
-use super::swin::{self, Swin};
-use super::vgg::{self, Vgg};
-use super::vit::{self, VisionTransformer};
+use super::family::{BackboneFamily, BuildOptions, FamilyInfo, Pretrained, Variant};
+use super::{convnext, densenet, efficientnet, efficientnet_lite, efficientnet_v2, mobilenet_v2, mobilenet_v3};
+use super::{regnet, resnet, swin, vgg, vit};
+use crate::weights::mapping::NameMap;
 use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
 
-/// What the trainer chooses about a backbone; `None` means the family's torchvision default.
+/// Every backbone family, in the order `weights list` shows them.
+static FAMILIES: &[&dyn BackboneFamily] = &[
+    &efficientnet::FAMILY,
+    &efficientnet_lite::FAMILY,
+    &resnet::FAMILY,
+    &vgg::FAMILY,
+    &densenet::FAMILY,
+    &convnext::FAMILY,
+    &efficientnet_v2::FAMILY,
+    &mobilenet_v2::FAMILY,
+    &mobilenet_v3::FAMILY,
+    &regnet::FAMILY,
+    &swin::FAMILY,
+    &vit::FAMILY,
+];
+
+/// What the trainer chooses about a backbone; `None` means the backbone's default.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BackboneOptions {
     pub num_classes: i64,
@@ -32,6 +42,7 @@ pub struct BackboneOptions {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BackboneInfo {
     pub name: &'static str,
+    /// The family's name ([`FamilyInfo::name`]).
     pub family: &'static str,
     /// Input side the architecture was designed (and torchvision's weights evaluated) at.
     pub default_size: u32,
@@ -46,206 +57,109 @@ pub struct BackboneInfo {
     pub stem: &'static str,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Architecture {
-    EfficientNet(efficientnet::Scaling),
-    EfficientNetV2(efficientnet_v2::V2Config),
-    ResNet(resnet::ResNetConfig),
-    Vgg19Bn,
-    DenseNet121,
-    ConvNext(convnext::ConvNextConfig),
-    MobileNetV2,
-    MobileNetV3Large,
-    RegNet(regnet::RegNetConfig),
-    Swin(swin::SwinConfig),
-    Vit(vit::VitConfig),
+/// One registered backbone: a family and a row of its table.
+#[derive(Clone, Copy)]
+pub struct Backbone {
+    family: &'static dyn BackboneFamily,
+    index: usize,
 }
 
-impl Architecture {
-    fn family(self) -> &'static str {
-        match self {
-            Architecture::EfficientNet(s) if s.variant == efficientnet::Variant::Lite => "efficientnet_lite",
-            Architecture::EfficientNet(_) => "efficientnet",
-            Architecture::EfficientNetV2(_) => "efficientnet_v2",
-            Architecture::ResNet(_) => "resnet",
-            Architecture::Vgg19Bn => "vgg",
-            Architecture::DenseNet121 => "densenet",
-            Architecture::ConvNext(_) => "convnext",
-            Architecture::MobileNetV2 => "mobilenet_v2",
-            Architecture::MobileNetV3Large => "mobilenet_v3",
-            Architecture::RegNet(_) => "regnet",
-            Architecture::Swin(_) => "swin",
-            Architecture::Vit(_) => "vit",
-        }
-    }
-
-    fn head(self) -> &'static str {
-        match self {
-            Architecture::EfficientNet(_) | Architecture::EfficientNetV2(_) | Architecture::MobileNetV2 => "classifier.1.",
-            Architecture::ResNet(_) | Architecture::RegNet(_) => "fc.",
-            Architecture::Vgg19Bn => "classifier.6.",
-            Architecture::DenseNet121 => "classifier.",
-            Architecture::ConvNext(_) => "classifier.2.",
-            Architecture::MobileNetV3Large => "classifier.3.",
-            Architecture::Swin(_) => "head.",
-            Architecture::Vit(_) => "heads.head.",
-        }
-    }
-
-    fn stem(self) -> &'static str {
-        match self {
-            Architecture::ResNet(_) => "conv1.weight",
-            Architecture::Vgg19Bn => "features.0.weight",
-            Architecture::DenseNet121 => "features.conv0.weight",
-            Architecture::RegNet(_) => "stem.0.weight",
-            Architecture::Vit(_) => "conv_proj.weight",
-            _ => "features.0.0.weight",
-        }
-    }
-
-    fn default_dropout(self) -> f64 {
-        match self {
-            Architecture::EfficientNet(s) => s.dropout,
-            Architecture::EfficientNetV2(c) => c.dropout,
-            Architecture::Vgg19Bn => vgg::DEFAULT_DROPOUT,
-            Architecture::MobileNetV2 | Architecture::MobileNetV3Large => mobilenet::DEFAULT_DROPOUT,
-            _ => 0.0,
-        }
-    }
-
-    fn default_stochastic_depth(self) -> Option<f64> {
-        match self {
-            Architecture::EfficientNet(_) | Architecture::EfficientNetV2(_) => Some(efficientnet::DEFAULT_STOCHASTIC_DEPTH),
-            Architecture::ConvNext(c) => Some(c.stochastic_depth),
-            Architecture::Swin(c) => Some(c.stochastic_depth),
-            _ => None,
-        }
+impl std::fmt::Debug for Backbone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Backbone({})", self.name())
     }
 }
 
-struct Entry {
-    info: BackboneInfo,
-    architecture: Architecture,
+impl Backbone {
+    pub fn name(&self) -> &'static str {
+        self.variant().name
+    }
+
+    /// The backbone's row (without its family's configuration).
+    pub fn variant(&self) -> Variant<()> {
+        self.family.variant(self.index)
+    }
+
+    pub fn family(&self) -> &'static FamilyInfo {
+        self.family.info()
+    }
+
+    pub fn pretrained(&self) -> Pretrained {
+        self.variant().pretrained
+    }
+
+    pub fn info(&self) -> BackboneInfo {
+        let (v, f) = (self.variant(), self.family());
+        BackboneInfo {
+            name: v.name,
+            family: f.name,
+            default_size: v.default_size,
+            default_dropout: v.default_dropout,
+            default_stochastic_depth: v.default_stochastic_depth,
+            parameters: v.parameters,
+            head: f.head,
+            stem: f.stem,
+        }
+    }
+
+    /// The family's maps from other libraries' tensor names, for a checkpoint with `names`.
+    pub fn name_maps(&self, names: &[&str]) -> Vec<NameMap> {
+        self.family.name_maps(self.index, names)
+    }
+
+    /// Builds the backbone under the root path `p`. Its `forward_t(xs, train)` maps a float
+    /// [N, 3, H, W] batch (contiguous or channels-last) to logits [N, num_classes].
+    pub fn build(&self, p: &nn::Path, opts: &BackboneOptions) -> Result<Box<dyn ModuleT>> {
+        let (name, v) = (self.name(), self.variant());
+        if opts.num_classes < 1 {
+            bail!("backbone {name}: num_classes must be at least 1, got {}", opts.num_classes);
+        }
+        let dropout = check_probability("dropout", opts.dropout.unwrap_or(v.default_dropout), false)?;
+        let stochastic_depth = match (v.default_stochastic_depth, opts.stochastic_depth) {
+            (Some(default), p) => check_probability("stochastic_depth", p.unwrap_or(default), true)?,
+            (None, Some(p)) if p != 0.0 => bail!(
+                "backbone {name} ({} family) has no stochastic depth, but stochastic_depth = {p} was set; \
+                 the {} families support it",
+                self.family().name,
+                families_with_stochastic_depth().join(", ")
+            ),
+            // Other families have no stochastic depth; an explicit 0 asks for exactly that.
+            (None, _) => 0.0,
+        };
+        let opts = BuildOptions { num_classes: opts.num_classes, dropout, stochastic_depth };
+        Ok(self.family.build(self.index, p, &opts))
+    }
 }
 
-const fn entry(name: &'static str, default_size: u32, parameters: u64, architecture: Architecture) -> (&'static str, u32, u64, Architecture) {
-    (name, default_size, parameters, architecture)
+/// Every registered backbone, family by family.
+pub fn backbones() -> impl Iterator<Item = Backbone> {
+    FAMILIES.iter().flat_map(|&family| (0..family.variant_count()).map(move |index| Backbone { family, index }))
 }
 
-/// Name, default input side, parameters (1000 classes), architecture. The sizes are those at
-/// which torchvision (or Google, for Lite) evaluates the ImageNet weights.
-const TABLE: [(&str, u32, u64, Architecture); 23] = [
-    entry("efficientnet_b0", 224, 5_288_548, Architecture::EfficientNet(efficientnet::B0)),
-    entry("efficientnet_b1", 240, 7_794_184, Architecture::EfficientNet(efficientnet::B1)),
-    entry("efficientnet_b2", 260, 9_109_994, Architecture::EfficientNet(efficientnet::B2)),
-    entry("efficientnet_b3", 300, 12_233_232, Architecture::EfficientNet(efficientnet::B3)),
-    entry("efficientnet_b4", 380, 19_341_616, Architecture::EfficientNet(efficientnet::B4)),
-    entry("efficientnet_lite0", 224, 4_652_008, Architecture::EfficientNet(efficientnet::LITE0)),
-    entry("efficientnet_lite1", 240, 5_416_680, Architecture::EfficientNet(efficientnet::LITE1)),
-    entry("efficientnet_lite2", 260, 6_092_072, Architecture::EfficientNet(efficientnet::LITE2)),
-    entry("resnet18", 224, 11_689_512, Architecture::ResNet(resnet::RESNET18)),
-    entry("resnet34", 224, 21_797_672, Architecture::ResNet(resnet::RESNET34)),
-    entry("resnet50", 224, 25_557_032, Architecture::ResNet(resnet::RESNET50)),
-    entry("resnext50_32x4d", 224, 25_028_904, Architecture::ResNet(resnet::RESNEXT50_32X4D)),
-    entry("vgg19_bn", 224, 143_678_248, Architecture::Vgg19Bn),
-    entry("densenet121", 224, 7_978_856, Architecture::DenseNet121),
-    entry("convnext_tiny", 224, 28_589_128, Architecture::ConvNext(convnext::TINY)),
-    entry("convnext_small", 224, 50_223_688, Architecture::ConvNext(convnext::SMALL)),
-    entry("efficientnet_v2_s", 384, 21_458_488, Architecture::EfficientNetV2(efficientnet_v2::V2_S)),
-    entry("efficientnet_v2_m", 480, 54_139_356, Architecture::EfficientNetV2(efficientnet_v2::V2_M)),
-    entry("mobilenet_v2", 224, 3_504_872, Architecture::MobileNetV2),
-    entry("mobilenet_v3_large", 224, 5_483_032, Architecture::MobileNetV3Large),
-    entry("regnet_y_1_6gf", 224, 11_202_430, Architecture::RegNet(regnet::Y_1_6GF)),
-    entry("swin_t", 224, 28_288_354, Architecture::Swin(swin::SWIN_T)),
-    entry("vit_b_16", 224, 86_567_656, Architecture::Vit(vit::VIT_B_16)),
-];
-
-fn registry() -> &'static [Entry] {
-    static REGISTRY: std::sync::OnceLock<Vec<Entry>> = std::sync::OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        TABLE
-            .iter()
-            .map(|&(name, default_size, parameters, architecture)| Entry {
-                info: BackboneInfo {
-                    name,
-                    family: architecture.family(),
-                    default_size,
-                    default_dropout: architecture.default_dropout(),
-                    default_stochastic_depth: architecture.default_stochastic_depth(),
-                    parameters,
-                    head: architecture.head(),
-                    stem: architecture.stem(),
-                },
-                architecture,
-            })
-            .collect()
-    })
+pub fn find(name: &str) -> Option<Backbone> {
+    backbones().find(|b| b.name() == name)
 }
 
-fn find(name: &str) -> Option<&'static Entry> {
-    registry().iter().find(|e| e.info.name == name)
+fn families_with_stochastic_depth() -> Vec<&'static str> {
+    let mut names: Vec<&str> = backbones().filter(|b| b.variant().default_stochastic_depth.is_some()).map(|b| b.family().name).collect();
+    names.dedup();
+    names
 }
 
-/// Builds a backbone under the root path `p`. Its `forward_t(xs, train)` maps a float
-/// [N, 3, H, W] batch (contiguous or channels-last) to logits [N, num_classes].
+/// Builds a backbone under the root path `p` (see [`Backbone::build`]).
 pub fn build_backbone(name: &str, p: &nn::Path, opts: &BackboneOptions) -> Result<Box<dyn ModuleT>> {
-    let Some(entry) = find(name) else {
+    let Some(backbone) = find(name) else {
         bail!("unknown backbone {name:?}; valid backbones: {}", backbone_names().join(", "));
     };
-    if opts.num_classes < 1 {
-        bail!("backbone {name}: num_classes must be at least 1, got {}", opts.num_classes);
-    }
-    let dropout = check_probability("dropout", opts.dropout.unwrap_or(entry.info.default_dropout), false)?;
-    let stochastic_depth = match (entry.info.default_stochastic_depth, opts.stochastic_depth) {
-        (Some(default), p) => check_probability("stochastic_depth", p.unwrap_or(default), true)?,
-        (None, Some(p)) if p != 0.0 => bail!(
-            "backbone {name} ({} family) has no stochastic depth, but stochastic_depth = {p} was set; \
-             the EfficientNet, EfficientNetV2, ConvNeXt and Swin backbones support it",
-            entry.info.family
-        ),
-        // Other families have no stochastic depth; an explicit 0 asks for exactly that.
-        (None, _) => 0.0,
-    };
-    let n = opts.num_classes;
-    let model: Box<dyn ModuleT> = match entry.architecture {
-        Architecture::EfficientNet(scaling) => Box::new(EfficientNet::new(p, scaling, n, dropout, stochastic_depth)),
-        Architecture::EfficientNetV2(cfg) => Box::new(EfficientNetV2::new(p, cfg, n, dropout, stochastic_depth)),
-        Architecture::ResNet(cfg) => Box::new(ResNet::new(p, cfg, n, dropout)),
-        Architecture::Vgg19Bn => Box::new(Vgg::vgg19_bn(p, n, dropout)),
-        Architecture::DenseNet121 => Box::new(DenseNet::densenet121(p, n, dropout)),
-        Architecture::ConvNext(cfg) => Box::new(ConvNext::new(p, cfg, n, dropout, stochastic_depth)),
-        Architecture::MobileNetV2 => Box::new(MobileNetV2::new(p, n, dropout)),
-        Architecture::MobileNetV3Large => Box::new(MobileNetV3::large(p, n, dropout)),
-        Architecture::RegNet(cfg) => Box::new(RegNet::new(p, cfg, n, dropout)),
-        Architecture::Swin(cfg) => Box::new(Swin::new(p, cfg, n, dropout, stochastic_depth)),
-        Architecture::Vit(cfg) => Box::new(VisionTransformer::new(p, cfg, n, dropout)),
-    };
-    Ok(model)
+    backbone.build(p, opts)
 }
 
 pub fn backbone_names() -> Vec<&'static str> {
-    registry().iter().map(|e| e.info.name).collect()
+    backbones().map(|b| b.name()).collect()
 }
 
 pub fn backbone_info(name: &str) -> Option<BackboneInfo> {
-    find(name).map(|e| e.info)
-}
-
-/// The EfficientNet scaling of an EfficientNet or EfficientNet-Lite backbone (None otherwise):
-/// weight import maps other libraries' block names through it.
-pub fn efficientnet_scaling(name: &str) -> Option<efficientnet::Scaling> {
-    match find(name)?.architecture {
-        Architecture::EfficientNet(s) => Some(s),
-        _ => None,
-    }
-}
-
-/// The configuration of an EfficientNetV2 backbone (None otherwise), for the timm name mapping.
-pub fn efficientnet_v2_config(name: &str) -> Option<efficientnet_v2::V2Config> {
-    match find(name)?.architecture {
-        Architecture::EfficientNetV2(c) => Some(c),
-        _ => None,
-    }
+    find(name).map(|b| b.info())
 }
 
 #[cfg(test)]
@@ -399,5 +313,30 @@ mod tests {
             assert!(model.forward_t(&xs, false).equal(&model.forward_t(&xs, false)));
             assert!(!model.forward_t(&xs, true).allclose(&model.forward_t(&xs, true), 1e-6, 1e-6, false));
         });
+    }
+
+    #[test]
+    fn names_are_unique_and_own_weights_cannot_pass_for_other_names() {
+        let unique = |names: Vec<&str>| names.iter().collect::<std::collections::BTreeSet<_>>().len() == names.len();
+        assert!(unique(backbone_names()));
+        let families: Vec<&str> = FAMILIES.iter().map(|f| f.info().name).collect();
+        assert!(unique(families.clone()), "{families:?}");
+        assert_eq!(families.len(), 12);
+        let keys: Vec<&str> = backbones().filter_map(|b| b.pretrained().pypi).map(|w| w.key).collect();
+        assert!(unique(keys));
+        for b in backbones() {
+            for w in b.pretrained().own {
+                let upper = w.name.to_ascii_uppercase();
+                assert!(
+                    upper != "IMAGENET" && !upper.starts_with("IMAGENET1K_") && !w.name.starts_with("timm/") && !w.name.starts_with("pypi:"),
+                    "{}: own weights {:?} read as another kind of name",
+                    b.name(),
+                    w.name
+                );
+            }
+        }
+        // Export writes a torchvision call for every family torchvision has.
+        let not_in_torchvision: Vec<&str> = backbones().filter(|b| !b.family().in_torchvision).map(|b| b.name()).collect();
+        assert_eq!(not_in_torchvision, ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]);
     }
 }

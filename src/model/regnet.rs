@@ -5,12 +5,16 @@
 //! The stage widths and depths are what torchvision's `BlockParams.from_init_params(depth=27,
 //! w_0=48, w_a=20.71, w_m=2.65, group_width=24, se_ratio=0.25)` computes (in float32, which is
 //! why they are tabled here rather than recomputed).
+//!
+//! Also the `regnet` family: its torchvision and timm weights and the map of timm's names.
 use super::blocks::{
     classifier_dropout, global_average_pool, linear_zero_bias, Activation, ConvNormActivation, ConvSpec, Gate,
     SqueezeExcitation, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
+use crate::weights::mapping::{Convention, Mapped, NameMap};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RegNetConfig {
@@ -109,5 +113,71 @@ impl ModuleT for RegNet {
             x = block.forward_t(&x, train);
         }
         classifier_dropout(global_average_pool(&x), self.dropout, train).apply(&self.fc)
+    }
+}
+
+pub static FAMILY: Family<RegNetConfig> = Family {
+    info: FamilyInfo { name: "regnet", head: "fc.", stem: "stem.0.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |cfg, p, o| Box::new(RegNet::new(p, *cfg, o.num_classes, o.dropout)),
+    name_maps: |_, _| vec![NameMap { convention: Convention::TIMM, prefixes: &["s1.", "stem.conv."], rename: Box::new(timm_name) }],
+    variants: &[Variant::new("regnet_y_1_6gf", 224, 11_202_430, Y_1_6GF).pretrained(
+        Pretrained::torchvision(&[tv("IMAGENET1K_V2", "regnet_y_1_6gf-0d7bc02a.pth"), tv("IMAGENET1K_V1", "regnet_y_1_6gf-b11a554e.pth")])
+            .timm(&[timm("regnety_016", &["tv2_in1k", "pycls_in1k"])]),
+    )],
+};
+
+/// timm's names: `stem.{conv,bn}`, `sS.bB.{conv1,conv2,conv3}.{conv,bn}`, `se.fc1/fc2`,
+/// `downsample.{conv,bn}`, `head.fc` -> `stem.{0,1}`, `trunk_output.blockS.blockS-(B-1).f.{a,b,c}.{0,1}`,
+/// `f.se`, `proj.{0,1}`, `fc`.
+fn timm_name(name: &str) -> Mapped {
+    let map = || -> Option<String> {
+        if let Some(rest) = name.strip_prefix("stem.conv.") {
+            return Some(format!("stem.0.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("stem.bn.") {
+            return Some(format!("stem.1.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("head.fc.") {
+            return Some(format!("fc.{rest}"));
+        }
+        let (stage, rest) = name.split_once('.')?;
+        let (block, rest) = rest.split_once('.')?;
+        let stage: usize = stage.strip_prefix('s')?.parse().ok()?;
+        let block: usize = block.strip_prefix('b')?.parse().ok()?;
+        let base = format!("trunk_output.block{stage}.block{stage}-{}", block.checked_sub(1)?);
+        let (layer, rest) = rest.split_once('.')?;
+        let conv_or_bn = |target: &str, rest: &str| -> Option<String> {
+            let (kind, rest) = rest.split_once('.')?;
+            let index = match kind {
+                "conv" => 0,
+                "bn" => 1,
+                _ => return None,
+            };
+            Some(format!("{base}.{target}.{index}.{rest}"))
+        };
+        match layer {
+            "conv1" => conv_or_bn("f.a", rest),
+            "conv2" => conv_or_bn("f.b", rest),
+            "conv3" => conv_or_bn("f.c", rest),
+            "downsample" => conv_or_bn("proj", rest),
+            "se" => Some(format!("{base}.f.se.{rest}")),
+            _ => None,
+        }
+    };
+    (map(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(m: Mapped) -> String {
+        m.0.unwrap_or_default()
+    }
+
+    #[test]
+    fn timm_names_map_to_torchvision() {
+        assert_eq!(name(timm_name("s3.b17.se.fc2.bias")), "trunk_output.block3.block3-16.f.se.fc2.bias");
+        assert_eq!(name(timm_name("s1.b1.downsample.bn.running_var")), "trunk_output.block1.block1-0.proj.1.running_var");
     }
 }

@@ -1,10 +1,13 @@
 //! ResNet-18/34/50 and ResNeXt-50 32x4d with torchvision's module tree (`conv1`, `bn1`,
 //! `layer{1..4}.{i}.conv{j}/bn{j}`, `layer{k}.0.downsample.{0,1}`, `fc`) and init.
 //! This is ResNet v1.5: a bottleneck block downsamples in its 3x3 conv, not its first 1x1.
+//! Also the `resnet` family: its backbones and their torchvision and timm weights (timm uses
+//! torchvision's names).
 use super::blocks::{
     batch_norm, classifier_dropout, conv2d, global_average_pool, torch_default_linear, ConvSpec, NormConfig,
     KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
 };
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -159,6 +162,31 @@ impl ModuleT for ResNet {
         classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.fc)
     }
 }
+
+pub static FAMILY: Family<ResNetConfig> = Family {
+    info: FamilyInfo { name: "resnet", head: "fc.", stem: "conv1.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |cfg, p, o| Box::new(ResNet::new(p, *cfg, o.num_classes, o.dropout)),
+    // timm uses torchvision's names.
+    name_maps: |_, _| Vec::new(),
+    variants: &[
+        Variant::new("resnet18", 224, 11_689_512, RESNET18).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "resnet18-f37072fd.pth")])
+                .timm(&[timm("resnet18", &["tv_in1k", "a1_in1k", "a2_in1k", "a3_in1k", "fb_ssl_yfcc100m_ft_in1k", "fb_swsl_ig1b_ft_in1k"])]),
+        ),
+        Variant::new("resnet34", 224, 21_797_672, RESNET34).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V1", "resnet34-b627a593.pth")])
+                .timm(&[timm("resnet34", &["tv_in1k", "a1_in1k", "a2_in1k", "a3_in1k", "bt_in1k", "ra4_e3600_r224_in1k"])]),
+        ),
+        Variant::new("resnet50", 224, 25_557_032, RESNET50).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V2", "resnet50-11ad3fa6.pth"), tv("IMAGENET1K_V1", "resnet50-0676ba61.pth")])
+                .timm(&[timm("resnet50", &["tv_in1k", "tv2_in1k", "a1_in1k", "a1h_in1k", "ram_in1k", "fb_swsl_ig1b_ft_in1k"])]),
+        ),
+        Variant::new("resnext50_32x4d", 224, 25_028_904, RESNEXT50_32X4D).pretrained(
+            Pretrained::torchvision(&[tv("IMAGENET1K_V2", "resnext50_32x4d-1a0047aa.pth"), tv("IMAGENET1K_V1", "resnext50_32x4d-7cdf4587.pth")])
+                .timm(&[timm("resnext50_32x4d", &["tv_in1k", "tv2_in1k", "a1h_in1k", "ra_in1k", "fb_swsl_ig1b_ft_in1k"])]),
+        ),
+    ],
+};
 
 #[cfg(test)]
 mod tests {

@@ -6,12 +6,16 @@
 //! Works at any input size as torchvision's does: feature maps are padded to whole 7x7 windows,
 //! and a window no smaller than the (padded) map is not shifted. Activations run channels-last
 //! ([N, H, W, C]) inside, as in torchvision.
+//!
+//! Also the `swin` family: its torchvision and timm weights and the map of timm's names.
 use super::blocks::{
     classifier_dropout, conv2d_torch_default, layer_norm, linear_trunc_normal, stochastic_depth, trunc_normal_var, ConvSpec,
     Padding,
 };
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
+use crate::weights::mapping::{Convention, Mapped, NameMap};
 
 const EPS: f64 = 1e-5;
 const INIT_STD: f64 = 0.02;
@@ -253,9 +257,91 @@ impl ModuleT for Swin {
     }
 }
 
+pub static FAMILY: Family<SwinConfig> = Family {
+    info: FamilyInfo {
+        name: "swin",
+        head: "head.",
+        stem: "features.0.0.weight",
+        in_torchvision: true,
+        // Computed from the window size; timm does not save them.
+        computed_buffers: &[".relative_position_index"],
+    },
+    build: |cfg, p, o| Box::new(Swin::new(p, *cfg, o.num_classes, o.dropout, o.stochastic_depth)),
+    name_maps,
+    variants: &[Variant::new("swin_t", 224, 28_288_354, SWIN_T).stochastic_depth(SWIN_T.stochastic_depth).pretrained(
+        Pretrained::torchvision(&[tv("IMAGENET1K_V1", "swin_t-704ceda3.pth")])
+            .timm(&[timm("swin_tiny_patch4_window7_224", &["ms_in1k", "ms_in22k_ft_in1k"])]),
+    )],
+};
+
+/// timm's names: `patch_embed.{proj,norm}`, `layers.i.blocks.j.{norm1,attn.*,norm2,mlp.fc1,mlp.fc2}`,
+/// `layers.i.downsample.{norm,reduction}` (at the start of stage i since timm 0.9; at the end of
+/// stage i in older files), `norm`, `head.fc` -> `features.0.{0,2}`,
+/// `features.(2i+1).j.{..,mlp.0,mlp.3}`, `features.2i` (or `2i+2`), `norm`, `head`.
+fn name_maps(_: &SwinConfig, names: &[&str]) -> Vec<NameMap> {
+    let old_layout = names.contains(&"layers.0.downsample.reduction.weight");
+    vec![NameMap {
+        convention: Convention::TIMM,
+        prefixes: &["layers.", "patch_embed."],
+        rename: Box::new(move |name| timm_name(name, old_layout)),
+    }]
+}
+
+/// timm's Swin. `old_layout`: a pre-0.9 file, whose patch merging closes stage i (then it is
+/// torchvision's `features.(2i+2)`) instead of opening it (`features.2i`).
+fn timm_name(name: &str, old_layout: bool) -> Mapped {
+    let map = || -> Option<String> {
+        if let Some(rest) = name.strip_prefix("patch_embed.proj.") {
+            return Some(format!("features.0.0.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("patch_embed.norm.") {
+            return Some(format!("features.0.2.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("head.fc.") {
+            return Some(format!("head.{rest}"));
+        }
+        if name.starts_with("norm.") || name.starts_with("head.") {
+            return Some(name.to_string());
+        }
+        let rest = name.strip_prefix("layers.")?;
+        let (stage, rest) = rest.split_once('.')?;
+        let stage: usize = stage.parse().ok()?;
+        if let Some(rest) = rest.strip_prefix("downsample.") {
+            let index = if old_layout { 2 * stage + 2 } else { 2 * stage };
+            return Some(format!("features.{index}.{rest}"));
+        }
+        let (block, rest) = rest.strip_prefix("blocks.")?.split_once('.')?;
+        let rest = match rest.split_once('.') {
+            Some(("mlp", r)) => {
+                let (fc, r) = r.split_once('.')?;
+                match fc {
+                    "fc1" => format!("mlp.0.{r}"),
+                    "fc2" => format!("mlp.3.{r}"),
+                    _ => return None,
+                }
+            }
+            _ => rest.to_string(),
+        };
+        Some(format!("features.{}.{block}.{rest}", 2 * stage + 1))
+    };
+    (map(), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(m: Mapped) -> String {
+        m.0.unwrap_or_default()
+    }
+
+    #[test]
+    fn timm_names_map_to_torchvision() {
+        assert_eq!(name(timm_name("layers.2.downsample.reduction.weight", false)), "features.4.reduction.weight");
+        assert_eq!(name(timm_name("layers.2.downsample.reduction.weight", true)), "features.6.reduction.weight");
+        assert_eq!(name(timm_name("layers.3.blocks.1.mlp.fc2.weight", false)), "features.7.1.mlp.3.weight");
+        assert_eq!(name(timm_name("layers.0.blocks.1.attn.relative_position_bias_table", false)), "features.1.1.attn.relative_position_bias_table");
+    }
 
     #[test]
     fn relative_position_index_matches_torchvision() {

@@ -1,11 +1,14 @@
 //! VGG-19 with batch norm, with torchvision's module tree: `features.{i}` numbered as in its
 //! nn.Sequential (conv, bn, relu per conv layer; one index per max pool) and
 //! `classifier.{0,3,6}` Linear layers with dropout at indices 2 and 5.
+//! Also the `vgg` family: its torchvision and timm weights and the map of timm's names.
 use super::blocks::{
     batch_norm, classifier_dropout, conv2d, linear_zero_bias, ConvSpec, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
+use crate::weights::mapping::{Convention, Mapped, NameMap};
 
 /// torchvision's default classifier dropout for VGG.
 pub const DEFAULT_DROPOUT: f64 = 0.5;
@@ -86,6 +89,32 @@ impl ModuleT for Vgg {
         let hidden = classifier_dropout(hidden.apply(&self.fc2).relu_(), self.dropout, train);
         hidden.apply(&self.fc3)
     }
+}
+
+pub static FAMILY: Family<()> = Family {
+    info: FamilyInfo { name: "vgg", head: "classifier.6.", stem: "features.0.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |_, p, o| Box::new(Vgg::vgg19_bn(p, o.num_classes, o.dropout)),
+    name_maps,
+    variants: &[Variant::new("vgg19_bn", 224, 143_678_248, ())
+        .dropout(DEFAULT_DROPOUT)
+        .pretrained(Pretrained::torchvision(&[tv("IMAGENET1K_V1", "vgg19_bn-c79401a0.pth")]).timm(&[timm("vgg19_bn", &["tv_in1k"])]))],
+};
+
+/// timm's names (`pre_logits`, `head.fc`): `pre_logits.fc1` (a 7x7 conv) -> `classifier.0`
+/// (reshaped to a Linear), `pre_logits.fc2` -> `classifier.3`, `head.fc` -> `classifier.6`.
+fn name_maps(_: &(), _names: &[&str]) -> Vec<NameMap> {
+    vec![NameMap { convention: Convention::TIMM, prefixes: &["pre_logits.", "head.fc."], rename: Box::new(timm_name) }]
+}
+
+/// timm's VGG: the first two classifier Linears are stored as convolutions (7x7 and 1x1).
+/// Returns the name and, for weights, the row count to reshape to.
+fn timm_name(name: &str) -> Mapped {
+    let map = |from: &str, to: &str| name.strip_prefix(from).map(|rest| format!("{to}{rest}"));
+    if let Some(n) = map("pre_logits.fc1.", "classifier.0.").or_else(|| map("pre_logits.fc2.", "classifier.3.")) {
+        let reshape = n.ends_with(".weight").then(|| vec![HIDDEN, -1]);
+        return (Some(n), reshape);
+    }
+    (map("head.fc.", "classifier.6.").or_else(|| Some(name.to_string())), None)
 }
 
 #[cfg(test)]

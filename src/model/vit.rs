@@ -7,9 +7,14 @@
 //! stored for that grid (so torchvision's weights load as they are) and resampled bicubically
 //! (with antialiasing, as timm's `resample_abs_pos_embed`) to the grid of any other input size,
 //! so that `data.size` can differ from 224. At 224 the model is torchvision's exactly.
+//!
+//! Also the `vit` family: its torchvision and timm weights (torchvision's 384 px SWAG end-to-end
+//! weights left out) and the map of timm's names.
 use super::blocks::{classifier_dropout, fill_trunc_normal, layer_norm};
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
+use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
+use crate::weights::mapping::{Convention, Mapped, NameMap};
 
 const EPS: f64 = 1e-6;
 
@@ -166,5 +171,81 @@ impl ModuleT for VisionTransformer {
         }
         let class_out = x.apply(&self.ln).select(1, 0);
         classifier_dropout(class_out, self.dropout, train).apply(&self.head)
+    }
+}
+
+pub static FAMILY: Family<VitConfig> = Family {
+    info: FamilyInfo { name: "vit", head: "heads.head.", stem: "conv_proj.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |cfg, p, o| Box::new(VisionTransformer::new(p, *cfg, o.num_classes, o.dropout)),
+    name_maps: |_, _| vec![NameMap { convention: Convention::TIMM, prefixes: &["blocks.", "patch_embed.", "cls_token"], rename: Box::new(timm_name) }],
+    variants: &[Variant::new("vit_b_16", 224, 86_567_656, VIT_B_16).pretrained(
+        Pretrained::torchvision(&[tv("IMAGENET1K_V1", "vit_b_16-c867db91.pth"), tv("IMAGENET1K_SWAG_LINEAR_V1", "vit_b_16_lc_swag-4e70ced5.pth")])
+            .left_out(&[("IMAGENET1K_SWAG_E2E_V1", "a 384 px model whose position embedding does not fit vit_b_16 at 224 px")])
+            .timm(&[timm("vit_base_patch16_224", &["augreg2_in21k_ft_in1k", "augreg_in21k_ft_in1k", "orig_in21k_ft_in1k", "augreg_in1k"])]),
+    )],
+};
+
+/// timm's names: `cls_token`, `pos_embed`, `patch_embed.proj`,
+/// `blocks.i.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}`, `norm`, `head` -> `class_token`,
+/// `encoder.pos_embedding`, `conv_proj`,
+/// `encoder.layers.encoder_layer_i.{ln_1,self_attention.in_proj_*,self_attention.out_proj,ln_2,mlp.0,mlp.3}`,
+/// `encoder.ln`, `heads.head`.
+fn timm_name(name: &str) -> Mapped {
+    let map = || -> Option<String> {
+        match name {
+            "cls_token" => return Some("class_token".into()),
+            "pos_embed" => return Some("encoder.pos_embedding".into()),
+            _ => {}
+        }
+        if let Some(rest) = name.strip_prefix("patch_embed.proj.") {
+            return Some(format!("conv_proj.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("norm.") {
+            return Some(format!("encoder.ln.{rest}"));
+        }
+        if let Some(rest) = name.strip_prefix("head.") {
+            return Some(format!("heads.head.{rest}"));
+        }
+        let (block, rest) = name.strip_prefix("blocks.")?.split_once('.')?;
+        let base = format!("encoder.layers.encoder_layer_{block}");
+        let target = match rest {
+            "attn.qkv.weight" => "self_attention.in_proj_weight".to_string(),
+            "attn.qkv.bias" => "self_attention.in_proj_bias".to_string(),
+            _ => {
+                let (layer, r) = rest.split_once('.')?;
+                match layer {
+                    "norm1" => format!("ln_1.{r}"),
+                    "norm2" => format!("ln_2.{r}"),
+                    "attn" => format!("self_attention.out_proj.{}", r.strip_prefix("proj.")?),
+                    "mlp" => {
+                        let (fc, r) = r.split_once('.')?;
+                        match fc {
+                            "fc1" => format!("mlp.0.{r}"),
+                            "fc2" => format!("mlp.3.{r}"),
+                            _ => return None,
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+        };
+        Some(format!("{base}.{target}"))
+    };
+    (map(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(m: Mapped) -> String {
+        m.0.unwrap_or_default()
+    }
+
+    #[test]
+    fn timm_names_map_to_torchvision() {
+        assert_eq!(name(timm_name("blocks.11.attn.qkv.bias")), "encoder.layers.encoder_layer_11.self_attention.in_proj_bias");
+        assert_eq!(name(timm_name("blocks.0.attn.proj.weight")), "encoder.layers.encoder_layer_0.self_attention.out_proj.weight");
+        assert_eq!(name(timm_name("pos_embed")), "encoder.pos_embedding");
     }
 }

@@ -117,7 +117,7 @@ fn model_problems(cfg: &RunSettings, out: &mut Vec<String>) {
             if !named && !std::path::Path::new(pretrained).is_file() {
                 out.push(format!("{} = \"{pretrained}\": no such file", key("pretrained")));
             }
-        } else if let Err(e) = crate::weights::pretrained::parse(pretrained, backbone) {
+        } else if let Err(e) = crate::model::pretrained::parse(pretrained, backbone) {
             let message = format!("{e:#}");
             let message = message.strip_prefix(&format!("model.pretrained = {pretrained:?}: ")).unwrap_or(&message);
             out.push(format!("{} = \"{pretrained}\": {message}", key("pretrained")));

@@ -121,7 +121,7 @@ impl Trainer {
             // Before the optimisers and EMAs take their copies of the weights. A resumed run gets
             // its weights from its checkpoint instead (every rank reads the same file).
             if main {
-                crate::weights::pretrained::load_pretrained(&nets, &run)?;
+                crate::model::pretrained::load_pretrained(&nets, &run)?;
             }
             let tensors: Vec<Tensor> = nets.iter().flat_map(|n| n.named_tensors()).map(|(_, t)| t).collect();
             replicas.broadcast_from_main(&tensors)?;

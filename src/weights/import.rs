@@ -1,15 +1,16 @@
-//! Loads a pretrained checkpoint into a backbone (`model.pretrained`), and says what it did:
-//! tensors loaded, missing, unexpected, and shape mismatches. The classifier's last layer is
-//! replaced (kept at its fresh initialisation) when its shape differs, e.g. 1000 ImageNet classes
-//! against the 18 of a `single` model. Anything else missing or mismatched is an error unless
-//! `model.pretrained_strict = false`.
-use super::mapping::{to_masklab, Convention};
-use super::torchfile::{self, Checkpoint, Format};
-use crate::model::registry::backbone_info;
-use anyhow::{anyhow, bail, Result};
+//! Loads a checkpoint's tensors, already under masklab's names, into a backbone's variables, and
+//! says what it did: tensors loaded, missing, unexpected, and shape mismatches. The classifier's
+//! last layer is replaced (kept at its fresh initialisation) when its shape differs, e.g. 1000
+//! ImageNet classes against the 18 of a `single` model. Anything else missing or mismatched is an
+//! error unless `strict` is false (`model.pretrained_strict = false`). Which backbone, and how
+//! the names were mapped, is `src/model/import.rs`'s business.
+use super::mapping::Convention;
+use super::torchfile::Checkpoint;
+use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tch::nn::VarStore;
+use tch::Tensor;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Mismatch {
@@ -59,33 +60,33 @@ impl ImportReport {
     }
 }
 
-fn format_name(f: Format) -> String {
-    f.to_string()
+/// The backbone the tensors go into.
+pub struct Target<'a> {
+    pub vs: &'a VarStore,
+    pub backbone: &'a str,
+    /// Name prefix of the classifier's last layer.
+    pub head: &'a str,
+    /// Name ends of buffers the backbone computes from its configuration rather than learns
+    /// (Swin's `relative_position_index`): a file need not hold them (timm does not save them).
+    pub computed_buffers: &'a [&'a str],
 }
 
-/// Loads `path` into `vs`, whose root holds backbone `backbone` (masklab's names).
-pub fn load_into(vs: &VarStore, backbone: &str, path: &Path, strict: bool) -> Result<ImportReport> {
-    let checkpoint = torchfile::read(path)?;
-    load_checkpoint_into(vs, backbone, path, &checkpoint, strict)
-}
-
-/// As `load_into`, from a checkpoint already read from `path`.
-pub fn load_checkpoint_into(
-    vs: &VarStore,
-    backbone: &str,
+/// Loads `tensors` (`checkpoint`'s, read from `path`, under masklab's names by `convention`) into `target`.
+pub fn load_mapped(
+    target: &Target,
     path: &Path,
     checkpoint: &Checkpoint,
+    tensors: Vec<(String, Tensor)>,
+    convention: Convention,
     strict: bool,
 ) -> Result<ImportReport> {
-    let info = backbone_info(backbone).ok_or_else(|| anyhow!("unknown backbone {backbone:?}"))?;
-    let tensors = checkpoint.tensors.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
-    let (tensors, convention): (_, Convention) = to_masklab(backbone, tensors)?;
+    let (vs, backbone) = (target.vs, target.backbone);
     let mut vars = vs.variables();
     let mut report = ImportReport {
         file: path.to_path_buf(),
         source: path.display().to_string(),
         backbone: backbone.to_string(),
-        format: format_name(checkpoint.format),
+        format: checkpoint.format.to_string(),
         location: checkpoint.location.clone(),
         convention: convention.to_string(),
         loaded: Vec::new(),
@@ -112,12 +113,11 @@ pub fn load_checkpoint_into(
             }
         }
     });
-    // Buffers the model computes from its shape (Swin's relative_position_index) need not be in
-    // the file: timm does not save them.
-    let mut missing: Vec<String> = vars.keys().filter(|k| !found.contains(*k) && !is_derived_buffer(k)).cloned().collect();
+    let computed = |k: &str| target.computed_buffers.iter().any(|suffix| k.ends_with(suffix));
+    let mut missing: Vec<String> = vars.keys().filter(|k| !found.contains(*k) && !computed(k)).cloned().collect();
     missing.sort();
     report.missing = missing;
-    let is_head = |n: &str| n.starts_with(info.head);
+    let is_head = |n: &str| n.starts_with(target.head);
     report.head_replaced =
         report.missing.iter().any(|n| is_head(n)) || report.mismatched.iter().any(|m| is_head(&m.name));
     if strict {
@@ -148,9 +148,4 @@ pub fn load_checkpoint_into(
         }
     }
     Ok(report)
-}
-
-/// Tensors a backbone computes from its configuration rather than learns.
-fn is_derived_buffer(name: &str) -> bool {
-    name.ends_with(".relative_position_index")
 }

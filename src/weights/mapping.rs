@@ -1,67 +1,70 @@
-//! Tensor names of other libraries -> masklab's (torchvision's) names, per backbone family.
+//! The name-mapping engine: a checkpoint's tensor names -> masklab's (torchvision's), by the maps
+//! a backbone family hands in (each `src/model/<family>.rs` holds its own maps for timm,
+//! efficientnet_pytorch, ...). What is the same for every family is done here:
 //!
-//! | family | convention | mapping |
-//! |---|---|---|
-//! | all | torchvision | as they are |
-//! | all | `nn.DataParallel` | a `module.` prefix on every name is dropped |
-//! | all | PyTorch BatchNorm | `*.num_batches_tracked` is dropped (tch has no such buffer) |
-//! | efficientnet, efficientnet_lite | `efficientnet_pytorch` / EfficientNet-Lite (`_conv_stem`, `_blocks.N`) | `_conv_stem`/`_bn0` -> `features.0.{0,1}`; `_blocks.N` -> `features.S.L.block` (the N-th block in forward order); in a block `_expand_conv`/`_bn0` -> `.0`, `_depthwise_conv`/`_bn1` -> next, `_se_reduce`/`_se_expand` -> next `.fc1`/`.fc2`, `_project_conv`/`_bn2` -> last; `_conv_head`/`_bn1` -> `features.H.{0,1}`; `_fc` -> `classifier.1` |
-//! | efficientnet, efficientnet_lite | timm (`conv_stem`, `blocks.S.L`) | `conv_stem`/`bn1` -> `features.0`; `blocks.S.L` -> `features.(S+1).L.block` with `conv_pw`/`bn1` (expansion), `conv_dw`/`bn1` or `bn2`, `se.conv_reduce`/`se.conv_expand`, `conv_pwl`/`bn3` (or `conv_pw`/`bn2` in blocks without expansion); `conv_head`/`bn2` -> `features.H`; `classifier` -> `classifier.1` |
-//! | resnet, resnext | timm | timm uses torchvision's names |
-//! | vgg | timm (`pre_logits`, `head.fc`) | `pre_logits.fc1` (a 7x7 conv) -> `classifier.0` (reshaped to a Linear), `pre_logits.fc2` -> `classifier.3`, `head.fc` -> `classifier.6` |
-//! | densenet | torchvision before 0.3 | `denselayerN.norm.1` -> `denselayerN.norm1` (and `conv.1`, `norm.2`, `conv.2`) |
-//! | convnext, efficientnet_v2, mobilenet_v2, mobilenet_v3, regnet, swin, vit | timm | see `timm_names.rs` |
+//! | convention | mapping |
+//! |---|---|
+//! | `nn.DataParallel` | a `module.` prefix on every name is dropped |
+//! | PyTorch BatchNorm | `*.num_batches_tracked` is dropped (tch has no such buffer) |
+//! | torchvision | names stay as they are, unless the family's catch-all map renames them |
+//! | any other library | the first of the family's maps whose name prefixes the checkpoint uses |
 //!
-//! The names map, but the architectures are masklab's: `efficientnet_pytorch`'s B0-B4 use
-//! TensorFlow padding and batch-norm eps, so their weights load onto torchvision's B0-B4 with a
-//! small shift in activations that fine-tuning absorbs; timm's `tf_efficientnet_lite*` match
-//! masklab's Lite exactly, timm's own `efficientnet_lite*` weights were trained with PyTorch padding.
-use super::timm_names::{self, MobileNet};
-use crate::model::efficientnet::{block_plan, BlockPlan};
-use crate::model::registry::{backbone_info, efficientnet_scaling, efficientnet_v2_config};
-use crate::model::{efficientnet_v2, mobilenet};
-use anyhow::{anyhow, Result};
+//! A name a map does not know stays as it is (it then shows up as unexpected when loading).
 use tch::Tensor;
 
-/// Whose names a checkpoint uses.
+/// Whose names a checkpoint uses: a library's name, for reports (`timm names`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Convention {
-    Torchvision,
-    EfficientNetPytorch,
-    Timm,
+pub struct Convention(&'static str);
+
+impl Convention {
+    pub const TORCHVISION: Convention = Convention("torchvision");
+    pub const TIMM: Convention = Convention("timm");
+    pub const EFFICIENTNET_PYTORCH: Convention = Convention("efficientnet_pytorch");
+
+    /// Another library's names, declared by the family whose weights use them.
+    pub const fn named(library: &'static str) -> Convention {
+        Convention(library)
+    }
 }
 
 impl std::fmt::Display for Convention {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Convention::Torchvision => "torchvision",
-            Convention::EfficientNetPytorch => "efficientnet_pytorch",
-            Convention::Timm => "timm",
-        })
+        f.write_str(self.0)
     }
 }
 
-/// The convention of a set of names, for a backbone family.
-pub fn detect(family: &str, names: &[&str]) -> Convention {
-    let any = |prefixes: &[&str]| names.iter().any(|n| prefixes.iter().any(|p| n.starts_with(p)));
-    match family {
-        "efficientnet" | "efficientnet_lite" if any(&["_blocks.", "_conv_stem."]) => Convention::EfficientNetPytorch,
-        "efficientnet" | "efficientnet_lite" if any(&["blocks.", "conv_stem."]) => Convention::Timm,
-        "vgg" if any(&["pre_logits.", "head.fc."]) => Convention::Timm,
-        "convnext" if any(&["stem.", "stages."]) => Convention::Timm,
-        "efficientnet_v2" | "mobilenet_v2" | "mobilenet_v3" if any(&["blocks.", "conv_stem."]) => Convention::Timm,
-        "regnet" if any(&["s1.", "stem.conv."]) => Convention::Timm,
-        "swin" if any(&["layers.", "patch_embed."]) => Convention::Timm,
-        "vit" if any(&["blocks.", "patch_embed.", "cls_token"]) => Convention::Timm,
-        _ => Convention::Torchvision,
+/// A mapped name and, when the tensor must change shape, the shape (`-1` infers one dimension).
+/// A `None` name: the map does not know the tensor.
+pub type Mapped = (Option<String>, Option<Vec<i64>>);
+
+/// A new name, same shape.
+pub fn renamed(name: String) -> Mapped {
+    (Some(name), None)
+}
+
+/// One library's names for one backbone: how to recognise them and how to rename them.
+pub struct NameMap {
+    pub convention: Convention,
+    /// Name starts that only this library uses: a checkpoint with any of them uses its names.
+    /// Empty: the map takes every checkpoint that no earlier map of the list took (a family's
+    /// renaming of older torchvision names); list it last.
+    pub prefixes: &'static [&'static str],
+    pub rename: Box<dyn Fn(&str) -> Mapped>,
+}
+
+impl NameMap {
+    fn claims(&self, names: &[&str]) -> bool {
+        self.prefixes.is_empty() || names.iter().any(|n| self.prefixes.iter().any(|p| n.starts_with(p)))
     }
 }
 
-/// A checkpoint's tensors under masklab's names for `backbone`, and the convention it used.
-/// BatchNorm counters are dropped; names that do not map are kept as they are (they then show
-/// up as unexpected when loading).
-pub fn to_masklab(backbone: &str, tensors: Vec<(String, Tensor)>) -> Result<(Vec<(String, Tensor)>, Convention)> {
-    let info = backbone_info(backbone).ok_or_else(|| anyhow!("unknown backbone {backbone:?}"))?;
+/// A checkpoint's tensors under masklab's names, and the convention they were in. `maps` gets
+/// the checkpoint's names (after the steps every family shares) and returns the family's maps in
+/// the order they are tried; a checkpoint that none of them takes keeps torchvision's names.
+pub fn to_masklab(
+    tensors: Vec<(String, Tensor)>,
+    maps: impl FnOnce(&[&str]) -> Vec<NameMap>,
+) -> (Vec<(String, Tensor)>, Convention) {
     let strip_module = !tensors.is_empty() && tensors.iter().all(|(n, _)| n.starts_with("module."));
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()
@@ -69,43 +72,14 @@ pub fn to_masklab(backbone: &str, tensors: Vec<(String, Tensor)>) -> Result<(Vec
         .map(|(n, t)| (if strip_module { n["module.".len()..].to_string() } else { n }, t))
         .collect();
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
-    let convention = detect(info.family, &names);
-    let plan = efficientnet_scaling(backbone).map(block_plan);
-    let v2_plan = efficientnet_v2_config(backbone).map(efficientnet_v2::block_plan);
-    let mobile_plan = match info.family {
-        "mobilenet_v2" => Some((MobileNet::V2, mobilenet::v2_plan())),
-        "mobilenet_v3" => Some((MobileNet::V3, mobilenet::v3_plan())),
-        _ => None,
+    let maps = maps(&names);
+    let Some(map) = maps.iter().find(|m| m.claims(&names)) else {
+        return (tensors, Convention::TORCHVISION);
     };
-    let old_swin = names.contains(&"layers.0.downsample.reduction.weight");
     let mapped = tensors
         .into_iter()
         .map(|(name, t)| {
-            let (new_name, reshape): timm_names::Mapped = match (convention, info.family) {
-                (Convention::EfficientNetPytorch, _) => match &plan {
-                    Some((blocks, head)) => (map_efficientnet_pytorch(&name, blocks, *head), None),
-                    None => (None, None),
-                },
-                (Convention::Timm, "efficientnet" | "efficientnet_lite") => match &plan {
-                    Some((blocks, head)) => (map_timm_efficientnet(&name, blocks, *head), None),
-                    None => (None, None),
-                },
-                (Convention::Timm, "efficientnet_v2") => match &v2_plan {
-                    Some((blocks, head)) => timm_names::efficientnet_v2(&name, blocks, *head),
-                    None => (None, None),
-                },
-                (Convention::Timm, "mobilenet_v2" | "mobilenet_v3") => match &mobile_plan {
-                    Some((version, blocks)) => timm_names::mobilenet(&name, *version, blocks),
-                    None => (None, None),
-                },
-                (Convention::Timm, "vgg") => map_timm_vgg(&name),
-                (Convention::Timm, "convnext") => timm_names::convnext(&name),
-                (Convention::Timm, "regnet") => timm_names::regnet(&name),
-                (Convention::Timm, "swin") => timm_names::swin(&name, old_swin),
-                (Convention::Timm, "vit") => timm_names::vit(&name),
-                (_, "densenet") => (Some(legacy_densenet(&name)), None),
-                _ => (Some(name.clone()), None),
-            };
+            let (new_name, reshape) = (map.rename)(&name);
             let t = match reshape {
                 Some(shape) => t.reshape(shape.as_slice()),
                 None => t,
@@ -113,99 +87,7 @@ pub fn to_masklab(backbone: &str, tensors: Vec<(String, Tensor)>) -> Result<(Vec
             (new_name.unwrap_or(name), t)
         })
         .collect();
-    Ok((mapped, convention))
-}
-
-/// `features.S.L.block.I.rest` of the block at `plan`, for a sub-layer index and the rest.
-fn block_name(p: &BlockPlan, index: usize, rest: &str) -> String {
-    format!("features.{}.{}.block.{index}.{rest}", p.stage, p.layer)
-}
-
-/// Indices inside a torchvision MBConv `block`: (expansion, depthwise, SE, projection).
-fn block_indices(p: &BlockPlan) -> (usize, usize, usize, usize) {
-    let dw = p.expand as usize;
-    let se = dw + 1;
-    let project = se + p.squeeze_excitation as usize;
-    (0, dw, se, project)
-}
-
-/// `bn.rest` -> `index.1.rest` (BatchNorm) or `conv.weight` -> `index.0.weight` (Conv).
-fn conv_or_norm(p: &BlockPlan, index: usize, which: usize, rest: &str) -> String {
-    block_name(p, index, &format!("{which}.{rest}"))
-}
-
-fn map_efficientnet_pytorch(name: &str, blocks: &[BlockPlan], head: usize) -> Option<String> {
-    let (first, rest) = name.split_once('.')?;
-    Some(match first {
-        "_conv_stem" => format!("features.0.0.{rest}"),
-        "_bn0" => format!("features.0.1.{rest}"),
-        "_conv_head" => format!("features.{head}.0.{rest}"),
-        "_bn1" => format!("features.{head}.1.{rest}"),
-        "_fc" => format!("classifier.1.{rest}"),
-        "_blocks" => {
-            let (index, rest) = rest.split_once('.')?;
-            let p = blocks.get(index.parse::<usize>().ok()?)?;
-            let (layer, rest) = rest.split_once('.')?;
-            let (expand, dw, se, project) = block_indices(p);
-            match layer {
-                "_expand_conv" if p.expand => conv_or_norm(p, expand, 0, rest),
-                "_bn0" if p.expand => conv_or_norm(p, expand, 1, rest),
-                "_depthwise_conv" => conv_or_norm(p, dw, 0, rest),
-                "_bn1" => conv_or_norm(p, dw, 1, rest),
-                "_se_reduce" if p.squeeze_excitation => block_name(p, se, &format!("fc1.{rest}")),
-                "_se_expand" if p.squeeze_excitation => block_name(p, se, &format!("fc2.{rest}")),
-                "_project_conv" => conv_or_norm(p, project, 0, rest),
-                "_bn2" => conv_or_norm(p, project, 1, rest),
-                _ => return None,
-            }
-        }
-        _ => return None,
-    })
-}
-
-fn map_timm_efficientnet(name: &str, blocks: &[BlockPlan], head: usize) -> Option<String> {
-    let (first, rest) = name.split_once('.')?;
-    Some(match first {
-        "conv_stem" => format!("features.0.0.{rest}"),
-        "bn1" => format!("features.0.1.{rest}"),
-        "conv_head" => format!("features.{head}.0.{rest}"),
-        "bn2" => format!("features.{head}.1.{rest}"),
-        "classifier" => format!("classifier.1.{rest}"),
-        "blocks" => {
-            let (stage, rest) = rest.split_once('.')?;
-            let (layer, rest) = rest.split_once('.')?;
-            let (stage, layer): (usize, usize) = (stage.parse().ok()?, layer.parse().ok()?);
-            let p = blocks.iter().find(|p| p.stage == stage + 1 && p.layer == layer)?;
-            let (sub, rest) = rest.split_once('.')?;
-            timm_names::efficientnet_block(p, sub, rest)?
-        }
-        _ => return None,
-    })
-}
-
-/// timm's VGG: the first two classifier Linears are stored as convolutions (7x7 and 1x1).
-/// Returns the name and, for weights, the row count to reshape to.
-fn map_timm_vgg(name: &str) -> timm_names::Mapped {
-    let map = |from: &str, to: &str| name.strip_prefix(from).map(|rest| format!("{to}{rest}"));
-    if let Some(n) = map("pre_logits.fc1.", "classifier.0.").or_else(|| map("pre_logits.fc2.", "classifier.3.")) {
-        let reshape = n.ends_with(".weight").then(|| vec![4096, -1]);
-        return (Some(n), reshape);
-    }
-    (map("head.fc.", "classifier.6.").or_else(|| Some(name.to_string())), None)
-}
-
-/// torchvision's pre-0.3 DenseNet names (`denselayer1.norm.1.weight`) -> current ones.
-fn legacy_densenet(name: &str) -> String {
-    if !name.contains("denselayer") {
-        return name.to_string();
-    }
-    let mut n = name.to_string();
-    for layer in ["norm", "relu", "conv"] {
-        for i in ["1", "2"] {
-            n = n.replace(&format!(".{layer}.{i}."), &format!(".{layer}{i}."));
-        }
-    }
-    n
+    (mapped, map.convention)
 }
 
 #[cfg(test)]
@@ -213,101 +95,39 @@ mod tests {
     use super::*;
     use tch::{Device, Kind};
 
-    fn names_after(backbone: &str, names: &[&str]) -> (Vec<String>, Convention) {
-        let tensors = names.iter().map(|n| (n.to_string(), Tensor::zeros([1], (Kind::Float, Device::Cpu)))).collect();
-        let (mapped, c) = to_masklab(backbone, tensors).unwrap();
-        (mapped.into_iter().map(|(n, _)| n).collect(), c)
+    fn tensors(names: &[&str]) -> Vec<(String, Tensor)> {
+        names.iter().map(|n| (n.to_string(), Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)))).collect()
+    }
+
+    fn names(mapped: &[(String, Tensor)]) -> Vec<&str> {
+        mapped.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// A library whose names start with `lib.`: `lib.x` -> `x`, reshaped to one row.
+    fn maps(_: &[&str]) -> Vec<NameMap> {
+        vec![
+            NameMap {
+                convention: Convention::named("lib"),
+                prefixes: &["lib."],
+                rename: Box::new(|n| (n.strip_prefix("lib.").filter(|r| *r != "unknown").map(str::to_string), Some(vec![1, -1]))),
+            },
+            NameMap { convention: Convention::named("old"), prefixes: &[], rename: Box::new(|n| renamed(format!("new_{n}"))) },
+        ]
     }
 
     #[test]
-    fn efficientnet_pytorch_lite_names_map_to_torchvision_style() {
-        let (names, c) = names_after(
-            "efficientnet_lite0",
-            &[
-                "_conv_stem.weight",
-                "_bn0.running_mean",
-                "_bn0.num_batches_tracked",
-                "_blocks.0._depthwise_conv.weight",
-                "_blocks.0._bn2.bias",
-                "_blocks.1._expand_conv.weight",
-                "_blocks.1._bn1.weight",
-                "_blocks.15._project_conv.weight",
-                "_conv_head.weight",
-                "_bn1.running_var",
-                "_fc.weight",
-                "_blocks.99._bn0.weight",
-            ],
-        );
-        assert_eq!(c, Convention::EfficientNetPytorch);
-        assert_eq!(
-            names,
-            [
-                "features.0.0.weight",
-                "features.0.1.running_mean",
-                "features.1.0.block.0.0.weight",
-                "features.1.0.block.1.1.bias",
-                "features.2.0.block.0.0.weight",
-                "features.2.0.block.1.1.weight",
-                "features.7.0.block.2.0.weight",
-                "features.8.0.weight",
-                "features.8.1.running_var",
-                "classifier.1.weight",
-                "_blocks.99._bn0.weight",
-            ]
-        );
-        // With squeeze-excitation (B0): SE sits after the depthwise conv, projection after it.
-        let (names, _) = names_after("efficientnet_b0", &["_blocks.1._se_expand.bias", "_blocks.1._project_conv.weight", "module._x"]);
-        assert_eq!(names, ["features.2.0.block.2.fc2.bias", "features.2.0.block.3.0.weight", "module._x"]);
+    fn the_first_map_whose_prefixes_the_checkpoint_uses_renames_it() {
+        let (mapped, c) = to_masklab(tensors(&["module.lib.a", "module.lib.unknown", "module.bn.num_batches_tracked"]), maps);
+        assert_eq!((names(&mapped), c.to_string()), (vec!["a", "lib.unknown"], "lib".to_string()));
+        assert_eq!(mapped[0].1.size(), [1, 6]);
+        assert_eq!(mapped[1].1.size(), [1, 6], "an unknown name keeps its place, reshaped by the map");
     }
 
     #[test]
-    fn timm_efficientnet_and_module_prefix() {
-        let (names, c) = names_after(
-            "efficientnet_b0",
-            &[
-                "module.conv_stem.weight",
-                "module.blocks.0.0.conv_dw.weight",
-                "module.blocks.0.0.bn1.running_mean",
-                "module.blocks.0.0.se.conv_reduce.weight",
-                "module.blocks.0.0.conv_pw.weight",
-                "module.blocks.1.1.conv_pw.weight",
-                "module.blocks.1.1.bn2.weight",
-                "module.blocks.1.1.conv_pwl.weight",
-                "module.blocks.1.1.bn3.bias",
-                "module.bn2.weight",
-                "module.classifier.bias",
-            ],
-        );
-        assert_eq!(c, Convention::Timm);
-        assert_eq!(
-            names,
-            [
-                "features.0.0.weight",
-                "features.1.0.block.0.0.weight",
-                "features.1.0.block.0.1.running_mean",
-                "features.1.0.block.1.fc1.weight",
-                "features.1.0.block.2.0.weight",
-                "features.2.1.block.0.0.weight",
-                "features.2.1.block.1.1.weight",
-                "features.2.1.block.3.0.weight",
-                "features.2.1.block.3.1.bias",
-                "features.8.1.weight",
-                "classifier.1.bias",
-            ]
-        );
-    }
-
-    #[test]
-    fn torchvision_names_stay_and_legacy_densenet_and_timm_vgg_are_renamed() {
-        let (names, c) = names_after("resnet18", &["conv1.weight", "layer1.0.bn1.num_batches_tracked", "fc.bias"]);
-        assert_eq!((names, c), (vec!["conv1.weight".to_string(), "fc.bias".to_string()], Convention::Torchvision));
-        let (names, _) = names_after("densenet121", &["features.denseblock1.denselayer1.norm.1.weight", "features.norm5.bias"]);
-        assert_eq!(names, ["features.denseblock1.denselayer1.norm1.weight", "features.norm5.bias"]);
-        let t = Tensor::zeros([4096, 512, 7, 7], (Kind::Float, Device::Cpu));
-        let (mapped, c) = to_masklab("vgg19_bn", vec![("pre_logits.fc1.weight".into(), t), ("head.fc.bias".into(), Tensor::zeros([5], (Kind::Float, Device::Cpu)))]).unwrap();
-        assert_eq!(c, Convention::Timm);
-        assert_eq!(mapped[0].0, "classifier.0.weight");
-        assert_eq!(mapped[0].1.size(), [4096, 25088]);
-        assert_eq!(mapped[1].0, "classifier.6.bias");
+    fn a_catch_all_map_takes_the_rest_and_no_map_means_torchvision() {
+        let (mapped, c) = to_masklab(tensors(&["conv.weight"]), maps);
+        assert_eq!((names(&mapped), c.to_string()), (vec!["new_conv.weight"], "old".to_string()));
+        let (mapped, c) = to_masklab(tensors(&["module.conv.weight", "other"]), |_| Vec::new());
+        assert_eq!((names(&mapped), c), (vec!["module.conv.weight", "other"], Convention::TORCHVISION));
     }
 }

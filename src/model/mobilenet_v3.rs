@@ -1,141 +1,21 @@
-//! MobileNetV2 and MobileNetV3-Large with torchvision's module trees.
-//!
-//! V2: `features.0` stem, `features.{1..17}` inverted residuals (`conv.{i}`: optional 1x1
-//! expansion, 3x3 depthwise, then a bare 1x1 conv and its BatchNorm), `features.18` 1x1 head,
-//! `classifier.1`; ReLU6, PyTorch batch norm.
-//! V3-Large: `features.0` stem (Hardswish), `features.{1..15}` inverted residuals (`block.{i}`:
-//! optional expansion, depthwise, optional squeeze-excitation with ReLU and a hard sigmoid,
-//! projection), `features.16` 1x1 conv to 960, then `classifier.0` Linear 960->1280, Hardswish,
-//! dropout, `classifier.3`; batch norm eps 1e-3, momentum 0.01.
+//! MobileNetV3-Large with torchvision's module tree: `features.0` stem (Hardswish),
+//! `features.{1..15}` inverted residuals (`block.{i}`: optional expansion, depthwise, optional
+//! squeeze-excitation with ReLU and a hard sigmoid, projection), `features.16` 1x1 conv to 960,
+//! then `classifier.0` Linear 960->1280, Hardswish, dropout, `classifier.3`; batch norm eps 1e-3,
+//! momentum 0.01. Also the `mobilenet_v3` family: its torchvision and timm weights and the map of
+//! timm's names.
 use super::blocks::{
-    batch_norm, classifier_dropout, conv2d, global_average_pool, linear_zero_bias, make_divisible, Activation,
-    ConvNormActivation, ConvSpec, Gate, NormConfig, SqueezeExcitation, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
+    classifier_dropout, global_average_pool, linear_zero_bias, make_divisible, Activation, ConvNormActivation, ConvSpec,
+    Gate, NormConfig, SqueezeExcitation,
 };
-use tch::nn::{self, Init, ModuleT};
+use super::family::{Family, FamilyInfo, Pretrained, TimmModel, tv, Variant};
+use super::inverted_residual::{timm_inverted_residual, timm_mobilenet, MobileBlockPlan, MOBILENET_LINEAR_INIT};
+use crate::weights::mapping::{renamed, Convention, Mapped, NameMap};
+use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-/// Both MobileNets start their Linears at normal(0, 0.01) with a zero bias.
-const LINEAR_INIT: Init = Init::Randn { mean: 0.0, stdev: 0.01 };
-pub const DEFAULT_DROPOUT: f64 = 0.2;
-
-/// MobileNetV2's (t, c, n, s): expansion, output channels, repeats, first stride.
-const V2_SETTING: [(i64, i64, i64, i64); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
-const V2_STEM: i64 = 32;
-const V2_HEAD: i64 = 1280;
-
-/// One inverted residual in plan form: where it is and which optional layers it has, for the
-/// timm name mapping (`blocks.S.L` -> `features.N`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MobileBlockPlan {
-    /// Index into `features`.
-    pub feature: usize,
-    /// timm's stage and layer.
-    pub stage: usize,
-    pub layer: usize,
-    pub expand: bool,
-    pub squeeze_excitation: bool,
-}
-
-/// torchvision's MobileNetV2 `InvertedResidual`.
-#[derive(Debug)]
-struct V2Block {
-    expand: Option<ConvNormActivation>,
-    depthwise: ConvNormActivation,
-    project: nn::Conv2D,
-    project_norm: nn::BatchNorm,
-    use_residual: bool,
-}
-
-impl V2Block {
-    fn new(p: nn::Path, input: i64, output: i64, stride: i64, expand_ratio: i64) -> Self {
-        let conv = &p / "conv";
-        let hidden = input * expand_ratio;
-        let mut index = 0;
-        let expand = (expand_ratio != 1).then(|| {
-            index += 1;
-            ConvNormActivation::new(&conv / 0, ConvSpec::new(input, hidden, 1), TORCH_BATCH_NORM, Activation::Relu6)
-        });
-        let depthwise = ConvNormActivation::new(
-            &conv / index,
-            ConvSpec::new(hidden, hidden, 3).stride(stride).groups(hidden),
-            TORCH_BATCH_NORM,
-            Activation::Relu6,
-        );
-        let project = conv2d(&conv / (index + 1), ConvSpec::new(hidden, output, 1), KAIMING_NORMAL_FAN_OUT);
-        let project_norm = batch_norm(&conv / (index + 2), output, TORCH_BATCH_NORM);
-        V2Block { expand, depthwise, project, project_norm, use_residual: stride == 1 && input == output }
-    }
-}
-
-impl ModuleT for V2Block {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let hidden = match &self.expand {
-            Some(e) => e.forward_t(xs, train),
-            None => xs.shallow_clone(),
-        };
-        let mut out = self.depthwise.forward_t(&hidden, train).apply(&self.project).apply_t(&self.project_norm, train);
-        if self.use_residual {
-            out += xs;
-        }
-        out
-    }
-}
-
-/// The V2 blocks in forward order (timm groups them in stages of the setting's rows).
-pub fn v2_plan() -> Vec<MobileBlockPlan> {
-    let mut plan = Vec::new();
-    for (stage, &(t, _, n, _)) in V2_SETTING.iter().enumerate() {
-        for layer in 0..n as usize {
-            plan.push(MobileBlockPlan { feature: plan.len() + 1, stage, layer, expand: t != 1, squeeze_excitation: false });
-        }
-    }
-    plan
-}
-
-#[derive(Debug)]
-pub struct MobileNetV2 {
-    stem: ConvNormActivation,
-    blocks: Vec<V2Block>,
-    head: ConvNormActivation,
-    dropout: f64,
-    classifier: nn::Linear,
-}
-
-impl MobileNetV2 {
-    pub fn new(p: &nn::Path, num_classes: i64, dropout: f64) -> Self {
-        let features = p / "features";
-        let stem = ConvNormActivation::new(&features / 0, ConvSpec::new(3, V2_STEM, 3).stride(2), TORCH_BATCH_NORM, Activation::Relu6);
-        let mut blocks = Vec::new();
-        let mut input = V2_STEM;
-        for &(t, c, n, s) in &V2_SETTING {
-            let output = make_divisible(c as f64, 8);
-            for i in 0..n {
-                blocks.push(V2Block::new(&features / (blocks.len() + 1), input, output, if i == 0 { s } else { 1 }, t));
-                input = output;
-            }
-        }
-        let head = ConvNormActivation::new(
-            &features / (blocks.len() + 1),
-            ConvSpec::new(input, V2_HEAD, 1),
-            TORCH_BATCH_NORM,
-            Activation::Relu6,
-        );
-        let classifier = linear_zero_bias(p / "classifier" / 1, V2_HEAD, num_classes, LINEAR_INIT);
-        MobileNetV2 { stem, blocks, head, dropout, classifier }
-    }
-}
-
-impl ModuleT for MobileNetV2 {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut x = self.stem.forward_t(xs, train);
-        for block in &self.blocks {
-            x = block.forward_t(&x, train);
-        }
-        let x = self.head.forward_t(&x, train);
-        classifier_dropout(global_average_pool(&x), self.dropout, train).apply(&self.classifier)
-    }
-}
+/// torchvision's classifier dropout for MobileNetV3.
+const DEFAULT_DROPOUT: f64 = 0.2;
 
 /// torchvision's `partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)` for MobileNetV3.
 const V3_NORM: NormConfig = NormConfig { eps: 1e-3, momentum: 0.01 };
@@ -258,8 +138,8 @@ impl MobileNetV3 {
             Activation::Hardswish,
         );
         let classifier = p / "classifier";
-        let fc1 = linear_zero_bias(&classifier / 0, last_out, V3_LAST_CHANNEL, LINEAR_INIT);
-        let fc2 = linear_zero_bias(&classifier / 3, V3_LAST_CHANNEL, num_classes, LINEAR_INIT);
+        let fc1 = linear_zero_bias(&classifier / 0, last_out, V3_LAST_CHANNEL, MOBILENET_LINEAR_INIT);
+        let fc2 = linear_zero_bias(&classifier / 3, V3_LAST_CHANNEL, num_classes, MOBILENET_LINEAR_INIT);
         MobileNetV3 { stem, blocks, last_conv, fc1, dropout, fc2 }
     }
 }
@@ -276,16 +156,65 @@ impl ModuleT for MobileNetV3 {
     }
 }
 
+pub static FAMILY: Family<()> = Family {
+    info: FamilyInfo { name: "mobilenet_v3", head: "classifier.3.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
+    build: |_, p, o| Box::new(MobileNetV3::large(p, o.num_classes, o.dropout)),
+    name_maps,
+    variants: &[Variant::new("mobilenet_v3_large", 224, 5_483_032, ()).dropout(DEFAULT_DROPOUT).pretrained(
+        Pretrained::torchvision(&[tv("IMAGENET1K_V2", "mobilenet_v3_large-5c1a4163.pth"), tv("IMAGENET1K_V1", "mobilenet_v3_large-8738ca79.pth")])
+            .timm(&[TimmModel {
+                model: "mobilenetv3_large_100",
+                tags: &["ra_in1k", "miil_in21k_ft_in1k", "ra4_e3600_r224_in1k"],
+                caveat: Some("trained with batch-norm eps 1e-5 where torchvision's MobileNetV3 uses 1e-3: a small shift that fine-tuning absorbs"),
+            }]),
+    )],
+};
+
+/// timm's names: as MobileNetV2's plus `se.conv_reduce`/`conv_expand`; `blocks.6.0.conv`/`bn1`;
+/// `conv_head` (a 1x1 conv with bias) -> `features.N.block.i` (`fc1`/`fc2`), `features.16`,
+/// `classifier.0` (reshaped to a Linear), `classifier.3`.
+fn name_maps(_: &(), _names: &[&str]) -> Vec<NameMap> {
+    let plan = v3_plan();
+    vec![NameMap { convention: Convention::TIMM, prefixes: &["blocks.", "conv_stem."], rename: Box::new(move |name| timm_name(name, &plan)) }]
+}
+
+fn timm_name(name: &str, plan: &[MobileBlockPlan]) -> Mapped {
+    let head_feature = plan.len() + 1;
+    timm_mobilenet(
+        name,
+        plan,
+        |p, sub, rest| match p {
+            Some(p) => timm_inverted_residual(&format!("features.{}.block", p.feature), p.expand, p.squeeze_excitation, sub, rest).map(renamed),
+            // timm's last stage is the 1x1 conv torchvision calls features.16.
+            None => match sub {
+                "conv" => Some(renamed(format!("features.{head_feature}.0.{rest}"))),
+                "bn1" => Some(renamed(format!("features.{head_feature}.1.{rest}"))),
+                _ => None,
+            },
+        },
+        |first, rest| match first {
+            // conv_head is the 960 -> 1280 Linear stored as a 1x1 conv.
+            "conv_head" => {
+                let reshape = (rest == "weight").then(|| vec![V3_LAST_CHANNEL, -1]);
+                Some((Some(format!("classifier.0.{rest}")), reshape))
+            }
+            "classifier" => Some(renamed(format!("classifier.3.{rest}"))),
+            _ => None,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::{nn::VarStore, Device};
 
+    fn name(m: Mapped) -> String {
+        m.0.unwrap_or_default()
+    }
+
     #[test]
     fn plans_cover_every_block_with_torchvision_indices() {
-        let v2 = v2_plan();
-        assert_eq!(v2.len(), 17);
-        assert_eq!((v2[0].feature, v2[0].expand, v2[16].feature, v2[16].stage), (1, false, 17, 6));
         let v3 = v3_plan();
         assert_eq!(v3.len(), 15);
         assert_eq!((v3[3].feature, v3[3].stage, v3[3].layer, v3[3].squeeze_excitation), (4, 2, 0, true));
@@ -298,5 +227,15 @@ mod tests {
         assert_eq!(vars["features.1.block.1.0.weight"].size(), [16, 16, 1, 1]);
         assert_eq!(vars["features.16.0.weight"].size(), [960, 160, 1, 1]);
         assert_eq!(vars["classifier.0.weight"].size(), [1280, 960]);
+    }
+
+    #[test]
+    fn timm_names_map_to_torchvision() {
+        let v3 = v3_plan();
+        assert_eq!(name(timm_name("blocks.2.0.se.conv_reduce.weight", &v3)), "features.4.block.2.fc1.weight");
+        assert_eq!(name(timm_name("blocks.0.0.conv_pw.weight", &v3)), "features.1.block.1.0.weight");
+        assert_eq!(name(timm_name("blocks.6.0.bn1.weight", &v3)), "features.16.1.weight");
+        assert_eq!(timm_name("conv_head.weight", &v3).1, Some(vec![1280, -1]));
+        assert_eq!(timm_name("blocks.9.0.x", &v3).0, None);
     }
 }

