@@ -23,6 +23,7 @@ pub mod predict;
 pub mod report;
 pub mod run_dir;
 pub mod serve;
+pub mod sweep;
 pub mod tracking;
 pub mod train;
 pub mod util;
