@@ -136,8 +136,8 @@ mod tests {
         // Alone at a rung: goes on. Second and worse (fewer than eta before it): stops; better: goes on.
         let first = trial(0, &[0.5]);
         assert_eq!(asha.judge(&first, 1, std::slice::from_ref(&first), up), Judgement::Continue);
-        assert!(stops(asha.judge(&trial(1, &[0.4]), 1, &[first.clone()], up)));
-        assert_eq!(asha.judge(&trial(1, &[0.6]), 1, &[first.clone()], up), Judgement::Continue);
+        assert!(stops(asha.judge(&trial(1, &[0.4]), 1, std::slice::from_ref(&first), up)));
+        assert_eq!(asha.judge(&trial(1, &[0.6]), 1, std::slice::from_ref(&first), up), Judgement::Continue);
         // Eight trials have recorded epoch 2 (rung 2); a ninth: top floor(9/2) = 4 go on.
         let others: Vec<Trial> = (0..8).map(|i| trial(i, &[0.1, 0.1 * i as f64])).collect();
         // Oriented values at epoch 2 are 0.0..0.7; the 4th best is 0.4.
