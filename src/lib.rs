@@ -25,6 +25,7 @@ pub mod predict;
 pub mod report;
 pub mod run_dir;
 pub mod serve;
+pub mod sweep;
 pub mod tracking;
 pub mod train;
 pub mod util;
@@ -45,6 +46,6 @@ pub const LAYERS: &[&[&str]] = &[
     &["train", "evaluate", "predict", "audit", "decision_biases", "eda"],
     &["serve", "report", "tracking", "console", "bench"],
     &["config"],
-    &["app"],
+    &["app", "sweep"],
     &["cli"],
 ];

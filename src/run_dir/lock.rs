@@ -70,7 +70,7 @@ impl RunLock {
     }
 
     /// The lock, or (inner Err) the description of the process that holds it.
-    fn try_acquire(run: &RunDir, command: &str) -> Result<std::result::Result<RunLock, String>> {
+    pub fn try_acquire(run: &RunDir, command: &str) -> Result<std::result::Result<RunLock, String>> {
         if !run.path().is_dir() {
             bail!("{}: no such run folder", run.path().display());
         }

@@ -5,6 +5,8 @@
 //! so a small evaluation split is not penalised for classes it cannot contain).
 use serde::{Deserialize, Serialize};
 
+pub mod bootstrap;
+
 /// An `n x n` count matrix: row = true class, column = predicted class (row-major).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
