@@ -149,9 +149,8 @@ fn draw_polyline(image: &mut RgbImage, points: &[[f32; 2]], thickness: f32, colo
                 continue;
             }
             let i = ((y * w + x) * 3) as usize;
-            for c in 0..3 {
-                let under = image.data[i + c] as f32;
-                image.data[i + c] = (under + (colour[c] - under) * alpha).round() as u8;
+            for (under, paint) in image.data[i..i + 3].iter_mut().zip(colour) {
+                *under = (*under as f32 + (paint - *under as f32) * alpha).round() as u8;
             }
             changed += 1;
         }

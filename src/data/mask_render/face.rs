@@ -15,6 +15,7 @@
 //!   chin, and never past the box's side (the box ends where the turned-away cheek does);
 //! - the yaw: the nose tip's offset from between the eyes over half the eye distance is about
 //!   `tan(yaw)` (the tip stands about half an eye distance in front of the eyes).
+//!
 //! The placement's anchors sit on those points at the template's own proportions, so a template
 //! whose anchors are pinned there puts its top on the bridge and its bottom under the chin when
 //! worn, and lower (below the nose, below the lip, under the chin) when worn wrongly.
@@ -193,7 +194,7 @@ impl FaceFrame {
     }
 
     /// Where the ray from `p` along `dir` leaves the box, pixels; None from outside the box.
-    fn to_box_edge(&self, p: [f32; 2], dir: [f32; 2]) -> Option<f32> {
+    fn distance_to_box_edge(&self, p: [f32; 2], dir: [f32; 2]) -> Option<f32> {
         let b = self.bbox;
         if p[0] < b[0] || p[0] > b[2] || p[1] < b[1] || p[1] > b[3] {
             return None;
@@ -214,7 +215,7 @@ impl FaceFrame {
     pub fn chin(&self) -> f32 {
         let own = 1.0 + CHIN_BELOW_MOUTH;
         let mouth = self.point(self.mouth_s, 1.0);
-        match self.to_box_edge(mouth, self.v).map(|px| 1.0 + px / self.d) {
+        match self.distance_to_box_edge(mouth, self.v).map(|px| 1.0 + px / self.d) {
             Some(boxed) if (1.35..2.2).contains(&boxed) => 0.6 * own + 0.4 * boxed,
             _ => own,
         }
@@ -228,7 +229,7 @@ impl FaceFrame {
         let own = 2.0 * eye_to_nose * profile;
         let from = self.point(self.centre(t), t);
         let dir = if side < 0.0 { [-self.u[0], -self.u[1]] } else { self.u };
-        match self.to_box_edge(from, dir) {
+        match self.distance_to_box_edge(from, dir) {
             Some(edge) if edge > 0.3 * self.iod => own.min(1.05 * edge),
             _ => own,
         }

@@ -82,8 +82,8 @@ impl PhotoLight {
                     let s = frame.centre(t) + side * frame.half_width(side, t) * (0.35 + 0.35 * j as f32 / 5.0);
                     let (x, y) = at(s, t);
                     let Some(p) = pixel(x, y) else { continue };
-                    for c in 0..3 {
-                        cheeks[k].0[c] += p[c];
+                    for (sum, v) in cheeks[k].0.iter_mut().zip(p) {
+                        *sum += v;
                     }
                     cheeks[k].1 += 1;
                     // The grain: what a pixel has that its four neighbours do not.

@@ -154,7 +154,7 @@ impl MaskDesign {
         }
         let print = match (kind, rng.gen_range(0..10)) {
             (MaskKind::Cloth, 0..=3) | (MaskKind::Surgical | MaskKind::Kn95 | MaskKind::N95, _) => Print::Plain,
-            (MaskKind::Cloth, 4..=5) => Print::Stripes { angle: [0.0f32, 0.5, -0.5, 1.5708][rng.gen_range(0..4)], period: rng.gen_range(0.08..0.22), duty: rng.gen_range(0.3..0.6) },
+            (MaskKind::Cloth, 4..=5) => Print::Stripes { angle: [0.0f32, 0.5, -0.5, std::f32::consts::FRAC_PI_2][rng.gen_range(0..4)], period: rng.gen_range(0.08..0.22), duty: rng.gen_range(0.3..0.6) },
             (MaskKind::Cloth, 6..=7) => {
                 let period = rng.gen_range(0.09..0.2);
                 Print::Dots { period, radius: period * rng.gen_range(0.15..0.3) }
@@ -326,8 +326,8 @@ fn draw(design: &MaskDesign, yaw_degrees: f32, width: u32) -> Template {
             let (u, v) = (s * theta_max, eta * v_scale);
             let (colour, light) = surface_colour(design, &proj, s, eta, u, v, top, inside);
             let i = ((py * w + px) * 4) as usize;
-            for c in 0..3 {
-                image.data[i + c] = (colour[c] * light).round().clamp(0.0, 255.0) as u8;
+            for (out, c) in image.data[i..i + 3].iter_mut().zip(colour) {
+                *out = (c * light).round().clamp(0.0, 255.0) as u8;
             }
             image.data[i + 3] = (alpha * 255.0).round() as u8;
         }

@@ -143,8 +143,8 @@ impl RgbaImage {
                 }
                 let i = ((py * w + px) * 4) as usize;
                 let a = self.data[i + 3] as f32 / 255.0 * k;
-                for c in 0..3 {
-                    rgb[c] += self.data[i + c] as f32 * a;
+                for (sum, &v) in rgb.iter_mut().zip(&self.data[i..i + 3]) {
+                    *sum += v as f32 * a;
                 }
                 alpha += a;
             }
@@ -183,9 +183,9 @@ mod tests {
     #[test]
     fn the_map_is_continuous_across_sector_boundaries() {
         let w = FanWarp::new(&TEMPLATE, &face()).unwrap();
-        for i in 0..6 {
+        for (i, &anchor) in TEMPLATE[..6].iter().enumerate() {
             // Points just either side of each ray map next to each other.
-            let ray = sub(TEMPLATE[i], TEMPLATE[6]);
+            let ray = sub(anchor, TEMPLATE[6]);
             let normal = [-ray[1], ray[0]];
             let n = normal[0].hypot(normal[1]);
             for k in [0.3f32, 1.0, 2.5] {
