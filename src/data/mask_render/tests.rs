@@ -205,3 +205,21 @@ fn the_preview_strip_has_a_cell_per_face_and_wear_and_writes_a_png() {
     let back = image::open(&path).unwrap().to_rgb8();
     assert_eq!(back.as_raw(), &strip.data);
 }
+
+#[test]
+fn paint_that_covers_the_nose_but_not_the_mouth_gets_no_label() {
+    // The dot template's anchors, opaque only above the middle: worn, it covers the nose and
+    // stops above the mouth, which no label describes.
+    let mut template = dot_template();
+    for y in 0..112u32 {
+        for x in 0..160u32 {
+            let i = ((y * 160 + x) * 4) as usize;
+            template.image.data[i..i + 4].copy_from_slice(&[60, 90, 160, if y < 50 { 255 } else { 0 }]);
+        }
+    }
+    let src = photo(200, 240);
+    for seed in 0..5 {
+        let err = render_template(&src, &FACE, &template, WearStyle::Worn, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap_err();
+        assert!(matches!(err, RenderError::Ambiguous { nose, mouth } if nose > 0.99 && mouth < 0.01), "seed {seed}: {err}");
+    }
+}
