@@ -9,6 +9,7 @@
 pub mod mask_examples;
 pub mod mask_paint;
 pub mod mask_plan;
+pub mod mask_render;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
