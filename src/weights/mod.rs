@@ -14,6 +14,7 @@ pub mod pickle;
 pub mod pretrained;
 pub mod raw;
 pub mod sources;
+pub mod tfjs;
 pub mod timm_names;
 pub mod torchfile;
 pub mod zoo;
