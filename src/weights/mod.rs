@@ -10,6 +10,7 @@ pub mod hub;
 pub mod import;
 pub mod inspect;
 pub mod mapping;
+pub mod npm;
 pub mod pickle;
 pub mod pretrained;
 pub mod raw;
