@@ -4,6 +4,7 @@ pub mod convnext;
 pub mod densenet;
 pub mod efficientnet;
 pub mod efficientnet_v2;
+pub mod faceres;
 pub mod mobilenet;
 pub mod net;
 pub mod regnet;
