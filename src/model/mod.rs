@@ -8,6 +8,7 @@ pub mod efficientnet;
 pub mod efficientnet_lite;
 pub mod efficientnet_v2;
 pub mod export;
+pub mod faceres;
 pub mod family;
 pub mod import;
 pub mod inspect;

@@ -8,6 +8,8 @@ pub mod fetch;
 pub mod hub;
 pub mod import;
 pub mod mapping;
+pub mod npm;
 pub mod pickle;
 pub mod raw;
+pub mod tfjs;
 pub mod torchfile;
