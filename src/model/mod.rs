@@ -6,6 +6,7 @@ pub mod efficientnet;
 pub mod efficientnet_v2;
 pub mod mobilenet;
 pub mod net;
+pub mod precision;
 pub mod regnet;
 pub mod registry;
 pub mod resnet;
