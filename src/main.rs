@@ -252,10 +252,10 @@ enum Command {
         /// auto, cpu, cuda, cuda:N.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
-        /// fp16 autocast (CUDA).
+        /// Autocast: fp16 on CUDA, bf16 on a CPU with native bfloat16 (AVX512_BF16/AMX).
         #[arg(long)]
         amp: bool,
-        /// Channels-last memory format (CUDA).
+        /// Channels-last memory format (CUDA and CPU).
         #[arg(long)]
         channels_last: bool,
         #[arg(long, default_value_t = 5)]
