@@ -6,7 +6,8 @@
 //! `--no-as-needed`, and set an rpath to libtorch's folder (the `.venv` torch install).
 //!
 //! It also compiles `csrc/c10d_shim.cpp`, masklab's C interface to libtorch's distributed engine
-//! (c10d: TCPStore, Gloo, NCCL), the way torch-sys compiles its own wrapper (see `compile_c10d`).
+//! (c10d: TCPStore, Gloo, NCCL), the way torch-sys compiles its own wrapper (see `compile_c10d`),
+//! and `csrc/autocast_shim.cpp`, autocast on the CPU as on CUDA (see `compile_autocast`).
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -16,6 +17,7 @@ fn main() {
     };
     let lib_dir = Path::new(&lib);
     compile_c10d(lib_dir);
+    compile_autocast(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     if lib_dir.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
@@ -85,6 +87,23 @@ fn compile_c10d(lib_dir: &Path) {
         }
     }
     build.compile("masklab_c10d");
+}
+
+/// Compiles `csrc/autocast_shim.cpp` (autocast on any device: CPU bf16 too) with torch-sys' flags.
+fn compile_autocast(lib_dir: &Path) {
+    println!("cargo:rerun-if-changed=csrc/autocast_shim.cpp");
+    let include = lib_dir.parent().unwrap_or(lib_dir).join("include");
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", cxx11_abi()))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .file("csrc/autocast_shim.cpp")
+        .compile("masklab_autocast");
 }
 
 /// torch-sys' rule: asked from the .venv's python with LIBTORCH_USE_PYTORCH, else LIBTORCH_CXX11_ABI or 1.

@@ -91,6 +91,12 @@ apt_install() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# Build tools of libjpeg-turbo, which the turbojpeg crate compiles from its bundled source:
+# cmake, and nasm for its SIMD code (the build fails without it rather than decode slowly).
+if ! command -v cmake >/dev/null 2>&1 || ! command -v nasm >/dev/null 2>&1; then
+    echo "setup: installing Debian's cmake and nasm (to build libjpeg-turbo)" >&2
+    apt_install cmake nasm
+fi
 if ! { [ -x .venv/bin/python ] && have; }; then
     echo "setup: installing torch==$TORCH_VERSION into .venv (a few GB, once)" >&2
     [ -x .venv/bin/python ] || "$PY" -m venv .venv

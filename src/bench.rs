@@ -2,6 +2,7 @@
 //! (forward + cross entropy + backward + AdamW step) or inference, printed as one JSON line in
 //! the format `scripts/bench_torch.py` prints for PyTorch, so the two can be set side by side.
 use crate::model::net::to_channels_last;
+use crate::model::precision::{cpu_has_native_bf16, Autocast, Requested};
 use crate::model::registry::{build_backbone, BackboneOptions};
 use crate::train::optim::{OptimConfig, Optimizer};
 use crate::device::DeviceChoice;
@@ -47,8 +48,18 @@ fn sync(device: Device) {
 
 pub fn run(o: &BenchOptions) -> Result<BenchResult> {
     let device = o.device.resolve()?;
-    let amp = o.amp && device.is_cuda();
-    let channels_last = o.channels_last && device.is_cuda();
+    // --amp: fp16 on CUDA, bf16 on a CPU with native bfloat16 (float32 with a warning otherwise).
+    let requested = match (o.amp, device.is_cuda()) {
+        (false, _) => Requested::None,
+        (true, true) => Requested::Fp16,
+        (true, false) => Requested::Bf16,
+    };
+    let (autocast, warning) = Autocast::choose(requested, device, cpu_has_native_bf16());
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    let amp = autocast != Autocast::Off;
+    let channels_last = o.channels_last;
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(true);
     }
@@ -66,10 +77,10 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult> {
         sync(device);
         let t = Instant::now();
         if o.train {
-            let out = tch::autocast(amp, || net.forward_t(&x, true));
+            let out = autocast.run(device, || net.forward_t(&x, true));
             let loss = out.to_kind(Kind::Float).cross_entropy_for_logits(&y);
             opt.zero_grad();
-            if amp {
+            if autocast.scales_loss() {
                 // What fp16 training does each step: scale, backward, unscale and check.
                 (&loss * 1024.0).backward();
                 opt.unscale_grads(1.0 / 1024.0);
@@ -78,7 +89,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult> {
             }
             opt.step(1e-4);
         } else {
-            let _ = tch::no_grad(|| tch::autocast(amp, || net.forward_t(&x, false)));
+            let _ = tch::no_grad(|| autocast.run(device, || net.forward_t(&x, false)));
         }
         sync(device);
         if i >= o.warmup {

@@ -4,6 +4,7 @@ use crate::data::augment::Augmenter;
 use crate::data::loader::Loader;
 use crate::model::task_layout::Layout;
 use crate::model::registry::{build_backbone, BackboneOptions};
+use crate::model::precision::{self, Autocast};
 use crate::model::settings::{Amp, NetSettings};
 use anyhow::{Context, Result};
 use tch::nn::{ModuleT, VarStore};
@@ -68,22 +69,28 @@ impl Net {
 #[derive(Clone, Copy, Debug)]
 pub struct RunOptions {
     pub device: Device,
-    /// fp16 autocast (CUDA only).
-    pub amp: bool,
+    /// Mixed precision of forward passes.
+    pub autocast: Autocast,
+    /// Inputs in channels-last memory layout (NHWC strides), on CUDA and CPU alike.
     pub channels_last: bool,
     /// Test-time augmentation: the views of each image whose probabilities are averaged.
     pub tta: Tta,
 }
 
 impl RunOptions {
-    /// A run's settings on `device`: fp16 and channels-last take effect on CUDA only.
+    /// A run's settings on `device`: fp16 takes effect on CUDA only, bf16 on CUDA and on CPUs
+    /// with native bfloat16 (a warning says when it falls back to float32).
     pub fn new(amp: Amp, channels_last: bool, device: Device, tta: Tta) -> RunOptions {
-        RunOptions {
-            device,
-            amp: amp == Amp::Fp16 && device.is_cuda(),
-            channels_last: channels_last && device.is_cuda(),
-            tta,
+        let requested = match amp {
+            Amp::None => precision::Requested::None,
+            Amp::Fp16 => precision::Requested::Fp16,
+            Amp::Bf16 => precision::Requested::Bf16,
+        };
+        let (autocast, warning) = Autocast::choose(requested, device, precision::cpu_has_native_bf16());
+        if let Some(warning) = warning {
+            tracing::warn!("{warning}");
         }
+        RunOptions { device, autocast, channels_last, tta }
     }
 }
 
@@ -176,7 +183,7 @@ pub fn forward_batch(nets: &[Net], layout: Layout, images_u8: &Tensor, run: &Run
             nets.iter()
                 .map(|net| {
                     let x = eval_input(net, images, run);
-                    tch::autocast(run.amp, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
+                    run.autocast.run(run.device, || net.module.forward_t(&x, false)).to_kind(Kind::Float)
                 })
                 .collect()
         };

@@ -83,4 +83,6 @@ pub enum Amp {
     None,
     /// fp16 autocast with dynamic loss scaling (CUDA only).
     Fp16,
+    /// bf16 autocast, no loss scaling (CUDA, and CPUs with native bfloat16).
+    Bf16,
 }

@@ -1,5 +1,5 @@
 //! From the bytes of an upload to the classifier's inputs: format and size checked from the
-//! header before any pixel is decoded, decoded upright (`data::decode`, the code that reads
+//! header before any pixel is decoded, decoded upright (`image::decode`, the code that reads
 //! files for training and `predict`), the faces located, and each face resized once per input
 //! pipeline of the ensemble.
 //!

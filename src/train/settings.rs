@@ -29,9 +29,9 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     pub device: DeviceChoice,
-    /// Mixed precision on CUDA: "none" or "fp16" (autocast with dynamic loss scaling). Ignored on CPU.
+    /// Mixed precision: "none", "fp16" (CUDA; autocast with dynamic loss scaling; ignored on CPU) or "bf16" (CUDA, and CPUs with AVX512_BF16/AMX; no loss scaling; float32 with a warning on other CPUs).
     pub amp: Amp,
-    /// Channels-last memory format on CUDA (faster convolutions with tensor cores).
+    /// Channels-last memory format for the model's inputs (faster convolutions with tensor cores on CUDA, and in oneDNN on CPU).
     pub channels_last: bool,
     /// Let cuDNN pick the fastest convolution algorithms (inputs have a fixed size).
     pub cudnn_benchmark: bool,

@@ -154,7 +154,7 @@ impl Trainer {
         };
         let mut trainer = Trainer {
             cfg: cfg.clone(),
-            scaler: LossScaler::new(run_opts.amp, LossScaler::INITIAL_SCALE),
+            scaler: LossScaler::new(run_opts.autocast.scales_loss(), LossScaler::INITIAL_SCALE),
             run,
             device,
             run_opts,
@@ -348,7 +348,7 @@ impl Trainer {
                 let x = net.augmenter.train(images);
                 let (x, mix) = net.augmenter.mix(&x);
                 let x = if self.run_opts.channels_last { to_channels_last(&x) } else { x };
-                let out = tch::autocast(self.run_opts.amp, || net.module.forward_t(&x, true));
+                let out = self.run_opts.autocast.run(self.run_opts.device, || net.module.forward_t(&x, true));
                 let mut micro_loss = Tensor::zeros([], (Kind::Float, device));
                 for (head, l) in &self.losses[k] {
                     let logits = head.slice(&out);
@@ -561,7 +561,7 @@ impl Trainer {
         self.step = state.step;
         self.best = BestCheckpoint { best: state.best, best_epoch: state.best_epoch };
         self.stopping = EarlyStopping { patience: self.cfg.train.patience, bad_epochs: state.bad_epochs };
-        self.scaler = LossScaler::new(self.run_opts.amp, state.loss_scale);
+        self.scaler = LossScaler::new(self.run_opts.autocast.scales_loss(), state.loss_scale);
         self.resumed = Some(Resumed { epoch: state.epoch, step: state.step });
         Ok(())
     }
