@@ -6,7 +6,7 @@
 //! saves a wake-up; but masklab decodes images on other threads while the model runs, and
 //! machines are shared: there a spinning thread takes its core from a decoder (or from another
 //! program) and the work that would start the next region waits behind it. `OMP_WAIT_POLICY=
-//! PASSIVE` makes the threads sleep as soon as they are idle (README, Performance, has the
+//! PASSIVE` makes the threads sleep as soon as they are idle (README, Training, has the
 //! measurements).
 //!
 //! libgomp reads its environment once, when it is loaded, which is before `main` runs: setting
