@@ -750,11 +750,11 @@ mod tests {
                 depthwise.forward(&conv.forward(&x)).square().mean(Kind::Float).backward();
                 opt.step(lr);
             }
-            for name in ["conv.weight", "dw.weight"] {
-                let var = &vs.variables()[name];
-                assert_eq!(is_channels_last(var), channels_last, "{name}");
-                assert_eq!(is_channels_last(&var.grad()), channels_last, "{name}'s grad");
-            }
+            // The depthwise weight ([4, 1, 3, 3]: one input channel) lies in the same memory
+            // order either way, so only the full convolution's layout can tell.
+            let var = &vs.variables()["conv.weight"];
+            assert_eq!(is_channels_last(var), channels_last);
+            assert_eq!(is_channels_last(&var.grad()), channels_last, "the grad");
             let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
             weights.sort_by(|a, b| a.0.cmp(&b.0));
             weights
