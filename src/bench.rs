@@ -1,7 +1,7 @@
 //! `masklab bench`: step time and images/s of a backbone on synthetic input, training
 //! (forward + cross entropy + backward + AdamW step) or inference, printed as one JSON line in
 //! the format `scripts/bench_torch.py` prints for PyTorch, so the two can be set side by side.
-use crate::model::net::to_channels_last;
+use crate::model::net::{to_channels_last, weights_to_channels_last};
 use crate::model::precision::{cpu_has_native_bf16, Autocast, Requested};
 use crate::model::registry::{build_backbone, BackboneOptions};
 use crate::train::optim::{OptimConfig, Optimizer};
@@ -69,6 +69,8 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult> {
     let mut x = Tensor::randn([o.batch, 3, o.size, o.size], (Kind::Float, device));
     if channels_last {
         x = to_channels_last(&x);
+        // Weights too, as training and prediction lay them out (RunOptions::prepare_weights).
+        weights_to_channels_last(&vs);
     }
     let y = Tensor::randint(18, [o.batch], (Kind::Int64, device));
     let mut opt = Optimizer::new(&vs, &OptimConfig::default())?;

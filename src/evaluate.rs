@@ -128,6 +128,7 @@ pub fn eval_run(run: &RunDir, settings: &EvalSettings, data: &Path, split: EvalS
     let train_counts = training_class_counts(run, cfg, data)?;
     let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), layout, &train_counts, device)?;
     let run_opts = RunOptions::new(settings.amp, settings.channels_last, device, Default::default());
+    run_opts.prepare_weights(&nets);
     let loader = prepared.loader(cfg);
     let which = run.checkpoint(if last { LAST } else { BEST });
     Ok(evaluate(&nets, &losses, layout, &loader, &prepared.classes, order, settings.eval_batch, &run_opts)

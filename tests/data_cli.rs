@@ -152,6 +152,32 @@ fn version_names_libtorch_and_cuda() {
     assert!(text.contains("cuda "), "{text}");
 }
 
+/// Started without an OpenMP wait policy, masklab runs again with OMP_WAIT_POLICY=PASSIVE (the
+/// restarted process prints it), its arguments intact; a policy the user set is kept.
+#[test]
+fn openmp_threads_sleep_when_idle_unless_the_user_chose() {
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_masklab"));
+        command.args(args).env_remove("OMP_WAIT_POLICY").env_remove("GOMP_SPINCOUNT");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("run masklab")
+    };
+    let out = run(&["--version"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("openmp wait OMP_WAIT_POLICY=PASSIVE"), "{}", stdout(&out));
+    let out = run(&["--version"], &[("OMP_WAIT_POLICY", "ACTIVE")]);
+    assert!(stdout(&out).contains("openmp wait OMP_WAIT_POLICY=ACTIVE"), "{}", stdout(&out));
+    let out = run(&["--version"], &[("GOMP_SPINCOUNT", "1000")]);
+    assert!(stdout(&out).contains("openmp wait GOMP_SPINCOUNT=1000"), "{}", stdout(&out));
+    // Arguments with spaces and non-ASCII letters reach the restarted process unchanged.
+    let missing = "/no such folder/dïr ñ";
+    let out = run(&["eda", missing], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(missing), "{}", stderr(&out));
+}
+
 #[test]
 fn demo_data_cli_writes_the_layout() {
     let dir = tempfile::tempdir().unwrap();

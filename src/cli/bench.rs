@@ -23,10 +23,10 @@ pub struct BenchArgs {
     batch: i64,
     #[command(flatten)]
     device: DeviceArg,
-    /// fp16 autocast (CUDA).
+    /// Mixed precision: fp16 autocast on CUDA, bf16 on a CPU with native bfloat16.
     #[arg(long)]
     amp: bool,
-    /// Channels-last memory format (CUDA).
+    /// Channels-last memory format of the input and the convolution weights (CUDA and CPU).
     #[arg(long)]
     channels_last: bool,
     #[arg(long, default_value_t = 5)]

@@ -68,9 +68,12 @@ enum Command {
 }
 
 
-/// The program: logging set up, arguments parsed, the command run; an error is printed and the
-/// process exits with 1.
+/// The program: restarted once with libtorch's OpenMP threads set to sleep when idle (see
+/// `util::openmp`), logging set up, arguments parsed, the command run; an error is printed and
+/// the process exits with 1.
 pub fn main() {
+    // Before anything else: a restart must come before any thread or output.
+    let not_restarted = crate::util::openmp::reexec_with_passive_wait();
     tracing_subscriber::fmt()
         // The service's request log (target masklab::serve::access) is on by default.
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn,masklab::serve=info".into()))
@@ -79,6 +82,9 @@ pub fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
+    if let Err(why) = not_restarted {
+        tracing::debug!("OpenMP wait policy: {why}");
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -116,11 +122,16 @@ fn run(cli: Cli) -> Result<()> {
 fn version_text() -> String {
     let cuda = tch::Cuda::is_available();
     let devices = if cuda { format!(" ({} device(s), cudnn {})", tch::Cuda::device_count(), tch::Cuda::cudnn_is_available()) } else { String::new() };
+    let openmp = match crate::util::openmp::current_wait_policy() {
+        crate::util::openmp::WaitPolicy::FromEnvironment(chosen) => chosen,
+        crate::util::openmp::WaitPolicy::RuntimeDefault => "the runtime's default (spinning)".to_string(),
+    };
     format!(
-        "masklab {}\nlibtorch {}\ncuda {}{}",
+        "masklab {}\nlibtorch {}\ncuda {}{}\nopenmp wait {}",
         env!("CARGO_PKG_VERSION"),
         env!("MASKLAB_LIBTORCH_VERSION"),
         if cuda { "available" } else { "not available" },
-        devices
+        devices,
+        openmp
     )
 }

@@ -288,10 +288,20 @@ pub fn decode_bytes(bytes: &[u8], prep: &Preprocess) -> Result<RgbImage, String>
 /// at 1/2, 1/4 or 1/8 scale is decoded at the smallest such scale, the region scaled with it;
 /// otherwise the image is decoded whole and the result is [`resize_region`]'s on it.
 pub fn decode_region_bytes(bytes: &[u8], region: Option<[f32; 4]>, prep: &Preprocess) -> Result<RgbImage, String> {
-    let decoded = decode_reduced(bytes, |width, height| {
-        let (_, _, crop_width, crop_height) = crop_box(width, height, region, prep);
-        dct_reduction(crop_width, crop_height, prep.width, prep.height)
-    })?;
+    let decoded = decode_reduced(bytes, |width, height| reduction_for_input(width, height, region, prep))?;
+    input_of(&decoded, region, prep)
+}
+
+/// The DCT reduction a model input of `prep` cut from `region` (none: `prep`'s centre crop) of a
+/// `width` x `height` upright photo allows.
+fn reduction_for_input(width: u32, height: u32, region: Option<[f32; 4]>, prep: &Preprocess) -> u32 {
+    let (_, _, crop_width, crop_height) = crop_box(width, height, region, prep);
+    dct_reduction(crop_width, crop_height, prep.width, prep.height)
+}
+
+/// The model input of `prep` cut from `region` (in the full photo's pixels) of a decoded photo:
+/// the region scaled with the photo's reduction, cropped and resized.
+fn input_of(decoded: &Decoded, region: Option<[f32; 4]>, prep: &Preprocess) -> Result<RgbImage, String> {
     if decoded.reduction == 1 {
         return resize_region(&decoded.image, region, prep);
     }
@@ -300,6 +310,35 @@ pub fn decode_region_bytes(bytes: &[u8], region: Option<[f32; 4]>, prep: &Prepro
     let r = decoded.reduction as f64;
     let scaled = [left / r, top / r, (left + width) / r, (top + height) / r].map(|v| v as f32);
     resize_region(&decoded.image, Some(scaled), prep)
+}
+
+/// A whole photo's model inputs for several input pipelines (an ensemble's), each equal to
+/// [`decode_bytes`]`(bytes, prep)`, and the photo's upright size. The photo is decoded once per
+/// DCT reduction the pipelines need (once in all for one pipeline, or a PNG), not once per pipeline.
+pub fn decode_inputs_bytes(bytes: &[u8], preps: &[Preprocess]) -> Result<(u32, u32, Vec<RgbImage>), String> {
+    let mut wanted = Vec::with_capacity(preps.len());
+    let first = decode_reduced(bytes, |width, height| {
+        wanted = preps.iter().map(|p| reduction_for_input(width, height, None, p)).collect();
+        wanted.iter().copied().min().unwrap_or(1)
+    })?;
+    if wanted.len() != preps.len() {
+        // Not asked: a format that does not shrink in the DCT (PNG, CMYK JPEG) came back whole,
+        // and every input is made from it, as decode_bytes makes it.
+        wanted = vec![1; preps.len()];
+    }
+    let mut decodes = vec![first];
+    let mut inputs = Vec::with_capacity(preps.len());
+    for (prep, &reduction) in preps.iter().zip(&wanted) {
+        let index = match decodes.iter().position(|d| d.reduction == reduction) {
+            Some(i) => i,
+            None => {
+                decodes.push(decode_reduced(bytes, |_, _| reduction)?);
+                decodes.len() - 1
+            }
+        };
+        inputs.push(input_of(&decodes[index], None, prep)?);
+    }
+    Ok((decodes[0].full_width, decodes[0].full_height, inputs))
 }
 
 /// The format and the stored width and height of an image in memory, from its header alone (no
@@ -737,6 +776,29 @@ mod tests {
         // Where no reduction applies, the pixels are exactly the full path's.
         let prep = Preprocess { crop: Crop::Fraction(0.9896), width: 200, height: 200 };
         assert_eq!(decode_region_bytes(&bytes, None, &prep).unwrap(), full_path(&bytes, None, &prep));
+    }
+
+    #[test]
+    fn an_ensembles_inputs_equal_each_pipelines_own_decode() {
+        let jpeg = photo_jpeg(384, 512);
+        let png = encode(&gradient(384, 512), image::ImageFormat::Png);
+        // Reductions 2, 4, 2 again (from the same decode), and 1.
+        let preps = [
+            Preprocess { crop: Crop::Fraction(0.9896), width: 96, height: 96 },
+            Preprocess { crop: Crop::Fraction(0.9896), width: 64, height: 64 },
+            Preprocess { crop: Crop::None, width: 128, height: 160 },
+            Preprocess { crop: Crop::Fraction(0.9896), width: 300, height: 300 },
+        ];
+        for bytes in [&jpeg, &png] {
+            let (width, height, inputs) = decode_inputs_bytes(bytes, &preps).unwrap();
+            assert_eq!((width, height), (384, 512));
+            assert_eq!(inputs.len(), preps.len());
+            for (input, prep) in inputs.iter().zip(&preps) {
+                assert_eq!(*input, decode_bytes(bytes, prep).unwrap(), "{prep:?}");
+            }
+        }
+        assert!(decode_inputs_bytes(&jpeg[..jpeg.len() / 2], &preps).is_err());
+        assert_eq!(decode_inputs_bytes(&jpeg, &[]).unwrap().2, Vec::<RgbImage>::new());
     }
 
     #[test]

@@ -92,6 +92,45 @@ impl RunOptions {
         }
         RunOptions { device, autocast, channels_last, tta }
     }
+
+    /// Puts the models' weights in the memory layout their inputs come in: with channels-last
+    /// inputs, every convolution weight channels-last too, as PyTorch's
+    /// `model.to(memory_format=torch.channels_last)` does (else each convolution converts its
+    /// weight on every call, and its weight gradient back). Call before an optimiser takes the
+    /// variables: it keeps the layout it finds (`train::flat`).
+    pub fn prepare_weights(&self, nets: &[Net]) {
+        if self.channels_last {
+            for net in nets {
+                weights_to_channels_last(&net.vs);
+            }
+        }
+    }
+}
+
+/// Every 4-D variable (the convolution weights) of `vs` re-laid channels-last in place: same
+/// values and the same variable (`set_data`), NHWC memory order.
+pub fn weights_to_channels_last(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (_, var) in vs.variables() {
+            if var.dim() == 4 && !is_channels_last(&var) {
+                let mut var = var.shallow_clone();
+                var.set_data(&to_channels_last(&var));
+            }
+        }
+    });
+}
+
+/// Whether a 4-D tensor has the strides [`to_channels_last`] gives (NHWC memory order). A tensor
+/// whose contiguous and channels-last strides coincide (every size 1 but one) counts as not.
+pub fn is_channels_last(x: &Tensor) -> bool {
+    let size = x.size();
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    let channels_last = [h * w * c, 1, w * c, c];
+    let contiguous = [c * h * w, h * w, w, 1];
+    x.stride() == channels_last && channels_last != contiguous
 }
 
 /// Test-time augmentation. Each image is seen as several views and the 18-way probabilities

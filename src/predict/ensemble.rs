@@ -57,6 +57,7 @@ impl TrainedModel {
         let backbone = read::<ModelConfig>(&trained.config).with_context(context)?.backbone;
         let prep = trained.data.preprocess().with_context(context)?;
         let run_opts = RunOptions::new(train.amp, train.channels_last, o.device, o.tta);
+        run_opts.prepare_weights(&trained.nets);
         let batch_size = if o.batch_size > 0 { o.batch_size } else { train.eval_batch() };
         Ok(TrainedModel { run: run.clone(), which: which.to_string(), layout: trained.layout, backbone, data: trained.data, train, nets: trained.nets, prep, run_opts, batch_size })
     }

@@ -2,7 +2,7 @@
 //! middleware that logs, counts and times out every request.
 use super::answer::{face_answer, ImageAnswer};
 use super::classifier::{Classifier, ModelIdentity};
-use super::image_input::{decode_upload, face_views, FaceLocator, FaceRegion, InputError};
+use super::image_input::{decode_upload, decode_upload_inputs, face_views, FaceLocator, FaceRegion, InputError};
 use super::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -292,6 +292,11 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
         .map(|u| {
             let (bytes, pipelines, locator) = (u.bytes.clone(), pipelines.clone(), locator.clone());
             on_pool(&s.decode_pool, move || -> Result<Prepared, ApiError> {
+                if let FaceLocator::WholeImage = locator {
+                    // No detector needs the photo's pixels: decode straight to the model inputs.
+                    let (width, height, inputs) = decode_upload_inputs(&bytes, max_pixels, &pipelines).map_err(input_error)?;
+                    return Ok(Prepared { width, height, faces: vec![FaceRegion::whole_of(width, height)], views: vec![inputs] });
+                }
                 let image = decode_upload(&bytes, max_pixels).map_err(input_error)?;
                 let faces = locator.locate(&image).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "face_detection", e))?;
                 let views = faces

@@ -7,7 +7,7 @@
 //! whole image (`whole_image: true` in the answer), or the faces MTCNN finds, each classified
 //! from its padded square crop as `data.face_crop = "mtcnn"` trains (a photo without a face
 //! falls back to the whole image, flagged).
-use crate::image::decode::{decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
+use crate::image::decode::{decode_inputs_bytes, decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
 use crate::data::face_crop::face_region;
 use crate::faces::mtcnn::Mtcnn;
 use image::ImageFormat;
@@ -48,6 +48,20 @@ fn describe(bytes: &[u8]) -> String {
 
 /// Decodes an upload: JPEG or PNG, at most `max_pixels` pixels, EXIF orientation applied.
 pub fn decode_upload(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, InputError> {
+    check_upload(bytes, max_pixels)?;
+    decode_upright(bytes).map_err(InputError::Undecodable)
+}
+
+/// An upload classified whole (no face detector): its upright size and the model input of each
+/// pipeline, made as `predict` makes them from a file (a JPEG decoded at the DCT scale each input
+/// needs, without the full-size pixels). Checked as [`decode_upload`] checks.
+pub fn decode_upload_inputs(bytes: &[u8], max_pixels: u64, pipelines: &[Preprocess]) -> Result<(u32, u32, Vec<RgbImage>), InputError> {
+    check_upload(bytes, max_pixels)?;
+    decode_inputs_bytes(bytes, pipelines).map_err(InputError::Undecodable)
+}
+
+/// Format and size from the header, before any pixel is decoded.
+fn check_upload(bytes: &[u8], max_pixels: u64) -> Result<(), InputError> {
     match image::guess_format(bytes) {
         Ok(ImageFormat::Jpeg | ImageFormat::Png) => {}
         _ => return Err(InputError::NotAnImage(describe(bytes))),
@@ -56,7 +70,7 @@ pub fn decode_upload(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, InputErr
     if width as u64 * height as u64 > max_pixels {
         return Err(InputError::TooManyPixels { width, height, max: max_pixels });
     }
-    decode_upright(bytes).map_err(InputError::Undecodable)
+    Ok(())
 }
 
 /// A face to classify: its box `[x1, y1, x2, y2]` in pixels of the upright image.
@@ -74,7 +88,12 @@ pub struct FaceRegion {
 
 impl FaceRegion {
     pub fn whole(image: &RgbImage) -> FaceRegion {
-        FaceRegion { bbox: [0.0, 0.0, image.width as f32, image.height as f32], whole_image: true, score: None, landmarks: None, crop: None }
+        FaceRegion::whole_of(image.width, image.height)
+    }
+
+    /// The whole of a `width` x `height` image.
+    pub fn whole_of(width: u32, height: u32) -> FaceRegion {
+        FaceRegion { bbox: [0.0, 0.0, width as f32, height as f32], whole_image: true, score: None, landmarks: None, crop: None }
     }
 }
 
@@ -178,6 +197,10 @@ mod tests {
         assert!(matches!(decode_upload(b"{\"json\": true}", 600), Err(InputError::NotAnImage(m)) if m.contains("text")));
         assert!(matches!(decode_upload(b"GIF89a\x01\x00\x01\x00", 600), Err(InputError::NotAnImage(m)) if m.contains("Gif")));
         assert!(matches!(decode_upload(&bytes[..40], 600), Err(InputError::Undecodable(_))));
+        let prep = Preprocess { crop: crate::image::decode::Crop::None, width: 8, height: 8 };
+        assert_eq!(decode_upload_inputs(&bytes, 599, &[prep]).unwrap_err(), InputError::TooManyPixels { width: 30, height: 20, max: 599 });
+        assert!(matches!(decode_upload_inputs(b"{\"json\": true}", 600, &[prep]), Err(InputError::NotAnImage(_))));
+        assert!(matches!(decode_upload_inputs(&bytes[..40], 600, &[prep]), Err(InputError::Undecodable(_))));
     }
 
     #[test]
@@ -190,6 +213,9 @@ mod tests {
         assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true, score: None, landmarks: None, crop: None }]);
         let views = face_views(&upright, &faces[0], &[prep]).unwrap();
         assert_eq!(views[0], decode_bytes(&bytes, &prep).unwrap(), "the file path and the upload path agree");
+        let (width, height, inputs) = decode_upload_inputs(&bytes, 10_000, &[prep]).unwrap();
+        assert_eq!((width, height, &inputs[0]), (40, 30, &views[0]), "decoded straight to the inputs, the same pixels");
+        assert_eq!(FaceRegion::whole_of(width, height), faces[0]);
 
         let cut = crop(&upright, &[10.2, 5.0, 19.5, 9.0]).unwrap();
         assert_eq!((cut.width, cut.height), (10, 4));

@@ -3,6 +3,11 @@
 //! instead of several kernel launches per tensor. The optimiser keeps its parameters, gradients
 //! and moments this way, EMA its shadow weights, and data-parallel training all-reduces the
 //! gradient buffer in one call per dtype.
+//!
+//! A slot keeps the memory layout of the tensor it was made for: a channels-last convolution
+//! weight (`model::net::weights_to_channels_last`) lies in its slot in NHWC order, and its view
+//! has channels-last strides, so the layout survives the move into the buffer.
+use crate::model::net::is_channels_last;
 use tch::{Device, Kind, Tensor};
 
 /// Where one tensor lives in its buffer.
@@ -13,6 +18,8 @@ pub struct Slot {
     pub offset: i64,
     pub numel: i64,
     pub shape: Vec<i64>,
+    /// A 4-D tensor stored in NHWC order (its view has channels-last strides).
+    pub channels_last: bool,
 }
 
 /// The layout of one buffer: the slots of its tensors, in order.
@@ -39,7 +46,8 @@ impl FlatLayout {
 
     fn push(&mut self, name: String, tensor: &Tensor) {
         let offset = self.aligned(self.slots.last().map_or(0, |s| s.offset + s.numel));
-        self.slots.push(Slot { name, offset, numel: tensor.numel() as i64, shape: tensor.size() });
+        let channels_last = is_channels_last(tensor);
+        self.slots.push(Slot { name, offset, numel: tensor.numel() as i64, shape: tensor.size(), channels_last });
         self.len = self.aligned(offset + tensor.numel() as i64);
     }
 
@@ -48,9 +56,22 @@ impl FlatLayout {
         Tensor::zeros([self.len], (self.kind, self.device))
     }
 
-    /// The slot's tensor: a view into `buffer`, shaped like the original.
+    /// The slot's tensor: a view into `buffer`, shaped (and laid out) like the original.
     pub fn view(&self, buffer: &Tensor, slot: &Slot) -> Tensor {
-        buffer.narrow(0, slot.offset, slot.numel).view(slot.shape.as_slice())
+        let flat = buffer.narrow(0, slot.offset, slot.numel);
+        match slot.shape[..] {
+            [n, c, h, w] if slot.channels_last => flat.view([n, h, w, c]).permute([0, 3, 1, 2]),
+            _ => flat.view(slot.shape.as_slice()),
+        }
+    }
+
+    /// `t`'s values in the slot's memory order, flat.
+    fn flatten(slot: &Slot, t: &Tensor) -> Tensor {
+        if slot.channels_last {
+            t.permute([0, 2, 3, 1]).reshape([-1])
+        } else {
+            t.reshape([-1])
+        }
     }
 
     /// The address of the slot's first element in `buffer`.
@@ -68,7 +89,7 @@ impl FlatLayout {
                 pieces.push(Tensor::zeros([slot.offset - end], (self.kind, self.device)));
             }
             pieces.push(match value(i, slot) {
-                Some(t) => t.detach().reshape([-1]).to_device(self.device).to_kind(self.kind),
+                Some(t) => Self::flatten(slot, &t.detach()).to_device(self.device).to_kind(self.kind),
                 None => Tensor::zeros([slot.numel], (self.kind, self.device)),
             });
             end = slot.offset + slot.numel;
@@ -123,5 +144,26 @@ mod tests {
         assert_eq!(floats.address(&buffer, &floats.slots[1]) - buffer.data_ptr() as usize, 16);
         let none = floats.gather(|_, _| None);
         assert_eq!(Vec::<f32>::try_from(&none).unwrap(), vec![0.0; 8]);
+    }
+
+    #[test]
+    fn a_channels_last_tensor_keeps_its_layout_in_the_buffer() {
+        let values = Tensor::arange(2 * 3 * 2 * 2, (Kind::Float, Device::Cpu)).view([2, 3, 2, 2]);
+        let nhwc = crate::model::net::to_channels_last(&values);
+        let plain = Tensor::from_slice(&[9.0f32, 8.0]);
+        let groups = group_by_kind([("w".to_string(), nhwc.shallow_clone()), ("b".to_string(), plain)], 1);
+        let (layout, members) = &groups[0];
+        assert!(layout.slots[0].channels_last && !layout.slots[1].channels_last);
+        let buffer = layout.gather(|i, _| Some(members[i].shallow_clone()));
+        // The buffer holds the weight in NHWC order: channel varies fastest.
+        let expected: Vec<f32> = Vec::try_from(&values.permute([0, 2, 3, 1]).reshape([-1])).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&buffer.narrow(0, 0, 24)).unwrap(), expected);
+        let view = layout.view(&buffer, &layout.slots[0]);
+        assert!(view.equal(&values), "the same values");
+        assert_eq!(view.stride(), nhwc.stride(), "channels-last strides");
+        assert_eq!(view.data_ptr(), buffer.data_ptr(), "a view, not a copy");
+        // A value given in plain (NCHW) layout lands in the same NHWC order.
+        let again = layout.gather(|i, _| Some(if i == 0 { values.shallow_clone() } else { members[i].shallow_clone() }));
+        assert!(again.equal(&buffer));
     }
 }

@@ -729,6 +729,41 @@ mod tests {
         assert_ne!(read("fc.bias"), b0);
     }
 
+    /// Channels-last convolution weights stay channels-last inside the optimiser's buffer, their
+    /// grads too, and train to the same values as the same weights laid out plainly.
+    #[test]
+    fn channels_last_weights_keep_their_layout_and_train_the_same() {
+        use crate::model::net::{is_channels_last, to_channels_last, weights_to_channels_last};
+        let train = |channels_last: bool| {
+            tch::manual_seed(3);
+            let vs = VarStore::new(Device::Cpu);
+            let conv = nn::conv2d(&vs.root() / "conv", 3, 4, 3, Default::default());
+            let depthwise = nn::conv2d(&vs.root() / "dw", 4, 4, 3, nn::ConvConfig { groups: 4, ..Default::default() });
+            if channels_last {
+                weights_to_channels_last(&vs);
+            }
+            let mut opt = Optimizer::new(&vs, &OptimConfig { kind: OptimKind::Adamw, weight_decay: 0.1, ..Default::default() }).unwrap();
+            let x = Tensor::randn([2, 3, 9, 9], (Kind::Float, Device::Cpu));
+            let x = if channels_last { to_channels_last(&x) } else { x };
+            for lr in LRS {
+                opt.zero_grad();
+                depthwise.forward(&conv.forward(&x)).square().mean(Kind::Float).backward();
+                opt.step(lr);
+            }
+            // The depthwise weight ([4, 1, 3, 3]: one input channel) lies in the same memory
+            // order either way, so only the full convolution's layout can tell.
+            let var = &vs.variables()["conv.weight"];
+            assert_eq!(is_channels_last(var), channels_last);
+            assert_eq!(is_channels_last(&var.grad()), channels_last, "the grad");
+            let mut weights: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+            weights.sort_by(|a, b| a.0.cmp(&b.0));
+            weights
+        };
+        for ((name, a), (_, b)) in train(false).iter().zip(train(true)) {
+            assert!(a.allclose(&b, 1e-5, 1e-6, false), "{name}");
+        }
+    }
+
     #[test]
     fn every_parameter_and_its_grad_start_on_an_aligned_address() {
         let fixture = Fixture::new();

@@ -126,6 +126,8 @@ impl Trainer {
             let tensors: Vec<Tensor> = nets.iter().flat_map(|n| n.named_tensors()).map(|(_, t)| t).collect();
             replicas.broadcast_from_main(&tensors)?;
         }
+        // Before the optimisers take the variables into their buffers, which keep the layout.
+        run_opts.prepare_weights(&nets);
         let losses = head_losses(&nets.iter().map(Net::loss_settings).collect::<Vec<_>>(), cfg.layout, &data.class_counts(&data.train_idx), device)?;
         let mut optimizers = Vec::with_capacity(nets.len());
         let mut emas = Vec::with_capacity(nets.len());

@@ -1,5 +1,6 @@
 //! Small file-system helpers shared by every module that writes results.
 pub mod data_error;
+pub mod openmp;
 pub mod parse;
 pub mod section;
 
