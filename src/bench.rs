@@ -65,7 +65,7 @@ pub fn run(o: &BenchOptions) -> Result<BenchResult> {
     }
     tch::manual_seed(0);
     let vs = VarStore::new(device);
-    let net = build_backbone(&o.backbone, &vs.root(), &BackboneOptions { num_classes: 18, dropout: None, stochastic_depth: None })?;
+    let net = build_backbone(&o.backbone, &vs.root(), &BackboneOptions::new(18))?;
     let mut x = Tensor::randn([o.batch, 3, o.size, o.size], (Kind::Float, device));
     if channels_last {
         x = to_channels_last(&x);

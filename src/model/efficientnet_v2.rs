@@ -116,17 +116,17 @@ pub struct FusedMbConv {
 }
 
 impl FusedMbConv {
-    fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64) -> Self {
+    fn new(p: nn::Path, shape: BlockShape, stochastic_depth_prob: f64, norm: NormConfig) -> Self {
         let block = &p / "block";
         let expanded = scale_channels(shape.input_channels, shape.expand_ratio);
         let spatial = |out: i64| ConvSpec::new(shape.input_channels, out, shape.kernel).stride(shape.stride);
         let layers = if expanded != shape.input_channels {
             vec![
-                ConvNormActivation::new(&block / 0, spatial(expanded), V2_NORM, Activation::Silu),
-                ConvNormActivation::new(&block / 1, ConvSpec::new(expanded, shape.out_channels, 1), V2_NORM, Activation::Identity),
+                ConvNormActivation::new(&block / 0, spatial(expanded), norm, Activation::Silu),
+                ConvNormActivation::new(&block / 1, ConvSpec::new(expanded, shape.out_channels, 1), norm, Activation::Identity),
             ]
         } else {
-            vec![ConvNormActivation::new(&block / 0, spatial(shape.out_channels), V2_NORM, Activation::Silu)]
+            vec![ConvNormActivation::new(&block / 0, spatial(shape.out_channels), norm, Activation::Silu)]
         };
         FusedMbConv {
             layers,
@@ -173,16 +173,17 @@ pub type EfficientNetV2 = InvertedResidualNet<V2Block>;
 
 impl EfficientNetV2 {
     /// `stochastic_depth` is the last block's drop probability; block `i` of `n` drops with
-    /// `stochastic_depth * i / n`.
-    pub fn new(p: &nn::Path, cfg: V2Config, num_classes: i64, dropout: f64, stochastic_depth: f64) -> Self {
+    /// `stochastic_depth * i / n`. `bn_momentum` replaces torchvision's batch-norm momentum when given.
+    pub fn new(p: &nn::Path, cfg: V2Config, num_classes: i64, dropout: f64, stochastic_depth: f64, bn_momentum: Option<f64>) -> Self {
+        let norm = V2_NORM.with_momentum(bn_momentum);
         let features = p / "features";
         let stem = ConvNormActivation::new(
             &features / 0,
             ConvSpec::new(3, cfg.stages[0].input_channels, 3).stride(2),
-            V2_NORM,
+            norm,
             Activation::Silu,
         );
-        let style = BlockStyle { norm: V2_NORM, activation: Activation::Silu, padding: Padding::Symmetric, squeeze_excitation: true };
+        let style = BlockStyle { norm, activation: Activation::Silu, padding: Padding::Symmetric, squeeze_excitation: true };
         let total: i64 = cfg.stages.iter().map(|s| s.num_layers).sum();
         let mut blocks = Vec::with_capacity(total as usize);
         let mut block_id = 0;
@@ -193,7 +194,7 @@ impl EfficientNetV2 {
                 let shape = BlockShape { input_channels, out_channels: s.out_channels, expand_ratio: s.expand_ratio, kernel: s.kernel, stride };
                 let drop = stochastic_depth * block_id as f64 / total as f64;
                 blocks.push(match s.kind {
-                    BlockKind::Fused => V2Block::Fused(FusedMbConv::new(&stage_path / layer, shape, drop)),
+                    BlockKind::Fused => V2Block::Fused(FusedMbConv::new(&stage_path / layer, shape, drop, norm)),
                     BlockKind::MbConv => V2Block::MbConv(MbConv::new(&stage_path / layer, shape, drop, style)),
                 });
                 block_id += 1;
@@ -203,7 +204,7 @@ impl EfficientNetV2 {
         let head = ConvNormActivation::new(
             &features / (cfg.stages.len() + 1),
             ConvSpec::new(last, HEAD_CHANNELS, 1),
-            V2_NORM,
+            norm,
             Activation::Silu,
         );
         let init = efficientnet_classifier_init(num_classes);
@@ -213,7 +214,7 @@ impl EfficientNetV2 {
 
 pub static FAMILY: Family<V2Config> = Family {
     info: FamilyInfo { name: "efficientnet_v2", head: "classifier.1.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |cfg, p, o| Box::new(EfficientNetV2::new(p, *cfg, o.num_classes, o.dropout, o.stochastic_depth)),
+    build: |cfg, p, o| Box::new(EfficientNetV2::new(p, *cfg, o.num_classes, o.dropout, o.stochastic_depth, o.bn_momentum)),
     name_maps,
     variants: &[
         variant("efficientnet_v2_s", 384, 21_458_488, V2_S).pretrained(
@@ -284,7 +285,7 @@ mod tests {
     #[test]
     fn names_and_shapes_match_torchvision() {
         let vs = VarStore::new(Device::Cpu);
-        let _m = EfficientNetV2::new(&vs.root(), V2_S, 1000, 0.2, 0.2);
+        let _m = EfficientNetV2::new(&vs.root(), V2_S, 1000, 0.2, 0.2, None);
         let vars = vs.variables();
         // Shapes from torchvision 0.26's efficientnet_v2_s().state_dict().
         let expected: &[(&str, &[i64])] = &[

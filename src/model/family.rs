@@ -4,6 +4,7 @@
 //! classifier head and stem, and its maps from other libraries' tensor names. The registry lists
 //! the families through the object-safe [`BackboneFamily`], which hides each family's own
 //! configuration type.
+use crate::data::augment::Normalisation;
 use crate::weights::fetch::PypiWeights;
 use crate::weights::mapping::NameMap;
 use std::path::PathBuf;
@@ -113,6 +114,10 @@ pub struct BuildOptions {
     pub dropout: f64,
     /// The last block's stochastic-depth probability; 0 for a family that has none.
     pub stochastic_depth: f64,
+    /// Momentum of every BatchNorm's running statistics; `None`: the architecture's own
+    /// (PyTorch's 0.1; TensorFlow's 0.01 for EfficientNet-Lite and MobileNetV3). Families
+    /// without BatchNorm (LayerNorm, or BatchNorm folded into the weights) ignore it.
+    pub bn_momentum: Option<f64>,
 }
 
 /// One backbone of a family: a row of its table, with the family's configuration `C`.
@@ -127,13 +132,31 @@ pub struct Variant<C> {
     /// The last block's stochastic-depth probability by default; `None`: the family has none.
     pub default_stochastic_depth: Option<f64>,
     pub pretrained: Pretrained,
+    /// The input scaling its weights were trained with, when the backbone needs its own
+    /// (`augment.mean`/`augment.std = "backbone"`); None: the competition's statistics, which are
+    /// close to ImageNet's.
+    pub input: Option<Normalisation>,
     pub config: C,
 }
 
 impl<C: Copy> Variant<C> {
-    /// A backbone without dropout, stochastic depth or pretrained weights, until said otherwise.
+    /// A backbone without dropout, stochastic depth, pretrained weights or input scaling of its
+    /// own, until said otherwise.
     pub const fn new(name: &'static str, default_size: u32, parameters: u64, config: C) -> Variant<C> {
-        Variant { name, default_size, parameters, default_dropout: 0.0, default_stochastic_depth: None, pretrained: Pretrained::NONE, config }
+        Variant {
+            name,
+            default_size,
+            parameters,
+            default_dropout: 0.0,
+            default_stochastic_depth: None,
+            pretrained: Pretrained::NONE,
+            input: None,
+            config,
+        }
+    }
+
+    pub const fn input(self, input: Normalisation) -> Variant<C> {
+        Variant { input: Some(input), ..self }
     }
 
     pub const fn dropout(self, default_dropout: f64) -> Variant<C> {
@@ -150,8 +173,8 @@ impl<C: Copy> Variant<C> {
 
     /// The row without its configuration.
     pub fn erased(&self) -> Variant<()> {
-        let Variant { name, default_size, parameters, default_dropout, default_stochastic_depth, pretrained, config: _ } = *self;
-        Variant { name, default_size, parameters, default_dropout, default_stochastic_depth, pretrained, config: () }
+        let Variant { name, default_size, parameters, default_dropout, default_stochastic_depth, pretrained, input, config: _ } = *self;
+        Variant { name, default_size, parameters, default_dropout, default_stochastic_depth, pretrained, input, config: () }
     }
 }
 

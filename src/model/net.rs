@@ -3,7 +3,7 @@
 use crate::data::augment::Augmenter;
 use crate::data::loader::Loader;
 use crate::model::task_layout::Layout;
-use crate::model::registry::{build_backbone, BackboneOptions};
+use crate::model::registry::{build_backbone, find, BackboneOptions};
 use crate::model::precision::{self, Autocast};
 use crate::model::settings::{Amp, NetSettings};
 use anyhow::{Context, Result};
@@ -15,6 +15,8 @@ pub struct Net {
     pub settings: NetSettings,
     pub vs: VarStore,
     pub module: Box<dyn ModuleT>,
+    /// What the backbone was built with (a copy of it is built again from them, see `precise_bn`).
+    pub backbone_options: BackboneOptions,
     pub augmenter: Augmenter,
 }
 
@@ -26,10 +28,13 @@ impl Net {
             num_classes,
             dropout: (m.dropout >= 0.0).then_some(m.dropout),
             stochastic_depth: (m.stochastic_depth >= 0.0).then_some(m.stochastic_depth),
+            bn_momentum: (m.bn_momentum >= 0.0).then_some(m.bn_momentum),
         };
         let module = build_backbone(&m.backbone, &vs.root(), &opts).with_context(|| format!("model `{name}`"))?;
-        let augmenter = Augmenter::new(&settings.augment).with_context(|| format!("model `{name}`"))?;
-        Ok(Net { name: name.to_string(), settings: settings.clone(), vs, module, augmenter })
+        // "backbone" in augment.mean/std: the input scaling the backbone's weights were trained with.
+        let input = find(&m.backbone).and_then(|b| b.variant().input);
+        let augmenter = Augmenter::for_backbone(&settings.augment, input).with_context(|| format!("model `{name}`"))?;
+        Ok(Net { name: name.to_string(), settings: settings.clone(), vs, module, backbone_options: opts, augmenter })
     }
 
     /// The model's name and its loss settings, as `train::loss::head_losses` takes them.

@@ -4,7 +4,7 @@
 use super::blocks::check_probability;
 use super::family::{BackboneFamily, BuildOptions, FamilyInfo, Pretrained, Variant};
 use super::{convnext, densenet, efficientnet, efficientnet_lite, efficientnet_v2, mobilenet_v2, mobilenet_v3};
-use super::{regnet, resnet, swin, vgg, vit};
+use super::{faceres, regnet, resnet, swin, vgg, vit};
 use crate::weights::mapping::NameMap;
 use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
@@ -23,6 +23,7 @@ static FAMILIES: &[&dyn BackboneFamily] = &[
     &regnet::FAMILY,
     &swin::FAMILY,
     &vit::FAMILY,
+    &faceres::FAMILY,
 ];
 
 /// What the trainer chooses about a backbone; `None` means the backbone's default.
@@ -37,6 +38,16 @@ pub struct BackboneOptions {
     /// probability (defaults 0.2, 0.2, 0.1/0.4, 0.2). Any positive value for another family is
     /// an error rather than silently ignored.
     pub stochastic_depth: Option<f64>,
+    /// Momentum of every BatchNorm's running statistics, in (0, 1]; `None`: the architecture's
+    /// own (see [`BuildOptions::bn_momentum`]).
+    pub bn_momentum: Option<f64>,
+}
+
+impl BackboneOptions {
+    /// `num_classes` outputs, everything else the backbone's own default.
+    pub fn new(num_classes: i64) -> BackboneOptions {
+        BackboneOptions { num_classes, dropout: None, stochastic_depth: None, bn_momentum: None }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -126,7 +137,10 @@ impl Backbone {
             // Other families have no stochastic depth; an explicit 0 asks for exactly that.
             (None, _) => 0.0,
         };
-        let opts = BuildOptions { num_classes: opts.num_classes, dropout, stochastic_depth };
+        if let Some(m) = opts.bn_momentum.filter(|m| !(m.is_finite() && *m > 0.0 && *m <= 1.0)) {
+            bail!("backbone {name}: bn_momentum must be in (0, 1], got {m}");
+        }
+        let opts = BuildOptions { num_classes: opts.num_classes, dropout, stochastic_depth, bn_momentum: opts.bn_momentum };
         Ok(self.family.build(self.index, p, &opts))
     }
 }
@@ -168,7 +182,7 @@ mod tests {
     use tch::{nn::VarStore, Device, Kind, Tensor};
 
     fn options(num_classes: i64) -> BackboneOptions {
-        BackboneOptions { num_classes, dropout: None, stochastic_depth: None }
+        BackboneOptions::new(num_classes)
     }
 
     /// Same values, channels-last strides (what `x.to(memory_format=torch.channels_last)` gives).
@@ -243,6 +257,9 @@ mod tests {
             // Swin's state dict includes its 12 relative_position_index buffers, registered here too.
             ("swin_t", 28_288_354, 185, 0),
             ("vit_b_16", 86_567_656, 152, 0),
+            // Not in torchvision: FaceRes's trunk (BatchNorm folded into its weights) with a
+            // 1000-class classifier, counted here.
+            ("faceres", 4_225_992, 69, 0),
         ];
         assert_eq!(backbone_names(), expected.iter().map(|e| e.0).collect::<Vec<_>>());
         for (name, num_params, state_dict_len, batch_norms) in expected {
@@ -262,7 +279,7 @@ mod tests {
     #[test]
     fn info_reports_torchvision_defaults() {
         let sizes: Vec<u32> = backbone_names().iter().map(|n| backbone_info(n).unwrap().default_size).collect();
-        assert_eq!(sizes, [224, 240, 260, 300, 380, 224, 240, 260, 224, 224, 224, 224, 224, 224, 224, 224, 384, 480, 224, 224, 224, 224, 224]);
+        assert_eq!(sizes, [224, 240, 260, 300, 380, 224, 240, 260, 224, 224, 224, 224, 224, 224, 224, 224, 384, 480, 224, 224, 224, 224, 224, 224]);
         let lite = backbone_info("efficientnet_lite2").unwrap();
         assert_eq!((lite.family, lite.default_dropout, lite.head), ("efficientnet_lite", 0.3, "classifier.1."));
         assert_eq!(backbone_info("vgg19_bn").unwrap().head, "classifier.6.");
@@ -321,7 +338,7 @@ mod tests {
         assert!(unique(backbone_names()));
         let families: Vec<&str> = FAMILIES.iter().map(|f| f.info().name).collect();
         assert!(unique(families.clone()), "{families:?}");
-        assert_eq!(families.len(), 12);
+        assert_eq!(families.len(), 13);
         let keys: Vec<&str> = backbones().filter_map(|b| b.pretrained().pypi).map(|w| w.key).collect();
         assert!(unique(keys));
         for b in backbones() {
@@ -337,6 +354,6 @@ mod tests {
         }
         // Export writes a torchvision call for every family torchvision has.
         let not_in_torchvision: Vec<&str> = backbones().filter(|b| !b.family().in_torchvision).map(|b| b.name()).collect();
-        assert_eq!(not_in_torchvision, ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]);
+        assert_eq!(not_in_torchvision, ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "faceres"]);
     }
 }

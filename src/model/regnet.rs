@@ -9,7 +9,7 @@
 //! Also the `regnet` family: its torchvision and timm weights and the map of timm's names.
 use super::blocks::{
     classifier_dropout, global_average_pool, linear_zero_bias, Activation, ConvNormActivation, ConvSpec, Gate,
-    SqueezeExcitation, TORCH_BATCH_NORM,
+    SqueezeExcitation, NormConfig, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
@@ -39,8 +39,7 @@ struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn new(p: nn::Path, width_in: i64, width_out: i64, stride: i64, cfg: &RegNetConfig) -> Self {
-        let norm = TORCH_BATCH_NORM;
+    fn new(p: nn::Path, width_in: i64, width_out: i64, stride: i64, cfg: &RegNetConfig, norm: NormConfig) -> Self {
         let proj = (width_in != width_out || stride != 1).then(|| {
             ConvNormActivation::new(&p / "proj", ConvSpec::new(width_in, width_out, 1).stride(stride), norm, Activation::Identity)
         });
@@ -88,8 +87,10 @@ pub struct RegNet {
 }
 
 impl RegNet {
-    pub fn new(p: &nn::Path, cfg: RegNetConfig, num_classes: i64, dropout: f64) -> Self {
-        let stem = ConvNormActivation::new(p / "stem", ConvSpec::new(3, cfg.stem, 3).stride(2), TORCH_BATCH_NORM, Activation::Relu);
+    /// `bn_momentum` replaces PyTorch's batch-norm momentum when given.
+    pub fn new(p: &nn::Path, cfg: RegNetConfig, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
+        let norm = TORCH_BATCH_NORM.with_momentum(bn_momentum);
+        let stem = ConvNormActivation::new(p / "stem", ConvSpec::new(3, cfg.stem, 3).stride(2), norm, Activation::Relu);
         let trunk = p / "trunk_output";
         let mut blocks = Vec::new();
         let mut width_in = cfg.stem;
@@ -97,7 +98,7 @@ impl RegNet {
             let stage = &trunk / format!("block{}", s + 1);
             for i in 0..depth {
                 let stride = if i == 0 { 2 } else { 1 };
-                blocks.push(Bottleneck::new(&stage / format!("block{}-{i}", s + 1), width_in, width, stride, &cfg));
+                blocks.push(Bottleneck::new(&stage / format!("block{}-{i}", s + 1), width_in, width, stride, &cfg, norm));
                 width_in = width;
             }
         }
@@ -118,7 +119,7 @@ impl ModuleT for RegNet {
 
 pub static FAMILY: Family<RegNetConfig> = Family {
     info: FamilyInfo { name: "regnet", head: "fc.", stem: "stem.0.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |cfg, p, o| Box::new(RegNet::new(p, *cfg, o.num_classes, o.dropout)),
+    build: |cfg, p, o| Box::new(RegNet::new(p, *cfg, o.num_classes, o.dropout, o.bn_momentum)),
     name_maps: |_, _| vec![NameMap { convention: Convention::TIMM, prefixes: &["s1.", "stem.conv."], rename: Box::new(timm_name) }],
     variants: &[Variant::new("regnet_y_1_6gf", 224, 11_202_430, Y_1_6GF).pretrained(
         Pretrained::torchvision(&[tv("IMAGENET1K_V2", "regnet_y_1_6gf-0d7bc02a.pth"), tv("IMAGENET1K_V1", "regnet_y_1_6gf-b11a554e.pth")])

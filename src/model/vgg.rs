@@ -40,7 +40,9 @@ pub struct Vgg {
 
 impl Vgg {
     /// VGG-19-BN. `dropout` is the probability of both classifier dropouts (torchvision: 0.5).
-    pub fn vgg19_bn(p: &nn::Path, num_classes: i64, dropout: f64) -> Self {
+    /// `bn_momentum` replaces PyTorch's batch-norm momentum when given.
+    pub fn vgg19_bn(p: &nn::Path, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
+        let norm_config = TORCH_BATCH_NORM.with_momentum(bn_momentum);
         let features = p / "features";
         // Position in torchvision's flat `features` Sequential: conv, bn and relu take one
         // index each, and each max pool one more.
@@ -56,7 +58,7 @@ impl Vgg {
                     ConvSpec::new(in_channels, out_channels, 3).bias(true),
                     KAIMING_NORMAL_FAN_OUT,
                 );
-                let norm = batch_norm(&features / (index + 1), out_channels, TORCH_BATCH_NORM);
+                let norm = batch_norm(&features / (index + 1), out_channels, norm_config);
                 stage.push(ConvNormRelu { conv, norm });
                 in_channels = out_channels;
                 index += 3;
@@ -93,7 +95,7 @@ impl ModuleT for Vgg {
 
 pub static FAMILY: Family<()> = Family {
     info: FamilyInfo { name: "vgg", head: "classifier.6.", stem: "features.0.weight", in_torchvision: true, computed_buffers: &[] },
-    build: |_, p, o| Box::new(Vgg::vgg19_bn(p, o.num_classes, o.dropout)),
+    build: |_, p, o| Box::new(Vgg::vgg19_bn(p, o.num_classes, o.dropout, o.bn_momentum)),
     name_maps,
     variants: &[Variant::new("vgg19_bn", 224, 143_678_248, ())
         .dropout(DEFAULT_DROPOUT)
@@ -125,7 +127,7 @@ mod tests {
     #[test]
     fn vgg19_bn_names_match_torchvision() {
         let vs = VarStore::new(Device::Cpu);
-        let _model = Vgg::vgg19_bn(&vs.root(), 1000, DEFAULT_DROPOUT);
+        let _model = Vgg::vgg19_bn(&vs.root(), 1000, DEFAULT_DROPOUT, None);
         let variables = vs.variables();
         // Reference shapes from torchvision 0.26's vgg19_bn().state_dict().
         let expected: &[(&str, &[i64])] = &[

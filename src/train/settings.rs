@@ -52,6 +52,8 @@ pub struct TrainConfig {
     pub dist_backend: crate::dist::BackendChoice,
     /// Distributed runs: seconds the rendezvous or a collective waits for the other ranks before failing.
     pub dist_timeout: u64,
+    /// PreciseBN: before each validation (and so before each checkpoint) every BatchNorm's running statistics are re-estimated as the mean over this many training batches, without random augmentation (0 = off: the running averages of training, see model.bn_momentum).
+    pub precise_bn: usize,
 }
 
 impl Default for TrainConfig {
@@ -73,6 +75,7 @@ impl Default for TrainConfig {
             max_nonfinite_steps: 10,
             dist_backend: crate::dist::BackendChoice::Auto,
             dist_timeout: 600,
+            precise_bn: 0,
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::data::augment::mask_plan::painted_class;
 use crate::run_dir::heldout;
 use crate::metrics::Evaluation;
 use crate::model::net::{infer, to_channels_last, Net, NonFiniteOutputs, RunOptions};
+use crate::model::precise_bn;
 use crate::model::task_layout::Head;
 use crate::model::trained::build_nets;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine, StartLine, StepLine, ValScores};
@@ -421,10 +422,38 @@ impl Trainer {
         // weights and of their average, before they are validated and saved.
         self.take_main_buffers()?;
         self.swap_ema();
-        let result = if self.emas.iter().any(Option::is_some) { self.take_main_buffers() } else { Ok(()) };
+        // PreciseBN on the weights validation sees (the average, with EMA on); every rank
+        // estimates over the same batches, and rank 0's estimate is kept.
+        let result = self.estimate_batch_norm(epoch).and_then(|estimated| {
+            if estimated || self.emas.iter().any(Option::is_some) {
+                self.take_main_buffers()
+            } else {
+                Ok(())
+            }
+        });
         let result = result.and_then(|_| self.validate_current(epoch));
         self.swap_ema();
         result
+    }
+
+    /// `train.precise_bn`: every model's BatchNorm statistics re-estimated over the first that
+    /// many batches of the epoch's training order, without random augmentation. Returns whether
+    /// it ran.
+    fn estimate_batch_norm(&self, epoch: usize) -> Result<bool> {
+        let (batches, batch_size) = (self.cfg.train.precise_bn, self.cfg.train.batch_size);
+        if batches == 0 {
+            return Ok(false);
+        }
+        let order: Vec<usize> = epoch_indices(&self.cfg.sampler, &self.data.train_classes(), epoch, self.cfg.train.seed)?
+            .into_iter()
+            .map(|i| self.data.train_idx[i])
+            .take(batches * batch_size)
+            .collect();
+        for net in &self.nets {
+            let images = self.loader.batches(order.clone(), batch_size, true).map(|b| b.map(|b| b.images).map_err(anyhow::Error::from));
+            precise_bn::recompute_net(net, images, &self.run_opts)?;
+        }
+        Ok(true)
     }
 
     /// Overwrites every model's non-trainable tensors (BatchNorm statistics) with rank 0's.

@@ -12,7 +12,7 @@ pub mod mask_plan;
 pub mod mask_render;
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tch::{Device, Kind, Tensor};
 
 /// Box proposals RandomResizedCrop and RandomErasing try per image before giving up, as torchvision.
@@ -72,10 +72,10 @@ pub struct AugmentConfig {
     pub cutmix: f64,
     /// Probability that a batch is mixed at all.
     pub mix_prob: f64,
-    /// Per-channel (RGB) mean subtracted in normalisation, on the [0,1] scale.
-    pub mean: [f64; 3],
-    /// Per-channel (RGB) standard deviation divided out in normalisation.
-    pub std: [f64; 3],
+    /// Per-channel (RGB) mean subtracted in normalisation, on the [0,1] scale; "backbone": the backbone's own (FaceRes: its authors' caffe means), else the competition's photos' statistics.
+    pub mean: PerChannel,
+    /// Per-channel (RGB) standard deviation divided out in normalisation; "backbone" as for `mean`.
+    pub std: PerChannel,
     /// Probability that a training sample of an unmasked (`normal`) photo gets a synthetic mask painted from its landmarks (faces.csv), worn or incorrectly worn, its label changed to match. The run's value applies to every model of a layout.
     pub synth_mask: f64,
 }
@@ -102,10 +102,67 @@ impl Default for AugmentConfig {
             mixup: 0.0,
             cutmix: 0.0,
             mix_prob: 1.0,
-            // The competition's training-set statistics.
-            mean: [0.548, 0.504, 0.479],
-            std: [0.237, 0.247, 0.246],
+            mean: PerChannel::Backbone,
+            std: PerChannel::Backbone,
             synth_mask: 0.0,
+        }
+    }
+}
+
+/// Input normalisation, `(x - mean) / std` per RGB channel of pixels on the [0, 1] scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalisation {
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+impl Normalisation {
+    /// The competition's training photos' statistics: what masklab normalises by for every
+    /// backbone that declares no input scaling of its own (the ImageNet ones: their statistics
+    /// are close, and runs and presets have used these).
+    pub const COMPETITION: Normalisation = Normalisation { mean: [0.548, 0.504, 0.479], std: [0.237, 0.247, 0.246] };
+}
+
+/// `augment.mean` or `augment.std`: three values (RGB), or `"backbone"`: the backbone's own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PerChannel {
+    Backbone,
+    Values([f64; 3]),
+}
+
+impl PerChannel {
+    const WORD: &'static str = "backbone";
+
+    fn or(self, backbone: [f64; 3]) -> [f64; 3] {
+        match self {
+            PerChannel::Backbone => backbone,
+            PerChannel::Values(v) => v,
+        }
+    }
+}
+
+impl Serialize for PerChannel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PerChannel::Backbone => s.serialize_str(PerChannel::WORD),
+            PerChannel::Values(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PerChannel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PerChannel, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Values([f64; 3]),
+        }
+        let expected = "\"backbone\" or three numbers [r, g, b]";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(format!("expected {expected}")))? {
+            Raw::Word(w) if w == PerChannel::WORD => Ok(PerChannel::Backbone),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("expected {expected}, got {w:?}"))),
+            Raw::Values(v) => Ok(PerChannel::Values(v)),
         }
     }
 }
@@ -167,7 +224,8 @@ impl AugmentConfig {
         check_non_negative("mixup", self.mixup)?;
         check_non_negative("cutmix", self.cutmix)?;
         check_probability("mix_prob", self.mix_prob)?;
-        for (c, (&m, &s)) in self.mean.iter().zip(&self.std).enumerate() {
+        let Normalisation { mean, std } = self.normalisation(None);
+        for (c, (&m, &s)) in mean.iter().zip(&std).enumerate() {
             if !m.is_finite() {
                 bail!("augment.mean[{c}] must be finite, got {m}");
             }
@@ -176,6 +234,13 @@ impl AugmentConfig {
             }
         }
         Ok(())
+    }
+
+    /// The normalisation these settings ask for, for a backbone whose own input scaling is
+    /// `backbone` (None: it declares none, and "backbone" means the competition's statistics).
+    pub fn normalisation(&self, backbone: Option<Normalisation>) -> Normalisation {
+        let own = backbone.unwrap_or(Normalisation::COMPETITION);
+        Normalisation { mean: self.mean.or(own.mean), std: self.std.or(own.std) }
     }
 }
 
@@ -192,6 +257,7 @@ pub struct Mix {
 #[derive(Clone, Debug)]
 pub struct Augmenter {
     cfg: AugmentConfig,
+    normalisation: Normalisation,
 }
 
 /// The ColorJitter adjustments.
@@ -204,13 +270,25 @@ enum Jitter {
 }
 
 impl Augmenter {
+    /// For a backbone without input scaling of its own (see [`Augmenter::for_backbone`]).
     pub fn new(cfg: &AugmentConfig) -> Result<Self> {
+        Augmenter::for_backbone(cfg, None)
+    }
+
+    /// For a backbone whose own input scaling is `backbone` (what `"backbone"` in
+    /// `augment.mean`/`augment.std` means; None: the competition's statistics).
+    pub fn for_backbone(cfg: &AugmentConfig, backbone: Option<Normalisation>) -> Result<Self> {
         cfg.validate()?;
-        Ok(Augmenter { cfg: cfg.clone() })
+        Ok(Augmenter { cfg: cfg.clone(), normalisation: cfg.normalisation(backbone) })
     }
 
     pub fn config(&self) -> &AugmentConfig {
         &self.cfg
+    }
+
+    /// The normalisation applied, "backbone" resolved.
+    pub fn normalisation(&self) -> Normalisation {
+        self.normalisation
     }
 
     /// uint8 [N,H,W,3] -> float32 [N,3,H,W] normalised, with the train-time augmentations.
@@ -279,7 +357,7 @@ impl Augmenter {
         let per_channel = |v: &[f64; 3]| {
             Tensor::from_slice(&v.map(|c| c as f32)).to_device(device).view([1, 3, 1, 1])
         };
-        (x - per_channel(&self.cfg.mean)) / per_channel(&self.cfg.std)
+        (x - per_channel(&self.normalisation.mean)) / per_channel(&self.normalisation.std)
     }
 
     /// torchvision's RandomResizedCrop, as one affine grid sample for the whole batch.
@@ -625,8 +703,9 @@ mod tests {
 
     /// Back from normalised to the [0,1] scale.
     fn unit(x: &Tensor, cfg: &AugmentConfig) -> Tensor {
-        let m = Tensor::from_slice(&cfg.mean.map(|v| v as f32)).to_device(x.device()).view([1, 3, 1, 1]);
-        let s = Tensor::from_slice(&cfg.std.map(|v| v as f32)).to_device(x.device()).view([1, 3, 1, 1]);
+        let Normalisation { mean, std } = cfg.normalisation(None);
+        let m = Tensor::from_slice(&mean.map(|v| v as f32)).to_device(x.device()).view([1, 3, 1, 1]);
+        let s = Tensor::from_slice(&std.map(|v| v as f32)).to_device(x.device()).view([1, 3, 1, 1]);
         x * s + m
     }
 
@@ -661,7 +740,7 @@ mod tests {
             (AugmentConfig { erasing_ratio: [0.0, 3.3], ..Default::default() }, "augment.erasing_ratio"),
             (AugmentConfig { cutmix: -1.0, ..Default::default() }, "augment.cutmix"),
             (AugmentConfig { mix_prob: 2.0, ..Default::default() }, "augment.mix_prob"),
-            (AugmentConfig { std: [0.2, 0.0, 0.2], ..Default::default() }, "augment.std[1]"),
+            (AugmentConfig { std: PerChannel::Values([0.2, 0.0, 0.2]), ..Default::default() }, "augment.std[1]"),
         ];
         for (cfg, key) in cases {
             let err = Augmenter::new(&cfg).unwrap_err().to_string();
@@ -673,9 +752,10 @@ mod tests {
     #[test]
     fn eval_normalises_mean_to_zero_and_mean_plus_std_to_one() {
         let cfg = AugmentConfig::default();
+        let norm = cfg.normalisation(None);
         let pixel = |v: [f64; 3]| v.map(|c| (c * 255.0).round() as u8);
-        let at_mean = pixel(cfg.mean);
-        let at_one_std = pixel([0, 1, 2].map(|c| cfg.mean[c] + cfg.std[c]));
+        let at_mean = pixel(norm.mean);
+        let at_one_std = pixel([0, 1, 2].map(|c| norm.mean[c] + norm.std[c]));
         let data: Vec<u8> = at_mean.iter().chain(&at_one_std).copied().collect();
         let images = Tensor::from_slice(&data).to_device(device()).view([2, 1, 1, 3]);
         let x = Augmenter::new(&cfg).unwrap().eval(&images);
