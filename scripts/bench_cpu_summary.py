@@ -8,6 +8,8 @@ Usage: bench_cpu_summary.py RESULTS.jsonl [...]"""
 import json, statistics, sys
 from collections import defaultdict
 
+from json_lines import records
+
 ORDER = [("masklab", "fp32"), ("masklab", "bf16-channels-last"), ("reference", "fp32"), ("reference", "best")]
 # Goals of issue 25: masklab's best against each reference.
 GOALS = {("predict", "fp32"): 2.0, ("predict", "best"): 1.3, ("train", "fp32"): 1.5, ("train", "best"): 1.2}
@@ -15,26 +17,17 @@ GOALS = {("predict", "fp32"): 2.0, ("predict", "best"): 1.3, ("train", "fp32"): 
 
 def read(paths):
     runs, notes = defaultdict(list), defaultdict(set)
-    for path in paths:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as e:
-                    sys.exit(f"{path}:{n}: not JSON: {e}")
-                if "task" not in r or "images_per_s" not in r:
-                    continue
-                runs[(r["task"], r["impl"], r["variant"])].append(float(r["images_per_s"]))
-                for key in ("machine", "cores", "cpu_bf16"):
-                    if key in r:
-                        notes[key].add(str(r[key]))
-                if "date" in r:
-                    notes["date"].add(r["date"][:10])
-                if "load_after" in r:
-                    notes["load"].add(r["load_after"].split()[0])
+    for r in records(paths):
+        if "task" not in r or "images_per_s" not in r:
+            continue
+        runs[(r["task"], r["impl"], r["variant"])].append(float(r["images_per_s"]))
+        for key in ("machine", "cores", "cpu_bf16"):
+            if key in r:
+                notes[key].add(str(r[key]))
+        if "date" in r:
+            notes["date"].add(r["date"][:10])
+        if "load_after" in r:
+            notes["load"].add(r["load_after"].split()[0])
     return runs, notes
 
 

@@ -4,7 +4,9 @@ standard deviation and range over seeds; the paired difference bf16 + channels-l
 (same seed) with its mean and spread; and, where the eval drew them, each run's 95% bootstrap
 interval and whether every bf16 run's F1 lies inside the interval of the fp32 run of its seed.
 Usage: f1_check_summary.py RESULTS.jsonl [...]"""
-import json, statistics, sys
+import statistics, sys
+
+from json_lines import records
 
 VARIANTS = ("fp32", "bf16-channels-last")
 
@@ -17,18 +19,9 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     runs = {}
-    for path in sys.argv[1:]:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as e:
-                    sys.exit(f"{path}:{n}: not JSON: {e}")
-                if r.get("variant") in VARIANTS and "f1" in r:
-                    runs[(r["variant"], r["seed"])] = r
+    for r in records(sys.argv[1:]):
+        if r.get("variant") in VARIANTS and "f1" in r:
+            runs[(r["variant"], r["seed"])] = r
     if not runs:
         sys.exit("no f1_check_cpu.sh results in " + ", ".join(sys.argv[1:]))
     print("| precision | runs | eval F1 mean | sd | min-max | mask | gender | age |")
