@@ -143,6 +143,15 @@ impl Study {
         self.dir.path()
     }
 
+    /// The spec this worker opened the study with (its budget may differ from another worker's).
+    pub fn spec(&self) -> &SweepSpec {
+        &self.spec
+    }
+
+    pub fn objective(&self) -> super::spec::Objective {
+        self.spec.objective
+    }
+
     pub fn file(&self) -> PathBuf {
         self.dir.path().join(STUDY_FILE)
     }

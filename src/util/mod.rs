@@ -1,6 +1,7 @@
 //! Small file-system helpers shared by every module that writes results.
 pub mod data_error;
 pub mod parse;
+pub mod provenance;
 pub mod section;
 
 use anyhow::{Context, Result};
