@@ -2,7 +2,6 @@
 //! trials (linked to their own reports), the best value found against time, each parameter
 //! against the objective, every trial across the parameters (parallel coordinates), the best
 //! trials' paired comparison, and every trial with its status.
-use super::results::{count, param_keys, ranked, COMPARED_TRIALS, COMPARE_DIR, FIGURE_DIR};
 use super::space::{Domain, ParamValue};
 use super::spec::Direction;
 use super::study::{Study, StudyState};
@@ -17,6 +16,16 @@ use crate::train::settings::Monitor;
 use anyhow::Result;
 use plotters::style::RGBColor;
 
+/// The page's charts, beside it.
+pub const FIGURE_DIR: &str = "sweep";
+/// The best trials' comparison.
+pub const COMPARE_DIR: &str = "best-trials";
+/// How many of the best complete trials the page compares.
+pub const COMPARED_TRIALS: usize = 3;
+pub const PAGE_FILE: &str = "sweep.html";
+/// The best trial's config as a preset, which results writes and the page names.
+pub const PRESET_FILE: &str = "best.toml";
+
 const PRUNED_GREY: RGBColor = RGBColor(175, 175, 175);
 
 pub fn sweep_page(study: &Study, state: &StudyState, resampling: Option<Resampling>) -> Result<Page> {
@@ -24,12 +33,12 @@ pub fn sweep_page(study: &Study, state: &StudyState, resampling: Option<Resampli
     let objective = state.spec.objective;
     let metric = objective.metric.to_string();
     let mut page = Page::new(&format!("Sweep: {}", RunDir::new(dir).name()), &dir.display().to_string(), FIGURE_DIR);
-    let best = ranked(state);
+    let best = state.ranked();
 
     page.section("summary", "Summary");
     let best_interval = best.first().and_then(|t| objective_interval(&study.trial_run(t.number), objective.metric));
     let (complete, pruned, failed, running) =
-        (count(state, TrialStatus::Complete), count(state, TrialStatus::Pruned), count(state, TrialStatus::Failed), count(state, TrialStatus::Running));
+        (state.count(TrialStatus::Complete), state.count(TrialStatus::Pruned), state.count(TrialStatus::Failed), state.count(TrialStatus::Running));
     page.html(&cards(&[
         Card::new(&format!("best {metric}{}", best.first().map(|t| format!(" ({})", t.name())).unwrap_or_default()), best.first().and_then(|t| t.value).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()))
             .with_interval(best_interval.as_ref()),
@@ -55,7 +64,7 @@ pub fn sweep_page(study: &Study, state: &StudyState, resampling: Option<Resampli
     if best.is_empty() {
         page.html("<p class=\"note\">No trial is complete yet.</p>");
     } else {
-        let keys = param_keys(state);
+        let keys = state.param_keys();
         let mut header = vec!["trial".to_string(), metric.clone(), format!("{metric} 95% CI"), "epochs".into()];
         header.extend(keys.iter().cloned());
         let rows: Vec<Vec<String>> = best
@@ -79,7 +88,7 @@ pub fn sweep_page(study: &Study, state: &StudyState, resampling: Option<Resampli
             .take(10)
             .map(|t| format!("<a href=\"{}/{}\">{}</a>", escape(&t.name()), RunDir::report_page_name(), escape(&t.name())))
             .collect();
-        page.html(&format!("<p>Each trial's own report: {}. The best config as a preset: <code>{}</code>.</p>", links.join(" &middot; "), escape(super::results::PRESET_FILE)));
+        page.html(&format!("<p>Each trial's own report: {}. The best config as a preset: <code>{}</code>.</p>", links.join(" &middot; "), escape(PRESET_FILE)));
     }
 
     page.section("charts", "The search");
@@ -88,7 +97,7 @@ pub fn sweep_page(study: &Study, state: &StudyState, resampling: Option<Resampli
     page.figure("parallel.png", parallel_chart(state, &metric)?, "Every trial across the parameters (colour: its value; grey: pruned, at its last epoch)");
     page.end_row();
     page.begin_row();
-    for (i, key) in param_keys(state).iter().enumerate() {
+    for (i, key) in state.param_keys().iter().enumerate() {
         page.figure(&format!("param_{i}.png"), scatter_png(&param_chart(state, key, &metric))?, &format!("{key} against {metric}"));
     }
     page.end_row();
@@ -110,7 +119,7 @@ pub fn sweep_page(study: &Study, state: &StudyState, resampling: Option<Resampli
     }
 
     page.section("trials", "Every trial");
-    let keys = param_keys(state);
+    let keys = state.param_keys();
     let mut header = vec!["trial".to_string(), "status".into(), metric.clone(), "epochs".into(), "minutes".into(), "worker".into()];
     header.extend(keys.iter().cloned());
     header.push("note".into());
@@ -267,13 +276,13 @@ fn param_chart(state: &StudyState, key: &str, metric: &str) -> Scatter {
 
 fn parallel_chart(state: &StudyState, metric: &str) -> Result<Vec<u8>> {
     let direction = state.spec.objective.direction;
-    let keys = param_keys(state);
+    let keys = state.param_keys();
     let shown: Vec<(&Trial, f64, bool)> = state.trials.iter().filter_map(|t| shown_value(t).map(|(v, p)| (t, v, p))).filter(|(_, v, _)| v.is_finite()).collect();
     let (lo, hi) = shown.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v, _)| (lo.min(*v), hi.max(*v)));
     let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
     let mut axes: Vec<ParallelAxis> = keys.iter().map(|k| ParallelAxis { name: k.clone(), scale: axis_of(&state.spec.space.params[k]) }).collect();
     axes.push(ParallelAxis { name: metric.to_string(), scale: AxisScale::Linear { low: lo, high: hi } });
-    let best = ranked(state).first().map(|t| t.number);
+    let best = state.ranked().first().map(|t| t.number);
     // 0 for the worst value shown, 1 for the best.
     let oriented = |v: f64| match (hi > lo, direction) {
         (false, _) => 1.0,

@@ -10,6 +10,7 @@
 //!
 //! Writers take `SWEEP/.results`' lock around reading the study and writing, so that the files
 //! are written in the order the study was read: the last writer's state is the newest.
+use super::page::PRESET_FILE;
 use super::study::{Study, StudyState};
 use super::trial::{Trial, TrialStatus};
 use crate::config::Config;
@@ -22,15 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const CSV_FILE: &str = "sweep.csv";
-pub const PRESET_FILE: &str = "best.toml";
-pub const PAGE_FILE: &str = "sweep.html";
-/// The page's charts, beside it.
-pub const FIGURE_DIR: &str = "sweep";
-/// The best trials' comparison.
-pub const COMPARE_DIR: &str = "best-trials";
 const RESULTS_LOCK_DIR: &str = ".results";
-/// How many of the best complete trials the page compares.
-pub const COMPARED_TRIALS: usize = 3;
 
 /// Config keys that say where and how fast a trial ran, not what it trained: left out of the preset.
 const PER_WORKER_KEYS: &[&str] = &["train.device", "train.threads", "data.workers", "data.prefetch", "data.cache_mib", "train.dist_backend", "train.dist_timeout"];
@@ -62,20 +55,16 @@ pub fn write_results(study: &Study, resampling: Option<Resampling>) -> Result<Wr
         }
         None => None,
     };
-    let page = super::page::sweep_page(study, &state, resampling)?.write(dir, PAGE_FILE)?;
+    let page = super::page::sweep_page(study, &state, resampling)?.write(dir, super::page::PAGE_FILE)?;
     Ok(Written { csv, page, preset, summary: summary(&state) })
 }
 
-/// The trials' parameter keys, in the space's order.
-pub fn param_keys(state: &StudyState) -> Vec<String> {
-    state.spec.space.params.keys().cloned().collect()
-}
 
 /// `trial,status,value,epochs,started_s,seconds,attempts,worker,<parameters>,note`: `started_s`
 /// counts from the sweep's start, `seconds` is how long the trial took (empty while it runs).
 /// scripts/optuna_sweep.py writes the same columns.
 pub fn trials_csv(state: &StudyState) -> Result<Vec<u8>> {
-    let keys = param_keys(state);
+    let keys = state.param_keys();
     let mut out = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = ["trial", "status", "value", "epochs", "started_s", "seconds", "attempts", "worker"].iter().map(|s| s.to_string()).collect();
     header.extend(keys.iter().cloned());
@@ -147,32 +136,21 @@ fn summary(state: &StudyState) -> String {
     let mut s = format!(
         "{} trials: {} complete, {} pruned, {} failed",
         state.trials.len(),
-        count(state, TrialStatus::Complete),
-        count(state, TrialStatus::Pruned),
-        count(state, TrialStatus::Failed)
+        state.count(TrialStatus::Complete),
+        state.count(TrialStatus::Pruned),
+        state.count(TrialStatus::Failed)
     );
-    let running = count(state, TrialStatus::Running);
+    let running = state.count(TrialStatus::Running);
     if running > 0 {
         s.push_str(&format!(", {running} running or interrupted"));
     }
-    if let Some(best) = ranked(state).first() {
+    if let Some(best) = state.ranked().first() {
         s.push_str(&format!("; best {} {} {:.4}", best.name(), state.spec.objective.metric, best.value.unwrap_or(f64::NAN)));
     }
     s
 }
 
-/// The trials by status, for summaries.
-pub fn count(state: &StudyState, status: TrialStatus) -> usize {
-    state.trials.iter().filter(|t| t.status == status).count()
-}
 
-/// The complete trials, best first (by the objective's direction).
-pub fn ranked(state: &StudyState) -> Vec<&Trial> {
-    let direction = state.spec.objective.direction;
-    let mut complete: Vec<&Trial> = state.trials.iter().filter(|t| t.status == TrialStatus::Complete && t.value.is_some_and(|v| !v.is_nan())).collect();
-    complete.sort_by(|a, b| direction.oriented(b.value.unwrap_or(f64::NAN)).total_cmp(&direction.oriented(a.value.unwrap_or(f64::NAN))).then(a.number.cmp(&b.number)));
-    complete
-}
 
 #[cfg(test)]
 mod tests {
