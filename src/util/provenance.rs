@@ -131,7 +131,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let args: Vec<String> = ["masklab", "train", "my data", "optim.lr=0.1"].iter().map(|s| s.to_string()).collect();
         let outside = Provenance::of(dir.path(), &args);
-        assert_eq!(outside.command, "masklab train 'my data' optim.lr=0.1");
+        // shlex quotes conservatively (`=` too): what matters is that a shell splits it back the same.
+        assert_eq!(outside.command, "masklab train 'my data' 'optim.lr=0.1'");
         assert_eq!(outside.masklab_version, env!("CARGO_PKG_VERSION"));
         assert!(!outside.user.is_empty() && !outside.host.is_empty());
         assert!(outside.at.ends_with('Z') && outside.at.len() == 20, "{}", outside.at);
