@@ -7,6 +7,7 @@
 use crate::data::augment::AugmentConfig;
 use crate::data::sampler::SamplerConfig;
 use crate::data::settings::DataConfig;
+use crate::metrics::bootstrap::IntervalConfig;
 use crate::model::loss::LossConfig;
 use crate::model::settings::{ModelConfig, PER_MODEL_SECTIONS};
 use crate::report::settings::ReportConfig;
@@ -31,6 +32,7 @@ pub struct Config {
     pub sampler: SamplerConfig,
     pub augment: AugmentConfig,
     pub train: TrainConfig,
+    pub intervals: IntervalConfig,
     pub report: ReportConfig,
     pub tracking: TrackingConfig,
     /// Per-model overrides: `models.<model name>.<section>.<key>`.
@@ -114,6 +116,7 @@ impl Config {
         self.data.bounds()?;
         self.data.preprocess()?;
         self.tracking.validate()?;
+        self.intervals.validate()?;
         if self.data.size < 16 {
             bail!("data.size must be at least 16, got {}", self.data.size);
         }

@@ -2,7 +2,7 @@
 //! stderr is a terminal), one line per epoch, and notes on resuming and early stopping.
 use crate::metrics::Evaluation;
 use crate::run_dir::metrics_log::{EarlyStopLine, EpochLine};
-use crate::train::observer::{RunStart, TrainObserver};
+use crate::train::observer::{EpochVerdict, RunStart, TrainObserver};
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -65,14 +65,17 @@ impl TrainObserver for Console {
         }
     }
 
-    fn epoch(&mut self, line: &EpochLine, _eval: Option<&Evaluation>, improved: bool) -> Result<()> {
+    fn epoch(&mut self, line: &EpochLine, _eval: Option<&Evaluation>, improved: bool) -> Result<EpochVerdict> {
         self.bar.finish_and_clear();
         eprintln!("{}", epoch_text(line, self.epochs, improved));
-        Ok(())
+        Ok(EpochVerdict::Continue)
     }
 
-    fn early_stop(&mut self, _line: &EarlyStopLine) -> Result<()> {
-        eprintln!("early stop: no improvement of {} in {} epochs", self.monitor, self.patience);
+    fn early_stop(&mut self, line: &EarlyStopLine) -> Result<()> {
+        match &line.reason {
+            Some(reason) => eprintln!("stopped after epoch {}: {reason}", line.epoch),
+            None => eprintln!("early stop: no improvement of {} in {} epochs", self.monitor, self.patience),
+        }
         Ok(())
     }
 }
@@ -94,6 +97,10 @@ pub fn epoch_text(line: &EpochLine, epochs: usize, improved: bool) -> String {
         f(val.map(|v| v.f1_age)),
         line.train_images_per_s,
         line.seconds,
-        if improved { "  *best" } else { "" }
+        match (improved, &line.intervals) {
+            (true, Some(i)) => format!("  *best (f1 95% CI {})", i.f1.bracket()),
+            (true, None) => "  *best".to_string(),
+            _ => String::new(),
+        }
     )
 }

@@ -3,7 +3,8 @@
 use crate::device::DeviceChoice;
 use crate::data::loader::Loader;
 use crate::data::prepared::{labelled_eval_set, prepare, PrepareSettings, Prepared};
-use crate::run_dir::heldout::HeldOutRow;
+use crate::run_dir::heldout::{score_intervals, HeldOutRow};
+use crate::metrics::bootstrap::{Resampling, ScoreInterval};
 use crate::labels::{AgeBounds, Class, NUM_CLASSES};
 use crate::metrics::{scores, Confusion, Evaluation};
 use crate::model::net::{check_finite_outputs, infer, Net, RunOptions};
@@ -77,7 +78,7 @@ pub fn score_outputs(losses: &[Vec<(Head, Loss)>], classes: &[usize], probs: Ten
         conf.add_tensors(&truth, &probs.argmax(1, false));
     }
     let confusion = (0..NUM_CLASSES).map(|r| conf.counts[r * NUM_CLASSES..(r + 1) * NUM_CLASSES].to_vec()).collect();
-    Ok(Evaluated { eval: Evaluation { loss, scores: scores(&conf), images: kept.len(), confusion }, probs, kept })
+    Ok(Evaluated { eval: Evaluation { loss, scores: scores(&conf), images: kept.len(), confusion, intervals: None }, probs, kept })
 }
 
 /// Which images `masklab eval` scores.
@@ -101,6 +102,8 @@ pub struct EvalSettings {
     pub eval_batch: usize,
     pub amp: Amp,
     pub channels_last: bool,
+    /// How the scores' 95% intervals are drawn (None: no intervals).
+    pub intervals: Option<Resampling>,
 }
 
 /// `masklab eval`: a run's best (or last) checkpoint on a labelled split of `data`, with the
@@ -131,9 +134,12 @@ pub fn eval_run(run: &RunDir, settings: &EvalSettings, data: &Path, split: EvalS
     run_opts.prepare_weights(&nets);
     let loader = prepared.loader(cfg);
     let which = run.checkpoint(if last { LAST } else { BEST });
-    Ok(evaluate(&nets, &losses, layout, &loader, &prepared.classes, order, settings.eval_batch, &run_opts)
-        .with_context(|| format!("{}", which.display()))?
-        .eval)
+    let evaluated = evaluate(&nets, &losses, layout, &loader, &prepared.classes, order, settings.eval_batch, &run_opts).with_context(|| format!("{}", which.display()))?;
+    let mut eval = evaluated.eval.clone();
+    if let Some(resampling) = settings.intervals {
+        eval.intervals = Some(score_intervals(&evaluated.rows(&prepared, 0)?, resampling)?);
+    }
+    Ok(eval)
 }
 
 fn split_name(split: EvalSplit) -> &'static str {
@@ -166,6 +172,11 @@ pub fn render_evaluation(e: &Evaluation, bounds: &AgeBounds) -> String {
     let _ = writeln!(s, "loss      {:.4}", e.loss);
     let _ = writeln!(s, "accuracy  {:.4}", sc.accuracy);
     let _ = writeln!(s, "macro F1  {:.4}  (mask {:.4}, gender {:.4}, age {:.4})", sc.f1, sc.f1_mask, sc.f1_gender, sc.f1_age);
+    if let Some(i) = &e.intervals {
+        let b = |x: &ScoreInterval| x.bracket();
+        let _ = writeln!(s, "95% CI    {}  (mask {}, gender {}, age {})", b(&i.f1), b(&i.f1_mask), b(&i.f1_gender), b(&i.f1_age));
+        let _ = writeln!(s, "          {}", i.method());
+    }
     let _ = writeln!(s, "\nconfusion (rows: true class, columns: predicted class)");
     let _ = write!(s, "{:>26}", "");
     for c in 0..NUM_CLASSES {

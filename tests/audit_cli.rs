@@ -48,9 +48,9 @@ fn hand_made_run(run: &Path, data: &Path, rows: &[HeldOutRow], no_relabel: bool)
         fs::write(dir.metrics_file(), format!("{start}\n{epoch}\n")).unwrap();
         let fold_rows: Vec<HeldOutRow> = rows.iter().filter(|r| r.fold == k).cloned().collect();
         let people: std::collections::BTreeSet<&str> = fold_rows.iter().map(|r| r.person.as_str()).collect();
-        per_fold.push(FoldScore { fold: k, images: fold_rows.len(), people: people.len(), best_epoch: 1, scores: score_rows(&fold_rows, |r| r.predicted()) });
+        per_fold.push(FoldScore { fold: k, images: fold_rows.len(), people: people.len(), best_epoch: 1, scores: score_rows(&fold_rows, |r| r.predicted()), intervals: None });
     }
-    let cv = CrossValidation { folds: 3, oof: score_rows(rows, |r| r.predicted()), images: rows.len(), per_fold, fold_f1_mean: 0.8, fold_f1_std: 0.0 };
+    let cv = CrossValidation { folds: 3, oof: score_rows(rows, |r| r.predicted()), images: rows.len(), per_fold, fold_f1_mean: 0.8, fold_f1_std: 0.0, oof_intervals: None };
     run.write_cv(&cv).unwrap();
 }
 

@@ -1,4 +1,5 @@
 //! `masklab compare`.
+use crate::metrics::bootstrap::IntervalArgs;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -11,10 +12,12 @@ pub struct CompareArgs {
     /// Folder for compare.html and its charts.
     #[arg(long, default_value = "compare")]
     out: PathBuf,
+    #[command(flatten)]
+    intervals: IntervalArgs,
 }
 
 pub fn run(a: CompareArgs) -> Result<()> {
-    let c = crate::report::compare::compare(&a.runs, &a.out)?;
+    let c = crate::app::runs::compare(&a.runs, &a.out, a.intervals)?;
     print!("{}", c.markdown);
     eprintln!("wrote {}", c.page.display());
     Ok(())

@@ -1,6 +1,7 @@
 //! `masklab eval`.
 use crate::device::DeviceArg;
 use crate::evaluate::{render_evaluation, EvalSplit};
+use crate::metrics::bootstrap::IntervalArgs;
 use crate::run_dir::RunDir;
 use anyhow::Result;
 use clap::Args;
@@ -26,11 +27,13 @@ pub struct EvalArgs {
     json: bool,
     #[command(flatten)]
     device: DeviceArg,
+    #[command(flatten)]
+    intervals: IntervalArgs,
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let split = if a.all { EvalSplit::All } else { a.split };
-    let (e, bounds) = crate::app::runs::eval(&RunDir::new(a.run), &a.data, split, a.last, a.device.device)?;
+    let (e, bounds) = crate::app::runs::eval(&RunDir::new(a.run), &a.data, split, a.last, a.device.device, a.intervals)?;
     if a.json {
         println!("{}", serde_json::to_string(&e)?);
     } else {

@@ -12,6 +12,7 @@ mod faces;
 mod predict;
 mod read_args;
 mod report;
+mod sweep;
 mod train;
 mod tune;
 mod weights;
@@ -56,8 +57,13 @@ enum Command {
     /// per-person gender and age band, normal/incorrect swaps, per-photo mask states. Writes
     /// RUN/audit.json, which the run's report shows with the photos.
     Audit(audit::AuditArgs),
-    /// Compare runs: key config values and best scores (Markdown on stdout), an HTML page and overlaid curves.
+    /// Compare runs: key config values and best scores with 95% intervals, each run's paired
+    /// difference from the first (Markdown on stdout), an HTML page and overlaid curves.
     Compare(compare::CompareArgs),
+    /// Search config keys: trials as ordinary runs in SWEEP/trial-NNN (random or TPE sampling,
+    /// ASHA pruning), local worker processes or jobs sharing the folder, resumable; writes
+    /// sweep.csv, sweep.html and the best config as a preset.
+    Sweep(sweep::SweepArgs),
     /// Detect faces (box, score, five landmarks) in every photo of a dataset into its faces.csv;
     /// photos already there and unchanged are not detected again.
     Faces(faces::FacesArgs),
@@ -114,6 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Sweep(a) => sweep::run(a),
         Command::Faces(a) => faces::run(a),
         Command::Bench(a) => bench::run(a),
     }

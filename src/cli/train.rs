@@ -46,10 +46,18 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     match train(&request)? {
         TrainEnd::Run(summary) => match &summary.best {
-            Some(e) => println!(
-                "run {}: best epoch {} f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4})",
-                summary.run.display(), summary.best_epoch, e.scores.f1, e.scores.accuracy, e.scores.f1_mask, e.scores.f1_gender, e.scores.f1_age
-            ),
+            Some(e) => {
+                println!(
+                    "run {}: best epoch {} f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4})",
+                    summary.run.display(), summary.best_epoch, e.scores.f1, e.scores.accuracy, e.scores.f1_mask, e.scores.f1_gender, e.scores.f1_age
+                );
+                if let Some(i) = &e.intervals {
+                    println!(
+                        "  95% CI: f1 {} (mask {} gender {} age {}); {}",
+                        i.f1.bracket(), i.f1_mask.bracket(), i.f1_gender.bracket(), i.f1_age.bracket(), i.method()
+                    );
+                }
+            }
             None => println!("run {}: {} epochs (no validation split)", summary.run.display(), summary.epochs_run),
         },
         TrainEnd::KFold { run, cv } => {

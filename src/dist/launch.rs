@@ -104,7 +104,7 @@ pub fn relaunch_self(nproc: usize, flag: &str) -> Result<()> {
 }
 
 /// How a worker ended, in words.
-fn describe(status: &ExitStatus) -> String {
+pub fn describe(status: &ExitStatus) -> String {
     if let Some(code) = status.code() {
         return format!("exited with status {code}");
     }
@@ -134,9 +134,14 @@ fn signal_name(signal: i32) -> &'static str {
 /// Copies `from` line by line to stdout or stderr, each line prefixed with the rank; says `done`
 /// at the end of the stream.
 fn forward(from: impl Read + Send + 'static, rank: usize, to_stderr: bool, done: mpsc::Sender<()>) {
+    forward_lines(from, format!("[rank {rank}] "), to_stderr, done)
+}
+
+/// Copies `from` line by line to stdout or stderr, each line prefixed with `prefix` and written
+/// whole (lines of several children do not interleave); says `done` at the end of the stream.
+pub fn forward_lines(from: impl Read + Send + 'static, prefix: String, to_stderr: bool, done: mpsc::Sender<()>) {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(from);
-        let prefix = format!("[rank {rank}] ");
         let mut line = Vec::new();
         loop {
             line.clear();

@@ -52,6 +52,64 @@ impl Default for Resampling {
     }
 }
 
+/// The config's `[intervals]` section: how the 95% intervals shown beside every score (eval,
+/// training's best epoch, cv.json, reports, compare) are drawn. The default costs 15-50 ms per
+/// interval set on a validation split of a few hundred people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntervalConfig {
+    /// Bootstrap resamples over people (0: no intervals; at least 2 otherwise).
+    pub resamples: usize,
+    /// The seed of the resamples' draws (the same predictions and seed give the same interval).
+    pub bootstrap_seed: u64,
+}
+
+impl Default for IntervalConfig {
+    fn default() -> Self {
+        IntervalConfig { resamples: DEFAULT_RESAMPLES, bootstrap_seed: DEFAULT_SEED }
+    }
+}
+
+impl IntervalConfig {
+    /// The resampling to draw intervals with; None when intervals are off (`resamples = 0`).
+    pub fn resampling(&self) -> Option<Resampling> {
+        (self.resamples > 0).then_some(Resampling { resamples: self.resamples, seed: self.bootstrap_seed })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.resamples == 1 {
+            bail!("intervals.resamples must be 0 (no intervals) or at least 2 (1000 is usual), got 1");
+        }
+        Ok(())
+    }
+}
+
+impl crate::util::section::Section for IntervalConfig {
+    const KEY: &'static str = "intervals";
+}
+
+/// `--resamples` and `--bootstrap-seed`, as the commands that show intervals of finished runs
+/// take them (eval, compare): each overrides the run's `[intervals]` key of the same name.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct IntervalArgs {
+    /// Bootstrap resamples over people for the 95% intervals (0: none; default: the run's
+    /// intervals.resamples, 1000; about 15-50 ms per set of intervals).
+    #[arg(long)]
+    pub resamples: Option<usize>,
+    /// Seed of the bootstrap's draws (default: the run's intervals.bootstrap_seed, 0).
+    #[arg(long)]
+    pub bootstrap_seed: Option<u64>,
+}
+
+impl IntervalArgs {
+    /// `base` with the flags given laid over it.
+    pub fn over(&self, base: IntervalConfig) -> Result<IntervalConfig> {
+        let out = IntervalConfig { resamples: self.resamples.unwrap_or(base.resamples), bootstrap_seed: self.bootstrap_seed.unwrap_or(base.bootstrap_seed) };
+        out.validate().map_err(|_| anyhow::anyhow!("--resamples must be 0 (no intervals) or at least 2 (1000 is usual), got 1"))?;
+        Ok(out)
+    }
+}
+
 /// One image's outcome: whose photo it is, the k-fold fold it was held out in (0 outside
 /// k-fold), its true class and the predicted one (both 0..17).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +144,18 @@ pub struct ScoreInterval {
     pub people: usize,
 }
 
+impl ScoreInterval {
+    /// `[0.6812, 0.7420]`.
+    pub fn bracket(&self) -> String {
+        format!("[{:.4}, {:.4}]", self.low, self.high)
+    }
+
+    /// `0.7120 [0.6812, 0.7420]`.
+    pub fn render(&self) -> String {
+        format!("{:.4} {}", self.estimate, self.bracket())
+    }
+}
+
 /// The intervals of the competition's score and of its three tasks' scores.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreIntervals {
@@ -93,6 +163,14 @@ pub struct ScoreIntervals {
     pub f1_mask: ScoreInterval,
     pub f1_gender: ScoreInterval,
     pub f1_age: ScoreInterval,
+}
+
+impl ScoreIntervals {
+    /// How the intervals were drawn, for people: `95% intervals: bootstrap over 40 people, 1000 resamples, seed 0`.
+    pub fn method(&self) -> String {
+        let f = &self.f1;
+        format!("{:.0}% intervals: bootstrap over {} people, {} resamples, seed {}", f.level * 100.0, f.people, f.resamples, f.seed)
+    }
 }
 
 /// Whether two runs were resampled together.

@@ -54,6 +54,10 @@ pub struct Evaluation {
     pub images: usize,
     /// Rows are true classes, columns predicted classes.
     pub confusion: Vec<Vec<u64>>,
+    /// 95% intervals of the scores by a bootstrap over people, when they were drawn (absent in
+    /// evaluations from before intervals, and with `intervals.resamples = 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<bootstrap::ScoreIntervals>,
 }
 
 impl Confusion {

@@ -1,17 +1,16 @@
 //! The page of a k-fold run: cross-validated scores (cv.json), the out-of-fold confusion and
 //! per-class scores, every fold's curves on one chart, the worst out-of-fold mistakes, and links
 //! to each fold's own page.
-use super::html::{facts, table, Page};
+use super::html::{cards, facts, table, Card, Page};
 use super::mistakes::worst;
 use super::plots::{line_chart_png, LineChart, Series, PALETTE};
 use super::run::RunRecord;
 use super::run_page::{class_labels, config_section, confusions, mistakes_grid, per_class};
-use crate::run_dir::heldout::read_rows;
+use crate::run_dir::heldout::{read_rows, score_intervals, HeldOutRow};
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Confusion;
 use crate::run_dir::RunDir;
 use anyhow::{Context, Result};
-use std::fmt::Write;
 
 pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     let cv = run.read_cv().context("a k-fold run writes cv.json when its last fold ends")?;
@@ -25,36 +24,71 @@ pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     let name = run.name();
     let mut page = Page::new(&format!("k-fold run report: {name}"), &run.path().display().to_string(), RunDir::figure_dir_name());
     page.section("summary", "Cross-validation");
+    let oof = read_rows(&run.oof_predictions())?;
+    // cv.json from before intervals: drawn here from the out-of-fold predictions.
+    let resampling = settings.intervals.resampling();
+    let intervals_of = |rows: &[HeldOutRow]| resampling.map(|r| score_intervals(rows, r)).transpose();
+    let oof_intervals = match cv.oof_intervals {
+        Some(i) => Some(i),
+        None => intervals_of(&oof)?,
+    };
     let o = &cv.oof;
-    let mut cards = String::from("<div class=\"cards\">");
-    for (k, v) in [
-        ("out-of-fold macro F1", format!("{:.4}", o.f1)),
-        ("fold F1 mean &plusmn; std", format!("{:.4} &plusmn; {:.4}", cv.fold_f1_mean, cv.fold_f1_std)),
-        ("accuracy", format!("{:.4}", o.accuracy)),
-        ("mask F1", format!("{:.4}", o.f1_mask)),
-        ("gender F1", format!("{:.4}", o.f1_gender)),
-        ("age F1", format!("{:.4}", o.f1_age)),
-    ] {
-        // Keys and values here are our own fixed text and numbers; the entity is meant.
-        let _ = write!(cards, "<div class=\"card\"><div class=\"v\">{v}</div><div class=\"k\">{k}</div></div>");
+    let i = oof_intervals.as_ref();
+    page.html(&cards(&[
+        Card::new("out-of-fold macro F1", format!("{:.4}", o.f1)).with_interval(i.map(|i| &i.f1)),
+        Card::new("fold F1 mean \u{b1} std", format!("{:.4} \u{b1} {:.4}", cv.fold_f1_mean, cv.fold_f1_std)),
+        Card::new("accuracy", format!("{:.4}", o.accuracy)),
+        Card::new("mask F1", format!("{:.4}", o.f1_mask)).with_interval(i.map(|i| &i.f1_mask)),
+        Card::new("gender F1", format!("{:.4}", o.f1_gender)).with_interval(i.map(|i| &i.f1_gender)),
+        Card::new("age F1", format!("{:.4}", o.f1_age)).with_interval(i.map(|i| &i.f1_age)),
+    ]));
+    if let Some(i) = i {
+        page.html(&format!("<p class=\"sub\">{}: a person's photos are resampled together; each fold's interval resamples that fold's people.</p>", super::html::escape(&i.method())));
     }
-    cards.push_str("</div>");
-    page.html(&cards);
-    page.html(&facts(&[
+    let mut fact_rows = vec![
         ("folds", format!("{} (people split by person, stratified by gender x age band)", cv.folds)),
         ("out-of-fold images", cv.images.to_string()),
         ("model", format!("{} ({} layout), input {} px", backbone, settings.layout, settings.data.size)),
         ("dataset", folds[0].start.data.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into())),
-    ]));
+    ];
+    // Fold jobs may run on several machines, by several people: each different origin once.
+    let mut origins: Vec<(String, Vec<usize>)> = Vec::new();
+    for (k, f) in folds.iter().enumerate() {
+        let who = f.start.provenance.as_ref().map(|p| format!("{}: {}", p.summary(), p.command)).unwrap_or_else(|| "- (not recorded)".into());
+        match origins.iter_mut().find(|(w, _)| *w == who) {
+            Some((_, ks)) => ks.push(k + 1),
+            None => origins.push((who, vec![k + 1])),
+        }
+    }
+    for (who, ks) in origins {
+        let which = if ks.len() == cv.folds { "all folds".to_string() } else { format!("folds {}", ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")) };
+        fact_rows.push(("started by", format!("{which}: {who}")));
+    }
+    page.html(&facts(&fact_rows));
     let rows: Vec<Vec<String>> = cv
         .per_fold
         .iter()
-        .map(|f| {
+        .map(|f| -> Result<Vec<String>> {
             let s = &f.scores;
-            vec![f.fold.to_string(), f.people.to_string(), f.images.to_string(), f.best_epoch.to_string(), format!("{:.4}", s.f1), format!("{:.4}", s.accuracy), format!("{:.4}", s.f1_mask), format!("{:.4}", s.f1_gender), format!("{:.4}", s.f1_age)]
+            let interval = match f.intervals {
+                Some(i) => Some(i),
+                None => intervals_of(&oof.iter().filter(|r| r.fold == f.fold).cloned().collect::<Vec<_>>())?,
+            };
+            Ok(vec![
+                f.fold.to_string(),
+                f.people.to_string(),
+                f.images.to_string(),
+                f.best_epoch.to_string(),
+                format!("{:.4}", s.f1),
+                interval.map(|i| i.f1.bracket()).unwrap_or_else(|| "-".into()),
+                format!("{:.4}", s.accuracy),
+                format!("{:.4}", s.f1_mask),
+                format!("{:.4}", s.f1_gender),
+                format!("{:.4}", s.f1_age),
+            ])
         })
-        .collect();
-    page.html(&table(&["fold", "people", "images", "best epoch", "macro F1", "accuracy", "mask F1", "gender F1", "age F1"], &rows));
+        .collect::<Result<_>>()?;
+    page.html(&table(&["fold", "people", "images", "best epoch", "macro F1", "macro F1 95% CI", "accuracy", "mask F1", "gender F1", "age F1"], &rows));
     let links: Vec<String> = (1..=cv.folds)
         .map(|k| {
             let page = run.fold(k).report_page();
@@ -84,7 +118,6 @@ pub fn cv_page(run: &RunDir, worst_count: Option<usize>) -> Result<Page> {
     page.figure("folds_train_loss.png", line_chart_png(&chart("Training loss per fold", "loss", per_fold(|e| Some(e.train_loss)), None))?, "Training loss of each fold");
     page.end_row();
 
-    let oof = read_rows(&run.oof_predictions())?;
     let mut conf = Confusion::new(NUM_CLASSES);
     for r in &oof {
         conf.add(r.truth, r.predicted());

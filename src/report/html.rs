@@ -68,6 +68,36 @@ pub fn facts(rows: &[(&str, String)]) -> String {
     s
 }
 
+/// A score card: the value large, its 95% interval under it when there is one, and its name.
+pub struct Card {
+    pub value: String,
+    pub interval: Option<String>,
+    pub name: String,
+}
+
+impl Card {
+    pub fn new(name: &str, value: String) -> Card {
+        Card { value, interval: None, name: name.to_string() }
+    }
+
+    /// With `95% CI [low, high]` under the value.
+    pub fn with_interval(mut self, interval: Option<&crate::metrics::bootstrap::ScoreInterval>) -> Card {
+        self.interval = interval.map(|i| format!("95% CI {}", i.bracket()));
+        self
+    }
+}
+
+/// A row of score cards.
+pub fn cards(cards: &[Card]) -> String {
+    let mut s = String::from("<div class=\"cards\">");
+    for c in cards {
+        let interval = c.interval.as_ref().map(|i| format!("<div class=\"ci\">{}</div>", escape(i))).unwrap_or_default();
+        let _ = write!(s, "<div class=\"card\"><div class=\"v\">{}</div>{interval}<div class=\"k\">{}</div></div>", escape(&c.value), escape(&c.name));
+    }
+    s.push_str("</div>");
+    s
+}
+
 pub fn data_uri(mime: &str, bytes: &[u8]) -> String {
     format!("data:{mime};base64,{}", STANDARD.encode(bytes))
 }
@@ -164,7 +194,7 @@ thead th{background:#f3f5f8}td{font-variant-numeric:tabular-nums}table.facts th{
 figure{margin:8px 0 16px}figure img{display:block;max-width:100%;height:auto;border:1px solid #e3e3e3}
 figcaption{font-size:13px;color:#555;margin-top:4px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}.card{border:1px solid #ddd;border-radius:6px;padding:10px 16px;min-width:120px}
-.card .v{font-size:26px;font-weight:600}.card .k{font-size:13px;color:#555}
+.card .v{font-size:26px;font-weight:600}.card .ci{font-size:13px;color:#333;font-variant-numeric:tabular-nums}.card .k{font-size:13px;color:#555}
 .mistakes{display:flex;flex-wrap:wrap;gap:12px}.mistake{width:210px;border:1px solid #ddd;border-radius:6px;padding:8px;font-size:13px}
 .mistake img{display:block;margin:0 auto 6px;height:96px;width:auto}.mistake .t{color:#2e7d32}.mistake .p{color:#c62828}
 .note{background:#fff8e1;border-left:4px solid #f9a825;padding:6px 12px}

@@ -9,6 +9,7 @@ pub mod mistakes;
 pub mod plots;
 pub mod run;
 pub mod run_page;
+pub mod search_plots;
 pub mod settings;
 
 use crate::audit::run::{AuditFile, AuditObserver};

@@ -7,9 +7,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-const FONT: &str = "sans-serif";
-const INK: RGBColor = RGBColor(33, 33, 33);
-const MUTED: RGBColor = RGBColor(100, 100, 100);
+pub(super) const FONT: &str = "sans-serif";
+pub(super) const INK: RGBColor = RGBColor(33, 33, 33);
+pub(super) const MUTED: RGBColor = RGBColor(100, 100, 100);
 
 /// Distinguishable line and bar colours (Tableau 10).
 pub const PALETTE: [RGBColor; 10] = [
@@ -25,10 +25,10 @@ pub const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+pub(super) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Draws on a white `width x height` bitmap and encodes it as PNG.
-fn render(width: u32, height: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<Vec<u8>> {
+pub(super) fn render(width: u32, height: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<Vec<u8>> {
     let mut pixels = vec![255u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
@@ -41,13 +41,13 @@ fn render(width: u32, height: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Re
     Ok(png)
 }
 
-fn text(size: u32, colour: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
+pub(super) fn text(size: u32, colour: RGBColor, h: HPos, v: VPos) -> TextStyle<'static> {
     TextStyle { font: (FONT, size).into_font(), color: colour.to_backend_color(), pos: Pos::new(h, v) }
 }
 
 /// The width of a text in the plots' font, for layout before anything is drawn (a rough 0.6 em
 /// per character when the font cannot be measured).
-fn text_width(s: &str, size: u32) -> u32 {
+pub(super) fn text_width(s: &str, size: u32) -> u32 {
     (FONT, size).into_font().box_size(s).map(|(w, _)| w).unwrap_or_else(|_| (s.chars().count() as f64 * size as f64 * 0.6).ceil() as u32)
 }
 
@@ -167,6 +167,14 @@ impl LineChart {
     }
 }
 
+impl LineChart {
+    /// The same chart over another x (minutes, trials) than epochs.
+    pub fn with_x_desc(mut self, x_desc: &str) -> LineChart {
+        self.x_desc = x_desc.to_string();
+        self
+    }
+}
+
 pub fn line_chart_png(chart: &LineChart) -> Result<Vec<u8>> {
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let points: Vec<(f64, f64)> = chart.series.iter().flat_map(|s| s.points.iter().filter(finite).copied()).collect();
@@ -223,7 +231,7 @@ pub fn line_chart_png(chart: &LineChart) -> Result<Vec<u8>> {
 }
 
 /// `3`, `0.5`, `0.25`: no trailing zeros on tick labels.
-fn trim_number(v: f64) -> String {
+pub(super) fn trim_number(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.to_string() }

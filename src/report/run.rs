@@ -2,10 +2,10 @@
 //! step, epoch and early-stop lines), the best epoch's evaluation and its validation
 //! predictions. Reports and comparisons are built from this alone, so `masklab report RUN`
 //! gives the page that training wrote.
-use crate::run_dir::heldout::{read_rows, HeldOutRow};
+use crate::run_dir::heldout::{read_rows, score_intervals, HeldOutRow};
 use crate::labels::AgeBounds;
 use crate::metrics::Evaluation;
-use crate::run_dir::metrics_log::{EpochLine, History, StartLine, StepLine};
+use crate::run_dir::metrics_log::{EpochLine, History, ResumeLine, StartLine, StepLine};
 use crate::report::settings::ReportConfig;
 use crate::run_dir::RunDir;
 use crate::train::settings::RunSettings;
@@ -34,6 +34,12 @@ pub struct RunRecord {
     pub steps: Vec<StepLine>,
     /// The epoch after which early stopping ended the run.
     pub early_stop: Option<usize>,
+    /// Why the run ended early when something other than early stopping ended it (a sweep's pruner).
+    pub stop_reason: Option<String>,
+    /// Who resumed the run, each time (who started it is in `start`).
+    pub resumes: Vec<ResumeLine>,
+    /// The best epoch, with the 95% intervals of its scores (drawn from its validation
+    /// predictions here for runs from before training recorded them).
     pub best: Option<Best>,
 }
 
@@ -55,9 +61,16 @@ impl RunRecord {
         let config = run.config_table()?;
         let report = read(&config).with_context(|| format!("{}", config_path.display()))?;
         let settings = RunSettings::from_config(config).with_context(|| format!("{}", config_path.display()))?;
-        let History { start, epochs, steps, early_stop } = History::read(&metrics_path)?;
-        let best = run.best()?.and_then(|b| b.eval.map(|eval| Best { epoch: b.epoch, eval }));
-        Ok(RunRecord { dir: dir.to_path_buf(), settings, report, config_text, start, epochs, steps, early_stop, best })
+        let History { start, epochs, steps, early_stop, stop_reason, resumes, .. } = History::read(&metrics_path)?;
+        let mut best = run.best()?.and_then(|b| b.eval.map(|eval| Best { epoch: b.epoch, eval }));
+        if let (Some(b), Some(resampling)) = (best.as_mut(), settings.intervals.resampling()) {
+            let predictions = run.val_predictions();
+            if b.eval.intervals.is_none() && predictions.is_file() {
+                let rows = read_rows(&predictions)?;
+                b.eval.intervals = Some(score_intervals(&rows, resampling).with_context(|| format!("the intervals of {}", predictions.display()))?);
+            }
+        }
+        Ok(RunRecord { dir: dir.to_path_buf(), settings, report, config_text, start, epochs, steps, early_stop, stop_reason, resumes, best })
     }
 
     /// The run's name for people: its folder name.
@@ -125,7 +138,7 @@ mod tests {
 {"kind":"step","epoch":2,"step":6,"loss":1.0,"lr":0.05}
 {"kind":"epoch","epoch":2,"step":8,"train_loss":0.9,"lr":0.05,"seconds":2.0,"val":null}
 "#;
-        let History { start, epochs, steps, early_stop } = History::parse(text, Path::new("m.jsonl")).unwrap();
+        let History { start, epochs, steps, early_stop, .. } = History::parse(text, Path::new("m.jsonl")).unwrap();
         let config = crate::config::Config::default().table().unwrap();
         let run = RunRecord {
             dir: PathBuf::from("r"),
@@ -136,6 +149,8 @@ mod tests {
             epochs,
             steps: steps.clone(),
             early_stop,
+            stop_reason: None,
+            resumes: Vec::new(),
             best: None,
         };
         assert_eq!(run.step_epoch(&steps[0]), 0.5);

@@ -1,7 +1,7 @@
 //! The page of one training run: summary, learning curves, confusion matrices, per-class
 //! precision/recall/F1, class distribution of the splits, the worst validation mistakes and the
 //! resolved config.
-use super::html::{data_uri, escape, facts, table, Page};
+use super::html::{cards, data_uri, escape, facts, table, Card, Page};
 use super::mistakes::{worst, Mistake};
 use super::plots::{confusion_png, grouped_bars_png, line_chart_png, BarGroup, LineChart, Series, PALETTE};
 use plotters::chart::SeriesLabelPosition;
@@ -55,24 +55,24 @@ fn summary(page: &mut Page, run: &RunRecord) {
     let last_epoch = run.epochs.last().map(|e| e.epoch).unwrap_or(0);
     if let Some(best) = &run.best {
         let s = &best.eval.scores;
-        let mut cards = String::from("<div class=\"cards\">");
-        for (k, value) in [
-            ("macro F1 (18 classes)", format!("{:.4}", s.f1)),
-            ("accuracy", format!("{:.4}", s.accuracy)),
-            ("mask F1", format!("{:.4}", s.f1_mask)),
-            ("gender F1", format!("{:.4}", s.f1_gender)),
-            ("age F1", format!("{:.4}", s.f1_age)),
-            ("best epoch", format!("{} of {last_epoch}", best.epoch)),
-        ] {
-            let _ = write!(cards, "<div class=\"card\"><div class=\"v\">{}</div><div class=\"k\">{}</div></div>", escape(&value), escape(k));
+        let i = best.eval.intervals.as_ref();
+        page.html(&cards(&[
+            Card::new("macro F1 (18 classes)", format!("{:.4}", s.f1)).with_interval(i.map(|i| &i.f1)),
+            Card::new("accuracy", format!("{:.4}", s.accuracy)),
+            Card::new("mask F1", format!("{:.4}", s.f1_mask)).with_interval(i.map(|i| &i.f1_mask)),
+            Card::new("gender F1", format!("{:.4}", s.f1_gender)).with_interval(i.map(|i| &i.f1_gender)),
+            Card::new("age F1", format!("{:.4}", s.f1_age)).with_interval(i.map(|i| &i.f1_age)),
+            Card::new("best epoch", format!("{} of {last_epoch}", best.epoch)),
+        ]));
+        if let Some(i) = i {
+            page.html(&format!("<p class=\"sub\">{}: a person's photos are resampled together, so the interval is that of a new set of people.</p>", escape(&i.method())));
         }
-        cards.push_str("</div>");
-        page.html(&cards);
     }
-    let stopped = match run.early_stop {
-        Some(e) => format!("{last_epoch} of {} (early stop after epoch {e}: no better {} for {} epochs)", cfg.train.epochs, cfg.train.monitor, cfg.train.patience),
-        None if last_epoch < cfg.train.epochs => format!("{last_epoch} of {} (not finished)", cfg.train.epochs),
-        None => format!("{last_epoch} of {}", cfg.train.epochs),
+    let stopped = match (run.early_stop, &run.stop_reason) {
+        (Some(e), Some(reason)) => format!("{last_epoch} of {} (stopped after epoch {e}: {reason})", cfg.train.epochs),
+        (Some(e), None) => format!("{last_epoch} of {} (early stop after epoch {e}: no better {} for {} epochs)", cfg.train.epochs, cfg.train.monitor, cfg.train.patience),
+        (None, _) if last_epoch < cfg.train.epochs => format!("{last_epoch} of {} (not finished)", cfg.train.epochs),
+        (None, _) => format!("{last_epoch} of {}", cfg.train.epochs),
     };
     let seconds: f64 = run.epochs.iter().map(|e| e.seconds).sum();
     let opt = |k: Option<u64>| k.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
@@ -99,8 +99,22 @@ fn summary(page: &mut Page, run: &RunRecord) {
     if let Some(best) = &run.best {
         rows.push(("validation loss at the best epoch", format!("{:.4} ({} images)", best.eval.loss, best.eval.images)));
     }
+    rows.extend(provenance_rows(run));
     page.section("summary", "Summary");
     page.html(&facts(&rows));
+}
+
+/// Who started the run and from what, and who resumed it.
+fn provenance_rows(run: &RunRecord) -> Vec<(&'static str, String)> {
+    let told = |p: &crate::util::provenance::Provenance| format!("{}, {} in {}: {}", p.summary(), p.at, p.working_dir, p.command);
+    let mut rows = vec![(
+        "started by",
+        run.start.provenance.as_ref().map(told).unwrap_or_else(|| "- (not recorded: a run from before masklab recorded who ran it)".into()),
+    )];
+    for r in &run.resumes {
+        rows.push(("resumed by", format!("after epoch {}: {}", r.epoch, r.provenance.as_ref().map(told).unwrap_or_else(|| "-".into()))));
+    }
+    rows
 }
 
 fn curves(page: &mut Page, run: &RunRecord) -> Result<()> {

@@ -3,6 +3,7 @@
 //! (`RUN/val_predictions.csv`); a k-fold run gathers its folds' rows into out-of-fold
 //! predictions (`RUN/oof_predictions.csv`). Tuning, reports and cross-validated scores read them.
 use crate::labels::NUM_CLASSES;
+use crate::metrics::bootstrap::{ImageOutcome, Resampling, ScoreIntervals};
 use crate::metrics::{scores, Confusion, Scores};
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
@@ -48,6 +49,17 @@ pub fn score_pairs(pairs: impl Iterator<Item = (usize, usize)>) -> Scores {
         conf.add(t, p);
     }
     scores(&conf)
+}
+
+/// Each row's person, fold, true class and predicted class (the argmax), as the bootstrap over
+/// people takes them.
+pub fn outcomes(rows: &[HeldOutRow]) -> Vec<ImageOutcome<'_>> {
+    rows.iter().map(|r| ImageOutcome { person: &r.person, fold: r.fold, truth: r.truth, pred: r.predicted() }).collect()
+}
+
+/// The 95% intervals of the rows' scores by a bootstrap over their people.
+pub fn score_intervals(rows: &[HeldOutRow], resampling: Resampling) -> Result<ScoreIntervals> {
+    crate::metrics::bootstrap::score_intervals(&outcomes(rows), resampling)
 }
 
 const FIXED_COLUMNS: [&str; 6] = ["path", "person", "fold", "true", "pred", "confidence"];

@@ -10,16 +10,20 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::metrics::bootstrap::ScoreIntervals;
 use crate::metrics::Evaluation;
+use crate::util::provenance::Provenance;
 use crate::util::write_atomic;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MetricsLine {
     Start(StartLine),
+    Resume(ResumeLine),
     Step(StepLine),
     Epoch(EpochLine),
     EarlyStop(EarlyStopLine),
+    End(EndLine),
     /// A line of a kind this version does not write.
     #[serde(other)]
     Other,
@@ -49,6 +53,18 @@ pub struct StartLine {
     pub world_size: Option<u64>,
     /// Images per optimiser step over all processes: batch_size x accumulate x world_size.
     pub global_batch: Option<u64>,
+    /// Who started the run and from what (absent in runs from before it was logged).
+    pub provenance: Option<Provenance>,
+}
+
+/// A resumed run continues after `epoch`: who resumed it and from what.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResumeLine {
+    /// The last finished epoch, which the run continues after.
+    pub epoch: usize,
+    pub step: usize,
+    pub provenance: Option<Provenance>,
 }
 
 /// The training loss averaged over the steps since the previous step line.
@@ -87,11 +103,15 @@ pub struct EpochLine {
     /// processes (the all-reduces, waiting for the slowest rank included).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allreduce_seconds: Option<f64>,
+    /// The 95% intervals of the validation scores, on the epochs that became the best checkpoint
+    /// (absent on the others, in runs from before intervals, and with `intervals.resamples = 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<ScoreIntervals>,
 }
 
 impl Default for EpochLine {
     fn default() -> Self {
-        EpochLine { epoch: 0, step: 0, train_loss: f64::NAN, lr: f64::NAN, train_images_per_s: 0.0, seconds: 0.0, val: None, allreduce_seconds: None }
+        EpochLine { epoch: 0, step: 0, train_loss: f64::NAN, lr: f64::NAN, train_images_per_s: 0.0, seconds: 0.0, val: None, allreduce_seconds: None, intervals: None }
     }
 }
 
@@ -132,12 +152,30 @@ fn number_or_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::resu
     Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
-/// Early stopping ended the run after `epoch`.
+/// The run ended early, after `epoch`: early stopping (no reason given), or an observer asked
+/// it to (a sweep's pruner), for `reason`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EarlyStopLine {
     pub epoch: usize,
     pub best_epoch: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The run finished (written at each end: a resumed run that trains on writes another): its
+/// best epoch with its validation scores and their 95% intervals. Runs from before this line
+/// have none; readers that predate it skip it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndLine {
+    /// The last epoch trained.
+    pub epoch: usize,
+    pub best_epoch: usize,
+    /// None for a run without a validation split.
+    pub val: Option<ValScores>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<ScoreIntervals>,
 }
 
 impl StepLine {
@@ -189,6 +227,13 @@ pub struct History {
     pub steps: Vec<StepLine>,
     /// The epoch after which early stopping ended the run.
     pub early_stop: Option<usize>,
+    /// Why the run ended early when an observer stopped it (None: early stopping, or not early).
+    pub stop_reason: Option<String>,
+    /// The latest end line (None: the run has not finished, or predates end lines).
+    pub end: Option<EndLine>,
+    /// Each time the run was resumed, in order (of a resume that was itself cut short and
+    /// resumed from the same epoch, both).
+    pub resumes: Vec<ResumeLine>,
 }
 
 impl History {
@@ -212,7 +257,12 @@ impl History {
                     h.epochs.push(e);
                 }
                 MetricsLine::Step(s) => h.steps.push(s),
-                MetricsLine::EarlyStop(s) => h.early_stop = Some(s.epoch),
+                MetricsLine::EarlyStop(s) => {
+                    h.early_stop = Some(s.epoch);
+                    h.stop_reason = s.reason;
+                }
+                MetricsLine::End(e) => h.end = Some(e),
+                MetricsLine::Resume(r) => h.resumes.push(r),
                 MetricsLine::Other => {}
             }
         }
@@ -323,7 +373,7 @@ mod tests {
 {"kind":"epoch","epoch":2,"step":8,"train_loss":0.9,"lr":0.05,"seconds":2.0,"val":null}
 {"kind":"early_stop","epoch":2,"best_epoch":1}
 "#;
-        let History { start, epochs, steps, early_stop: stop } = History::parse(text, Path::new("m.jsonl")).unwrap();
+        let History { start, epochs, steps, early_stop: stop, .. } = History::parse(text, Path::new("m.jsonl")).unwrap();
         assert_eq!(start.train_images, Some(10));
         assert_eq!(start.train_classes.as_ref().map(|c| c[17]), Some(9));
         assert_eq!(start.val_classes, None);

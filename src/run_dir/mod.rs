@@ -24,6 +24,7 @@ pub mod metrics_log;
 
 pub use lock::RunLock;
 
+use crate::metrics::bootstrap::ScoreIntervals;
 use crate::metrics::{Evaluation, Scores};
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
@@ -312,6 +313,10 @@ pub struct FoldScore {
     pub people: usize,
     pub best_epoch: usize,
     pub scores: Scores,
+    /// 95% intervals of the fold's scores by a bootstrap over its people (absent in older files
+    /// and with `intervals.resamples = 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<ScoreIntervals>,
 }
 
 /// cv.json: the cross-validated scores of a k-fold run.
@@ -325,6 +330,10 @@ pub struct CrossValidation {
     /// Mean and standard deviation of the folds' macro F1.
     pub fold_f1_mean: f64,
     pub fold_f1_std: f64,
+    /// 95% intervals of the out-of-fold scores by a bootstrap over all the run's people (absent
+    /// in older files and with `intervals.resamples = 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oof_intervals: Option<ScoreIntervals>,
 }
 
 #[cfg(test)]

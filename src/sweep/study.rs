@@ -48,6 +48,23 @@ pub struct StudyState {
 }
 
 impl StudyState {
+    /// The trials' parameter keys, in the space's order.
+    pub fn param_keys(&self) -> Vec<String> {
+        self.spec.space.params.keys().cloned().collect()
+    }
+
+    /// The trials by status, for summaries.
+    pub fn count(&self, status: TrialStatus) -> usize {
+        self.trials.iter().filter(|t| t.status == status).count()
+    }
+
+    /// The complete trials, best first (by the objective's direction).
+    pub fn ranked(&self) -> Vec<&Trial> {
+        let direction = self.spec.objective.direction;
+        let mut complete: Vec<&Trial> = self.trials.iter().filter(|t| t.status == TrialStatus::Complete && t.value.is_some_and(|v| !v.is_nan())).collect();
+        complete.sort_by(|a, b| direction.oriented(b.value.unwrap_or(f64::NAN)).total_cmp(&direction.oriented(a.value.unwrap_or(f64::NAN))).then(a.number.cmp(&b.number)));
+        complete
+    }
     /// The complete trial with the best value (the first of equals).
     pub fn best(&self) -> Option<&Trial> {
         let direction = self.spec.objective.direction;
@@ -141,6 +158,15 @@ impl Study {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The spec this worker opened the study with (its budget may differ from another worker's).
+    pub fn spec(&self) -> &SweepSpec {
+        &self.spec
+    }
+
+    pub fn objective(&self) -> super::spec::Objective {
+        self.spec.objective
     }
 
     pub fn file(&self) -> PathBuf {

@@ -145,7 +145,8 @@ const MAX_METRICS_PER_BATCH: usize = 1000;
 impl MlflowRun {
     /// Opens the MLflow run of `run_dir`: the one `RUN/mlflow.json` names when resuming on the
     /// same server, else a new run in `experiment`. Logs `params` that the run does not hold yet.
-    pub fn start(url: &str, experiment: &str, run_dir: &Path, params: &[(String, String)], resume: bool) -> Result<MlflowRun> {
+    /// `tags` are set on a new run when it is created, and on a run reopened for a resume.
+    pub fn start(url: &str, experiment: &str, run_dir: &Path, params: &[(String, String)], tags: &[(String, String)], resume: bool) -> Result<MlflowRun> {
         let client = Client::new(url);
         let previous = RunLink::read(run_dir).filter(|l| resume && l.tracking_uri == url);
         let reopened = match previous {
@@ -162,17 +163,20 @@ impl MlflowRun {
             },
             None => None,
         };
+        let was_reopened = reopened.is_some();
         let (link, logged) = match reopened {
             Some((link, run)) => (link, logged_params(&run)),
             None => {
                 let experiment_id = experiment_id(&client, experiment)?;
                 let name = run_name(run_dir);
                 let folder = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
-                let tags = json!([
-                    {"key": "mlflow.source.name", "value": "masklab"},
-                    {"key": "masklab.run_dir", "value": folder.display().to_string()},
-                    {"key": "masklab.version", "value": env!("CARGO_PKG_VERSION")},
-                ]);
+                let mut all_tags = vec![
+                    json!({"key": "mlflow.source.name", "value": "masklab"}),
+                    json!({"key": "masklab.run_dir", "value": folder.display().to_string()}),
+                    json!({"key": "masklab.version", "value": env!("CARGO_PKG_VERSION")}),
+                ];
+                all_tags.extend(tags.iter().map(|(k, v)| json!({"key": k, "value": v})));
+                let tags = Value::Array(all_tags);
                 let v = client.post(
                     "mlflow/runs/create",
                     &json!({"experiment_id": experiment_id, "run_name": name, "start_time": now_ms(), "tags": tags}),
@@ -185,6 +189,10 @@ impl MlflowRun {
             }
         };
         let this = MlflowRun { client, link };
+        if was_reopened && !tags.is_empty() {
+            let tags: Vec<Value> = tags.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+            this.client.post("mlflow/runs/log-batch", &json!({"run_id": this.link.run_id, "tags": tags}))?;
+        }
         let mut changed = Vec::new();
         let fresh: Vec<&(String, String)> = params
             .iter()

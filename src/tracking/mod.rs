@@ -13,7 +13,8 @@ use crate::report::plots::confusion_png;
 use crate::run_dir::metrics_log::{EpochLine, StepLine};
 use crate::run_dir::RunDir;
 use crate::data::settings::DataConfig;
-use crate::train::observer::{RunEnd, RunStart, TrainObserver};
+use crate::train::observer::{EpochVerdict, RunEnd, RunStart, TrainObserver};
+use crate::util::provenance::Provenance;
 use crate::util::section::read;
 use settings::TrackingConfig;
 use anyhow::Result;
@@ -42,7 +43,9 @@ impl Trackers {
     /// checkpoint a resumed run continues from: TensorBoard forgets what was logged after it.
     /// `config`: the run's resolved config (its `[tracking]` section says where to log; every
     /// key becomes an MLflow param).
-    pub fn start(config: &toml::Table, run_dir: &RunDir, resumed_at: Option<usize>) -> Trackers {
+    /// `provenance`: who started (or resumed) the run and from what: MLflow tags, and a text
+    /// summary in TensorBoard.
+    pub fn start(config: &toml::Table, run_dir: &RunDir, resumed_at: Option<usize>, provenance: Option<&Provenance>) -> Trackers {
         let t: TrackingConfig = read(config).unwrap_or_else(|e| {
             tracing::warn!("tracking off: {e:#}");
             TrackingConfig { tensorboard: false, mlflow: String::new(), ..TrackingConfig::default() }
@@ -64,9 +67,14 @@ impl Trackers {
                 Ok(w) => trackers.tensorboard = Some(w),
                 Err(e) => tracing::warn!("TensorBoard log off: {e:#}"),
             }
+            if let Some(p) = provenance {
+                let (tag, text) = (if resumed_at.is_some() { "run/resumed_by" } else { "run/started_by" }, provenance_markdown(p));
+                trackers.tensorboard_do(|w| w.text(resumed_at.unwrap_or(0) as i64, tag, &text));
+            }
         }
         if !t.mlflow.is_empty() {
-            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir.path(), &config_params(config), resumed_at.is_some()) {
+            let tags = provenance.map(|p| provenance_tags(p, resumed_at.is_some())).unwrap_or_default();
+            match MlflowRun::start(&t.mlflow, &t.experiment, run_dir.path(), &config_params(config), &tags, resumed_at.is_some()) {
                 Ok(run) => {
                     eprintln!(
                         "MLflow: run {} in experiment `{}`: {}/#/experiments/{}/runs/{}",
@@ -153,6 +161,28 @@ impl Drop for Trackers {
 
 fn warn_mlflow_off(url: &str, what: &str, e: &anyhow::Error) {
     tracing::warn!("MLflow at {url}: {what} failed, training goes on without MLflow: {e:#}");
+}
+
+/// Who ran the run and from what as MLflow tags: MLflow's own `mlflow.user` and
+/// `mlflow.source.git.commit` (which its UI shows), the rest as `masklab.*`. A resume records
+/// who resumed it in `masklab.resumed_by` and leaves the starter's tags.
+pub fn provenance_tags(p: &Provenance, resumed: bool) -> Vec<(String, String)> {
+    if resumed {
+        return vec![("masklab.resumed_by".into(), format!("{}, {}: {}", p.summary(), p.at, p.command))];
+    }
+    let mut tags = vec![("mlflow.user".to_string(), p.user.clone())];
+    tags.extend(p.git_commit.clone().map(|c| ("mlflow.source.git.commit".to_string(), c)));
+    tags.extend(p.fields().into_iter().filter(|(k, _)| !["user", "git_commit", "masklab_version"].contains(k)).map(|(k, v)| (format!("masklab.{k}"), v)));
+    tags
+}
+
+/// Who ran the run and from what as a Markdown table (TensorBoard's text plugin).
+pub fn provenance_markdown(p: &Provenance) -> String {
+    let mut s = String::from("| | |\n|---|---|\n");
+    for (k, v) in p.fields() {
+        s.push_str(&format!("| {k} | {} |\n", v.replace('|', "\\|")));
+    }
+    s
 }
 
 /// Every config key as an MLflow param: dotted key -> value (strings bare, the rest as TOML writes them).
@@ -242,7 +272,7 @@ impl TrackingObserver {
 
 impl TrainObserver for TrackingObserver {
     fn start(&mut self, run: &RunStart) -> Result<()> {
-        self.trackers = Some(Trackers::start(&run.settings.config, run.run, run.resumed.map(|r| r.step)));
+        self.trackers = Some(Trackers::start(&run.settings.config, run.run, run.resumed.map(|r| r.step), run.line.provenance.as_ref()));
         Ok(())
     }
 
@@ -253,11 +283,11 @@ impl TrainObserver for TrackingObserver {
         Ok(())
     }
 
-    fn epoch(&mut self, line: &EpochLine, eval: Option<&Evaluation>, _improved: bool) -> Result<()> {
+    fn epoch(&mut self, line: &EpochLine, eval: Option<&Evaluation>, _improved: bool) -> Result<EpochVerdict> {
         if let Some(t) = &mut self.trackers {
             t.epoch(line, eval.map(|e| e.confusion.as_slice()));
         }
-        Ok(())
+        Ok(EpochVerdict::Continue)
     }
 
     /// Last among the observers: the artifacts MLflow receives are the run folder's final files.

@@ -44,7 +44,10 @@ mod proto {
     pub struct Value {
         #[prost(string, tag = "1")]
         pub tag: String,
-        #[prost(oneof = "Data", tags = "2, 4")]
+        /// Which plugin shows the value (text summaries name "text").
+        #[prost(message, optional, tag = "9")]
+        pub metadata: Option<SummaryMetadata>,
+        #[prost(oneof = "Data", tags = "2, 4, 8")]
         pub data: Option<Data>,
     }
 
@@ -54,6 +57,32 @@ mod proto {
         SimpleValue(f32),
         #[prost(message, tag = "4")]
         Image(Image),
+        #[prost(message, tag = "8")]
+        Tensor(TensorProto),
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SummaryMetadata {
+        #[prost(message, optional, tag = "1")]
+        pub plugin_data: Option<PluginData>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PluginData {
+        #[prost(string, tag = "1")]
+        pub plugin_name: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub content: Vec<u8>,
+    }
+
+    /// `tensor.proto`'s TensorProto, as far as a string tensor needs it (a scalar: no shape).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorProto {
+        /// `types.proto`'s DataType: DT_STRING = 7.
+        #[prost(int32, tag = "1")]
+        pub dtype: i32,
+        #[prost(bytes = "vec", repeated, tag = "8")]
+        pub string_val: Vec<Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -70,7 +99,7 @@ mod proto {
     }
 }
 
-use proto::{Data, Event, Image, Summary, Value, What};
+use proto::{Data, Event, Image, PluginData, Summary, SummaryMetadata, TensorProto, Value, What};
 
 const FILE_MARK: &str = "tfevents";
 
@@ -103,14 +132,23 @@ impl EventWriter {
 
     /// One event holding every `(tag, value)` at `step` (TensorBoard stores scalars as f32).
     pub fn scalars(&mut self, step: i64, values: &[(String, f64)]) -> Result<()> {
-        let value = values.iter().map(|(tag, v)| Value { tag: tag.clone(), data: Some(Data::SimpleValue(*v as f32)) }).collect();
+        let value = values.iter().map(|(tag, v)| Value { tag: tag.clone(), metadata: None, data: Some(Data::SimpleValue(*v as f32)) }).collect();
         self.write(Event { wall_time: now(), step, what: Some(What::Summary(Summary { value })) })
     }
 
     /// An RGB PNG image summary.
     pub fn image(&mut self, step: i64, tag: &str, png: &[u8], width: u32, height: u32) -> Result<()> {
         let image = Image { height: height as i32, width: width as i32, colorspace: 3, encoded_image_string: png.to_vec() };
-        let value = vec![Value { tag: tag.to_string(), data: Some(Data::Image(image)) }];
+        let value = vec![Value { tag: tag.to_string(), metadata: None, data: Some(Data::Image(image)) }];
+        self.write(Event { wall_time: now(), step, what: Some(What::Summary(Summary { value })) })
+    }
+
+    /// A text summary (Markdown, shown by TensorBoard's text plugin) at `step`.
+    pub fn text(&mut self, step: i64, tag: &str, markdown: &str) -> Result<()> {
+        const DT_STRING: i32 = 7;
+        let metadata = SummaryMetadata { plugin_data: Some(PluginData { plugin_name: "text".into(), content: Vec::new() }) };
+        let tensor = TensorProto { dtype: DT_STRING, string_val: vec![markdown.as_bytes().to_vec()] };
+        let value = vec![Value { tag: tag.to_string(), metadata: Some(metadata), data: Some(Data::Tensor(tensor)) }];
         self.write(Event { wall_time: now(), step, what: Some(What::Summary(Summary { value })) })
     }
 
@@ -171,6 +209,8 @@ fn drop_events_after(path: &Path, step: i64) -> Result<()> {
 pub struct EventLog {
     pub scalars: Vec<(i64, String, f32)>,
     pub images: Vec<(i64, String, Vec<u8>)>,
+    /// `(step, tag, text)` text summaries.
+    pub texts: Vec<(i64, String, String)>,
 }
 
 /// Reads every event file of `dir` in the order TensorBoard does.
@@ -185,6 +225,7 @@ pub fn read_dir(dir: &Path) -> Result<EventLog> {
                 match value.data {
                     Some(Data::SimpleValue(v)) => log.scalars.push((event.step, value.tag, v)),
                     Some(Data::Image(image)) => log.images.push((event.step, value.tag, image.encoded_image_string)),
+                    Some(Data::Tensor(t)) => log.texts.extend(t.string_val.iter().map(|v| (event.step, value.tag.clone(), String::from_utf8_lossy(v).into_owned()))),
                     None => {}
                 }
             }

@@ -3,7 +3,8 @@
 //! held-out one. Their best-epoch validation predictions together are the out-of-fold (OOF)
 //! predictions: every image predicted once by a model that never saw its person, which gives
 //! the cross-validated macro F1. `predict` on such a run ensembles its folds.
-use crate::run_dir::heldout::{read_rows, score_rows, write_rows, HeldOutRow};
+use crate::metrics::bootstrap::{Resampling, ScoreIntervals};
+use crate::run_dir::heldout::{read_rows, score_intervals, score_rows, write_rows, HeldOutRow};
 use crate::data::prepared::prepare;
 use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir, RunLock};
 use crate::train::data_parallel::Replicas;
@@ -94,7 +95,7 @@ pub fn train_folds(
     if !main {
         return Ok(None);
     }
-    let cv = gather_oof(run, k)?;
+    let cv = gather_oof(run, k, cfg.intervals.resampling())?;
     run.write_cv(&cv)?;
     announce_end(run, cfg, &cv, observers_for)?;
     Ok(Some(cv))
@@ -200,7 +201,7 @@ pub fn train_fold_job(
     if !remaining.is_empty() {
         return Ok(FoldJobEnd { remaining, gathered: None });
     }
-    let cv = gather_oof(run, k)?;
+    let cv = gather_oof(run, k, parent_cfg.intervals.resampling())?;
     run.write_cv(&cv)?;
     announce_end(run, &parent_cfg, &cv, observers_for)?;
     drop(lock);
@@ -267,8 +268,12 @@ fn check_folds(data: &Path, cfg: &RunSettings, state: &FoldsState) -> Result<()>
 }
 
 /// Concatenates the folds' best-epoch validation predictions into `RUN/oof_predictions.csv`
-/// and scores them. Fails if a person or image appears in two folds.
-pub fn gather_oof(run: &RunDir, k: usize) -> Result<CrossValidation> {
+/// and scores them, with 95% intervals by a bootstrap over people (each fold's, and the
+/// out-of-fold scores') unless `intervals` is None. Fails if a person or image appears in two folds.
+pub fn gather_oof(run: &RunDir, k: usize, intervals: Option<Resampling>) -> Result<CrossValidation> {
+    let intervals_of = |rows: &[HeldOutRow], what: &str| -> Result<Option<ScoreIntervals>> {
+        intervals.map(|r| score_intervals(rows, r).with_context(|| format!("the intervals of {what}"))).transpose()
+    };
     let mut all: Vec<HeldOutRow> = Vec::new();
     let mut owner: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_fold = Vec::new();
@@ -288,6 +293,7 @@ pub fn gather_oof(run: &RunDir, k: usize) -> Result<CrossValidation> {
             people: people.len(),
             best_epoch: best.epoch,
             scores: score_rows(&rows, |r| r.predicted()),
+            intervals: intervals_of(&rows, &format!("fold {fold}"))?,
         });
         all.extend(rows.into_iter().map(|r| HeldOutRow { fold, ..r }));
     }
@@ -301,7 +307,8 @@ pub fn gather_oof(run: &RunDir, k: usize) -> Result<CrossValidation> {
     let f1s: Vec<f64> = per_fold.iter().map(|f| f.scores.f1).collect();
     let mean = f1s.iter().sum::<f64>() / f1s.len() as f64;
     let std = (f1s.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / f1s.len() as f64).sqrt();
-    Ok(CrossValidation { folds: k, oof: score_rows(&all, |r| r.predicted()), images: all.len(), per_fold, fold_f1_mean: mean, fold_f1_std: std })
+    let oof_intervals = intervals_of(&all, "the out-of-fold predictions")?;
+    Ok(CrossValidation { folds: k, oof: score_rows(&all, |r| r.predicted()), images: all.len(), per_fold, fold_f1_mean: mean, fold_f1_std: std, oof_intervals })
 }
 
 /// The cross-validation as people read it.
@@ -309,8 +316,16 @@ pub fn render(cv: &CrossValidation) -> String {
     let mut s = String::new();
     for f in &cv.per_fold {
         s.push_str(&format!(
-            "fold {}: {} people, {} images, best epoch {}, f1 {:.4} (mask {:.4} gender {:.4} age {:.4})\n",
-            f.fold, f.people, f.images, f.best_epoch, f.scores.f1, f.scores.f1_mask, f.scores.f1_gender, f.scores.f1_age
+            "fold {}: {} people, {} images, best epoch {}, f1 {:.4}{} (mask {:.4} gender {:.4} age {:.4})\n",
+            f.fold,
+            f.people,
+            f.images,
+            f.best_epoch,
+            f.scores.f1,
+            f.intervals.map(|i| format!(" {}", i.f1.bracket())).unwrap_or_default(),
+            f.scores.f1_mask,
+            f.scores.f1_gender,
+            f.scores.f1_age
         ));
     }
     let o = &cv.oof;
@@ -318,5 +333,15 @@ pub fn render(cv: &CrossValidation) -> String {
         "cross-validated ({} folds, {} out-of-fold images): f1 {:.4} accuracy {:.4} (mask {:.4} gender {:.4} age {:.4}); fold f1 {:.4} +- {:.4}\n",
         cv.folds, cv.images, o.f1, o.accuracy, o.f1_mask, o.f1_gender, o.f1_age, cv.fold_f1_mean, cv.fold_f1_std
     ));
+    if let Some(i) = &cv.oof_intervals {
+        s.push_str(&format!(
+            "  95% CI: f1 {} (mask {} gender {} age {}); {}\n",
+            i.f1.bracket(),
+            i.f1_mask.bracket(),
+            i.f1_gender.bracket(),
+            i.f1_age.bracket(),
+            i.method()
+        ));
+    }
     s
 }

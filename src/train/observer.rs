@@ -34,6 +34,19 @@ pub struct Resumed {
 pub struct RunEnd<'a> {
     pub run: &'a RunDir,
     pub best_epoch: usize,
+    /// The last epoch trained.
+    pub epoch: usize,
+    /// The best epoch's validation evaluation (with its intervals when they were drawn).
+    pub best: Option<&'a Evaluation>,
+}
+
+/// What an observer answers when an epoch ended: go on, or end the run after this epoch (its
+/// last checkpoint is written first), for a reason the run's log records. A sweep's pruner stops
+/// a poor trial this way; the trainer knows no more than the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EpochVerdict {
+    Continue,
+    Stop(String),
 }
 
 /// Every method has a default that ignores the event. Errors fail the run: an observer whose
@@ -51,10 +64,11 @@ pub trait TrainObserver {
     fn step(&mut self, _line: &StepLine) -> Result<()> {
         Ok(())
     }
-    /// An epoch finished and was validated (`eval`: None without a validation split);
-    /// `improved`: it is the new best checkpoint.
-    fn epoch(&mut self, _line: &EpochLine, _eval: Option<&Evaluation>, _improved: bool) -> Result<()> {
-        Ok(())
+    /// An epoch finished and was validated (`eval`: None without a validation split; with the
+    /// 95% intervals of its scores when it is the new best); `improved`: it is the new best
+    /// checkpoint. Every observer hears the epoch; if any answers `Stop`, the run ends after it.
+    fn epoch(&mut self, _line: &EpochLine, _eval: Option<&Evaluation>, _improved: bool) -> Result<EpochVerdict> {
+        Ok(EpochVerdict::Continue)
     }
     fn early_stop(&mut self, _line: &EarlyStopLine) -> Result<()> {
         Ok(())

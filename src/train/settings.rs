@@ -6,6 +6,7 @@ use crate::data::sampler::SamplerConfig;
 use crate::data::settings::DataConfig;
 use crate::device::DeviceChoice;
 use crate::evaluate::EvalSettings;
+use crate::metrics::bootstrap::IntervalConfig;
 use crate::metrics::Evaluation;
 use crate::model::settings::{model_table, read_model_section, Amp, ModelConfig, NetSettings};
 use crate::model::task_layout::Layout;
@@ -167,6 +168,8 @@ pub struct RunSettings {
     pub models: Vec<ModelSettings>,
     pub sampler: SamplerConfig,
     pub train: TrainConfig,
+    /// How the best epoch's 95% intervals are drawn (`[intervals]`).
+    pub intervals: IntervalConfig,
     /// The resolved config these settings were read from.
     pub config: toml::Table,
 }
@@ -183,6 +186,7 @@ impl RunSettings {
             models,
             sampler: read(&config)?,
             train: read(&config)?,
+            intervals: read(&config)?,
             config,
         })
     }
@@ -209,6 +213,7 @@ impl RunSettings {
             eval_batch: self.train.eval_batch(),
             amp: self.train.amp,
             channels_last: self.train.channels_last,
+            intervals: self.intervals.resampling(),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::train::ema::Ema;
 use crate::model::loss::{head_losses, Loss};
 use crate::train::loss_scale::LossScaler;
 use crate::train::nonfinite::NonFiniteGuard;
-use crate::train::observer::{Resumed, RunEnd, RunStart, TrainObserver};
+use crate::train::observer::{EpochVerdict, Resumed, RunEnd, RunStart, TrainObserver};
 use crate::train::optim::Optimizer;
 use crate::train::schedule::lr_at;
 use crate::train::settings::RunSettings;
@@ -154,6 +154,7 @@ impl Trainer {
             synth_mask_eligible: data.synth_plan(&data_settings).map(|p| p.eligible() as u64),
             world_size: Some(replicas.world_size() as u64),
             global_batch: Some((cfg.train.batch_size * cfg.train.accumulate * replicas.world_size()) as u64),
+            provenance: main.then(crate::util::provenance::Provenance::of_this_process),
         };
         let mut trainer = Trainer {
             cfg: cfg.clone(),
@@ -211,16 +212,24 @@ impl Trainer {
                 seconds: t0.elapsed().as_secs_f64(),
                 val: eval.as_ref().map(ValScores::from),
                 allreduce_seconds: stats.allreduce_seconds,
+                intervals: eval.as_ref().filter(|_| improved).and_then(|e| e.intervals),
             };
             // The epoch's line goes first: a run killed before the checkpoint lands redoes the
             // epoch, and resuming drops the log lines of epochs after the checkpoint.
+            let mut stop_asked: Option<String> = None;
             for o in observers.iter_mut() {
-                o.epoch(&line, eval.as_ref(), improved)?;
+                if let EpochVerdict::Stop(reason) = o.epoch(&line, eval.as_ref(), improved)? {
+                    stop_asked.get_or_insert(reason);
+                }
             }
             self.save_last(&eval)?;
             epochs_run += 1;
-            if self.stopping.should_stop() {
-                let line = EarlyStopLine { epoch, best_epoch: self.best.best_epoch };
+            let reason = match stop_asked {
+                Some(reason) => Some(Some(reason)),
+                None => self.stopping.should_stop().then_some(None),
+            };
+            if let Some(reason) = reason {
+                let line = EarlyStopLine { epoch, best_epoch: self.best.best_epoch, reason };
                 for o in observers.iter_mut() {
                     o.early_stop(&line)?;
                 }
@@ -230,7 +239,7 @@ impl Trainer {
         if best_eval.is_none() {
             best_eval = self.run.best()?.and_then(|b| b.eval);
         }
-        let end = RunEnd { run: &self.run, best_epoch: self.best.best_epoch };
+        let end = RunEnd { run: &self.run, best_epoch: self.best.best_epoch, epoch: self.epoch, best: best_eval.as_ref() };
         for o in observers.iter_mut() {
             o.end(&end)?;
         }
@@ -489,11 +498,21 @@ impl Trainer {
                 }
             })?)
         };
+        let mut evaluated = evaluated;
         let score = evaluated.as_ref().map(|e| self.cfg.train.monitor.score(&e.eval)).unwrap_or(epoch as f64);
         let improved = self.best.record(epoch, score);
         self.stopping.record(improved);
-        if improved {
-            self.save_best(epoch, evaluated.as_ref())?;
+        if improved && self.replicas.is_main() {
+            // The new best's rows (validation predictions) and the intervals of its scores, by a
+            // bootstrap over the validation people (rank 0 alone writes and reports them).
+            let rows = match &evaluated {
+                Some(e) => Some(e.rows(&self.data, self.cfg.data.fold)?),
+                None => None,
+            };
+            if let (Some(e), Some(rows), Some(resampling)) = (evaluated.as_mut(), &rows, self.cfg.intervals.resampling()) {
+                e.eval.intervals = Some(heldout::score_intervals(rows, resampling).with_context(|| format!("epoch {epoch}: the intervals of the validation scores"))?);
+            }
+            self.save_best(epoch, evaluated.as_ref().map(|e| &e.eval), rows.as_deref())?;
         }
         Ok((evaluated, improved))
     }
@@ -507,14 +526,10 @@ impl Trainer {
         }
     }
 
-    /// The best checkpoint: the current weights (those validation saw), the evaluation, and the
-    /// validation predictions.
-    fn save_best(&self, epoch: usize, evaluated: Option<&Evaluated>) -> Result<()> {
-        if !self.replicas.is_main() {
-            return Ok(());
-        }
+    /// The best checkpoint (rank 0): the current weights (those validation saw), the evaluation,
+    /// and the validation predictions.
+    fn save_best(&self, epoch: usize, eval: Option<&Evaluation>, rows: Option<&[heldout::HeldOutRow]>) -> Result<()> {
         let weights: Vec<(String, Tensor)> = self.nets.iter().flat_map(|n| n.named_tensors()).collect();
-        let eval = evaluated.map(|e| &e.eval);
         let meta = CheckpointMeta {
             version: checkpoint::META_VERSION,
             kind: CheckpointKind::Best,
@@ -526,8 +541,8 @@ impl Trainer {
             replicas: None,
         };
         checkpoint::save_run_checkpoint(&self.run.checkpoint(BEST), &self.run.checkpoint_meta(BEST), &weights, &meta)?;
-        if let Some(e) = evaluated {
-            heldout::write_rows(&self.run.val_predictions(), &e.rows(&self.data, self.cfg.data.fold)?)?;
+        if let Some(rows) = rows {
+            heldout::write_rows(&self.run.val_predictions(), rows)?;
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 pub mod data_error;
 pub mod openmp;
 pub mod parse;
+pub mod provenance;
 pub mod section;
 
 use anyhow::{Context, Result};
