@@ -1,7 +1,11 @@
 //! Small file-system helpers shared by every module that writes results.
 pub mod data_error;
+pub mod out_folder;
+pub mod panic;
 pub mod parse;
 pub mod section;
+pub mod skips;
+pub mod walk;
 
 use anyhow::{Context, Result};
 use std::io::Write;
