@@ -44,7 +44,7 @@ pub fn run(a: FacesArgs) -> Result<()> {
             println!("{}: {}", s.kind, s.render());
         }
         for p in &s.skipped {
-            eprintln!("skipped: {p}");
+            crate::util::skips::warn_skipped(p);
         }
     }
     Ok(())

@@ -70,7 +70,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         };
         let s = predict_faces(&o)?;
         for k in &s.skipped {
-            eprintln!("skipped: {k}");
+            crate::util::skips::warn_skipped(k);
         }
         eprintln!("wrote {}: {} faces in {} photos ({} without a face, answered for the whole photo) in {:.1}s", a.out.display(), s.faces, s.images, s.without_face, s.seconds);
         return Ok(());

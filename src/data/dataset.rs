@@ -129,8 +129,8 @@ pub fn read_train(data: &Path, opts: &ReadOptions) -> Result<TrainSet, DataError
 }
 
 fn read_train_csv(path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
-    parse_train_rows(file, path, problems)
+    let text = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    parse_train_rows(&text, path, problems)
 }
 
 /// train.csv's people from its text (`path` names it in messages), one folder once. The
@@ -141,9 +141,9 @@ pub fn parse_train_csv(text: &[u8], path: &Path, skip_bad: bool) -> Result<Vec<P
     drop_repeated_folders(rows, path, &mut problems)
 }
 
-fn parse_train_rows(input: impl std::io::Read, path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
-    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+fn parse_train_rows(text: &[u8], path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text);
+    let headers = reader.headers().map_err(|e| csv_error(path, text, e))?.clone();
     let col = |name: &str| {
         headers.iter().position(|h| h.eq_ignore_ascii_case(name)).ok_or_else(|| {
             DataError::row(path, 1, format!("missing column `{name}` (expected id,gender,race,age,path)"))
@@ -155,11 +155,11 @@ fn parse_train_rows(input: impl std::io::Read, path: &Path, problems: &mut Probl
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                problems.bad(csv_error(path, e))?;
+                problems.bad(csv_error(path, text, e))?;
                 continue;
             }
         };
-        let line = csv_line(&record);
+        let line = csv_line(text, &record);
         match parse_person(&record, [id_c, gender_c, race_c, age_c, path_c]) {
             Ok(p) => out.push(Person { line, ..p }),
             Err(msg) => problems.bad(DataError::row(path, line, msg))?,
@@ -338,9 +338,9 @@ pub struct EvalSet {
 pub fn read_eval(dir: &Path, skip_bad: bool) -> Result<EvalSet, DataError> {
     let info_path = dir.join("info.csv");
     let images = dir.join("images");
-    let file = std::fs::File::open(&info_path)
+    let text = std::fs::read(&info_path)
         .map_err(|e| DataError::file(&info_path, format!("cannot read (expected EVAL/info.csv with ImageID,ans): {e}")))?;
-    let rows = parse_info_rows(file, &info_path)?;
+    let rows = parse_info_rows(&text, &info_path)?;
     let mut problems = Problems::new(skip_bad);
     let (mut image_ids, mut paths) = (Vec::new(), Vec::new());
     for (line, id) in rows {
@@ -359,17 +359,17 @@ pub fn parse_info_csv(text: &[u8], info_path: &Path) -> Result<Vec<(u64, String)
     parse_info_rows(text, info_path)
 }
 
-fn parse_info_rows(input: impl std::io::Read, info_path: &Path) -> Result<Vec<(u64, String)>, DataError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
-    let headers = reader.headers().map_err(|e| csv_error(info_path, e))?.clone();
+fn parse_info_rows(text: &[u8], info_path: &Path) -> Result<Vec<(u64, String)>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text);
+    let headers = reader.headers().map_err(|e| csv_error(info_path, text, e))?.clone();
     let id_c = headers
         .iter()
         .position(|h| h == "ImageID")
         .ok_or_else(|| DataError::row(info_path, 1, "missing column `ImageID`"))?;
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| csv_error(info_path, e))?;
-        let line = csv_line(&record);
+        let record = record.map_err(|e| csv_error(info_path, text, e))?;
+        let line = csv_line(text, &record);
         let id = record.get(id_c).unwrap_or("").to_string();
         if id.is_empty() || id.contains('/') || id.contains("..") {
             return Err(DataError::row(info_path, line, format!("bad ImageID `{id}`")));

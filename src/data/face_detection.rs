@@ -4,9 +4,14 @@
 //! folder itself) or any folder of photos (searched recursively).
 use crate::data::face_assign::{train_face_boxes, FaceSource};
 use crate::faces::cache::{FacesCache, ImageFaces, Stamp, FACES_FILE};
-use crate::faces::mtcnn::Mtcnn;
-use crate::image::decode::RgbImage;
+use crate::faces::boxes::Face;
+use crate::faces::bounded::{detect_shrunk, DETECT_MAX_PIXELS};
+use crate::faces::mtcnn::{Mtcnn, TooManyCandidates};
+use crate::image::decode::{read_upright, RgbImage};
+use crate::image::shrink::{chunks_within, decode_within, header_pixels, Shrunk, PIXELS_IN_FLIGHT};
 use crate::util::data_error::DataError;
+use crate::util::skips::warn_skipped;
+use crate::util::walk::{walk_files, MAX_DEPTH};
 use crate::data::dataset::{read_eval, read_train, ReadOptions, TrainSet, IMAGE_EXTENSIONS};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -35,19 +40,14 @@ fn is_photo(path: &Path) -> bool {
     !name.starts_with('.') && IMAGE_EXTENSIONS.contains(&ext.as_str())
 }
 
-fn list_photos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| DataError::file(dir, format!("cannot list: {e}")))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| DataError::file(dir, format!("cannot list: {e}")))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() && !name.starts_with('.') {
-            list_photos(&path, out)?;
-        } else if path.is_file() && is_photo(&path) {
-            out.push(path);
-        }
+/// The photos under `dir` (links followed, loops and repeated folders reported and not walked
+/// again, at most `walk::MAX_DEPTH` deep), in path order.
+fn list_photos(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let walked = walk_files(dir, MAX_DEPTH, is_photo)?;
+    for repeated in &walked.repeated {
+        warn_skipped(repeated);
     }
-    Ok(())
+    Ok(walked.files)
 }
 
 fn train_set(data: &Path, read: &ReadOptions) -> Result<FaceSet> {
@@ -86,9 +86,7 @@ pub fn find_sets(path: &Path, read: &ReadOptions) -> Result<Vec<FaceSet>> {
         sets.push(eval_set(path, read.skip_bad)?);
     }
     if sets.is_empty() {
-        let mut images = Vec::new();
-        list_photos(path, &mut images)?;
-        images.sort();
+        let images = list_photos(path)?;
         if images.is_empty() {
             bail!("{}: no photos (.jpg, .jpeg, .png) and no train/train.csv or info.csv", path.display());
         }
@@ -97,12 +95,17 @@ pub fn find_sets(path: &Path, read: &ReadOptions) -> Result<Vec<FaceSet>> {
     Ok(sets)
 }
 
-/// Decodes a photo at full resolution (format from the bytes, not the name).
+/// Decodes a photo whole and upright, as every command reads images: format from the bytes, not
+/// the name; strict; within masklab's one size limit.
 pub fn decode_photo(path: &Path) -> Result<RgbImage, DataError> {
+    read_upright(path)
+}
+
+/// A photo decoded for the detector: within its working size (`faces::bounded`), the photo's
+/// size kept. A panic while decoding is this photo's error.
+fn decode_for_detection(path: &Path) -> Result<Shrunk, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read image: {e}")))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| DataError::file(path, format!("cannot decode image: {e}")))?.into_rgb8();
-    let (width, height) = img.dimensions();
-    Ok(RgbImage { width, height, data: img.into_raw() })
+    crate::util::panic::catch(|| decode_within(&bytes, DETECT_MAX_PIXELS)).and_then(|r| r).map_err(|msg| DataError::file(path, msg))
 }
 
 #[derive(Clone, Debug)]
@@ -194,8 +197,12 @@ pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions)
         let detector = Mtcnn::load(&opts.weights, opts.device)?.with_min_face(opts.min_face)?;
         let bar = if opts.progress { indicatif::ProgressBar::new(todo.len() as u64) } else { indicatif::ProgressBar::hidden() };
         let mut since_save = 0;
-        for chunk in todo.chunks(opts.batch.max(1)) {
-            let decoded: Vec<Result<RgbImage, DataError>> = chunk.par_iter().map(|(p, _)| decode_photo(p)).collect();
+        // Decoded pixels in flight stay within PIXELS_IN_FLIGHT (from the headers), whatever the
+        // photos' sizes; each photo is kept only at the detector's working size.
+        let pixels: Vec<u64> = todo.par_iter().map(|(p, _)| header_pixels(p).unwrap_or(0)).collect();
+        for range in chunks_within(&pixels, PIXELS_IN_FLIGHT, opts.batch) {
+            let chunk = &todo[range];
+            let decoded: Vec<Result<Shrunk, DataError>> = chunk.par_iter().map(|(p, _)| decode_for_detection(p)).collect();
             let mut ok = Vec::new();
             for ((image, stamp), d) in chunk.iter().zip(decoded) {
                 match d {
@@ -204,10 +211,11 @@ pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions)
                     Err(e) => return Err(e.into()),
                 }
             }
-            let refs: Vec<&RgbImage> = ok.iter().map(|(_, _, img)| img).collect();
-            let found = detector.detect_batch(&refs)?;
-            for ((image, stamp, img), faces) in ok.iter().zip(found) {
-                cache.images.insert(cache.key(image), ImageFaces { stamp: *stamp, width: img.width, height: img.height, min_face: opts.min_face, faces });
+            for ((image, stamp, img), faces) in detect_chunk(&detector, ok, opts.skip_bad, &mut skipped)? {
+                cache.images.insert(
+                    cache.key(image),
+                    ImageFaces { stamp, width: img.full_width, height: img.full_height, min_face: opts.min_face, faces },
+                );
             }
             since_save += chunk.len();
             if since_save >= SAVE_EVERY {
@@ -245,6 +253,32 @@ pub fn detect_set(set: &FaceSet, cache_path: Option<&Path>, opts: &FacesOptions)
     s.skipped.extend(set.problems.iter().cloned());
     s.seconds = start.elapsed().as_secs_f64();
     Ok(s)
+}
+
+/// A photo decoded for detection: its path, its file's stamp, its working-size image.
+type Decoded<'a> = (&'a PathBuf, Stamp, Shrunk);
+
+/// The faces of a chunk of decoded photos. A photo the detector refuses (more candidates than it
+/// examines) fails the command naming it, or under `skip_bad` is reported and left out; the
+/// others of its chunk are detected again without it.
+fn detect_chunk<'a>(detector: &Mtcnn, mut photos: Vec<Decoded<'a>>, skip_bad: bool, skipped: &mut Vec<String>) -> Result<Vec<(Decoded<'a>, Vec<Face>)>> {
+    loop {
+        let shrunk: Vec<&Shrunk> = photos.iter().map(|(_, _, s)| s).collect();
+        match detect_shrunk(detector, &shrunk) {
+            Ok(found) => return Ok(photos.into_iter().zip(found).collect()),
+            Err(e) => match e.downcast_ref::<TooManyCandidates>() {
+                Some(t) if t.image < photos.len() => {
+                    let refused = DataError::file(photos[t.image].0, t.to_string());
+                    if !skip_bad {
+                        return Err(refused.into());
+                    }
+                    skipped.push(refused.to_string());
+                    photos.remove(t.image);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
 }
 
 /// `masklab faces PATH [--out FILE]`: every dataset under `path`.

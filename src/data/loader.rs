@@ -154,8 +154,15 @@ impl Loader {
                 _ => (p, None),
             }
         };
-        let decoded: Vec<(usize, Result<(Arc<[u8]>, Option<Wear>), DataError>)> =
-            indices.par_iter().map(|&i| (i, self.pixels(i).map(|p| paint(i, p)))).collect();
+        // A panic while decoding or painting one image is that image's error (skipped and
+        // reported like an unreadable file under `skip_bad`), never a lost batch.
+        let decoded: Vec<(usize, Result<(Arc<[u8]>, Option<Wear>), DataError>)> = indices
+            .par_iter()
+            .map(|&i| {
+                let result = crate::util::panic::catch(|| self.pixels(i).map(|p| paint(i, p)));
+                (i, result.unwrap_or_else(|msg| Err(DataError::file(&self.paths[i], msg))))
+            })
+            .collect();
         let (h, w) = (self.prep.height as usize, self.prep.width as usize);
         let mut buf = Vec::with_capacity(indices.len() * h * w * 3);
         let mut kept = Vec::with_capacity(indices.len());
@@ -167,7 +174,9 @@ impl Loader {
                     kept.push(i);
                     painted.push(wear);
                 }
-                Err(e) if self.on_bad == OnBadImage::Skip => tracing::warn!("skipped: {e}"),
+                Err(e) if self.on_bad == OnBadImage::Skip => {
+                    crate::util::skips::warn_skipped(&e.to_string());
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -188,20 +197,26 @@ impl Loader {
         let loader = self.clone();
         std::thread::spawn(move || {
             for chunk in chunks {
-                let batch = loader.load(&chunk);
+                let first = chunk.first().map(|&i| loader.paths[i].clone()).unwrap_or_default();
+                let batch = crate::util::panic::catch(|| loader.load(&chunk))
+                    .unwrap_or_else(|msg| Err(DataError::file(&first, format!("in the batch of {} images starting with this one: {msg}", chunk.len()))));
                 let failed = batch.is_err();
                 if tx.send(batch).is_err() || failed {
                     return; // the consumer went away, or we reported an error
                 }
             }
         });
-        BatchIter { rx, total }
+        BatchIter { rx, total, received: 0, ended: false }
     }
 }
 
+/// The batches of [`Loader::batches`]. Every batch arrives, or an error: a decoding thread that
+/// stopped early is an error, never a shorter epoch.
 pub struct BatchIter {
     rx: Receiver<Result<Batch, DataError>>,
     total: usize,
+    received: usize,
+    ended: bool,
 }
 
 impl BatchIter {
@@ -214,7 +229,25 @@ impl BatchIter {
 impl Iterator for BatchIter {
     type Item = Result<Batch, DataError>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.rx.recv().ok()
+        if self.ended {
+            return None;
+        }
+        match self.rx.recv() {
+            Ok(batch) => {
+                self.received += 1;
+                self.ended = batch.is_err();
+                Some(batch)
+            }
+            Err(_) => {
+                self.ended = true;
+                (self.received < self.total).then(|| {
+                    Err(DataError::file(
+                        std::path::Path::new("(data loader)"),
+                        format!("the decoding thread stopped after {} of {} batches", self.received, self.total),
+                    ))
+                })
+            }
+        }
     }
 }
 
@@ -280,5 +313,40 @@ mod tests {
         let b: Vec<Batch> = lenient.batches(vec![0, 1, 2, 3], 2, false).map(|b| b.unwrap()).collect();
         assert_eq!(b[1].indices, vec![2]);
         assert_eq!(b[1].images.size()[0], 1);
+    }
+
+    /// A region that makes the resize panic (NaN: `f64::clamp` panics on it) is the error of
+    /// its image: it fails the epoch naming the file, or is skipped and reported; the other
+    /// batches all arrive.
+    #[test]
+    fn a_panic_decoding_one_image_is_that_images_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_images(dir.path(), 4);
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 6 };
+        let regions = vec![None, Some([f32::NAN, 0.0, 5.0, 5.0]), None, None];
+        let strict = Loader::new(paths.clone(), prep, 0, 1, OnBadImage::Fail).with_regions(regions.clone());
+        let results: Vec<_> = strict.batches(vec![0, 1, 2, 3], 2, false).collect();
+        assert_eq!(results.len(), 1, "the epoch stops at the failed batch");
+        let err = results[0].as_ref().err().unwrap().to_string();
+        assert!(err.contains("1.png") && err.contains("internal error"), "{err}");
+        let lenient = Loader::new(paths, prep, 0, 1, OnBadImage::Skip).with_regions(regions);
+        let b: Vec<Batch> = lenient.batches(vec![0, 1, 2, 3], 2, false).map(|b| b.unwrap()).collect();
+        assert_eq!(b.iter().map(|b| b.indices.clone()).collect::<Vec<_>>(), vec![vec![0], vec![2, 3]]);
+    }
+
+    /// A producer that stops before its last batch (a panic outside any image's work) ends the
+    /// iteration with an error, not early.
+    #[test]
+    fn batches_that_stop_early_are_an_error() {
+        let (tx, rx) = sync_channel(1);
+        let producer = std::thread::spawn(move || {
+            tx.send(Ok(Batch { images: Tensor::zeros([1, 2, 2, 3], (tch::Kind::Uint8, tch::Device::Cpu)), indices: vec![0], painted: vec![None] })).unwrap();
+            panic!("the producer failed");
+        });
+        let results: Vec<_> = BatchIter { rx, total: 3, received: 0, ended: false }.collect();
+        assert!(producer.join().is_err());
+        assert_eq!(results.len(), 2);
+        let err = results[1].as_ref().err().unwrap().to_string();
+        assert!(err.contains("stopped after 1 of 3 batches"), "{err}");
     }
 }

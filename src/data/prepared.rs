@@ -10,6 +10,7 @@ use crate::data::split::{kfold_assign, train_val_split};
 use crate::data::face_crop::{sample_faces, SampleFaces};
 use crate::data::augment::mask_plan::SynthPlan;
 use crate::labels::{Class, NUM_CLASSES};
+use crate::util::data_error::{csv_error, csv_line};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -95,7 +96,7 @@ pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
     };
     let set = read_train(data, &opts)?;
     for p in &set.problems {
-        tracing::warn!("skipped: {p}");
+        crate::util::skips::warn_skipped(p);
     }
     let bounds = cfg.data.bounds()?;
     let samples = set.samples(&bounds);
@@ -142,13 +143,15 @@ pub fn labelled_eval_set(data: &Path, cfg: &PrepareSettings) -> Result<Prepared>
     let dir = data.join("eval");
     let eval = read_eval(&dir, cfg.data.skip_bad)?;
     let key_path = dir.join("answers.csv");
-    let mut reader = csv::Reader::from_path(&key_path).with_context(|| format!("cannot read {} (the answer key)", key_path.display()))?;
+    let text = std::fs::read(&key_path).with_context(|| format!("cannot read {} (the answer key)", key_path.display()))?;
+    let mut reader = csv::Reader::from_reader(&text[..]);
     let mut key = std::collections::HashMap::new();
-    for (i, r) in reader.records().enumerate() {
-        let r = r.with_context(|| format!("{}:{}", key_path.display(), i + 2))?;
-        let class: usize = r.get(1).unwrap_or("").trim().parse().map_err(|_| anyhow!("{}:{}: ans must be 0..17", key_path.display(), i + 2))?;
+    for r in reader.records() {
+        let r = r.map_err(|e| csv_error(&key_path, &text, e))?;
+        let line = csv_line(&text, &r);
+        let class: usize = r.get(1).unwrap_or("").trim().parse().map_err(|_| anyhow!("{}:{line}: ans must be 0..17", key_path.display()))?;
         if class >= NUM_CLASSES {
-            bail!("{}:{}: ans must be 0..17, got {class}", key_path.display(), i + 2);
+            bail!("{}:{line}: ans must be 0..17, got {class}", key_path.display());
         }
         key.insert(r.get(0).unwrap_or("").to_string(), class);
     }

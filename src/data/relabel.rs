@@ -29,14 +29,14 @@ pub struct Relabel {
 }
 
 pub fn read_relabels(path: &Path) -> Result<Vec<Relabel>, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::file(path, format!("cannot read relabel file: {e}")))?;
-    parse_relabels(file, path)
+    let text = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read relabel file: {e}")))?;
+    parse_relabels(&text, path)
 }
 
 /// A relabel list from its text; `path` names it in messages.
-pub fn parse_relabels(input: impl std::io::Read, path: &Path) -> Result<Vec<Relabel>, DataError> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(input);
-    let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+pub fn parse_relabels(text: &[u8], path: &Path) -> Result<Vec<Relabel>, DataError> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(text);
+    let headers = reader.headers().map_err(|e| csv_error(path, text, e))?.clone();
     let col = |name: &str| {
         headers
             .iter()
@@ -46,8 +46,8 @@ pub fn parse_relabels(input: impl std::io::Read, path: &Path) -> Result<Vec<Rela
     let (id_col, field_col, value_col) = (col("id")?, col("field")?, col("true_value")?);
     let mut out = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| csv_error(path, e))?;
-        let line = csv_line(&record);
+        let record = record.map_err(|e| csv_error(path, text, e))?;
+        let line = csv_line(text, &record);
         let get = |i: usize| record.get(i).unwrap_or("").to_string();
         let (id, field, value) = (get(id_col), get(field_col), get(value_col));
         if id.is_empty() {

@@ -3,6 +3,10 @@
 //! MTCNN's "Min" overlap for the last stage).
 use serde::{Deserialize, Serialize};
 
+/// The smallest face searched for by default, in pixels: facenet-pytorch's `min_face_size`.
+/// (Here, below the detector, so that `faces.csv`'s reader knows it without the networks.)
+pub const DEFAULT_MIN_FACE: f64 = 20.0;
+
 /// A box `[x1, y1, x2, y2]` in pixels of the photo.
 pub type BoxF = [f32; 4];
 

@@ -9,7 +9,7 @@
 //! `left_eye_x,left_eye_y,right_eye_x,...,mouth_right_y` in pixels of the photo. Files from before
 //! the `min_face` column are read as detected at the default 20 px, which they were.
 use super::boxes::{Face, LANDMARK_NAMES};
-use super::mtcnn::DEFAULT_MIN_FACE;
+use super::boxes::DEFAULT_MIN_FACE;
 use crate::util::data_error::{csv_error, csv_line, DataError};
 use crate::util::write_atomic;
 use anyhow::{Context, Result};
@@ -109,12 +109,21 @@ impl FacesCache {
 
     /// Reads `path`; a missing file is an empty cache. A malformed row is an error naming the line.
     pub fn read(path: &Path) -> Result<FacesCache, DataError> {
-        let mut cache = FacesCache::empty(path);
         if !path.exists() {
-            return Ok(cache);
+            return Ok(FacesCache::empty(path));
         }
-        let mut reader = csv::ReaderBuilder::new().from_path(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
-        let headers = reader.headers().map_err(|e| csv_error(path, e))?.clone();
+        let text = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+        FacesCache::parse(&text, path)
+    }
+
+    /// The cache `path` holds as `text`. Every value is checked as it is read: sizes of a photo
+    /// masklab decodes, finite numbers, a score in 0..1, each box non-empty and on its photo (a
+    /// detector's box may reach past the edge, by less than the photo's own size), landmarks near
+    /// it; anything else is an error naming the line, never a value that reaches a crop.
+    pub fn parse(text: &[u8], path: &Path) -> Result<FacesCache, DataError> {
+        let mut cache = FacesCache::empty(path);
+        let mut reader = csv::ReaderBuilder::new().from_reader(text);
+        let headers = reader.headers().map_err(|e| csv_error(path, text, e))?.clone();
         let has = |want: &[String]| headers.iter().eq(want.iter().map(String::as_str));
         let with_min_face = has(&columns_with(true));
         let want = columns_with(with_min_face);
@@ -125,15 +134,26 @@ impl FacesCache {
         // Where the face columns start.
         let f = if with_min_face { 6 } else { 5 };
         for record in reader.records() {
-            let record = record.map_err(|e| csv_error(path, e))?;
-            let line = csv_line(&record);
+            let record = record.map_err(|e| csv_error(path, text, e))?;
+            let line = csv_line(text, &record);
             let bad = |msg: String| DataError::row(path, line, format!("{msg}; delete the file to detect again"));
             let int = |i: usize| record[i].parse::<u64>().map_err(|_| bad(format!("column {} must be an integer, got `{}`", want[i], &record[i])));
-            let float = |i: usize| record[i].parse::<f32>().map_err(|_| bad(format!("column {} must be a number, got `{}`", want[i], &record[i])));
+            let float = |i: usize| match record[i].parse::<f32>() {
+                Ok(v) if v.is_finite() => Ok(v),
+                _ => Err(bad(format!("column {} must be a finite number, got `{}`", want[i], &record[i]))),
+            };
             let stamp = Stamp { bytes: int(1)?, modified_ns: int(2)? };
-            let (width, height) = (int(3)? as u32, int(4)? as u32);
+            let (width, height) = (int(3)?, int(4)?);
+            let side = 1..=crate::image::decode::MAX_SIDE as u64;
+            if !side.contains(&width) || !side.contains(&height) {
+                return Err(bad(format!("a photo of {width}x{height} pixels (masklab reads 1 to {} a side)", side.end())));
+            }
+            let (width, height) = (width as u32, height as u32);
             let min_face = match with_min_face {
-                true => record[5].parse::<f64>().map_err(|_| bad(format!("column min_face must be a number, got `{}`", &record[5])))?,
+                true => match record[5].parse::<f64>() {
+                    Ok(v) if v.is_finite() && v >= 1.0 => v,
+                    _ => return Err(bad(format!("column min_face must be a number of pixels (1 or more), got `{}`", &record[5]))),
+                },
                 false => DEFAULT_MIN_FACE,
             };
             let entry = cache.images.entry(record[0].to_string()).or_insert(ImageFaces { stamp, width, height, min_face, faces: Vec::new() });
@@ -147,7 +167,9 @@ impl FacesCache {
             for (j, p) in landmarks.iter_mut().enumerate() {
                 *p = [float(f + 6 + 2 * j)?, float(f + 7 + 2 * j)?];
             }
-            entry.faces.push(Face { bbox: [float(f + 2)?, float(f + 3)?, float(f + 4)?, float(f + 5)?], score: float(f + 1)?, landmarks });
+            let face = Face { bbox: [float(f + 2)?, float(f + 3)?, float(f + 4)?, float(f + 5)?], score: float(f + 1)?, landmarks };
+            check_face(&face, width, height).map_err(bad)?;
+            entry.faces.push(face);
         }
         Ok(cache)
     }
@@ -175,6 +197,27 @@ impl FacesCache {
         let bytes = w.into_inner().context("cannot write faces CSV")?;
         write_atomic(&self.path, &bytes)
     }
+}
+
+/// Whether a face read from a file can be a detection on a `width` x `height` photo.
+fn check_face(face: &Face, width: u32, height: u32) -> Result<(), String> {
+    let (w, h) = (width as f32, height as f32);
+    if !(0.0..=1.0).contains(&face.score) {
+        return Err(format!("score {} is not a probability", face.score));
+    }
+    let [x1, y1, x2, y2] = face.bbox;
+    if !(x1 < x2 && y1 < y2) {
+        return Err(format!("box {:?} is empty", face.bbox));
+    }
+    // On the photo: overlapping it, and reaching past its edges by less than its own size.
+    let on_photo = x1 < w && y1 < h && x2 > 0.0 && y2 > 0.0 && x1 >= -w && y1 >= -h && x2 <= 2.0 * w && y2 <= 2.0 * h;
+    if !on_photo {
+        return Err(format!("box {:?} is not on the {width}x{height} photo", face.bbox));
+    }
+    if let Some(p) = face.landmarks.iter().find(|[x, y]| !(-w..=2.0 * w).contains(x) || !(-h..=2.0 * h).contains(y)) {
+        return Err(format!("landmark {p:?} is far outside the {width}x{height} photo"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -221,6 +264,21 @@ mod tests {
         std::fs::write(&path, broken).unwrap();
         let err = FacesCache::read(&path).unwrap_err().to_string();
         assert!(err.contains("faces.csv:2") && err.contains("score"), "{err}");
+        // Values no detector gives are refused where they are read, naming the line.
+        for (from, to, what) in [
+            ("0.987654", "NaN", "finite"),
+            ("1.500", "inf", "finite"),
+            ("0.987654", "1.5", "probability"),
+            ("30.000", "1.000", "empty"),
+            ("40.125", "900.0", "not on the 64x80 photo"),
+            ("5.000", "-500.0", "landmark"),
+            (",64,80,", ",0,80,", "0x80"),
+            (",64,80,", ",99999,80,", "99999x80"),
+        ] {
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+            let err = FacesCache::read(&path).unwrap_err().to_string();
+            assert!(err.contains("faces.csv:2") && err.contains(what), "{from} -> {to}: {err}");
+        }
         std::fs::write(&path, "a,b\n1,2\n").unwrap();
         assert!(FacesCache::read(&path).unwrap_err().to_string().contains("not a masklab faces file"));
         assert!(FacesCache::read(&dir.path().join("none.csv")).unwrap().images.is_empty());

@@ -3,6 +3,7 @@
 //! predictions and the service build on.
 pub mod args;
 pub mod boxes;
+pub mod bounded;
 pub mod cache;
 pub mod crops;
 pub mod mtcnn;

@@ -9,7 +9,7 @@ use super::boxes::{nms, BoxF, Face, Overlap};
 use super::crops::{CropRect, Integral};
 use crate::image::decode::RgbImage;
 use crate::weights::torchfile;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::nn::{self, Module, VarStore};
@@ -18,8 +18,24 @@ use tch::{Device, Kind, Tensor};
 /// The three weight files facenet-pytorch ships, in the order P, R, O.
 pub const WEIGHT_FILES: [&str; 3] = ["pnet.pt", "rnet.pt", "onet.pt"];
 
-/// The smallest face searched for by default, in pixels: facenet-pytorch's `min_face_size`.
-pub const DEFAULT_MIN_FACE: f64 = 20.0;
+pub use super::boxes::DEFAULT_MIN_FACE;
+
+/// The most candidates P-Net may propose in one photo at one pyramid level. Each is compared
+/// with every other in the suppression that follows (quadratic time), then cropped and run
+/// through R-Net: a photo of real faces, a crowd included, stays far below this; a photo that
+/// exceeds it (noise, fine repeated texture) is refused with [`TooManyCandidates`] instead of
+/// holding the detector for minutes.
+pub const MAX_LEVEL_CANDIDATES: usize = 20_000;
+
+/// A photo with more face candidates than the detector examines ([`MAX_LEVEL_CANDIDATES`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{found} face candidates at one scale, more than the detector examines ({limit}): a photo of busy texture rather than faces")]
+pub struct TooManyCandidates {
+    /// The photo of the batch (its index) that exceeded the limit.
+    pub image: usize,
+    pub found: usize,
+    pub limit: usize,
+}
 
 /// facenet-pytorch's `MTCNN` defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -346,7 +362,14 @@ impl Mtcnn {
         }
         for idx in by_size.values() {
             let group: Vec<&RgbImage> = idx.iter().map(|&i| images[i]).collect();
-            let found = tch::no_grad(|| self.detect_same_size(&group)).context("face detection")?;
+            let found = match tch::no_grad(|| self.detect_same_size(&group)) {
+                Ok(found) => found,
+                // The photo's index in the batch, not in its group of equal-sized photos.
+                Err(e) => match e.downcast::<TooManyCandidates>() {
+                    Ok(t) => return Err(TooManyCandidates { image: idx[t.image], ..t }.into()),
+                    Err(e) => return Err(e.context("face detection")),
+                },
+            };
             for (k, faces) in idx.iter().zip(found) {
                 out[*k] = faces;
             }
@@ -405,6 +428,12 @@ impl Mtcnn {
             let k = at.size()[0];
             if k == 0 {
                 continue;
+            }
+            if k as usize > MAX_LEVEL_CANDIDATES {
+                let per_image = to_vec(&at.select(1, 0).bincount(None::<Tensor>, 0))?;
+                if let Some((image, &found)) = per_image.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).filter(|(_, &n)| n as usize > MAX_LEVEL_CANDIDATES) {
+                    return Err(TooManyCandidates { image, found: found as usize, limit: MAX_LEVEL_CANDIDATES }.into());
+                }
             }
             let score = prob.masked_select(&mask).view([k, 1]);
             let reg = reg.permute([0, 2, 3, 1]).index(&[Some(&mask)]);

@@ -136,21 +136,21 @@ pub const MAX_SIDE: u32 = 16_384;
 pub const MAX_PIXELS: u64 = 100_000_000;
 
 /// The reductions libjpeg-turbo decodes at, largest first: 1/8, 1/4, 1/2 of each side.
-const DCT_REDUCTIONS: [u32; 3] = [8, 4, 2];
+pub(super) const DCT_REDUCTIONS: [u32; 3] = [8, 4, 2];
 
 /// A progressive JPEG with more scans than this is refused: each scan passes over the whole
 /// image again, so a small file of thousands of scans would take minutes to decode.
 const MAX_JPEG_SCANS: u32 = 500;
 
 /// An image decoded upright, maybe shrunk in the DCT.
-struct Decoded {
+pub(super) struct Decoded {
     /// Upright pixels: `full_width / reduction` x `full_height / reduction`, each side rounded up.
-    image: RgbImage,
+    pub(super) image: RgbImage,
     /// 1 (full size), 2, 4 or 8.
-    reduction: u32,
+    pub(super) reduction: u32,
     /// The upright size of the image as stored.
-    full_width: u32,
-    full_height: u32,
+    pub(super) full_width: u32,
+    pub(super) full_height: u32,
 }
 
 /// Decodes a whole JPEG or PNG into RGB as a person sees it: the EXIF orientation applied.
@@ -163,7 +163,7 @@ pub fn decode_upright(bytes: &[u8]) -> Result<RgbImage, String> {
 /// from the header, before any pixel is decoded) how much smaller to decode it: 1, 2, 4 or 8.
 /// Only JPEGs other than CMYK shrink in the DCT; the rest are decoded at full size, which
 /// `Decoded::reduction` says.
-fn decode_reduced(bytes: &[u8], reduction_for: impl FnOnce(u32, u32) -> u32) -> Result<Decoded, String> {
+pub(super) fn decode_reduced(bytes: &[u8], reduction_for: impl FnOnce(u32, u32) -> u32) -> Result<Decoded, String> {
     let format = image::guess_format(bytes).map_err(|_| "not a JPEG or PNG image".to_string())?;
     let (mut img, orientation, reduction, (stored_width, stored_height)) = match format {
         ImageFormat::Jpeg => decode_jpeg(bytes, reduction_for)?,
@@ -199,7 +199,9 @@ fn dct_reduction(window_width: f64, window_height: f64, target_width: u32, targe
         .unwrap_or(1)
 }
 
-fn check_dimensions(w: u64, h: u64) -> Result<(), String> {
+/// The one image-size policy of every command (train, eval, predict, faces, serve, eda): checked
+/// from the header, before any pixel is decoded, with this one message (the caller names the file).
+pub fn check_dimensions(w: u64, h: u64) -> Result<(), String> {
     if w == 0 || h == 0 || w > MAX_SIDE as u64 || h > MAX_SIDE as u64 || w * h > MAX_PIXELS {
         return Err(format!("image of {w}x{h} pixels refused (at most {MAX_SIDE} a side and {MAX_PIXELS} pixels)"));
     }
@@ -235,12 +237,13 @@ fn decode_jpeg(bytes: &[u8], reduction_for: impl FnOnce(u32, u32) -> u32) -> Res
 }
 
 /// zune-jpeg in strict mode (the image crate runs it leniently, which paints the rest of a cut
-/// or corrupt file grey without an error), refusing sides over [`MAX_SIDE`].
+/// or corrupt file grey without an error). Its own size limits are JPEG's (65535 a side), so that
+/// [`check_dimensions`] refuses a large image with masklab's message, not zune-jpeg's.
 fn zune_decoder(bytes: &[u8]) -> zune_jpeg::JpegDecoder<zune_core::bytestream::ZCursor<&[u8]>> {
     let options = zune_core::options::DecoderOptions::default()
         .set_strict_mode(true)
-        .set_max_width(MAX_SIDE as usize)
-        .set_max_height(MAX_SIDE as usize);
+        .set_max_width(u16::MAX as usize)
+        .set_max_height(u16::MAX as usize);
     zune_jpeg::JpegDecoder::new_with_options(zune_core::bytestream::ZCursor::new(bytes), options)
 }
 
@@ -264,10 +267,10 @@ fn decode_jpeg_pixels(bytes: &[u8], reduction: u32) -> Result<image::RgbImage, t
 fn decode_png(bytes: &[u8]) -> Result<(DynamicImage, Orientation), String> {
     png_is_whole(bytes)?;
     let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), ImageFormat::Png);
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    // 16-bit RGBA at the largest size allowed, and the decoder's own buffers.
+    // No side limits here: check_dimensions refuses a large image, with its own message, before
+    // anything is decoded. The allocation limit stays: 16-bit RGBA at the largest size allowed,
+    // and the decoder's own buffers.
+    let mut limits = image::Limits::no_limits();
     limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt PNG: {e}"))?;
@@ -393,9 +396,11 @@ pub fn decode_file(path: &Path, prep: &Preprocess) -> Result<RgbImage, DataError
     decode_file_region(path, None, prep)
 }
 
-/// A file cropped to `region` (see [`resize_region`]) and resized.
+/// A file cropped to `region` (see [`resize_region`]) and resized. A panic while decoding it is
+/// its error (`util::panic`): the pools that call this count it as the image it hit.
 pub fn decode_file_region(path: &Path, region: Option<[f32; 4]>, prep: &Preprocess) -> Result<RgbImage, DataError> {
-    decode_region_bytes(&read_bytes(path)?, region, prep).map_err(|msg| DataError::file(path, msg))
+    let bytes = read_bytes(path)?;
+    crate::util::panic::catch(|| decode_region_bytes(&bytes, region, prep)).and_then(|r| r).map_err(|msg| DataError::file(path, msg))
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
@@ -404,7 +409,8 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
 
 /// A file decoded whole and upright, at its own size.
 pub fn read_upright(path: &Path) -> Result<RgbImage, DataError> {
-    decode_upright(&read_bytes(path)?).map_err(|msg| DataError::file(path, msg))
+    let bytes = read_bytes(path)?;
+    crate::util::panic::catch(|| decode_upright(&bytes)).and_then(|r| r).map_err(|msg| DataError::file(path, msg))
 }
 
 /// Decodes many files on rayon's threads; results keep the order of `paths`.
@@ -551,6 +557,20 @@ mod tests {
         png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
         let prep = Preprocess { crop: Crop::None, width: 8, height: 8 };
         assert!(decode_bytes(&png, &prep).is_err());
+    }
+
+    /// One size policy and one message for JPEG and PNG alike, whichever decoder reads them
+    /// (zune-jpeg's own limit text never reaches a user).
+    #[test]
+    fn an_image_too_wide_is_refused_with_one_message_in_every_format() {
+        let wide = image::RgbImage::from_pixel(20_000, 20, image::Rgb([90, 20, 20]));
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 8 };
+        for format in [image::ImageFormat::Jpeg, image::ImageFormat::Png] {
+            let bytes = encode(&wide, format);
+            for err in [decode_bytes(&bytes, &prep).unwrap_err(), decode_upright(&bytes).unwrap_err()] {
+                assert_eq!(err, "image of 20000x20 pixels refused (at most 16384 a side and 100000000 pixels)", "{format:?}");
+            }
+        }
     }
 
     /// A JPEG with an EXIF APP1 segment holding only an Orientation tag (IFD0, tag 0x0112).

@@ -1,18 +1,17 @@
 //! The HTTP API: routes, the prediction handler, limits and their JSON errors, and the
 //! middleware that logs, counts and times out every request.
 use super::answer::{face_answer, ImageAnswer};
+use super::body::{read_body, BodyBudget, BodyRefused};
 use super::classifier::{Classifier, ModelIdentity};
 use super::image_input::{decode_upload, decode_upload_inputs, face_views, FaceLocator, FaceRegion, InputError};
 use super::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
-use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use bytes::Bytes;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,9 +26,6 @@ pub const PAGE: &str = include_str!("page.html");
 pub const OPENAPI: &str = include_str!("openapi.json");
 /// The page may talk only to this server: no CDN, no external fetch.
 const PAGE_POLICY: &str = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; connect-src 'self'";
-/// A body larger than the limit is read and discarded up to this much beyond it, so that the
-/// client gets its 413 instead of a reset connection; a larger one is cut off.
-const DRAIN_BEYOND_LIMIT: u64 = 64 << 20;
 /// What a client is told to wait before retrying a refused request.
 const RETRY_AFTER_S: u64 = 1;
 
@@ -48,6 +44,8 @@ pub struct Limits {
 
 pub struct AppState {
     pub classifier: Arc<Classifier>,
+    /// The bytes of request bodies buffered at once, across all connections (`--max-body-total`).
+    pub bodies: BodyBudget,
     pub decode_pool: rayon::ThreadPool,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
@@ -276,7 +274,8 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
     }
     let info = loaded(&s)?;
     let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, s.limits.max_body).await?;
+    // The body's bytes stay counted in the server's budget until this request is answered.
+    let (bytes, _held) = read_body(&parts.headers, body, s.limits.max_body, &s.bodies).await.map_err(body_refused)?;
     let (uploads, multipart) = split_uploads(&parts.headers, bytes, s.limits.max_images).await?;
     let queue = &s.classifier.queue;
     let mut admission = queue.admit(uploads.len()).ok_or_else(|| {
@@ -291,14 +290,14 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
         .iter()
         .map(|u| {
             let (bytes, pipelines, locator) = (u.bytes.clone(), pipelines.clone(), locator.clone());
-            on_pool(&s.decode_pool, move || -> Result<Prepared, ApiError> {
+            on_pool(&s.decode_pool, &s.metrics, move || -> Result<Prepared, ApiError> {
                 if let FaceLocator::WholeImage = locator {
                     // No detector needs the photo's pixels: decode straight to the model inputs.
                     let (width, height, inputs) = decode_upload_inputs(&bytes, max_pixels, &pipelines).map_err(input_error)?;
                     return Ok(Prepared { width, height, faces: vec![FaceRegion::whole_of(width, height)], views: vec![inputs] });
                 }
                 let image = decode_upload(&bytes, max_pixels).map_err(input_error)?;
-                let faces = locator.locate(&image).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "face_detection", e))?;
+                let faces = locator.locate(&image).map_err(input_error)?;
                 let views = faces
                     .iter()
                     .map(|f| face_views(&image, f, &pipelines))
@@ -347,60 +346,46 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
     Ok(response)
 }
 
+fn body_refused(r: BodyRefused) -> ApiError {
+    let e = ApiError::new(r.status, r.code, r.message);
+    if r.retry {
+        e.retry()
+    } else {
+        e
+    }
+}
+
 fn input_error(e: InputError) -> ApiError {
     let (status, code) = match &e {
         InputError::NotAnImage(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image"),
         InputError::TooManyPixels { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_pixels"),
+        InputError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        InputError::TooComplex(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_complex"),
         InputError::Undecodable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "undecodable"),
+        InputError::Detection(_) => (StatusCode::INTERNAL_SERVER_ERROR, "face_detection"),
     };
-    let hint = if matches!(e, InputError::TooManyPixels { .. }) { " (--max-pixels)" } else { "" };
+    let hint = match e {
+        InputError::TooManyPixels { .. } => " (--max-pixels)",
+        _ => "",
+    };
     ApiError::new(status, code, format!("{e}{hint}"))
 }
 
-/// Runs `work` on the decoding threads; a panic there is a 500 for this request alone.
-async fn on_pool<T: Send + 'static>(pool: &rayon::ThreadPool, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+/// Runs `work` on the decoding threads; a panic there is a 500 for this request alone, its
+/// message logged and answered, and counted in the metrics (`masklab_decode_panics_total`).
+async fn on_pool<T: Send + 'static>(pool: &rayon::ThreadPool, metrics: &Metrics, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     pool.spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+        let _ = tx.send(crate::util::panic::catch(work));
     });
-    match rx.await {
-        Ok(Ok(v)) => Ok(v),
-        _ => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "decoding failed unexpectedly")),
-    }
-}
-
-fn too_large(limit: u64) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is larger than the limit of {limit} bytes (--max-body)"))
-}
-
-/// The body, at most `limit` bytes. A larger one is a 413: refused at once when its declared
-/// length says so and the client waits for `100 Continue` (or it is huge); otherwise read to its
-/// end and discarded so the client can read the answer.
-async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let expects_continue = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let drain_cap = limit.saturating_add(DRAIN_BEYOND_LIMIT);
-    if declared.is_some_and(|n| n > limit && (expects_continue || n > drain_cap)) {
-        return Err(too_large(limit));
-    }
-    let mut body = body;
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
-    let mut total: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("cannot read the body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
-        total += data.len() as u64;
-        if total > drain_cap {
-            break;
-        }
-        if total <= limit {
-            buf.extend_from_slice(&data);
-        }
-    }
-    if total > limit {
-        return Err(too_large(limit));
-    }
-    Ok(buf.freeze())
+    let message = match rx.await {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(panic)) => panic,
+        Err(_) => "the decoding thread stopped".to_string(),
+    };
+    metrics.decode_panic();
+    tracing::error!(error = %message, "a decoding thread panicked");
+    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("decoding failed: {message}")))
 }
 
 /// The images of a request: the raw body, or every file part of a multipart/form-data body.

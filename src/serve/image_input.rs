@@ -7,9 +7,10 @@
 //! whole image (`whole_image: true` in the answer), or the faces MTCNN finds, each classified
 //! from its padded square crop as `data.face_crop = "mtcnn"` trains (a photo without a face
 //! falls back to the whole image, flagged).
-use crate::image::decode::{decode_inputs_bytes, decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
+use crate::image::decode::{check_dimensions, decode_inputs_bytes, decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
 use crate::data::face_crop::face_region;
-use crate::faces::mtcnn::Mtcnn;
+use crate::faces::bounded::detect_photo;
+use crate::faces::mtcnn::{Mtcnn, TooManyCandidates};
 use image::ImageFormat;
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +21,14 @@ pub enum InputError {
     NotAnImage(String),
     /// More pixels than `--max-pixels`, seen in the header (413).
     TooManyPixels { width: u32, height: u32, max: u64 },
+    /// Larger than any image masklab reads (`image::decode::check_dimensions`), seen in the header (413).
+    TooLarge(String),
+    /// More face candidates than the detector examines (`faces::mtcnn::TooManyCandidates`, 413).
+    TooComplex(String),
     /// A JPEG or PNG that cannot be decoded (422).
     Undecodable(String),
+    /// The face detector failed (500).
+    Detection(String),
 }
 
 impl std::fmt::Display for InputError {
@@ -31,7 +38,8 @@ impl std::fmt::Display for InputError {
             InputError::TooManyPixels { width, height, max } => {
                 write!(f, "image of {width}x{height} = {} pixels is larger than the limit of {max} pixels", *width as u64 * *height as u64)
             }
-            InputError::Undecodable(msg) => write!(f, "{msg}"),
+            InputError::TooLarge(msg) | InputError::TooComplex(msg) | InputError::Undecodable(msg) => write!(f, "{msg}"),
+            InputError::Detection(msg) => write!(f, "face detection: {msg}"),
         }
     }
 }
@@ -70,7 +78,7 @@ fn check_upload(bytes: &[u8], max_pixels: u64) -> Result<(), InputError> {
     if width as u64 * height as u64 > max_pixels {
         return Err(InputError::TooManyPixels { width, height, max: max_pixels });
     }
-    Ok(())
+    check_dimensions(width as u64, height as u64).map_err(InputError::TooLarge)
 }
 
 /// A face to classify: its box `[x1, y1, x2, y2]` in pixels of the upright image.
@@ -105,7 +113,8 @@ pub enum FaceLocator {
     WholeImage,
     /// The faces MTCNN finds, each classified from its box grown by `margin` and made square
     /// (`data.face_crop = "mtcnn"`, `data.face_margin`); no face: the whole image. One detector,
-    /// taken in turn by the decoding threads.
+    /// taken in turn by the decoding threads, working on each photo at a bounded size
+    /// (`faces::bounded`), so that no upload holds it for longer than a photo of that size.
     Mtcnn { detector: Arc<Mutex<Mtcnn>>, margin: f32 },
 }
 
@@ -119,13 +128,16 @@ impl std::fmt::Debug for FaceLocator {
 }
 
 impl FaceLocator {
-    pub fn locate(&self, image: &RgbImage) -> Result<Vec<FaceRegion>, String> {
+    pub fn locate(&self, image: &RgbImage) -> Result<Vec<FaceRegion>, InputError> {
         match self {
             FaceLocator::WholeImage => Ok(vec![FaceRegion::whole(image)]),
             FaceLocator::Mtcnn { detector, margin } => {
                 let faces = {
-                    let detector = detector.lock().map_err(|_| "the face detector failed earlier".to_string())?;
-                    detector.detect(image).map_err(|e| format!("face detection: {e:#}"))?
+                    let detector = detector.lock().map_err(|_| InputError::Detection("the face detector failed earlier".into()))?;
+                    detect_photo(&detector, image).map_err(|e| match e.downcast_ref::<TooManyCandidates>() {
+                        Some(t) => InputError::TooComplex(t.to_string()),
+                        None => InputError::Detection(format!("{e:#}")),
+                    })?
                 };
                 if faces.is_empty() {
                     return Ok(vec![FaceRegion::whole(image)]);

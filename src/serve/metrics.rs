@@ -36,6 +36,7 @@ pub struct Metrics {
     batch_size: Histogram,
     inference_seconds: Histogram,
     images: Counter,
+    decode_panics: Counter,
     images_per_second: Gauge<f64, AtomicU64>,
     queue_depth: Gauge,
     queue_capacity: Gauge,
@@ -60,6 +61,8 @@ impl Metrics {
         registry.register("inference_seconds", "Time of one inference batch on the device", inference_seconds.clone());
         let images = Counter::default();
         registry.register("images", "Faces classified", images.clone());
+        let decode_panics = Counter::default();
+        registry.register("decode_panics", "Requests whose decoding or face detection panicked (answered 500)", decode_panics.clone());
         let images_per_second = Gauge::<f64, AtomicU64>::default();
         registry.register("images_per_second", "Faces classified per second over the last 10 seconds", images_per_second.clone());
         let queue_depth = Gauge::default();
@@ -73,6 +76,7 @@ impl Metrics {
             batch_size,
             inference_seconds,
             images,
+            decode_panics,
             images_per_second,
             queue_depth,
             queue_capacity,
@@ -83,6 +87,11 @@ impl Metrics {
     pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
         self.requests.get_or_create(&RequestLabels { route: route.to_string(), status }).inc();
         self.latency.get_or_create(&RouteLabels { route: route.to_string() }).observe(elapsed.as_secs_f64());
+    }
+
+    /// A decoding thread panicked on a request (answered 500).
+    pub fn decode_panic(&self) {
+        self.decode_panics.inc();
     }
 
     /// A batch of `faces` ran in `elapsed`.

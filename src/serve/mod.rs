@@ -11,6 +11,7 @@
 pub mod answer;
 pub mod api;
 pub mod batcher;
+pub mod body;
 pub mod classifier;
 pub mod image_input;
 pub mod load;
@@ -64,6 +65,9 @@ pub struct ServeOptions {
     /// Largest request body (413): bytes, or with a unit (KiB, MiB, KB, MB).
     #[arg(long, default_value = "16MiB", value_parser = crate::util::parse::bytes)]
     pub max_body: u64,
+    /// Most bytes of request bodies buffered at once, over all connections (503 beyond it).
+    #[arg(long, default_value = "256MiB", value_parser = crate::util::parse::bytes)]
+    pub max_body_total: u64,
     /// Most pixels in one image, read from its header before decoding (413).
     #[arg(long, default_value_t = 50_000_000)]
     pub max_pixels: u64,
@@ -125,6 +129,7 @@ impl ServeOptions {
             ("--max-batch", self.max_batch as u64),
             ("--queue", self.queue as u64),
             ("--max-body", self.max_body),
+            ("--max-body-total", self.max_body_total),
             ("--max-pixels", self.max_pixels),
             ("--max-images", self.max_images as u64),
             ("--timeout-ms", self.timeout.as_millis() as u64),
@@ -134,6 +139,9 @@ impl ServeOptions {
             if v == 0 {
                 bail!("{flag} must be at least 1");
             }
+        }
+        if self.max_body > self.max_body_total {
+            bail!("--max-body ({}) cannot exceed --max-body-total ({}): such a body could never be read", self.max_body, self.max_body_total);
         }
         if self.max_images > self.queue {
             bail!("--max-images ({}) cannot exceed --queue ({}): such a request could never be admitted", self.max_images, self.queue);
@@ -199,6 +207,7 @@ pub fn serve(o: &ServeOptions) -> Result<()> {
         let limits = Limits { max_body: o.max_body, max_pixels: o.max_pixels, max_images: o.max_images, timeout: o.timeout };
         let state = Arc::new(AppState {
             classifier: classifier.clone(),
+            bodies: body::BodyBudget::new(o.max_body_total),
             decode_pool,
             limits,
             metrics: metrics.clone(),

@@ -1,9 +1,13 @@
 //! Small file-system helpers shared by every module that writes results.
 pub mod data_error;
 pub mod openmp;
+pub mod out_folder;
+pub mod panic;
 pub mod parse;
 pub mod provenance;
 pub mod section;
+pub mod skips;
+pub mod walk;
 
 use anyhow::{Context, Result};
 use std::io::Write;
