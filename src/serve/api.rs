@@ -296,7 +296,7 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
                 let faces = locator.locate(&image).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "face_detection", e))?;
                 let views = faces
                     .iter()
-                    .map(|f| face_views(&image, f, &pipelines))
+                    .map(|f| face_views(&image, f, faces.len(), &pipelines))
                     .collect::<Result<Vec<_>, String>>()
                     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable", e))?;
                 Ok(Prepared { width: image.width, height: image.height, faces, views })
