@@ -9,6 +9,7 @@ mod eda;
 mod eval;
 mod export;
 mod faces;
+mod mask_faces;
 mod predict;
 mod read_args;
 mod report;
@@ -67,6 +68,9 @@ enum Command {
     /// Detect faces (box, score, five landmarks) in every photo of a dataset into its faces.csv;
     /// photos already there and unchanged are not detected again.
     Faces(faces::FacesArgs),
+    /// Masked copies of a folder of unmasked faces (rendered masks, worn or worn wrongly, with a
+    /// CSV of what was painted), or a preview strip of them (--preview FILE.png).
+    MaskFaces(mask_faces::MaskFacesArgs),
     /// Time training or inference steps of a backbone on synthetic input, face detection of a
     /// photo against the classifier's time per image, or load-test a running service
     /// (`bench serve --url URL --images DIR`): JSON lines.
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(a) => compare::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Faces(a) => faces::run(a),
+        Command::MaskFaces(a) => mask_faces::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

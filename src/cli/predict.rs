@@ -41,11 +41,16 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 0)]
     batch: usize,
     /// Every face of a folder of photos (or an eval folder): --out gets one row per face
-    /// (image,face,x1,y1,x2,y2,score,label,class,p0..p17) instead of a submission; faces from
-    /// the folder's faces.csv, detected first where missing.
+    /// (image,face,x1,y1,x2,y2,score,label,class,p0..p17) instead of a submission, each face
+    /// framed as the run's training photos framed theirs; faces from the folder's faces.csv,
+    /// detected first where missing.
     #[arg(long, conflicts_with = "probs")]
     faces: bool,
-    /// With --faces: the detector.
+    /// As --faces, one row per photo: its largest face, framed as in training (a folder of
+    /// single-face photos framed unlike the training photos: tight crops, small faces).
+    #[arg(long, conflicts_with = "probs")]
+    largest_face: bool,
+    /// With --faces or --largest-face: the detector.
     #[command(flatten)]
     detector: FaceDetectorArgs,
 }
@@ -54,7 +59,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let mut runs = a.paths;
     let eval_dir = runs.pop().expect("clap requires two paths");
     let device = a.device.device;
-    if a.faces {
+    if a.faces || a.largest_face {
         let o = FacePredictOptions {
             runs,
             photos: eval_dir,
@@ -67,6 +72,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
             face_weights: a.detector.weights_dir(),
             min_face: a.detector.min_face.get(),
             skip_bad: a.skip_bad,
+            largest_only: a.largest_face,
         };
         let s = predict_faces(&o)?;
         for k in &s.skipped {
@@ -76,7 +82,13 @@ pub fn run(a: PredictArgs) -> Result<()> {
         return Ok(());
     }
     if a.detector.given() {
-        bail!("--face-weights and --min-face go with --faces (one row per face)");
+        bail!("--face-weights and --min-face go with --faces (one row per face) or --largest-face");
+    }
+    if eval_dir.is_dir() && !eval_dir.join("info.csv").is_file() {
+        bail!(
+            "{}: no info.csv, so no submission to write; for a folder of photos use --faces (one row per face) or --largest-face (one row per photo)",
+            eval_dir.display()
+        );
     }
     let o = PredictOptions {
         runs,

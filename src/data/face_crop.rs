@@ -43,8 +43,9 @@ pub fn face_region(b: &BoxF, margin: f32, width: u32, height: u32) -> BoxF {
     [x1, y1, x1 + side, y1 + side]
 }
 
-/// Finds the `faces.csv` that covers `image`: in its folder or the nearest folder above.
-fn faces_file_of(image: &Path, found: &mut HashMap<PathBuf, Option<PathBuf>>) -> Option<PathBuf> {
+/// Finds the `faces.csv` that covers `image`: in its folder or the nearest folder above (`found`
+/// remembers the answer per folder).
+pub fn faces_file_of(image: &Path, found: &mut HashMap<PathBuf, Option<PathBuf>>) -> Option<PathBuf> {
     let dir = image.parent()?.to_path_buf();
     if let Some(f) = found.get(&dir) {
         return f.clone();

@@ -6,8 +6,7 @@
 //! ahead of the consumer; with the cache warm, an epoch costs only memcpy.
 use crate::image::decode::{decode_file_region, Preprocess};
 use crate::util::data_error::DataError;
-use crate::data::augment::mask_paint::Wear;
-use crate::data::augment::mask_plan::SynthPlan;
+use crate::data::augment::mask_plan::{SynthMask, SynthPlan};
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,7 +54,7 @@ pub struct Batch {
     /// Sample index of each row.
     pub indices: Vec<usize>,
     /// The synthetic mask painted on each row, if any (training batches of `augment.synth_mask`).
-    pub painted: Vec<Option<Wear>>,
+    pub painted: Vec<Option<SynthMask>>,
 }
 
 /// What the loader does with an image it cannot decode.
@@ -106,7 +105,7 @@ impl Loader {
 
     /// Paints synthetic masks as `plan` says in the batches of [`Loader::for_epoch`].
     pub fn with_synth(mut self, plan: SynthPlan) -> Loader {
-        assert_eq!(plan.landmarks.len(), self.paths.len(), "one plan entry per sample");
+        assert_eq!(plan.faces.len(), self.paths.len(), "one plan entry per sample");
         self.synth = Some(Arc::new(plan));
         self
     }
@@ -145,10 +144,10 @@ impl Loader {
 
     /// Decodes one batch now, in parallel.
     pub fn load(&self, indices: &[usize]) -> Result<Batch, DataError> {
-        let paint = |i: usize, p: Arc<[u8]>| -> (Arc<[u8]>, Option<Wear>) {
+        let paint = |i: usize, p: Arc<[u8]>| -> (Arc<[u8]>, Option<SynthMask>) {
             match (&self.synth, self.epoch) {
                 (Some(plan), Some(epoch)) => match plan.paint(epoch, i, &p, &self.prep) {
-                    Some((pixels, wear)) => (pixels.into(), Some(wear)),
+                    Some((pixels, mask)) => (pixels.into(), Some(mask)),
                     None => (p, None),
                 },
                 _ => (p, None),
@@ -156,7 +155,7 @@ impl Loader {
         };
         // A panic while decoding or painting one image is that image's error (skipped and
         // reported like an unreadable file under `skip_bad`), never a lost batch.
-        let decoded: Vec<(usize, Result<(Arc<[u8]>, Option<Wear>), DataError>)> = indices
+        let decoded: Vec<(usize, Result<(Arc<[u8]>, Option<SynthMask>), DataError>)> = indices
             .par_iter()
             .map(|&i| {
                 let result = crate::util::panic::catch(|| self.pixels(i).map(|p| paint(i, p)));

@@ -9,6 +9,7 @@ use crate::data::loader::{Loader, OnBadImage};
 use crate::data::split::{kfold_assign, train_val_split};
 use crate::data::face_crop::{sample_faces, SampleFaces};
 use crate::data::augment::mask_plan::SynthPlan;
+use crate::data::augment::SynthMaskStyle;
 use crate::labels::{Class, NUM_CLASSES};
 use crate::util::data_error::{csv_error, csv_line};
 use anyhow::{anyhow, bail, Context, Result};
@@ -22,6 +23,8 @@ pub struct PrepareSettings {
     pub data: DataConfig,
     pub seed: u64,
     pub synth_mask: f64,
+    /// `augment.synth_mask_style`: rendered or painted masks.
+    pub synth_mask_style: SynthMaskStyle,
 }
 
 /// Everything the data side of a run needs: samples, the split, and preprocessing.
@@ -69,10 +72,10 @@ impl Prepared {
     /// the model input). Only the training batches of an epoch are painted.
     pub fn synth_plan(&self, cfg: &PrepareSettings) -> Option<SynthPlan> {
         let faces = self.faces.as_ref().filter(|_| cfg.synth_mask > 0.0)?;
-        let mut plan = SynthPlan::new(cfg.synth_mask, cfg.seed, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
+        let mut plan = SynthPlan::new(cfg.synth_mask, cfg.seed, cfg.synth_mask_style, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
         // Validation samples stay as they are, whatever the epoch.
         let train: std::collections::HashSet<usize> = self.train_idx.iter().copied().collect();
-        for (i, l) in plan.landmarks.iter_mut().enumerate() {
+        for (i, l) in plan.faces.iter_mut().enumerate() {
             if !train.contains(&i) {
                 *l = None;
             }

@@ -5,6 +5,7 @@
 //! several runs.
 use crate::data::settings::{DataConfig, FaceCrop};
 use crate::data::face_crop::sample_faces;
+use crate::data::framing::{FramedInput, Framing};
 use crate::image::decode::{Preprocess, RgbImage};
 use crate::data::loader::{Loader, OnBadImage};
 use crate::decision_biases::{load_biases, not_applied_reason, Biases};
@@ -45,6 +46,8 @@ pub struct TrainedModel {
     nets: Vec<Net>,
     /// How an image file becomes this model's input.
     pub prep: Preprocess,
+    /// How a face of a photo is framed for it (`predict --faces`, `serve`).
+    pub framing: Framing,
     run_opts: RunOptions,
     batch_size: usize,
 }
@@ -56,10 +59,16 @@ impl TrainedModel {
         let train: TrainConfig = read(&trained.config).with_context(context)?;
         let backbone = read::<ModelConfig>(&trained.config).with_context(context)?.backbone;
         let prep = trained.data.preprocess().with_context(context)?;
+        let framing = Framing::of_run(run, &trained.data)?;
         let run_opts = RunOptions::new(train.amp, train.channels_last, o.device, o.tta);
         run_opts.prepare_weights(&trained.nets);
         let batch_size = if o.batch_size > 0 { o.batch_size } else { train.eval_batch() };
-        Ok(TrainedModel { run: run.clone(), which: which.to_string(), layout: trained.layout, backbone, data: trained.data, train, nets: trained.nets, prep, run_opts, batch_size })
+        Ok(TrainedModel { run: run.clone(), which: which.to_string(), layout: trained.layout, backbone, data: trained.data, train, nets: trained.nets, prep, framing, run_opts, batch_size })
+    }
+
+    /// The model's input pipeline.
+    pub fn input(&self) -> FramedInput {
+        FramedInput { prep: self.prep, framing: self.framing }
     }
 
     /// The checkpoint file the weights came from.
@@ -160,12 +169,13 @@ impl Ensemble {
     }
 
     /// The distinct input pipelines of the models, in the order they first appear: how an image
-    /// is decoded and resized for [`Ensemble::probs_of_decoded`].
-    pub fn pipelines(&self) -> Vec<Preprocess> {
-        let mut out: Vec<Preprocess> = Vec::new();
+    /// is decoded and resized, and a face framed, for [`Ensemble::probs_of_decoded`].
+    pub fn pipelines(&self) -> Vec<FramedInput> {
+        let mut out: Vec<FramedInput> = Vec::new();
         for m in self.models() {
-            if !out.contains(&m.prep) {
-                out.push(m.prep);
+            let p = m.input();
+            if !out.contains(&p) {
+                out.push(p);
             }
         }
         out
@@ -181,7 +191,7 @@ impl Ensemble {
         }
         let mut all = Vec::new();
         for model in self.models() {
-            let i = pipelines.iter().position(|p| *p == model.prep).expect("every model's pipeline is listed");
+            let i = pipelines.iter().position(|p| *p == model.input()).expect("every model's pipeline is listed");
             let want = [inputs[i].size()[1], inputs[i].size()[2]];
             if want != [model.prep.height as i64, model.prep.width as i64] {
                 bail!("input batch {i} is {}x{}, its pipeline is {}x{}", want[1], want[0], model.prep.width, model.prep.height);

@@ -2,16 +2,17 @@
 //! photos (group photos, webcam frames), one row each with its box and the ensemble's answer.
 //!
 //! The faces come from the folder's `faces.csv` cache, brought up to date first exactly as
-//! `masklab faces PHOTOS` does (only new and changed photos are detected). Each face is classified
-//! from its box grown by the first run's `data.face_margin` and made square, as face-cropped
-//! training reads it; a photo without a face gets one row for the whole image (`face` empty), as
-//! the service flags it. The same ensemble, TTA, votes and decision biases as `predict`.
+//! `masklab faces PHOTOS` does (only new and changed photos are detected). Each face is framed for
+//! each model as that model's training framed faces (`data::framing`: a face crop's square, or the
+//! region of the photo that places the face as the training photos placed theirs); a photo
+//! without a face gets one row for the whole image (`face` empty), as the service flags it. With
+//! `largest_only`, one row per photo: its largest face (a folder of single-face photos framed
+//! unlike the training photos). The same ensemble, TTA, votes and decision biases as `predict`.
 use crate::data::face_detection::{decode_photo, detect_set, find_sets, FacesOptions};
 use crate::faces::cache::FacesCache;
-use crate::data::face_crop::face_region;
 use crate::device::DeviceChoice;
 use crate::data::dataset::ReadOptions;
-use crate::image::decode::{resize_region, resize_rgb, RgbImage};
+use crate::image::decode::RgbImage;
 use crate::labels::{Class, NUM_CLASSES};
 use crate::model::net::Tta;
 use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
@@ -38,6 +39,8 @@ pub struct FacePredictOptions {
     pub min_face: f64,
     /// Report unreadable photos and go on.
     pub skip_bad: bool,
+    /// One row per photo: its largest face (or the whole photo when it has none).
+    pub largest_only: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -64,9 +67,12 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
     let options = InferenceOptions { device, tta: o.tta, use_biases: !o.no_tune, batch_size: o.batch_size };
     let ensemble = Ensemble::load(&o.runs, o.weights.as_deref(), &options)?;
     let first = ensemble.models().next().ok_or_else(|| anyhow!("no model loaded"))?;
-    let (margin, bounds) = (first.data.margin()?, first.data.bounds()?);
+    let bounds = first.data.bounds()?;
     let step = if o.batch_size > 0 { o.batch_size } else { first.train.eval_batch() };
     let pipelines = ensemble.pipelines();
+    for m in ensemble.models() {
+        eprintln!("{}: {}", m.run.path().display(), m.framing.describe());
+    }
 
     let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
     let faces_options = FacesOptions { weights: o.face_weights.clone(), device, batch: 16, skip_bad: o.skip_bad, progress: false, min_face: o.min_face };
@@ -93,16 +99,16 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
                     summary.without_face += 1;
                     items.push(Item { image: key, face: None, bbox: [0.0, 0.0, img.width as f32, img.height as f32], score: None });
                     for (v, p) in views.iter_mut().zip(&pipelines) {
-                        v.push(resize_rgb(&img, p).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+                        v.push(p.whole(&img).map_err(|e| anyhow!("{}: {e}", path.display()))?);
                     }
                     continue;
                 }
-                for (k, f) in entry.faces.iter().enumerate() {
+                let largest = (0..entry.faces.len()).max_by(|&a, &b| entry.faces[a].area().total_cmp(&entry.faces[b].area()));
+                for (k, f) in entry.faces.iter().enumerate().filter(|(k, _)| !o.largest_only || Some(*k) == largest) {
                     summary.faces += 1;
                     items.push(Item { image: key.clone(), face: Some(k), bbox: f.bbox, score: Some(f.score) });
-                    let region = face_region(&f.bbox, margin, img.width, img.height);
                     for (v, p) in views.iter_mut().zip(&pipelines) {
-                        v.push(resize_region(&img, Some(region), p).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+                        v.push(p.face(&img, &f.bbox, entry.faces.len()).map_err(|e| anyhow!("{}: {e}", path.display()))?);
                     }
                 }
             }

@@ -333,7 +333,11 @@ fn synth_section(page: &mut Page, run: &RunRecord) {
     }
     page.section("synthetic-masks", "Synthetic masks");
     let eligible = run.start.synth_mask_eligible.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default();
-    page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets a painted mask with this probability{eligible}. Samples painted in epoch 1, as the model saw them:", cfg.synth_mask));
+    let how = match cfg.synth_mask_style {
+        crate::data::augment::SynthMaskStyle::Rendered => "a rendered mask (augment.synth_mask_style = \"rendered\")",
+        crate::data::augment::SynthMaskStyle::Painted => "a painted mask (augment.synth_mask_style = \"painted\")",
+    };
+    page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets {how} with this probability{eligible}. Samples painted in epoch 1, as the model saw them:", cfg.synth_mask));
     let Some(data) = run.start.data.as_deref() else {
         page.html("<p class=\"note\">The run logged no dataset folder.</p>");
         return;

@@ -9,6 +9,7 @@
 //! RUN/last.safetensors|json  the last epoch's weights, optimiser state and counters (resume)
 //! RUN/val_predictions.csv    the validation split's predictions at the best epoch
 //! RUN/pretrained.json        what pretrained weights were loaded
+//! RUN/framing.json           where the faces sat in the training inputs (see framing)
 //! RUN/tune.json              fitted decision biases (masklab tune)
 //! RUN/audit.json             suspected wrong labels (masklab audit, on a k-fold run)
 //! RUN/report.html, report/   the report page and its charts
@@ -18,6 +19,7 @@
 //!                RUN/oof_predictions.csv, RUN/cv.json
 //! ```
 pub mod checkpoint;
+pub mod framing;
 pub mod heldout;
 pub mod lock;
 pub mod metrics_log;
@@ -40,6 +42,7 @@ const CONFIG_FILE: &str = "config.toml";
 const METRICS_FILE: &str = "metrics.jsonl";
 const VAL_PREDICTIONS: &str = "val_predictions.csv";
 const PRETRAINED_FILE: &str = "pretrained.json";
+const FRAMING_FILE: &str = "framing.json";
 const TUNE_FILE: &str = "tune.json";
 const REPORT_FILE: &str = "report.html";
 const FIGURE_DIR: &str = "report";
@@ -92,6 +95,30 @@ impl RunDir {
     pub fn pretrained_report(&self) -> PathBuf {
         self.root.join(PRETRAINED_FILE)
     }
+    pub fn framing_file(&self) -> PathBuf {
+        self.root.join(FRAMING_FILE)
+    }
+
+    /// The training inputs' face framing (framing.json), None for a run that recorded none (its
+    /// dataset had no faces.csv, or it cropped to faces, or an older masklab trained it).
+    pub fn framing(&self) -> Result<Option<framing::TrainingFraming>> {
+        let path = self.framing_file();
+        if !path.is_file() {
+            return Ok(None);
+        }
+        framing::TrainingFraming::read(&path).map(Some)
+    }
+
+    /// Records the framing a run trains with; None removes what an earlier attempt recorded.
+    pub fn write_framing(&self, measured: Option<&framing::TrainingFraming>) -> Result<()> {
+        let path = self.framing_file();
+        match measured {
+            Some(f) => f.write(&path),
+            None if path.is_file() => std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display())),
+            None => Ok(()),
+        }
+    }
+
     pub fn tune_file(&self) -> PathBuf {
         self.root.join(TUNE_FILE)
     }
@@ -131,7 +158,7 @@ impl RunDir {
 
     /// The files of a finished run that are worth keeping elsewhere (MLflow's artifacts), when present.
     pub fn result_files(&self) -> Vec<PathBuf> {
-        [self.checkpoint(BEST), self.checkpoint_meta(BEST), self.config_file(), self.metrics_file(), self.val_predictions(), self.report_page()]
+        [self.checkpoint(BEST), self.checkpoint_meta(BEST), self.config_file(), self.metrics_file(), self.val_predictions(), self.framing_file(), self.report_page()]
             .into_iter()
             .filter(|p| p.is_file())
             .collect()

@@ -102,7 +102,7 @@ mod tests {
         probs[4] = 0.14; // Wear/Female/30-59
         let total: f32 = probs.iter().sum();
         let probs = probs.map(|p| p / total);
-        let face = FaceRegion { bbox: [0.0, 0.0, 10.0, 20.0], whole_image: true, score: None, landmarks: None, crop: None };
+        let face = FaceRegion { bbox: [0.0, 0.0, 10.0, 20.0], whole_image: true, score: None, landmarks: None };
         let a = face_answer(&face, &probs, &AgeBounds::new(30, 59).unwrap());
         assert_eq!((a.class, a.label.as_str()), (16, "NotWear/Female/30-58"));
         let mask_sum: f32 = a.mask.probabilities.iter().map(|l| l.probability).sum();

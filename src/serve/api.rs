@@ -292,15 +292,17 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
             let (bytes, pipelines, locator) = (u.bytes.clone(), pipelines.clone(), locator.clone());
             on_pool(&s.decode_pool, &s.metrics, move || -> Result<Prepared, ApiError> {
                 if let FaceLocator::WholeImage = locator {
-                    // No detector needs the photo's pixels: decode straight to the model inputs.
-                    let (width, height, inputs) = decode_upload_inputs(&bytes, max_pixels, &pipelines).map_err(input_error)?;
+                    // No detector needs the photo's pixels: decode straight to the model inputs
+                    // (a whole photo is resized alike whatever a pipeline's framing of faces).
+                    let preps: Vec<_> = pipelines.iter().map(|p| p.prep).collect();
+                    let (width, height, inputs) = decode_upload_inputs(&bytes, max_pixels, &preps).map_err(input_error)?;
                     return Ok(Prepared { width, height, faces: vec![FaceRegion::whole_of(width, height)], views: vec![inputs] });
                 }
                 let image = decode_upload(&bytes, max_pixels).map_err(input_error)?;
                 let faces = locator.locate(&image).map_err(input_error)?;
                 let views = faces
                     .iter()
-                    .map(|f| face_views(&image, f, &pipelines))
+                    .map(|f| face_views(&image, f, faces.len(), &pipelines))
                     .collect::<Result<Vec<_>, String>>()
                     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable", e))?;
                 Ok(Prepared { width: image.width, height: image.height, faces, views })

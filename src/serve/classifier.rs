@@ -3,7 +3,8 @@
 //! answers batches from the queue with gradients off.
 use super::batcher::{serve_batches, BatchPolicy, Inbox, Queue};
 use super::metrics::Metrics;
-use crate::image::decode::{Preprocess, RgbImage};
+use crate::data::framing::FramedInput;
+use crate::image::decode::RgbImage;
 use crate::labels::{AgeBounds, NUM_CLASSES};
 use crate::model::net::Tta;
 use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
@@ -61,7 +62,7 @@ pub struct CheckpointIdentity {
 /// What the request path needs to know about the loaded models.
 pub struct ModelInfo {
     /// Each face is resized once per pipeline, in this order.
-    pub pipelines: Vec<Preprocess>,
+    pub pipelines: Vec<FramedInput>,
     pub bounds: AgeBounds,
     pub identity: ModelIdentity,
 }
@@ -80,7 +81,7 @@ pub struct ClassifierOptions {
 
 /// What a device thread reports once its ensemble is loaded and warmed up.
 struct Loaded {
-    pipelines: Vec<Preprocess>,
+    pipelines: Vec<FramedInput>,
     bounds: AgeBounds,
     runs: Vec<(String, f64, bool, Vec<(PathBuf, String, String, [u32; 2])>)>,
 }
@@ -204,7 +205,7 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
         warm.push(o.policy.max_batch as i64);
     }
     for n in warm {
-        let inputs: Vec<Tensor> = pipelines.iter().map(|p| Tensor::zeros([n, p.height as i64, p.width as i64, 3], (tch::Kind::Uint8, tch::Device::Cpu))).collect();
+        let inputs: Vec<Tensor> = pipelines.iter().map(|p| Tensor::zeros([n, p.prep.height as i64, p.prep.width as i64, 3], (tch::Kind::Uint8, tch::Device::Cpu))).collect();
         let _ = ensemble.probs_of_decoded(&inputs).context("warming up the models")?;
     }
     Ok((ensemble, Loaded { pipelines, bounds: bounds.context("no model loaded")?.0, runs }))
@@ -212,7 +213,7 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
 
 /// One batch of images (each with its faces) -> each image's faces' probabilities. A failure
 /// (even a panic inside libtorch) fails this batch's requests, never the thread.
-fn classify(ensemble: &Ensemble, pipelines: &[Preprocess], batch: Vec<ClassifyInput>) -> Vec<ClassifyOutput> {
+fn classify(ensemble: &Ensemble, pipelines: &[FramedInput], batch: Vec<ClassifyInput>) -> Vec<ClassifyOutput> {
     let counts: Vec<usize> = batch.iter().map(|b| b.faces.len()).collect();
     let run = || -> Result<Vec<[f32; NUM_CLASSES]>> {
         let inputs: Vec<Tensor> = (0..pipelines.len())

@@ -4,11 +4,11 @@
 //! pipeline of the ensemble.
 //!
 //! Where the faces are is one step of its own ([`FaceLocator`]): every image as one face, the
-//! whole image (`whole_image: true` in the answer), or the faces MTCNN finds, each classified
-//! from its padded square crop as `data.face_crop = "mtcnn"` trains (a photo without a face
-//! falls back to the whole image, flagged).
-use crate::image::decode::{check_dimensions, decode_inputs_bytes, decode_upright, peek_header, resize_region, resize_rgb, Preprocess, RgbImage};
-use crate::data::face_crop::face_region;
+//! whole image (`whole_image: true` in the answer), or the faces MTCNN finds (a photo without a
+//! face falls back to the whole image, flagged). Each face is then framed for each model as its
+//! training framed faces ([`face_views`], `data::framing`).
+use crate::data::framing::FramedInput;
+use crate::image::decode::{check_dimensions, decode_inputs_bytes, decode_upright, peek_header, Preprocess, RgbImage};
 use crate::faces::bounded::detect_photo;
 use crate::faces::mtcnn::{Mtcnn, TooManyCandidates};
 use image::ImageFormat;
@@ -90,8 +90,6 @@ pub struct FaceRegion {
     /// The detector's score and five landmarks (detected faces only).
     pub score: Option<f32>,
     pub landmarks: Option<[[f32; 2]; 5]>,
-    /// The region the classifier sees: the box padded and made square (detected faces only).
-    pub crop: Option<[f32; 4]>,
 }
 
 impl FaceRegion {
@@ -101,7 +99,7 @@ impl FaceRegion {
 
     /// The whole of a `width` x `height` image.
     pub fn whole_of(width: u32, height: u32) -> FaceRegion {
-        FaceRegion { bbox: [0.0, 0.0, width as f32, height as f32], whole_image: true, score: None, landmarks: None, crop: None }
+        FaceRegion { bbox: [0.0, 0.0, width as f32, height as f32], whole_image: true, score: None, landmarks: None }
     }
 }
 
@@ -111,18 +109,17 @@ pub enum FaceLocator {
     /// Every image is one face: the whole image, as the models were trained (centred portraits).
     #[default]
     WholeImage,
-    /// The faces MTCNN finds, each classified from its box grown by `margin` and made square
-    /// (`data.face_crop = "mtcnn"`, `data.face_margin`); no face: the whole image. One detector,
-    /// taken in turn by the decoding threads, working on each photo at a bounded size
-    /// (`faces::bounded`), so that no upload holds it for longer than a photo of that size.
-    Mtcnn { detector: Arc<Mutex<Mtcnn>>, margin: f32 },
+    /// The faces MTCNN finds; no face: the whole image. One detector, taken in turn by the
+    /// decoding threads, working on each photo at a bounded size (`faces::bounded`), so that no
+    /// upload holds it for longer than a photo of that size.
+    Mtcnn { detector: Arc<Mutex<Mtcnn>> },
 }
 
 impl std::fmt::Debug for FaceLocator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FaceLocator::WholeImage => write!(f, "WholeImage"),
-            FaceLocator::Mtcnn { margin, .. } => write!(f, "Mtcnn {{ margin: {margin} }}"),
+            FaceLocator::Mtcnn { .. } => write!(f, "Mtcnn"),
         }
     }
 }
@@ -131,7 +128,7 @@ impl FaceLocator {
     pub fn locate(&self, image: &RgbImage) -> Result<Vec<FaceRegion>, InputError> {
         match self {
             FaceLocator::WholeImage => Ok(vec![FaceRegion::whole(image)]),
-            FaceLocator::Mtcnn { detector, margin } => {
+            FaceLocator::Mtcnn { detector } => {
                 let faces = {
                     let detector = detector.lock().map_err(|_| InputError::Detection("the face detector failed earlier".into()))?;
                     detect_photo(&detector, image).map_err(|e| match e.downcast_ref::<TooManyCandidates>() {
@@ -142,33 +139,21 @@ impl FaceLocator {
                 if faces.is_empty() {
                     return Ok(vec![FaceRegion::whole(image)]);
                 }
-                Ok(faces
-                    .iter()
-                    .map(|f| FaceRegion {
-                        bbox: f.bbox,
-                        whole_image: false,
-                        score: Some(f.score),
-                        landmarks: Some(f.landmarks),
-                        crop: Some(face_region(&f.bbox, *margin, image.width, image.height)),
-                    })
-                    .collect())
+                Ok(faces.iter().map(|f| FaceRegion { bbox: f.bbox, whole_image: false, score: Some(f.score), landmarks: Some(f.landmarks) }).collect())
             }
         }
     }
 }
 
-/// A face's model inputs, one per pipeline. The whole image goes through exactly the resize
-/// that `predict` applies to a file; a detected face's square region through the resize that
-/// training with `data.face_crop = "mtcnn"` applies to it.
-pub fn face_views(image: &RgbImage, face: &FaceRegion, pipelines: &[Preprocess]) -> Result<Vec<RgbImage>, String> {
-    match (face.whole_image, face.crop) {
-        (false, Some(region)) => pipelines.iter().map(|p| resize_region(image, Some(region), p)).collect(),
-        (false, None) => {
-            let cut = crop(image, &face.bbox)?;
-            pipelines.iter().map(|p| resize_rgb(&cut, p)).collect()
-        }
-        (true, _) => pipelines.iter().map(|p| resize_rgb(image, p)).collect(),
+/// A face's model inputs, one per pipeline; `faces`: how many faces the photo holds. The whole
+/// image goes through exactly the resize that `predict` applies to a file; a detected face is
+/// framed as each pipeline's training framed faces (a face crop's square, or the region that
+/// places the face as the training photos placed theirs; see `data::framing`).
+pub fn face_views(image: &RgbImage, face: &FaceRegion, faces: usize, pipelines: &[FramedInput]) -> Result<Vec<RgbImage>, String> {
+    if face.whole_image {
+        return pipelines.iter().map(|p| p.whole(image)).collect();
     }
+    pipelines.iter().map(|p| p.face(image, &face.bbox, faces)).collect()
 }
 
 /// The pixels inside `bbox` (rounded outwards, clipped to the image).
@@ -191,7 +176,8 @@ pub fn crop(image: &RgbImage, bbox: &[f32; 4]) -> Result<RgbImage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::decode::{decode_bytes, Crop};
+    use crate::data::framing::Framing;
+    use crate::image::decode::{decode_bytes, resize_region, Crop};
 
     fn png(img: &image::RgbImage) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -220,10 +206,12 @@ mod tests {
         let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 6, y as u8 * 8, 99]));
         let bytes = png(&img);
         let prep = Preprocess { crop: Crop::Fraction(0.9), width: 16, height: 16 };
+        // A face-crop run's pipeline, margin 0.2: a 10-px box makes a 14-px square.
+        let pipeline = FramedInput { prep, framing: Framing::FaceCrop { margin: 0.2 } };
         let upright = decode_upload(&bytes, 10_000).unwrap();
         let faces = FaceLocator::WholeImage.locate(&upright).unwrap();
-        assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true, score: None, landmarks: None, crop: None }]);
-        let views = face_views(&upright, &faces[0], &[prep]).unwrap();
+        assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true, score: None, landmarks: None }]);
+        let views = face_views(&upright, &faces[0], 1, &[pipeline]).unwrap();
         assert_eq!(views[0], decode_bytes(&bytes, &prep).unwrap(), "the file path and the upload path agree");
         let (width, height, inputs) = decode_upload_inputs(&bytes, 10_000, &[prep]).unwrap();
         assert_eq!((width, height, &inputs[0]), (40, 30, &views[0]), "decoded straight to the inputs, the same pixels");
@@ -235,8 +223,8 @@ mod tests {
         assert!(crop(&upright, &[50.0, 0.0, 60.0, 10.0]).is_err());
 
         // A detected face is classified from its square region, as face-cropped training reads it.
-        let face = FaceRegion { bbox: [10.0, 5.0, 20.0, 15.0], whole_image: false, score: Some(0.99), landmarks: None, crop: Some([8.0, 3.0, 22.0, 17.0]) };
-        let views = face_views(&upright, &face, &[prep]).unwrap();
+        let face = FaceRegion { bbox: [10.0, 5.0, 20.0, 15.0], whole_image: false, score: Some(0.99), landmarks: None };
+        let views = face_views(&upright, &face, 1, &[pipeline]).unwrap();
         assert_eq!(views[0], resize_region(&upright, Some([8.0, 3.0, 22.0, 17.0]), &prep).unwrap());
     }
 }

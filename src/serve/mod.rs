@@ -89,38 +89,60 @@ pub struct ServeOptions {
     /// Image decoding threads (0: the cores the torch threads leave).
     #[arg(long, default_value_t = 0)]
     pub decode_threads: usize,
-    /// Answer per face found by MTCNN (on by itself when a served run trained with data.face_crop = "mtcnn").
-    #[arg(long)]
+    /// Answer per face found by MTCNN, and fail to start without its weights (per face is the
+    /// default whenever the weights are in --face-weights' folder).
+    #[arg(long, conflicts_with = "whole_image")]
     pub faces: bool,
+    /// Answer for each whole photo, not per face, even where the detector's weights are present.
+    #[arg(long)]
+    pub whole_image: bool,
     #[command(flatten)]
     pub detector: FaceDetectorArgs,
 }
 
-/// How the service finds faces: MTCNN when asked (`--faces`) or when a served run trained with
-/// `data.face_crop = "mtcnn"` (its `data.face_margin` pads the boxes; the first such run's
-/// margin when several differ), else the whole image. The detector runs on `device`.
+/// How the service finds faces: MTCNN whenever its weights are in `--face-weights`' folder
+/// (required with `--faces`, or when a served run trained on face crops), else the whole image;
+/// `--whole-image` asks for the whole image. The detector runs on `device`. Each face is then
+/// framed for each model as its training framed faces (printed per run).
 fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
-    let mut margin = None;
+    let mut face_crop_run = None;
+    let mut framings = Vec::new();
     for run in &o.runs {
         let dir = if run.is_file() { run.parent().unwrap_or(std::path::Path::new(".")).to_path_buf() } else { run.clone() };
-        let run_dir = crate::run_dir::RunDir::new(&dir);
-        if !run_dir.config_file().is_file() {
-            continue; // the classifier's loading reports what is wrong with the run
-        }
-        let data: crate::data::settings::DataConfig = crate::util::section::read(&run_dir.config_table()?)?;
-        if data.face_crop == crate::data::settings::FaceCrop::Mtcnn && margin.is_none() {
-            margin = Some(data.margin()?);
+        // A run the classifier cannot load is reported by its loading, with the reason.
+        let Ok(members) = crate::run_dir::RunDir::new(&dir).member_runs() else { continue };
+        for member in members.iter().take(1) {
+            let Ok(table) = member.config_table() else { continue };
+            let data: crate::data::settings::DataConfig = crate::util::section::read(&table)?;
+            if data.face_crop == crate::data::settings::FaceCrop::Mtcnn {
+                face_crop_run.get_or_insert_with(|| run.clone());
+            }
+            framings.push((run.clone(), crate::data::framing::Framing::of_run(member, &data)?));
         }
     }
-    if margin.is_none() && !o.faces {
+    let weights = o.detector.weights_dir();
+    if o.whole_image {
+        if let Some(run) = face_crop_run {
+            bail!("{} trained on face crops (data.face_crop = \"mtcnn\"): --whole-image would show it whole photos; leave --whole-image out", run.display());
+        }
         return Ok(FaceLocator::WholeImage);
     }
-    let margin = margin.unwrap_or(crate::data::settings::DataConfig::default().face_margin);
-    let detector = crate::faces::mtcnn::Mtcnn::load(&o.detector.weights_dir(), device)
+    let required = o.faces || face_crop_run.is_some();
+    if !required && crate::faces::mtcnn::weight_paths(&weights).is_err() {
+        eprintln!(
+            "masklab serve: answering for whole photos (no MTCNN weights in {}; `masklab weights fetch mtcnn` puts them there for an answer per face)",
+            weights.display()
+        );
+        return Ok(FaceLocator::WholeImage);
+    }
+    let detector = crate::faces::mtcnn::Mtcnn::load(&weights, device)
         .context("--faces (or a run trained on face crops) needs MTCNN's weights")?
         .with_min_face(o.detector.min_face.get())?;
-    eprintln!("masklab serve: answering per face (MTCNN on {}, faces of {} px and more, face margin {margin})", device_name(device), o.detector.min_face.get());
-    Ok(FaceLocator::Mtcnn { detector: Arc::new(std::sync::Mutex::new(detector)), margin })
+    eprintln!("masklab serve: answering per face (MTCNN on {}, faces of {} px and more; --whole-image for whole photos)", device_name(device), o.detector.min_face.get());
+    for (run, framing) in &framings {
+        eprintln!("masklab serve: {}: {}", run.display(), framing.describe());
+    }
+    Ok(FaceLocator::Mtcnn { detector: Arc::new(std::sync::Mutex::new(detector)) })
 }
 
 impl ServeOptions {

@@ -163,6 +163,8 @@ pub struct RunSettings {
     /// `augment.synth_mask` of the shared `[augment]` section: the share of unmasked training
     /// photos painted with a mask (the data side paints them, for every model).
     pub synth_mask: f64,
+    /// `augment.synth_mask_style`.
+    pub synth_mask_style: crate::data::augment::SynthMaskStyle,
     pub layout: Layout,
     /// The models of the layout, in its order.
     pub models: Vec<ModelSettings>,
@@ -182,6 +184,7 @@ impl RunSettings {
         Ok(RunSettings {
             data: read(&config)?,
             synth_mask: augment.synth_mask,
+            synth_mask_style: augment.synth_mask_style,
             layout: model.layout,
             models,
             sampler: read(&config)?,
@@ -219,6 +222,6 @@ impl RunSettings {
 
     /// What reading and splitting the dataset needs.
     pub fn prepare_settings(&self) -> PrepareSettings {
-        PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask }
+        PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask, synth_mask_style: self.synth_mask_style }
     }
 }

@@ -85,6 +85,31 @@ struct EpochStats {
     allreduce_seconds: Option<f64>,
 }
 
+/// Where the faces sat in the training inputs (`framing.json`, read by `predict` and `serve`):
+/// measured from the training split's faces.csv for a whole-photo run; None for a face-crop run
+/// (its framing is its crop), or when the faces were not detected. A faces.csv that cannot be
+/// read is reported and nothing recorded.
+fn record_framing(cfg: &RunSettings, data: &crate::data::prepared::Prepared) -> Option<crate::run_dir::framing::TrainingFraming> {
+    if cfg.data.face_crop != crate::data::settings::FaceCrop::None {
+        return None;
+    }
+    let paths: Vec<std::path::PathBuf> = data.train_idx.iter().map(|&i| data.samples[i].path.clone()).collect();
+    match crate::data::framing::measure(&paths, &data.prep.crop) {
+        Ok(Some(f)) => {
+            tracing::info!("framing of the training photos: {}", f.render());
+            Some(f)
+        }
+        Ok(None) => {
+            tracing::info!("no framing recorded: fewer than {} training faces in faces.csv (`masklab faces DATA` detects them)", crate::data::framing::MIN_MEASURED_FACES);
+            None
+        }
+        Err(e) => {
+            tracing::warn!("no framing recorded (predict --faces and serve will crop faces with data.face_margin): {e:#}");
+            None
+        }
+    }
+}
+
 impl Trainer {
     /// Prepares a run per the config in `run`: locks the folder, reads and splits the data, checks
     /// the config against it, builds the models (from pretrained weights when configured) and
@@ -115,6 +140,9 @@ impl Trainer {
         let data_settings = cfg.prepare_settings();
         let data = prepare(data_dir, &data_settings)?;
         crate::train::preflight::check(cfg, &data)?;
+        if main {
+            run.write_framing(record_framing(cfg, &data).as_ref())?;
+        }
         let loader = data.loader(&data_settings);
         tch::manual_seed(cfg.train.seed as i64);
         let nets = build_nets(cfg.layout, &cfg.models.iter().map(|m| &m.net).collect::<Vec<_>>(), device)?;
@@ -285,7 +313,7 @@ impl Trainer {
                 .indices
                 .iter()
                 .zip(&batch.painted)
-                .map(|(&i, wear)| wear.map_or(self.data.classes[i], |w| painted_class(self.data.classes[i], w)) as i64)
+                .map(|(&i, mask)| mask.map_or(self.data.classes[i], |m| painted_class(self.data.classes[i], m.label)) as i64)
                 .collect();
             micro_batches.push((batch.images, Tensor::from_slice(&truth)));
             if micro_batches.len() < micro {

@@ -22,25 +22,20 @@ pub fn painted_examples(data: &Path, cfg: &PrepareSettings, count: usize) -> Res
     let Some(plan) = prepared.synth_plan(cfg) else { return Ok(Vec::new()) };
     let loader = prepared.loader(&PrepareSettings { data: DataConfig { cache_mib: 0, ..cfg.data.clone() }, ..cfg.clone() }).for_epoch(1);
     let mut out = Vec::new();
-    for &i in prepared.train_idx.iter().filter(|&&i| plan.landmarks[i].is_some()) {
+    for &i in prepared.train_idx.iter().filter(|&&i| plan.faces[i].is_some()) {
         if out.len() >= count {
             break;
         }
         // Only the samples the plan paints are decoded.
-        if plan.paint(1, i, &vec![0u8; (prepared.prep.width * prepared.prep.height * 3) as usize], &prepared.prep).is_none() {
+        if !plan.drawn(1, i) {
             continue;
         }
         let batch = loader.load(&[i])?;
-        let Some(Some(wear)) = batch.painted.first().copied() else { continue };
+        let Some(Some(mask)) = batch.painted.first().copied() else { continue };
         let pixels = Vec::<u8>::try_from(batch.images.contiguous().view([-1])).context("painted pixels")?;
         let mut jpeg = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90).write_image(&pixels, prepared.prep.width, prepared.prep.height, image::ExtendedColorType::Rgb8)?;
-        let wear = match wear {
-            super::mask_paint::Wear::Correct => "worn",
-            super::mask_paint::Wear::BelowNose => "incorrect (below the nose)",
-            super::mask_paint::Wear::ChinOnly => "incorrect (chin only)",
-        };
-        out.push(PaintedExample { jpeg, wear: wear.to_string(), path: prepared.samples[i].path.display().to_string() });
+        out.push(PaintedExample { jpeg, wear: mask.describe(), path: prepared.samples[i].path.display().to_string() });
     }
     Ok(out)
 }

@@ -1,15 +1,21 @@
 //! `augment.synth_mask = p`: which training samples get a synthetic mask, and painting it.
 //!
 //! A sample of an unmasked photo (labelled `NotWear` after the relabel list) whose own face was
-//! detected (five landmarks in faces.csv) is painted with probability `p` in each epoch: a mask
-//! worn correctly (label `Wear`) or incorrectly (below the nose or on the chin: `Incorrect`),
-//! drawn by [`super::synth`]. The painting happens on the CPU decoding threads, on the model-sized
-//! input (after the face or centre crop and the resize; the landmarks are carried into it), so the
-//! cache of decoded images stays unpainted and a sample can be painted differently each epoch.
-//! The random generator of a sample is seeded from (seed, epoch, sample index): a run paints the
-//! same masks on every machine, and a resumed run paints what an uninterrupted one would.
+//! detected (a box and five landmarks in faces.csv) gets a mask with probability `p` in each
+//! epoch: worn (label `Wear`) or worn as people wear masks wrongly (`Incorrect`), made as
+//! `augment.synth_mask_style` says: rendered by [`super::mask_render`] (templates warped onto the
+//! landmarks: worn, nose out, mouth and nose out, on the chin) or painted by [`super::mask_paint`]
+//! (flat shapes: worn, below the nose, chin only). The label is the one the paint implies.
+//!
+//! The painting happens on the CPU decoding threads, on the model-sized input (after the face or
+//! centre crop and the resize; the box and landmarks are carried into it), so the cache of
+//! decoded images stays unpainted and a sample can be painted differently each epoch. The random
+//! generator of a sample is seeded from (seed, epoch, sample index): a run paints the same masks
+//! on every machine, and a resumed run paints what an uninterrupted one would.
+use super::mask_paint::{paint_mask_in_place, SynthOptions};
+use super::mask_render::{render, DetectedFace, MaskDesign, WearStyle};
+use super::SynthMaskStyle;
 use crate::data::face_crop::SampleFaces;
-use super::mask_paint::{paint_mask_in_place, SynthOptions, Wear};
 use crate::image::decode::{Preprocess, RgbImage};
 use crate::labels::{Class, Mask};
 use rand::{Rng, SeedableRng};
@@ -20,14 +26,54 @@ use rand_chacha::ChaCha8Rng;
 pub struct SynthPlan {
     pub p: f64,
     pub seed: u64,
-    /// Per sample: the face's landmarks in pixels of the model input; None: never painted.
-    pub landmarks: Vec<Option<[[f32; 2]; 5]>>,
+    pub style: SynthMaskStyle,
+    /// Per sample: its face (box and landmarks) in pixels of the model input; None: never painted.
+    pub faces: Vec<Option<DetectedFace>>,
+    /// The wears the painted style draws.
     pub options: SynthOptions,
 }
 
-/// Landmarks of a `width` x `height` photo carried into the model input that `region` (or, without
+/// A mask painted on a sample: the label it implies and how it is worn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynthMask {
+    pub label: Mask,
+    /// `worn`, `nose out`, `below the nose`, `on the chin`, ...
+    pub wear: &'static str,
+}
+
+impl SynthMask {
+    /// `worn`, or `incorrect (nose out)` and the like.
+    pub fn describe(&self) -> String {
+        match self.label {
+            Mask::Wear => "worn".to_string(),
+            _ => format!("incorrect ({})", self.wear),
+        }
+    }
+}
+
+/// Shares of the rendered wears: half worn, half worn wrongly (the rarest class gets the most
+/// help), the nose out most often among those, as people wear masks.
+const RENDERED_WEARS: [(WearStyle, f64); 4] =
+    [(WearStyle::Worn, 0.5), (WearStyle::NoseOut, 0.2), (WearStyle::MouthAndNoseOut, 0.15), (WearStyle::OnChin, 0.15)];
+
+/// Draws tried per sample: a draw the renderer refuses (a mask mostly outside a tight crop, a
+/// paint that fits no label) is drawn again, so that refusals do not skew the wears.
+const RENDER_TRIES: usize = 3;
+
+fn draw_rendered_wear<R: Rng + ?Sized>(rng: &mut R) -> WearStyle {
+    let mut x: f64 = rng.gen();
+    for (wear, share) in RENDERED_WEARS {
+        if x < share {
+            return wear;
+        }
+        x -= share;
+    }
+    WearStyle::Worn
+}
+
+/// A point of a `width` x `height` photo carried into the model input that `region` (or, without
 /// one, `prep`'s centre crop) resized to `prep`'s size makes of it.
-pub fn input_landmarks(landmarks: &[[f32; 2]; 5], region: Option<[f32; 4]>, width: u32, height: u32, prep: &Preprocess) -> [[f32; 2]; 5] {
+fn input_mapping(region: Option<[f32; 4]>, width: u32, height: u32, prep: &Preprocess) -> impl Fn([f32; 2]) -> [f32; 2] {
     let (x0, y0, w, h) = match region {
         Some(r) => (r[0], r[1], r[2] - r[0], r[3] - r[1]),
         None => {
@@ -36,37 +82,50 @@ pub fn input_landmarks(landmarks: &[[f32; 2]; 5], region: Option<[f32; 4]>, widt
         }
     };
     let (sx, sy) = (prep.width as f32 / w.max(1.0), prep.height as f32 / h.max(1.0));
-    landmarks.map(|[x, y]| [(x - x0) * sx, (y - y0) * sy])
+    move |[x, y]: [f32; 2]| [(x - x0) * sx, (y - y0) * sy]
 }
 
-/// The class of a sample painted with `wear`: its mask state becomes the painted one.
-pub fn painted_class(class: usize, wear: Wear) -> usize {
+/// Landmarks of a `width` x `height` photo carried into the model input (see [`input_face`]).
+pub fn input_landmarks(landmarks: &[[f32; 2]; 5], region: Option<[f32; 4]>, width: u32, height: u32, prep: &Preprocess) -> [[f32; 2]; 5] {
+    landmarks.map(input_mapping(region, width, height, prep))
+}
+
+/// A face of a `width` x `height` photo carried into the model input that `region` (or `prep`'s
+/// centre crop) resized to `prep`'s size makes of it.
+pub fn input_face(face: &DetectedFace, region: Option<[f32; 4]>, width: u32, height: u32, prep: &Preprocess) -> DetectedFace {
+    let map = input_mapping(region, width, height, prep);
+    let ([x1, y1], [x2, y2]) = (map([face.bbox[0], face.bbox[1]]), map([face.bbox[2], face.bbox[3]]));
+    DetectedFace { bbox: [x1, y1, x2, y2], landmarks: face.landmarks.map(map) }
+}
+
+/// The class of a sample painted with a mask of label `mask`: its mask state becomes the painted one.
+pub fn painted_class(class: usize, mask: Mask) -> usize {
     let mut c = Class::decode(class).expect("class index in range");
-    c.mask = wear.mask();
+    c.mask = mask;
     c.encode()
 }
 
 impl SynthPlan {
     /// The plan for samples of `classes` with `faces`: unmasked samples with their own landmarks
     /// are eligible. `use_regions`: the loader crops to `faces.regions` (face_crop = mtcnn).
-    pub fn new(p: f64, seed: u64, classes: &[usize], faces: &SampleFaces, use_regions: bool, prep: &Preprocess) -> SynthPlan {
-        let landmarks = classes
+    pub fn new(p: f64, seed: u64, style: SynthMaskStyle, classes: &[usize], faces: &SampleFaces, use_regions: bool, prep: &Preprocess) -> SynthPlan {
+        let faces = classes
             .iter()
             .enumerate()
             .map(|(i, &class)| {
                 let unmasked = Class::decode(class).is_some_and(|c| c.mask == Mask::NotWear);
                 let (b, (w, h)) = (faces.boxes[i]?, faces.sizes[i]?);
-                let lm = b.landmarks.filter(|_| unmasked)?;
+                let landmarks = b.landmarks.filter(|_| unmasked)?;
                 let region = if use_regions { faces.regions[i] } else { None };
-                Some(input_landmarks(&lm, region, w, h, prep))
+                Some(input_face(&DetectedFace { bbox: b.bbox, landmarks }, region, w, h, prep))
             })
             .collect();
-        SynthPlan { p, seed, landmarks, options: SynthOptions::default() }
+        SynthPlan { p, seed, style, faces, options: SynthOptions::default() }
     }
 
     /// Samples that may be painted.
     pub fn eligible(&self) -> usize {
-        self.landmarks.iter().filter(|l| l.is_some()).count()
+        self.faces.iter().filter(|l| l.is_some()).count()
     }
 
     fn rng(&self, epoch: usize, index: usize) -> ChaCha8Rng {
@@ -78,25 +137,46 @@ impl SynthPlan {
         ChaCha8Rng::from_seed(key)
     }
 
+    /// Whether sample `index` is drawn for a mask in `epoch` (the first draw of its generator;
+    /// whether the paint then succeeds is [`SynthPlan::paint`]'s).
+    pub fn drawn(&self, epoch: usize, index: usize) -> bool {
+        self.faces.get(index).is_some_and(|f| f.is_some()) && self.rng(epoch, index).gen_bool(self.p.clamp(0.0, 1.0))
+    }
+
     /// Whether sample `index` is painted in `epoch`, and then paints `pixels` (the model input of
-    /// `prep`'s size, row-major RGB): the wear painted, or None (nothing changed).
-    pub fn paint(&self, epoch: usize, index: usize, pixels: &[u8], prep: &Preprocess) -> Option<(Vec<u8>, Wear)> {
-        let landmarks = self.landmarks.get(index).copied().flatten()?;
+    /// `prep`'s size, row-major RGB): the painted pixels and mask, or None (nothing changed).
+    pub fn paint(&self, epoch: usize, index: usize, pixels: &[u8], prep: &Preprocess) -> Option<(Vec<u8>, SynthMask)> {
+        let face = self.faces.get(index).copied().flatten()?;
         let mut rng = self.rng(epoch, index);
         if !rng.gen_bool(self.p.clamp(0.0, 1.0)) {
             return None;
         }
         let mut image = RgbImage { width: prep.width, height: prep.height, data: pixels.to_vec() };
-        let painted = paint_mask_in_place(&mut image, &landmarks, &mut rng, &self.options)?;
-        Some((image.data, painted.wear))
+        match self.style {
+            SynthMaskStyle::Painted => {
+                let painted = paint_mask_in_place(&mut image, &face.landmarks, &mut rng, &self.options)?;
+                let wear = match painted.wear {
+                    super::mask_paint::Wear::Correct => "worn",
+                    super::mask_paint::Wear::BelowNose => "below the nose",
+                    super::mask_paint::Wear::ChinOnly => "chin only",
+                };
+                Some((image.data, SynthMask { label: painted.state, wear }))
+            }
+            SynthMaskStyle::Rendered => (0..RENDER_TRIES).find_map(|_| {
+                let wear = draw_rendered_wear(&mut rng);
+                let design = MaskDesign::random(&mut rng);
+                let r = render(&image, &face, &design, wear, &mut rng).ok()?;
+                Some((r.image.data, SynthMask { label: r.label, wear: r.wear.name() }))
+            }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::decode::Crop;
     use crate::data::face_assign::{FaceBox, FaceSource};
+    use crate::image::decode::Crop;
     use crate::labels::{AgeBand, Gender};
 
     fn class(mask: Mask) -> usize {
@@ -110,10 +190,14 @@ mod tests {
         assert_eq!(input_landmarks(&[[60.0, 70.0]; 5], Some([10.0, 20.0, 110.0, 120.0]), 200, 200, &prep)[0], [25.0, 25.0]);
         // The centre crop of a 200x100 photo is 50x50 at (75, 25): unchanged scale.
         assert_eq!(input_landmarks(&[[100.0, 50.0]; 5], None, 200, 100, &prep)[0], [25.0, 25.0]);
+        // The box goes with them.
+        let face = input_face(&DetectedFace { bbox: [30.0, 40.0, 90.0, 100.0], landmarks: [[60.0, 70.0]; 5] }, Some([10.0, 20.0, 110.0, 120.0]), 200, 200, &prep);
+        assert_eq!(face.bbox, [10.0, 10.0, 40.0, 40.0]);
     }
 
-    #[test]
-    fn painting_is_deterministic_and_the_label_follows_the_painted_mask() {
+    /// 300 samples of a 64x64 skin-coloured input (every third masked already, sample 1 without
+    /// a face) painted at p = 0.5 in `style`.
+    fn check_style(style: SynthMaskStyle) {
         let prep = Preprocess { crop: Crop::None, width: 64, height: 64 };
         let lm = [[22.0, 26.0], [42.0, 26.0], [32.0, 36.0], [24.0, 45.0], [40.0, 45.0]];
         let n = 300;
@@ -122,48 +206,63 @@ mod tests {
         let face = FaceBox { bbox: [12.0, 12.0, 52.0, 56.0], source: FaceSource::Detected, landmarks: Some(lm) };
         let mut faces = SampleFaces { boxes: vec![Some(face); n], regions: vec![None; n], sizes: vec![Some((64, 64)); n], ..Default::default() };
         faces.boxes[1] = None;
-        let plan = SynthPlan::new(0.5, 7, &classes, &faces, false, &prep);
+        let plan = SynthPlan::new(0.5, 7, style, &classes, &faces, false, &prep);
         assert_eq!(plan.eligible(), (0..n).filter(|i| i % 3 != 0 && *i != 1).count());
         let skin: Vec<u8> = (0..64 * 64).flat_map(|_| [200u8, 160, 140]).collect();
         let (mut painted, mut worn, mut incorrect) = (0, 0, 0);
+        let mut wears = std::collections::BTreeSet::new();
         for i in 0..n {
             let a = plan.paint(3, i, &skin, &prep);
             let b = plan.paint(3, i, &skin, &prep);
-            assert_eq!(a, b, "sample {i}: the same seed, epoch and index paint the same");
+            assert_eq!(a, b, "{style:?} sample {i}: the same seed, epoch and index paint the same");
             if i % 3 == 0 || i == 1 {
                 assert!(a.is_none());
                 continue;
             }
-            let Some((pixels, wear)) = a else { continue };
+            assert!(a.is_none() || plan.drawn(3, i), "{style:?} sample {i}: painted without being drawn");
+            let Some((pixels, mask)) = a else { continue };
             painted += 1;
+            wears.insert(mask.wear);
             // The mask covers the mouth; a correctly worn one covers the nose tip too, an incorrect one leaves it.
             let changed = |[x, y]: [f32; 2]| {
                 let at = ((y as usize) * 64 + x as usize) * 3;
                 pixels[at..at + 3] != skin[at..at + 3]
             };
             let mouth = [(lm[3][0] + lm[4][0]) / 2.0, (lm[3][1] + lm[4][1]) / 2.0 + 2.0];
-            let new_class = painted_class(classes[i], wear);
+            let new_class = painted_class(classes[i], mask.label);
             let c = Class::decode(new_class).unwrap();
             assert_eq!((c.gender, c.age), (Gender::Female, AgeBand::Middle));
-            match wear {
-                Wear::Correct => {
+            match mask.label {
+                Mask::Wear => {
                     worn += 1;
                     assert_eq!(c.mask, Mask::Wear);
-                    assert!(changed(mouth) && changed(lm[2]), "sample {i}: a worn mask covers mouth and nose");
+                    assert!(changed(mouth) && changed(lm[2]), "{style:?} sample {i}: a worn mask covers mouth and nose");
                 }
-                Wear::BelowNose | Wear::ChinOnly => {
+                Mask::Incorrect => {
                     incorrect += 1;
                     assert_eq!(c.mask, Mask::Incorrect);
-                    assert!(!changed(lm[2]), "sample {i}: an incorrect mask leaves the nose tip");
+                    assert!(!changed(lm[2]), "{style:?} sample {i}: an incorrect mask leaves the nose tip");
                 }
+                Mask::NotWear => panic!("{style:?} sample {i}: a painted mask labelled not worn"),
             }
         }
         let eligible = plan.eligible() as f64;
-        assert!((painted as f64 - 0.5 * eligible).abs() < 0.15 * eligible, "{painted} of {eligible} painted at p = 0.5");
-        assert!(worn > 10 && incorrect > 10, "{worn} worn, {incorrect} incorrect");
+        assert!((painted as f64 - 0.5 * eligible).abs() < 0.15 * eligible, "{style:?}: {painted} of {eligible} painted at p = 0.5");
+        assert!(worn > 10 && incorrect > 10, "{style:?}: {worn} worn, {incorrect} incorrect");
+        assert!(wears.len() >= 3, "{style:?}: the wears drawn: {wears:?}");
         // Another epoch draws anew.
         let other: Vec<bool> = (0..n).map(|i| plan.paint(4, i, &skin, &prep).is_some()).collect();
         let this: Vec<bool> = (0..n).map(|i| plan.paint(3, i, &skin, &prep).is_some()).collect();
         assert_ne!(other, this);
+    }
+
+    #[test]
+    fn painting_is_deterministic_and_the_label_follows_the_painted_mask() {
+        check_style(SynthMaskStyle::Painted);
+    }
+
+    #[test]
+    fn rendering_is_deterministic_and_the_label_follows_the_rendered_mask() {
+        check_style(SynthMaskStyle::Rendered);
     }
 }

@@ -78,6 +78,19 @@ pub struct AugmentConfig {
     pub std: PerChannel,
     /// Probability that a training sample of an unmasked (`normal`) photo gets a synthetic mask painted from its landmarks (faces.csv), worn or incorrectly worn, its label changed to match. The run's value applies to every model of a layout.
     pub synth_mask: f64,
+    /// How synthetic masks are made: `rendered` (mask templates warped onto the face from its landmarks and lit like it: surgical, cloth, KN95, N95, prints; worn, nose out, mouth and nose out, on the chin) or `painted` (flat shapes drawn in the face's frame: the earlier method, kept to compare against).
+    pub synth_mask_style: SynthMaskStyle,
+}
+
+/// How `augment.synth_mask` makes its masks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynthMaskStyle {
+    /// `mask_render`: templates warped onto the face, relit, with straps.
+    #[default]
+    Rendered,
+    /// `mask_paint`: shapes painted in the face's frame.
+    Painted,
 }
 
 impl Default for AugmentConfig {
@@ -105,6 +118,7 @@ impl Default for AugmentConfig {
             mean: PerChannel::Backbone,
             std: PerChannel::Backbone,
             synth_mask: 0.0,
+            synth_mask_style: SynthMaskStyle::Rendered,
         }
     }
 }

@@ -68,12 +68,32 @@ impl WearStyle {
         }
     }
 
+    /// The wear's name on the command line and in file names: `worn`, `nose_out`,
+    /// `mouth_nose_out`, `on_chin`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            WearStyle::Worn => "worn",
+            WearStyle::NoseOut => "nose_out",
+            WearStyle::MouthAndNoseOut => "mouth_nose_out",
+            WearStyle::OnChin => "on_chin",
+        }
+    }
+
     /// The label this wear is meant to give (the paint decides; see [`Rendered::label`]).
     pub fn intended(self) -> Mask {
         match self {
             WearStyle::Worn => Mask::Wear,
             _ => Mask::Incorrect,
         }
+    }
+}
+
+impl std::str::FromStr for WearStyle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<WearStyle, String> {
+        WearStyle::ALL.into_iter().find(|w| w.slug() == s.trim()).ok_or_else(|| {
+            format!("unknown wear `{s}`: one of {}", WearStyle::ALL.map(WearStyle::slug).join(", "))
+        })
     }
 }
 
