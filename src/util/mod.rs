@@ -22,16 +22,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // The file gets the permissions `std::fs::write` would give it (0o666 less the umask), or
+    // keeps those of the file it replaces: tempfile's own 0o600 would hide a team's submissions,
+    // checkpoints and reports from everyone but their writer.
+    let permissions = std::fs::metadata(path).map(|m| m.permissions()).unwrap_or_else(|_| default_file_permissions());
     // NamedTempFile deletes itself when dropped before `persist`: every early return cleans up.
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}{TEMP_MARK}{}.", std::process::id()))
         .rand_bytes(6)
+        .permissions(permissions)
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes).with_context(|| format!("cannot write {}", tmp.path().display()))?;
     tmp.as_file().sync_all().with_context(|| format!("cannot sync {}", tmp.path().display()))?;
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot rename a temporary file to {}", path.display()))?;
     Ok(())
+}
+
+/// A new file's permissions before the umask: read and write for all, as `open(2)` callers such
+/// as `std::fs::write` ask.
+fn default_file_permissions() -> std::fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(0o666)
 }
 
 /// Between the target's name and the writer's process id in a temporary file's name.
@@ -72,6 +83,21 @@ pub fn process_alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_files_get_the_permissions_a_plain_write_gives_or_keep_the_old_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain.csv");
+        std::fs::write(&plain, b"a").unwrap();
+        let atomic = dir.path().join("atomic.csv");
+        write_atomic(&atomic, b"a").unwrap();
+        assert_eq!(mode(&atomic), mode(&plain), "a new file is not made private");
+        std::fs::set_permissions(&atomic, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&atomic, b"b").unwrap();
+        assert_eq!(mode(&atomic), 0o640, "a replaced file keeps its permissions");
+    }
 
     #[test]
     fn temporary_files_name_their_writer() {
