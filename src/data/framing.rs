@@ -21,7 +21,7 @@ use crate::data::face_crop::{face_region, faces_file_of};
 use crate::data::settings::{DataConfig, FaceCrop};
 use crate::faces::boxes::{primary_face, BoxF};
 use crate::faces::cache::{FacesCache, Stamp};
-use crate::image::decode::{resize_rgb, Crop, Preprocess, RgbImage};
+use crate::image::decode::{decode_inputs_bytes, Crop, Preprocess, RgbImage};
 use crate::image::region::resize_beyond;
 use crate::run_dir::framing::{Spread, TrainingFraming, FRAMING_VERSION};
 use crate::run_dir::RunDir;
@@ -164,19 +164,45 @@ pub struct FramedInput {
     pub framing: Framing,
 }
 
-impl FramedInput {
-    /// The whole photo, as `predict` reads a file.
-    pub fn whole(&self, image: &RgbImage) -> Result<RgbImage, String> {
-        resize_rgb(image, &self.prep)
+/// The whole-photo input of each pipeline made from the photo's bytes exactly as `predict` makes
+/// it from the file (a JPEG decoded at the DCT scale each input needs, `decode_inputs_bytes`),
+/// made once, and only if some face's view is the whole photo. The full-size decode that faces
+/// are cut from would give slightly other pixels, and so other answers than the submission's.
+pub struct WholeInputs<'a> {
+    bytes: &'a [u8],
+    preps: Vec<Preprocess>,
+    made: std::cell::OnceCell<Result<Vec<RgbImage>, String>>,
+}
+
+impl<'a> WholeInputs<'a> {
+    pub fn new(bytes: &'a [u8], pipelines: &[FramedInput]) -> WholeInputs<'a> {
+        WholeInputs { bytes, preps: pipelines.iter().map(|p| p.prep).collect(), made: std::cell::OnceCell::new() }
     }
 
-    /// The view of `face` (one of `faces` in the photo) as this pipeline frames it.
-    pub fn face(&self, image: &RgbImage, face: &BoxF, faces: usize) -> Result<RgbImage, String> {
-        match self.framing.view(face, faces, image.width, image.height, &self.prep.crop) {
-            View::Whole => self.whole(image),
-            View::Region(r) => resize_beyond(image, r, &self.prep),
+    fn get(&self, pipeline: usize) -> Result<RgbImage, String> {
+        let made = self.made.get_or_init(|| decode_inputs_bytes(self.bytes, &self.preps).map(|(_, _, inputs)| inputs));
+        match made {
+            Ok(inputs) => Ok(inputs[pipeline].clone()),
+            Err(e) => Err(e.clone()),
         }
     }
+}
+
+/// Each pipeline's input for `face` (one of `faces` in `image`; None: the photo has no face and
+/// is read whole), framed as the pipeline's training framed faces; whole-photo views come from
+/// `whole`, so that they equal `predict`'s input for the same file.
+pub fn face_inputs(image: &RgbImage, face: Option<&BoxF>, faces: usize, pipelines: &[FramedInput], whole: &WholeInputs) -> Result<Vec<RgbImage>, String> {
+    pipelines
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let view = face.map_or(View::Whole, |f| p.framing.view(f, faces, image.width, image.height, &p.prep.crop));
+            match view {
+                View::Whole => whole.get(i),
+                View::Region(r) => resize_beyond(image, r, &p.prep),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -409,8 +409,14 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
 
 /// A file decoded whole and upright, at its own size.
 pub fn read_upright(path: &Path) -> Result<RgbImage, DataError> {
+    read_upright_keeping_bytes(path).map(|(_, image)| image)
+}
+
+/// [`read_upright`], with the file's bytes (to make other inputs from them without reading again).
+pub fn read_upright_keeping_bytes(path: &Path) -> Result<(Vec<u8>, RgbImage), DataError> {
     let bytes = read_bytes(path)?;
-    crate::util::panic::catch(|| decode_upright(&bytes)).and_then(|r| r).map_err(|msg| DataError::file(path, msg))
+    let image = crate::util::panic::catch(|| decode_upright(&bytes)).and_then(|r| r).map_err(|msg| DataError::file(path, msg))?;
+    Ok((bytes, image))
 }
 
 /// Decodes many files on rayon's threads; results keep the order of `paths`.

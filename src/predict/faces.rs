@@ -8,7 +8,9 @@
 //! without a face gets one row for the whole image (`face` empty), as the service flags it. With
 //! `largest_only`, one row per photo: its largest face (a folder of single-face photos framed
 //! unlike the training photos). The same ensemble, TTA, votes and decision biases as `predict`.
-use crate::data::face_detection::{decode_photo, detect_set, find_sets, FacesOptions};
+use crate::data::face_detection::{detect_set, find_sets, FacesOptions};
+use crate::data::framing::{face_inputs, WholeInputs};
+use crate::image::decode::read_upright_keeping_bytes;
 use crate::faces::cache::FacesCache;
 use crate::device::DeviceChoice;
 use crate::data::dataset::ReadOptions;
@@ -87,19 +89,22 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
         // Photos in the file (unreadable ones were skipped and are not), in file order.
         let photos: Vec<PathBuf> = set.images.iter().filter(|p| cache.get(p).is_some()).cloned().collect();
         for chunk in photos.chunks(step.max(1)) {
-            let decoded: Vec<Result<RgbImage, _>> = chunk.par_iter().map(|p| decode_photo(p)).collect();
+            let decoded: Vec<Result<(Vec<u8>, RgbImage), _>> = chunk.par_iter().map(|p| read_upright_keeping_bytes(p)).collect();
             let mut items = Vec::new();
             let mut views: Vec<Vec<RgbImage>> = vec![Vec::new(); pipelines.len()];
             for (path, img) in chunk.iter().zip(decoded) {
-                let img = img?;
+                let (bytes, img) = img?;
+                // A view of the whole photo is predict's input for this file, exactly.
+                let whole = WholeInputs::new(&bytes, &pipelines);
                 let entry = cache.get(path).expect("listed above");
                 let key = cache.key(path);
                 summary.images += 1;
                 if entry.faces.is_empty() {
                     summary.without_face += 1;
                     items.push(Item { image: key, face: None, bbox: [0.0, 0.0, img.width as f32, img.height as f32], score: None });
-                    for (v, p) in views.iter_mut().zip(&pipelines) {
-                        v.push(p.whole(&img).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+                    let inputs = face_inputs(&img, None, 0, &pipelines, &whole).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                    for (v, input) in views.iter_mut().zip(inputs) {
+                        v.push(input);
                     }
                     continue;
                 }
@@ -107,8 +112,9 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
                 for (k, f) in entry.faces.iter().enumerate().filter(|(k, _)| !o.largest_only || Some(*k) == largest) {
                     summary.faces += 1;
                     items.push(Item { image: key.clone(), face: Some(k), bbox: f.bbox, score: Some(f.score) });
-                    for (v, p) in views.iter_mut().zip(&pipelines) {
-                        v.push(p.face(&img, &f.bbox, entry.faces.len()).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+                    let inputs = face_inputs(&img, Some(&f.bbox), entry.faces.len(), &pipelines, &whole).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                    for (v, input) in views.iter_mut().zip(inputs) {
+                        v.push(input);
                     }
                 }
             }

@@ -5,6 +5,7 @@ use super::body::{read_body, BodyBudget, BodyRefused};
 use super::classifier::{Classifier, ModelIdentity};
 use super::image_input::{decode_upload, decode_upload_inputs, face_views, FaceLocator, FaceRegion, InputError};
 use super::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use crate::data::framing::WholeInputs;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
@@ -300,9 +301,10 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
                 }
                 let image = decode_upload(&bytes, max_pixels).map_err(input_error)?;
                 let faces = locator.locate(&image).map_err(input_error)?;
+                let whole = WholeInputs::new(&bytes, &pipelines);
                 let views = faces
                     .iter()
-                    .map(|f| face_views(&image, f, faces.len(), &pipelines))
+                    .map(|f| face_views(&image, f, faces.len(), &pipelines, &whole))
                     .collect::<Result<Vec<_>, String>>()
                     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable", e))?;
                 Ok(Prepared { width: image.width, height: image.height, faces, views })

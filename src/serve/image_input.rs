@@ -7,7 +7,7 @@
 //! whole image (`whole_image: true` in the answer), or the faces MTCNN finds (a photo without a
 //! face falls back to the whole image, flagged). Each face is then framed for each model as its
 //! training framed faces ([`face_views`], `data::framing`).
-use crate::data::framing::FramedInput;
+use crate::data::framing::{face_inputs, FramedInput, WholeInputs};
 use crate::image::decode::{check_dimensions, decode_inputs_bytes, decode_upright, peek_header, Preprocess, RgbImage};
 use crate::faces::bounded::detect_photo;
 use crate::faces::mtcnn::{Mtcnn, TooManyCandidates};
@@ -146,14 +146,12 @@ impl FaceLocator {
 }
 
 /// A face's model inputs, one per pipeline; `faces`: how many faces the photo holds. The whole
-/// image goes through exactly the resize that `predict` applies to a file; a detected face is
+/// image (and a face framed as the training photos were) is exactly `predict`'s input for the
+/// upload's bytes as a file (`whole`); a detected face is
 /// framed as each pipeline's training framed faces (a face crop's square, or the region that
 /// places the face as the training photos placed theirs; see `data::framing`).
-pub fn face_views(image: &RgbImage, face: &FaceRegion, faces: usize, pipelines: &[FramedInput]) -> Result<Vec<RgbImage>, String> {
-    if face.whole_image {
-        return pipelines.iter().map(|p| p.whole(image)).collect();
-    }
-    pipelines.iter().map(|p| p.face(image, &face.bbox, faces)).collect()
+pub fn face_views(image: &RgbImage, face: &FaceRegion, faces: usize, pipelines: &[FramedInput], whole: &WholeInputs) -> Result<Vec<RgbImage>, String> {
+    face_inputs(image, (!face.whole_image).then_some(&face.bbox), faces, pipelines, whole)
 }
 
 /// The pixels inside `bbox` (rounded outwards, clipped to the image).
@@ -211,7 +209,7 @@ mod tests {
         let upright = decode_upload(&bytes, 10_000).unwrap();
         let faces = FaceLocator::WholeImage.locate(&upright).unwrap();
         assert_eq!(faces, vec![FaceRegion { bbox: [0.0, 0.0, 40.0, 30.0], whole_image: true, score: None, landmarks: None }]);
-        let views = face_views(&upright, &faces[0], 1, &[pipeline]).unwrap();
+        let views = face_views(&upright, &faces[0], 1, &[pipeline], &WholeInputs::new(&bytes, &[pipeline])).unwrap();
         assert_eq!(views[0], decode_bytes(&bytes, &prep).unwrap(), "the file path and the upload path agree");
         let (width, height, inputs) = decode_upload_inputs(&bytes, 10_000, &[prep]).unwrap();
         assert_eq!((width, height, &inputs[0]), (40, 30, &views[0]), "decoded straight to the inputs, the same pixels");
@@ -224,7 +222,7 @@ mod tests {
 
         // A detected face is classified from its square region, as face-cropped training reads it.
         let face = FaceRegion { bbox: [10.0, 5.0, 20.0, 15.0], whole_image: false, score: Some(0.99), landmarks: None };
-        let views = face_views(&upright, &face, 1, &[pipeline]).unwrap();
+        let views = face_views(&upright, &face, 1, &[pipeline], &WholeInputs::new(&bytes, &[pipeline])).unwrap();
         assert_eq!(views[0], resize_region(&upright, Some([8.0, 3.0, 22.0, 17.0]), &prep).unwrap());
     }
 }

@@ -24,6 +24,10 @@ impl Server {
             cmd.arg(r);
         }
         cmd.args(["--addr", "127.0.0.1:0", "--device", "cpu", "--threads", "1"]).args(extra);
+        // The service answers per face whenever MTCNN's weights are in the cache: tests see an
+        // empty cache, so that whole-photo answers do not depend on what this machine fetched
+        // (tests of faces pass --face-weights).
+        cmd.env("MASKLAB_CACHE", std::env::temp_dir().join(format!("masklab-test-empty-cache-{}", std::process::id())));
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start masklab serve");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
