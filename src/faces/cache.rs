@@ -199,6 +199,9 @@ impl FacesCache {
     }
 }
 
+/// How far past a photo's edges, in photo sizes, a face read from a file may reach.
+const REACH: f32 = 4.0;
+
 /// Whether a face read from a file can be a detection on a `width` x `height` photo.
 fn check_face(face: &Face, width: u32, height: u32) -> Result<(), String> {
     let (w, h) = (width as f32, height as f32);
@@ -209,12 +212,14 @@ fn check_face(face: &Face, width: u32, height: u32) -> Result<(), String> {
     if !(x1 < x2 && y1 < y2) {
         return Err(format!("box {:?} is empty", face.bbox));
     }
-    // On the photo: overlapping it, and reaching past its edges by less than its own size.
-    let on_photo = x1 < w && y1 < h && x2 > 0.0 && y2 > 0.0 && x1 >= -w && y1 >= -h && x2 <= 2.0 * w && y2 <= 2.0 * h;
+    // On the photo: overlapping it, and reaching past its edges by at most REACH photo sizes
+    // (MTCNN's box regression reaches past a small photo's edges: a 72x89 box on a 43x64 photo
+    // is a real detection; anything much further is not).
+    let on_photo = x1 < w && y1 < h && x2 > 0.0 && y2 > 0.0 && x1 >= -REACH * w && y1 >= -REACH * h && x2 <= (1.0 + REACH) * w && y2 <= (1.0 + REACH) * h;
     if !on_photo {
         return Err(format!("box {:?} is not on the {width}x{height} photo", face.bbox));
     }
-    if let Some(p) = face.landmarks.iter().find(|[x, y]| !(-w..=2.0 * w).contains(x) || !(-h..=2.0 * h).contains(y)) {
+    if let Some(p) = face.landmarks.iter().find(|[x, y]| !(-REACH * w..=(1.0 + REACH) * w).contains(x) || !(-REACH * h..=(1.0 + REACH) * h).contains(y)) {
         return Err(format!("landmark {p:?} is far outside the {width}x{height} photo"));
     }
     Ok(())
@@ -223,6 +228,20 @@ fn check_face(face: &Face, width: u32, height: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A box MTCNN really wrote (real photo, 43x64): larger than the photo, reaching past two of
+    /// its edges by more than the photo's size. It reads back.
+    #[test]
+    fn a_box_regressed_past_a_small_photos_edges_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FACES_FILE);
+        let mut cache = FacesCache::empty(&path);
+        let face = Face { bbox: [-43.835, -20.52, 28.856, 68.466], score: 0.93, landmarks: [[-10.0, 15.0], [12.0, 14.0], [2.0, 28.0], [-8.0, 42.0], [10.0, 41.0]] };
+        let stamp = Stamp { bytes: 10, modified_ns: 20 };
+        cache.images.insert("small.jpg".into(), ImageFaces { stamp, width: 43, height: 64, min_face: 20.0, faces: vec![face] });
+        cache.write().unwrap();
+        assert_eq!(FacesCache::read(&path).unwrap().images, cache.images);
+    }
 
     #[test]
     fn a_cache_reads_back_what_it_wrote_and_names_bad_lines() {
