@@ -12,9 +12,9 @@
 //! as poor too (Optuna's constant liar: parallel workers do not all crowd one spot); for each
 //! parameter, `candidates` (24) values are drawn from the good trials' density and the one with
 //! the highest good/poor density ratio is taken. Log ranges are modelled on the log scale,
-//! integers on [low - 0.5, high + 0.5], choices by a histogram. Unlike Optuna 4 (whose default
-//! for one objective is the multivariate TPE), parameters are modelled one by one, and old
-//! trials are not down-weighted.
+//! integers on [low - 0.5, high + 0.5], choices by a histogram. Parameters are modelled one by
+//! one, as Optuna's `TPESampler` does by default (`multivariate=False`); unlike it, old trials
+//! are not down-weighted.
 use super::space::{Domain, ParamValue, Params, SearchSpace};
 use super::spec::{Direction, SamplerKind, SamplerSpec};
 use super::trial::{Trial, TrialStatus};
