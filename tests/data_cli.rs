@@ -193,3 +193,21 @@ fn demo_data_cli_writes_the_layout() {
     assert_eq!(ids(&info), ids(&key));
     assert_eq!(ids(&info).len(), 4 * 7);
 }
+
+#[test]
+fn demo_data_refuses_a_folder_holding_a_dataset_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.to_str().unwrap();
+    let first = masklab(&["demo-data", path, "--people", "6", "--size", "32x40", "--seed", "1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let train_csv = fs::read(data.join("train").join("train.csv")).unwrap();
+    let again = masklab(&["demo-data", path, "--people", "8", "--size", "32x40", "--seed", "2"]);
+    assert!(!again.status.success(), "demo-data wrote over an existing dataset");
+    let err = stderr(&again);
+    assert!(err.contains("is not empty") && err.contains("--force") && err.contains(path), "{err}");
+    assert_eq!(fs::read(data.join("train").join("train.csv")).unwrap(), train_csv, "the refused run changed train.csv");
+    let forced = masklab(&["demo-data", path, "--people", "8", "--size", "32x40", "--seed", "2", "--force"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_ne!(fs::read(data.join("train").join("train.csv")).unwrap(), train_csv);
+}

