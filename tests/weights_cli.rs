@@ -136,4 +136,8 @@ fn fetch_of_an_unknown_name_says_there_are_none_and_lists_the_known_names() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("no weights called `bogus`") && err.contains("lite0") && err.contains("imagenet"), "{err}");
+    // torchvision's names exist, for many backbones: the question is which.
+    let o = masklab(&["weights", "fetch", "imagenet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("name the backbone for imagenet: --backbone NAME"), "{err}");
 }

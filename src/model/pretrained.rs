@@ -213,6 +213,10 @@ pub fn fetch_named(what: &str, backbone: Option<&str>, dir: Option<&Path>, wheel
             Some((b, _)) => b.to_string(),
             None => match own_weights_holder(what) {
                 Some(b) => b.to_string(),
+                // torchvision's names exist for many backbones: which one is the question.
+                None if what.to_ascii_uppercase().starts_with("IMAGENET") => {
+                    bail!("name the backbone for {what}: --backbone NAME (masklab weights list shows them)")
+                }
                 None => {
                     let own: Vec<&str> = backbones().flat_map(|b| b.pretrained().own.iter().map(|w| w.name)).collect();
                     bail!(
