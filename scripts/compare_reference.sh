@@ -19,11 +19,11 @@ t1=$(date +%s.%N)
 echo "reference wall_s $(echo "$t1 - $t0" | bc)"
 $py "$shared/bench/score.py" "$out/reference.csv" "$data/eval/answers.csv" | tee "$out/reference.score.json"
 
-echo "== masklab (configs/cpu-quick.toml)"
+echo "== masklab (configs/cpu-quick.toml with the reference's efficientnet_b0 from scratch)"
 rm -rf "$out/masklab-run"
 t0=$(date +%s.%N)
 $bin train "$data" --config configs/cpu-quick.toml --out "$out/masklab-run" --quiet \
-    data.size=$size train.epochs=$epochs train.batch_size=$batch optim.lr=$lr
+    model.backbone=efficientnet_b0 model.pretrained= data.size=$size train.epochs=$epochs train.batch_size=$batch optim.lr=$lr
 t1=$(date +%s.%N)
 echo "masklab train wall_s $(echo "$t1 - $t0" | bc)"
 t0=$(date +%s.%N)

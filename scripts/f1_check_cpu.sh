@@ -7,7 +7,7 @@
 # the paired differences, and each run's interval.
 # Usage: scripts/f1_check_cpu.sh DATA [MASKLAB_BINARY]
 #   DATA: a stand-in of ../shared/data/make_maskset.py (it writes eval/answers.csv)
-#   env: SEEDS ("1 2 3 4 5"), CONFIG (configs/cpu-quick.toml: EfficientNet-Lite0 from ImageNet
+#   env: SEEDS ("1 2 3 4 5"), CONFIG (configs/cpu-quick.toml: MobileNetV2 from ImageNet
 #        at 96 px, 3 epochs; its first run fetches the weights), OUT (f1-check.jsonl),
 #        WORK (the run folders; default: a temporary folder), and any further key=value
 #        overrides for both precisions as arguments after the binary.
