@@ -205,6 +205,18 @@ fn fold_jobs_train_at_once_into_one_parent_and_the_last_one_gathers() {
     assert!(stderr(&out).contains("optim.lr = 0.003 vs 0.01"), "{}", stderr(&out));
     assert!(!run.join("fold-2").join("metrics.jsonl").exists());
 
+    // A job on other data (same recipe) is refused before training, naming both datasets: its
+    // out-of-fold predictions would mix two datasets into one cross-validation.
+    let other = dir.path().join("other");
+    demo(&other, 12, 6);
+    let out = spawn_fold_job(&other, &run, 2, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success(), "a job on other data joined the run");
+    let said = stderr(&out);
+    assert!(said.contains("k-fold run of other data") && said.contains(other.to_str().unwrap()) && said.contains("84 images of 12 people"), "{said}");
+    assert!(!run.join("fold-2").join("metrics.jsonl").exists());
+    let recorded: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(recorded["images"].as_u64().unwrap() as usize, summary.images);
+
     // A fold that an earlier job started (it left a checkpoint) is continued only when asked.
     fs::create_dir_all(run.join("fold-2")).unwrap();
     fs::write(run.join("fold-2/last.safetensors"), b"x").unwrap();
@@ -240,6 +252,8 @@ fn fold_jobs_train_at_once_into_one_parent_and_the_last_one_gathers() {
     assert!(out.status.success(), "{}", stderr(&out));
     let again: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("cv.json")).unwrap()).unwrap();
     assert_eq!(again["oof"], cv["oof"]);
+    let out = masklab(&["train", other.to_str().unwrap(), "--resume", run.to_str().unwrap(), "--quiet"]);
+    assert!(!out.status.success() && stderr(&out).contains("k-fold run of other data"), "{}", stderr(&out));
 
     // --fold needs a parent folder and a k-fold config.
     let out = masklab(&["train", dir.path().to_str().unwrap(), "--fold", "1", "data.folds=3"]);

@@ -8,6 +8,7 @@ pub mod face_assign;
 pub mod face_crop;
 pub mod face_detection;
 pub mod framing;
+pub mod identity;
 pub mod loader;
 pub mod mask_faces;
 pub mod prepared;

@@ -15,7 +15,8 @@
 //! RUN/report.html, report/   the report page and its charts
 //! RUN/tensorboard/           TensorBoard event files;  RUN/mlflow.json  the MLflow run
 //! RUN/.masklab.lock          held by whoever writes the run; names its process (see lock)
-//! k-fold parent: RUN/folds.json (finished folds), RUN/fold-1 .. fold-k (runs),
+//! k-fold parent: RUN/folds.json (finished folds), RUN/dataset.json (the data every fold
+//!                trains, see DatasetIdentity), RUN/fold-1 .. fold-k (runs),
 //!                RUN/oof_predictions.csv, RUN/cv.json
 //! ```
 pub mod checkpoint;
@@ -49,6 +50,7 @@ const FIGURE_DIR: &str = "report";
 const TENSORBOARD_DIR: &str = "tensorboard";
 const MLFLOW_FILE: &str = "mlflow.json";
 const FOLDS_FILE: &str = "folds.json";
+const DATASET_FILE: &str = "dataset.json";
 const OOF_PREDICTIONS: &str = "oof_predictions.csv";
 const CV_FILE: &str = "cv.json";
 const AUDIT_FILE: &str = "audit.json";
@@ -141,6 +143,10 @@ impl RunDir {
     }
     pub fn folds_file(&self) -> PathBuf {
         self.root.join(FOLDS_FILE)
+    }
+    /// The identity of the data a k-fold run's folds train (checked by every fold job).
+    pub fn dataset_file(&self) -> PathBuf {
+        self.root.join(DATASET_FILE)
     }
     pub fn oof_predictions(&self) -> PathBuf {
         self.root.join(OOF_PREDICTIONS)
@@ -297,6 +303,20 @@ impl RunDir {
         Ok(Some(BestEpoch { epoch: meta.epoch, eval: meta.metrics }))
     }
 
+    /// dataset.json; None for a run that has not recorded one (made before masklab recorded it).
+    pub fn dataset_identity(&self) -> Result<Option<DatasetIdentity>> {
+        let path = self.dataset_file();
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes).map(Some).with_context(|| format!("{} is not a dataset identity file", path.display()))
+    }
+
+    pub fn write_dataset_identity(&self, identity: &DatasetIdentity) -> Result<()> {
+        write_atomic(&self.dataset_file(), serde_json::to_string_pretty(identity)?.as_bytes())
+    }
+
     pub fn read_cv(&self) -> Result<CrossValidation> {
         let path = self.cv_file();
         serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
@@ -322,6 +342,27 @@ pub struct TrainingFolder {
     pub lock: Option<RunLock>,
     /// Whether the run continues from its last checkpoint.
     pub resume: bool,
+}
+
+/// What a k-fold run's folds train: a digest of every person (id, labels after relabelling,
+/// folder) and every image (path inside the dataset folder, mask state, size in bytes), so that
+/// fold jobs started apart (a Slurm array, a resumed run) can prove they split the same data.
+/// Paths are relative to the dataset folder: the same data mounted elsewhere is the same data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetIdentity {
+    /// sha256 of the canonical listing, hex.
+    pub digest: String,
+    pub people: usize,
+    pub images: usize,
+    /// The dataset folder as the recording job named it (for the message only).
+    pub folder: String,
+}
+
+impl DatasetIdentity {
+    /// "280 images of 40 people in D (digest 1a2b3c4d5e6f)".
+    pub fn describe(&self) -> String {
+        format!("{} images of {} people in {} (digest {})", self.images, self.people, self.folder, &self.digest[..self.digest.len().min(12)])
+    }
 }
 
 /// Which folds of a k-fold run have finished (written after each fold, so a resumed run skips them).

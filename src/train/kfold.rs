@@ -5,8 +5,9 @@
 //! the cross-validated macro F1. `predict` on such a run ensembles its folds.
 use crate::metrics::bootstrap::{Resampling, ScoreIntervals};
 use crate::run_dir::heldout::{read_rows, score_intervals, score_rows, write_rows, HeldOutRow};
+use crate::data::identity::dataset_identity;
 use crate::data::prepared::prepare;
-use crate::run_dir::{CrossValidation, FoldScore, FoldsState, RunDir, RunLock};
+use crate::run_dir::{CrossValidation, DatasetIdentity, FoldScore, FoldsState, RunDir, RunLock};
 use crate::train::data_parallel::Replicas;
 use crate::train::observer::{KfoldEnd, ObserverFactory};
 use crate::train::settings::RunSettings;
@@ -62,6 +63,11 @@ pub fn train_folds(
     }
     check_folds(data, cfg, &state)?;
     if main {
+        let identity = dataset_identity(data, &cfg.prepare_settings())?;
+        if resume {
+            check_same_data(run, &identity)?;
+        }
+        run.write_dataset_identity(&identity)?;
         run.write_config(&cfg.config)?;
         run.write_folds_state(&state)?;
     }
@@ -160,7 +166,8 @@ pub fn train_fold_job(
     if main {
         std::fs::create_dir_all(run.path()).with_context(|| format!("cannot create run folder {}", run.path().display()))?;
         let _lock = RunLock::acquire_waiting(run, &format!("train --fold {fold}"), PARENT_PATIENCE)?;
-        already_finished = join_parent(run, &parent_cfg, fold, resume)?;
+        let identity = dataset_identity(data, &parent_cfg.prepare_settings())?;
+        already_finished = join_parent(run, &parent_cfg, &identity, fold, resume)?;
     }
     let already_finished = replicas.any(already_finished)?;
     let dir = run.fold(fold);
@@ -208,16 +215,17 @@ pub fn train_fold_job(
     Ok(FoldJobEnd { remaining, gathered: Some(cv) })
 }
 
-/// Under the parent's lock: makes `run` a k-fold run of `cfg` (config.toml, an empty
-/// folds.json) or checks that it is one, with the same config. Returns whether `fold` has
-/// finished already (only allowed with `resume`).
-fn join_parent(run: &RunDir, cfg: &RunSettings, fold: usize, resume: bool) -> Result<bool> {
+/// Under the parent's lock: makes `run` a k-fold run of `cfg` on the data `identity` names
+/// (config.toml, dataset.json, an empty folds.json) or checks that it is one, with the same
+/// config and data. Returns whether `fold` has finished already (only allowed with `resume`).
+fn join_parent(run: &RunDir, cfg: &RunSettings, identity: &DatasetIdentity, fold: usize, resume: bool) -> Result<bool> {
     let p = run.path().display();
     let k = cfg.data.folds;
     if !run.is_kfold() {
         if run.has_checkpoint() {
             bail!("{p} holds a run that is not a k-fold run; give --fold another --out");
         }
+        run.write_dataset_identity(identity)?;
         run.write_config(&cfg.config)?;
         run.write_folds_state(&FoldsState { folds: k, completed: Vec::new() })?;
         return Ok(false);
@@ -233,11 +241,30 @@ fn join_parent(run: &RunDir, cfg: &RunSettings, fold: usize, resume: bool) -> Re
             differences.join("\n  - ")
         );
     }
+    check_same_data(run, identity)?;
+    if run.dataset_identity()?.is_none() {
+        run.write_dataset_identity(identity)?;
+    }
     let finished = state.completed.contains(&fold);
     if finished && !resume {
         bail!("fold {fold} of {p} has finished already; to gather the run again, use masklab train DATA --resume {p}");
     }
     Ok(finished)
+}
+
+/// Refuses to add to the k-fold run `run` folds trained on other data than the data it records
+/// (its dataset.json): their out-of-fold predictions would mix two datasets into one score. A run
+/// that recorded none (made before masklab recorded it) is taken as it is.
+fn check_same_data(run: &RunDir, identity: &DatasetIdentity) -> Result<()> {
+    match run.dataset_identity()? {
+        Some(recorded) if recorded.digest != identity.digest => bail!(
+            "{} is a k-fold run of other data: its folds train {}, this job's data is {}; the folds of one run must train the same people, labels (after relabelling) and image files. Give this job the run's data, or another --out",
+            run.path().display(),
+            recorded.describe(),
+            identity.describe()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// The preflight checks of every fold still to train, all reported together.
