@@ -47,6 +47,7 @@ fn hand_made_run(run: &Path, data: &Path, rows: &[HeldOutRow], no_relabel: bool)
         let epoch = r#"{"kind":"epoch","epoch":1,"step":4,"train_loss":1.5,"lr":0.001,"seconds":2.0,"val":{"loss":1.2,"f1":0.8,"accuracy":0.8,"f1_mask":0.9,"f1_gender":0.9,"f1_age":0.8,"images":7}}"#;
         fs::write(dir.metrics_file(), format!("{start}\n{epoch}\n")).unwrap();
         let fold_rows: Vec<HeldOutRow> = rows.iter().filter(|r| r.fold == k).cloned().collect();
+        write_rows(&dir.val_predictions(), &fold_rows.iter().map(|r| HeldOutRow { fold: 0, ..r.clone() }).collect::<Vec<_>>()).unwrap();
         let people: std::collections::BTreeSet<&str> = fold_rows.iter().map(|r| r.person.as_str()).collect();
         per_fold.push(FoldScore { fold: k, images: fold_rows.len(), people: people.len(), best_epoch: 1, scores: score_rows(&fold_rows, |r| r.predicted()), intervals: None });
     }
@@ -73,6 +74,14 @@ fn oof_rows(filed: &TrainSet, seen: &TrainSet, seed: u64) -> Vec<HeldOutRow> {
             }
         })
         .collect()
+}
+
+/// An oof_predictions.csv line with its fold column (the third) moved to the next fold.
+fn move_fold(line: &str) -> String {
+    let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+    let fold: usize = cells[2].parse().unwrap();
+    cells[2] = (fold % 3 + 1).to_string();
+    cells.join(",")
 }
 
 #[test]
@@ -164,6 +173,24 @@ fn a_correct_set_has_no_accepted_suspects_and_bad_runs_are_errors() {
     let out = masklab(&["audit", data.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("is not a k-fold run"), "{}", stderr(&out));
+    let out = masklab(&["audit", run.to_str().unwrap(), "--min-score", "nan"]);
+    assert!(!out.status.success() && stderr(&out).contains("from 0 to 1"), "{}", stderr(&out));
+
+    // Out-of-fold predictions edited by hand are refused, naming the row: one row deleted, one
+    // repeated, one moved to another fold.
+    let oof_path = RunDir::new(&run).oof_predictions();
+    let text = fs::read_to_string(&oof_path).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut moved = lines.clone();
+    moved[2] = move_fold(&lines[2]);
+    let edits = [([&lines[..3], &lines[4..]].concat(), "lacks"), ([&lines[..], &lines[5..6]].concat(), "appears twice"), (moved, "held it out")];
+    for (edited, said) in edits {
+        fs::write(&oof_path, edited.join("\n") + "\n").unwrap();
+        let out = masklab(&["audit", run.to_str().unwrap()]);
+        assert!(!out.status.success() && stderr(&out).contains(said), "{said}: {}", stderr(&out));
+        assert!(stderr(&out).contains("oof_predictions.csv"), "{}", stderr(&out));
+    }
+    fs::write(&oof_path, &text).unwrap();
     fs::remove_file(RunDir::new(&run).oof_predictions()).unwrap();
     let out = masklab(&["audit", run.to_str().unwrap()]);
     assert!(stderr(&out).contains("has no oof_predictions.csv"), "{}", stderr(&out));

@@ -5,7 +5,7 @@ use super::draft::{write_draft, DraftSummary};
 use super::{audit, Audit, AuditOptions, PersonInfo, Suspect};
 use crate::data::dataset::{read_train, ReadOptions};
 use crate::data::relabel::{read_relabels, Relabel};
-use crate::run_dir::heldout::read_rows;
+use crate::run_dir::heldout::{read_rows, HeldOutRow};
 use crate::run_dir::metrics_log::History;
 use crate::run_dir::RunDir;
 use crate::run_dir::RunLock;
@@ -98,6 +98,7 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions, observers: &mut [&mut dyn
     let data_section: crate::data::settings::DataConfig = crate::util::section::read(&run.config_table()?)?;
     let bounds = data_section.bounds()?;
     let rows = read_rows(&oof_path)?;
+    check_complete(run, &rows)?;
 
     let mut warnings = Vec::new();
     let mut people: BTreeMap<String, PersonInfo> = BTreeMap::new();
@@ -168,6 +169,45 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions, observers: &mut [&mut dyn
         o.audited(run, &file)?;
     }
     Ok(file)
+}
+
+/// Refuses out-of-fold predictions that are not exactly the folds' held-out predictions (every
+/// image once, each with the fold that held it out): rows deleted, duplicated or moved by hand
+/// would skew every rate the audit estimates, silently.
+fn check_complete(run: &RunDir, rows: &[HeldOutRow]) -> Result<()> {
+    let oof = run.oof_predictions();
+    let shown = oof.display();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(first) = seen.insert(r.path.as_str(), i + 2) {
+            bail!("{shown}:{}: {} appears twice (first on line {first}); gather the run again with masklab train DATA --resume {}", i + 2, r.path, run.path().display());
+        }
+    }
+    let folds = run.folds_state()?.folds;
+    let mut expected = 0;
+    for fold in 1..=folds {
+        let val = run.fold(fold).val_predictions();
+        let held = read_rows(&val).with_context(|| format!("the audit checks {shown} against each fold's held-out predictions"))?;
+        expected += held.len();
+        for h in &held {
+            match seen.get(h.path.as_str()).map(|line| (line, &rows[line - 2])) {
+                None => bail!(
+                    "{shown} lacks {} (held out by fold {fold}, {}): the file is incomplete; gather the run again with masklab train DATA --resume {}",
+                    h.path,
+                    val.display(),
+                    run.path().display()
+                ),
+                Some((line, r)) if r.fold != fold || r.truth != h.truth => {
+                    bail!("{shown}:{line}: {} says fold {} class {}, but fold {fold} held it out as class {}", r.path, r.fold, r.truth, h.truth)
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if rows.len() != expected {
+        bail!("{shown} has {} rows, the {folds} folds held out {expected} images: it holds images no fold predicted", rows.len());
+    }
+    Ok(())
 }
 
 /// Hears that a run's audit.json was written (the run's report shows the suspects).

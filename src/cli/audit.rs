@@ -19,7 +19,7 @@ pub struct AuditArgs {
     #[arg(long)]
     write_relabel: Option<PathBuf>,
     /// Lowest score a suspect needs to be accepted into the draft.
-    #[arg(long, default_value_t = DEFAULT_MIN_SCORE)]
+    #[arg(long, default_value_t = DEFAULT_MIN_SCORE, value_parser = crate::util::parse::unit_interval)]
     min_score: f64,
     /// An age suspect at most this many years outside the suggested band is a hard case (marked, score halved).
     #[arg(long, default_value_t = 2)]

@@ -36,6 +36,15 @@ pub fn image_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w.parse().map_err(|_| format!("bad width `{w}`"))?, h.parse().map_err(|_| format!("bad height `{h}`"))?))
 }
 
+/// A number in 0..=1 (`--min-score 0.5`); NaN and infinities are refused.
+pub fn unit_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("expected a number from 0 to 1, got `{s}`"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("expected a number from 0 to 1, got `{s}`"));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +58,9 @@ mod tests {
         assert_eq!(seconds_at_least_one("0"), Ok(Duration::from_secs(1)));
         assert_eq!(image_size("64X80"), Ok((64, 80)));
         assert!(image_size("64").is_err());
+        assert_eq!(unit_interval("0.25"), Ok(0.25));
+        for bad in ["nan", "NaN", "inf", "-0.1", "1.5", "x"] {
+            assert!(unit_interval(bad).is_err(), "{bad}");
+        }
     }
 }
