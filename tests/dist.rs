@@ -588,3 +588,21 @@ fn kfold_trains_each_fold_data_parallel_and_rank_0_gathers_them() {
         assert_eq!(last["replicas"]["world_size"], json!(2), "fold {fold}");
     }
 }
+
+#[test]
+fn nproc_beyond_the_machine_is_refused_unless_oversubscribed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 6, 12);
+    let run_dir = dir.path().join("run");
+    let mut args = train_args(&data, &run_dir, &[]);
+    args.splice(1..1, ["--nproc".to_string(), "1000".to_string()]);
+    let started = std::time::Instant::now();
+    let output = run(masklab_cmd(&args));
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "--nproc 1000 was accepted");
+    assert!(stderr.contains("--nproc 1000") && stderr.contains("--oversubscribe") && stderr.contains("cores"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60) && !run_dir.join("metrics.jsonl").exists(), "refused before any worker started");
+    let output = run(masklab_cmd(&["train".into(), data.display().to_string(), "--oversubscribe".into()]));
+    assert!(!output.status.success() && text(&output.stderr).contains("--nproc"), "{}", text(&output.stderr));
+}

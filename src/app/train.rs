@@ -27,6 +27,8 @@ pub struct TrainRequest {
     pub progress: bool,
     /// Start this many data-parallel workers of this program.
     pub nproc: Option<Nproc>,
+    /// Allow `nproc` beyond this machine's cores and GPUs.
+    pub oversubscribe: bool,
     /// Train this fold of the k-fold run as a job of its own.
     pub fold: Option<usize>,
 }
@@ -58,7 +60,7 @@ pub fn train(req: &TrainRequest) -> Result<TrainEnd> {
         if !has_folder {
             bail!("--nproc needs --out RUN (or --resume RUN): every worker must train into the same folder");
         }
-        crate::dist::launch::relaunch_self(nproc.resolve()?, "--nproc")?;
+        crate::dist::launch::relaunch_self(nproc.resolve(req.oversubscribe)?, "--nproc")?;
         return Ok(TrainEnd::Launched);
     }
     let (cfg, run, resume) = match &req.resume {

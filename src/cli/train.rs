@@ -24,6 +24,9 @@ pub struct TrainArgs {
     /// visible GPU); needs --out or --resume. Under torchrun or srun, leave it out.
     #[arg(long, value_name = "N|gpu")]
     nproc: Option<crate::dist::launch::Nproc>,
+    /// Let --nproc start more workers than this machine has cores and GPUs.
+    #[arg(long, requires = "nproc")]
+    oversubscribe: bool,
     /// Train fold I (1..=data.folds) of the k-fold run --out RUN (or --resume RUN) as a job of
     /// its own, into RUN/fold-I. Jobs of different folds may run at once (a Slurm array, or one
     /// per GPU); the one that finishes the last fold writes RUN/oof_predictions.csv and cv.json.
@@ -42,6 +45,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         overrides: a.overrides,
         nproc: a.nproc,
+        oversubscribe: a.oversubscribe,
         fold: a.fold,
     };
     match train(&request)? {

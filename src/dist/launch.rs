@@ -40,12 +40,25 @@ impl std::str::FromStr for Nproc {
 
 impl Nproc {
     /// The number of workers; `gpu` counts the GPUs this process sees (CUDA_VISIBLE_DEVICES).
-    pub fn resolve(self) -> Result<usize> {
+    /// A count beyond this machine's cores and GPUs (the larger) is refused unless
+    /// `oversubscribe`: such workers only compete for them, and a mistyped `--nproc 1000` would
+    /// start processes until the system refuses.
+    pub fn resolve(self, oversubscribe: bool) -> Result<usize> {
+        let gpus = tch::Cuda::device_count().max(0) as usize;
         match self {
-            Nproc::Count(n) => Ok(n),
-            Nproc::Gpu => match tch::Cuda::device_count() {
+            Nproc::Count(n) => {
+                let cores = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+                let limit = cores.max(gpus);
+                if n > limit && !oversubscribe {
+                    bail!(
+                        "--nproc {n}: this machine has {cores} cores and {gpus} GPUs, so at most {limit} workers each get one; give --nproc {limit} or fewer, or add --oversubscribe to start {n} anyway"
+                    );
+                }
+                Ok(n)
+            }
+            Nproc::Gpu => match gpus {
                 0 => bail!("--nproc gpu: no GPU is visible; give a number of CPU processes (--nproc 2)"),
-                n => Ok(n as usize),
+                n => Ok(n),
             },
         }
     }
