@@ -148,14 +148,17 @@ pub fn render_text(r: &EdaReport) -> String {
 
 const FONT: &str = "sans-serif";
 
+/// The files [`write_charts`] writes.
+pub const CHART_FILES: [&str; 3] = ["class_distribution.png", "age_histogram.png", "eda.json"];
+
 /// Writes `class_distribution.png`, `age_histogram.png` and `eda.json` into `dir`.
 pub fn write_charts(r: &EdaReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let classes = dir.join("class_distribution.png");
+    let classes = dir.join(CHART_FILES[0]);
     draw_class_chart(r, &classes).with_context(|| format!("cannot draw {}", classes.display()))?;
-    let ages = dir.join("age_histogram.png");
+    let ages = dir.join(CHART_FILES[1]);
     draw_age_chart(r, &ages).with_context(|| format!("cannot draw {}", ages.display()))?;
-    let json = dir.join("eda.json");
+    let json = dir.join(CHART_FILES[2]);
     crate::util::write_atomic(&json, serde_json::to_string_pretty(r)?.as_bytes())?;
     Ok(vec![classes, ages, json])
 }

@@ -105,8 +105,19 @@ fn audit_finds_the_planted_labels_and_its_draft_restores_them() {
 
     let (csv, draft) = (data.join("suspects.csv"), data.join("draft.csv"));
     // mask3 worn below the nose and filed as worn is a hard case (its score halved): accept it too.
-    let out = masklab(&["audit", run.to_str().unwrap(), "--top", "10", "--out", csv.to_str().unwrap(), "--write-relabel", draft.to_str().unwrap(), "--min-score", "0.3"]);
+    let args = ["audit", run.to_str().unwrap(), "--top", "10", "--out", csv.to_str().unwrap(), "--write-relabel", draft.to_str().unwrap(), "--min-score", "0.3"];
+    let out = masklab(&args);
     assert!(out.status.success(), "{}", stderr(&out));
+    // A draft is not written over an existing file (the dataset's own list, an earlier draft)
+    // unless asked.
+    let before = fs::read(&draft).unwrap();
+    fs::write(&draft, b"id,field,true_value\n").unwrap();
+    let again = masklab(&args);
+    assert!(!again.status.success() && stderr(&again).contains("draft.csv exists") && stderr(&again).contains("--force"), "{}", stderr(&again));
+    assert_eq!(fs::read(&draft).unwrap(), b"id,field,true_value\n");
+    let again = masklab(&[&args[..], &["--force"]].concat());
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(fs::read(&draft).unwrap(), before);
     let text = stdout(&out);
     // The demo's planted errors (gender of person 5, swap of 6, age of 11, mask3 of 13) and the two
     // extra genders are the six suspects above the minimum score.

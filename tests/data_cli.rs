@@ -60,6 +60,12 @@ fn eda_text_and_charts() {
     }
     let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(charts.join("eda.json")).unwrap()).unwrap();
     assert_eq!(json["people"], 8);
+    // Again into its own output: fine. Into the dataset folder: refused, nothing written.
+    let out = masklab(&["eda", dir.path().to_str().unwrap(), "--out", charts.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = masklab(&["eda", dir.path().to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("is not empty") && stderr(&out).contains("train"), "{}", stderr(&out));
+    assert!(!dir.path().join("eda.json").exists());
 }
 
 #[test]

@@ -126,6 +126,13 @@ fn compare_prints_a_table_and_writes_a_page_with_overlaid_curves() {
     let (w, h) = png_size(&fs::read(out_dir.join("compare_f1.png")).unwrap());
     assert!(w > 400 && h > 300);
     assert_eq!(embedded(&html, "image/png").len(), 3);
+    // The same comparison again writes over its own output; a folder holding anything else is
+    // refused unless --force.
+    let out = masklab(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = masklab(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--out", a.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("is not empty") && stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert!(!a.join("compare.html").exists());
 }
 
 #[test]
@@ -153,7 +160,7 @@ fn report_and_compare_name_a_folder_that_is_not_a_run() {
     let dir = tempfile::tempdir().unwrap();
     let not_run = dir.path().join("holiday-photos");
     fs::create_dir_all(&not_run).unwrap();
-    for args in [vec!["report", not_run.to_str().unwrap()], vec!["compare", not_run.to_str().unwrap(), not_run.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]] {
+    for args in [vec!["report", not_run.to_str().unwrap()], vec!["compare", not_run.to_str().unwrap(), not_run.to_str().unwrap(), "--out", dir.path().join("cmp").to_str().unwrap()]] {
         let out = masklab(&args);
         assert!(!out.status.success());
         let err = stderr(&out);

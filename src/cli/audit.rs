@@ -18,6 +18,9 @@ pub struct AuditArgs {
     /// Write a relabel.csv draft (id,field,true_value) of the accepted suspects: the listed ones scoring at least --min-score. Never applied unless passed back with --relabel FILE or data.relabel=FILE.
     #[arg(long)]
     write_relabel: Option<PathBuf>,
+    /// Replace the --write-relabel file (and the --out CSV) when it exists.
+    #[arg(long)]
+    force: bool,
     /// Lowest score a suspect needs to be accepted into the draft.
     #[arg(long, default_value_t = DEFAULT_MIN_SCORE, value_parser = crate::util::parse::unit_interval)]
     min_score: f64,
@@ -30,6 +33,11 @@ pub struct AuditArgs {
 }
 
 pub fn run(a: AuditArgs) -> Result<()> {
+    // Checked before the audit runs: a relabel list (perhaps the dataset's own) is not replaced
+    // by a draft unless asked.
+    for file in [&a.write_relabel, &a.out].into_iter().flatten() {
+        crate::util::out_folder::claim_file(file, "audit", a.force)?;
+    }
     let o = RunAuditOptions { top: a.top, min_score: a.min_score, hard_years: a.hard_years, data: a.data, out_csv: a.out.clone(), write_relabel: a.write_relabel };
     let file = crate::app::runs::audit(&RunDir::new(a.run), &o)?;
     print!("{}", render(&file));

@@ -10,9 +10,13 @@ use std::path::PathBuf;
 pub struct EdaArgs {
     /// Dataset folder holding train/ (and optionally eval/).
     data: PathBuf,
-    /// Also write PNG charts and eda.json into this folder.
+    /// Also write PNG charts and eda.json into this folder (new, empty, or holding an earlier
+    /// eda's output).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write into --out even when it holds other files.
+    #[arg(long, requires = "out")]
+    force: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -32,6 +36,9 @@ fn parse_bounds(s: &str) -> Result<AgeBounds, String> {
 }
 
 pub fn run(a: EdaArgs) -> Result<()> {
+    if let Some(dir) = &a.out {
+        crate::util::out_folder::claim_folder(dir, "eda", a.force, |name| crate::eda::CHART_FILES.contains(&name))?;
+    }
     let set = read_train(&a.data, &(&a.read).into())?;
     let report = crate::eda::analyse(&set, &a.age_bounds, a.read.skip_bad)?;
     if a.json {
