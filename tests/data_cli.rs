@@ -113,6 +113,22 @@ fn bad_csv_row_is_an_error_with_file_and_line_and_skip_bad_goes_on() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["people"], 8);
     assert_eq!(v["problems"].as_array().unwrap().len(), 1);
+
+    // A relabel row for a person whose row was skipped is reported as skipped, with why, not as
+    // an unknown id that stops the read.
+    let relabel = dir.path().join("train/relabel.csv");
+    let list = fs::read_to_string(&relabel).unwrap();
+    fs::write(&relabel, format!("{}\n000099,gender,male\n", list.trim_end())).unwrap();
+    let out = masklab(&["eda", data, "--json", "--skip-bad"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("unknown id"), "{err}");
+    assert!(err.contains("relabel.csv:") && err.contains("correction for `000099` not applied: its person was skipped") && err.contains("train.csv:10"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 2);
+    // Without --skip-bad the bad row stops the read first.
+    let out = masklab(&["eda", data]);
+    assert!(!out.status.success() && stderr(&out).contains("train.csv:10"), "{}", stderr(&out));
 }
 
 #[test]

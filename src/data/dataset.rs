@@ -102,7 +102,9 @@ pub fn read_train(data: &Path, opts: &ReadOptions) -> Result<TrainSet, DataError
         return Err(DataError::file(&images_dir, "folder not found"));
     }
     let mut problems = Problems::new(opts.skip_bad);
-    let rows = read_train_csv(&csv_path, &mut problems)?;
+    let mut skipped_people = Vec::new();
+    let text = std::fs::read(&csv_path).map_err(|e| DataError::file(&csv_path, format!("cannot read: {e}")))?;
+    let rows = parse_train_rows(&text, &csv_path, &mut problems, &mut skipped_people)?;
     let rows = drop_repeated_folders(rows, &csv_path, &mut problems)?;
     let mut people = Vec::with_capacity(rows.len());
     let mut skipped_files = Vec::new();
@@ -110,7 +112,10 @@ pub fn read_train(data: &Path, opts: &ReadOptions) -> Result<TrainSet, DataError
         let folder = images_dir.join(&row.folder);
         match list_person_images(&folder, &mut skipped_files) {
             Ok(images) => people.push(Person { images, ..row }),
-            Err(e) => problems.bad(e)?,
+            Err(e) => {
+                skipped_people.push(SkippedPerson { id: row.id.clone(), folder: row.folder.clone(), why: e.to_string() });
+                problems.bad(e)?
+            }
         }
     }
     skipped_files.sort();
@@ -123,25 +128,43 @@ pub fn read_train(data: &Path, opts: &ReadOptions) -> Result<TrainSet, DataError
     let mut relabeled = 0;
     if let Some(path) = &relabel_file {
         let relabels = read_relabels(path)?;
+        let relabels = drop_relabels_of_skipped(relabels, &people, &skipped_people, path, &mut problems)?;
         relabeled = apply_relabels(&mut people, &relabels, path, &csv_path)?;
     }
     Ok(TrainSet { root: data.to_path_buf(), people, skipped_files, relabel_file, relabeled, problems: problems.reported })
 }
 
-fn read_train_csv(path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
-    let text = std::fs::read(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
-    parse_train_rows(&text, path, problems)
+/// A train.csv row left out under `skip_bad` (a bad row, or a folder without its photos), as
+/// far as its id and folder could be read: a relabel row naming it is reported, not an error.
+struct SkippedPerson {
+    id: String,
+    folder: String,
+    why: String,
+}
+
+/// The relabel rows for people that `skip_bad` left out, reported as skipped with the reason
+/// their person was (instead of "unknown id", which would stop the read); the others, kept.
+fn drop_relabels_of_skipped(relabels: Vec<Relabel>, people: &[Person], skipped: &[SkippedPerson], path: &Path, problems: &mut Problems) -> Result<Vec<Relabel>, DataError> {
+    let mut kept = Vec::with_capacity(relabels.len());
+    for r in relabels {
+        let present = people.iter().any(|p| p.folder == r.id || p.id == r.id);
+        match skipped.iter().find(|s| !present && (s.folder == r.id || s.id == r.id)) {
+            Some(s) => problems.bad(DataError::row(path, r.line, format!("correction for `{}` not applied: its person was skipped ({})", r.id, s.why)))?,
+            None => kept.push(r),
+        }
+    }
+    Ok(kept)
 }
 
 /// train.csv's people from its text (`path` names it in messages), one folder once. The
 /// folders themselves are not looked at.
 pub fn parse_train_csv(text: &[u8], path: &Path, skip_bad: bool) -> Result<Vec<Person>, DataError> {
     let mut problems = Problems::new(skip_bad);
-    let rows = parse_train_rows(text, path, &mut problems)?;
+    let rows = parse_train_rows(text, path, &mut problems, &mut Vec::new())?;
     drop_repeated_folders(rows, path, &mut problems)
 }
 
-fn parse_train_rows(text: &[u8], path: &Path, problems: &mut Problems) -> Result<Vec<Person>, DataError> {
+fn parse_train_rows(text: &[u8], path: &Path, problems: &mut Problems, skipped: &mut Vec<SkippedPerson>) -> Result<Vec<Person>, DataError> {
     let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text);
     let headers = reader.headers().map_err(|e| csv_error(path, text, e))?.clone();
     let col = |name: &str| {
@@ -162,7 +185,12 @@ fn parse_train_rows(text: &[u8], path: &Path, problems: &mut Problems) -> Result
         let line = csv_line(text, &record);
         match parse_person(&record, [id_c, gender_c, race_c, age_c, path_c]) {
             Ok(p) => out.push(Person { line, ..p }),
-            Err(msg) => problems.bad(DataError::row(path, line, msg))?,
+            Err(msg) => {
+                let err = DataError::row(path, line, msg);
+                let field = |c: usize| record.get(c).unwrap_or("").to_string();
+                skipped.push(SkippedPerson { id: field(id_c), folder: field(path_c), why: err.to_string() });
+                problems.bad(err)?
+            }
         }
     }
     Ok(out)
