@@ -2,6 +2,7 @@
 #include "c10d_shim.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -169,6 +170,10 @@ char* masklab_pg_gloo(masklab_store* store, int rank, int world_size, int64_t ti
     auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store->store, rank, world_size, options);
     *out = new masklab_pg{backend, timeout, false, world_size, -1};
   });
+}
+
+void masklab_set_cpp_log_level(int level) {
+  FLAGS_caffe2_log_level = level;
 }
 
 int masklab_c10d_has_nccl(void) {

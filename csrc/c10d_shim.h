@@ -44,6 +44,9 @@ char* masklab_pg_nccl(masklab_store* store, int rank, int world_size, int64_t ti
                       masklab_pg** out);
 // 1 when masklab was built with the NCCL backend.
 int masklab_c10d_has_nccl(void);
+// The least severity of libtorch's own log lines (c10's LOG: 0 info, 1 warning, 2 error,
+// 3 fatal) that reach stderr; c10d logs each failed store connection with its C++ stack frames.
+void masklab_set_cpp_log_level(int level);
 
 char* masklab_pg_allreduce(masklab_pg* pg, void* tensor, int op);
 char* masklab_pg_broadcast(masklab_pg* pg, void* tensor, int root);

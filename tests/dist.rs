@@ -606,3 +606,27 @@ fn nproc_beyond_the_machine_is_refused_unless_oversubscribed() {
     let output = run(masklab_cmd(&["train".into(), data.display().to_string(), "--oversubscribe".into()]));
     assert!(!output.status.success() && text(&output.stderr).contains("--nproc"), "{}", text(&output.stderr));
 }
+
+#[test]
+fn a_rank_that_cannot_reach_its_store_says_so_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    common::demo(&data, 6, 13);
+    let port = free_port(); // nothing listens there
+    let args = train_args(&data, &dir.path().join("run"), &["train.dist_timeout=2"]);
+    for (log, frames) in [(None, false), (Some("debug"), true)] {
+        let mut cmd = masklab_cmd(&args);
+        cmd.envs(rank_env(1, "127.0.0.1", port)).env_remove("MASKLAB_LOG");
+        if let Some(level) = log {
+            cmd.env("MASKLAB_LOG", level);
+        }
+        let output = run(cmd);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success());
+        assert!(stderr.contains("cannot connect to the rendezvous store at 127.0.0.1"), "{stderr}");
+        assert_eq!(stderr.contains("frame #"), frames, "C++ stack frames only under MASKLAB_LOG=debug: {stderr}");
+        if !frames {
+            assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        }
+    }
+}

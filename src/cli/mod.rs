@@ -95,6 +95,9 @@ pub fn main() {
     if let Err(why) = not_restarted {
         tracing::debug!("OpenMP wait policy: {why}");
     }
+    // libtorch's own log lines (c10d's retries, with C++ stack frames) only when asked for.
+    let debug = std::env::var("MASKLAB_LOG").is_ok_and(|v| v.contains("debug") || v.contains("trace"));
+    crate::dist::set_cpp_log_level(if debug { 0 } else { 3 });
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -20,6 +20,7 @@ extern "C" {
     pub fn masklab_c10d_free_error(error: *mut c_char);
     pub fn masklab_c10d_free_bytes(bytes: *mut u8);
     pub fn masklab_c10d_has_nccl() -> c_int;
+    pub fn masklab_set_cpp_log_level(level: c_int);
 
     pub fn masklab_store_tcp(
         host: *const c_char,

@@ -59,6 +59,14 @@ pub fn has_nccl() -> bool {
     unsafe { ffi::masklab_c10d_has_nccl() != 0 }
 }
 
+/// Sets which of libtorch's own log lines reach stderr (c10's levels: 0 info, 1 warning,
+/// 2 error, 3 fatal only). c10d logs every failed try to reach a store, each with dozens of C++
+/// stack frames, before masklab's own error says what failed; `cli::main` keeps only fatal ones
+/// unless `MASKLAB_LOG` asks for debug output.
+pub fn set_cpp_log_level(level: i32) {
+    unsafe { ffi::masklab_set_cpp_log_level(level) }
+}
+
 /// A c10d TCPStore: the key-value store ranks meet through. Dropping it closes the connection
 /// (and stops the server, for the process that hosts it).
 pub struct Store {
