@@ -281,11 +281,19 @@ fn settings_that_do_not_fit_the_data_are_named_before_training() {
     for expected in ["data.val_ratio = 0.01 holds out no one", "train.patience = 2", "age band", "sampler.oversample: class 8"] {
         assert!(err.contains(expected), "`{expected}` not named in: {err}");
     }
-    assert!(!run.join("metrics.jsonl").exists());
+    // Nothing of the failed run is left: not even its config and lock.
+    assert!(!run.exists(), "a failed run left {:?}", files_in(&run));
 
     let kfold = dir.path().join("cv");
     let out = train_tiny(dir.path(), &kfold, &["data.folds=13"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("data.folds = 13 needs at least 13 people") && stderr(&out).contains("no fold was trained"), "{}", stderr(&out));
-    assert!(!kfold.join("fold-1").exists());
+    assert!(!kfold.exists(), "a failed k-fold run left {:?}", files_in(&kfold));
+
+    // A folder the user made (empty) is left as it was: there, and empty.
+    let made = dir.path().join("made");
+    fs::create_dir(&made).unwrap();
+    let out = train_tiny(&dir.path().join("missing-data"), &made, &[]);
+    assert!(!out.status.success() && stderr(&out).contains("train.csv"), "{}", stderr(&out));
+    assert!(made.is_dir() && files_in(&made).is_empty(), "{:?}", files_in(&made));
 }

@@ -74,6 +74,23 @@ pub fn train(req: &TrainRequest) -> Result<TrainEnd> {
             (cfg, run, false)
         }
     };
+    // A folder this command creates (or finds empty) is left as it was found if the command
+    // fails before training anything (bad data, a config that does not fit it): no half-made
+    // run is left to confuse the next `--out`. Rank 0 alone, which writes the folder.
+    let existed = run.path().exists();
+    let found_empty = !existed || std::fs::read_dir(run.path()).is_ok_and(|mut d| d.next().is_none());
+    let clean_up = !resume && req.fold.is_none() && found_empty && launched.as_ref().is_none_or(|e| e.rank == 0);
+    let result = train_into(req, cfg, run.clone(), resume, has_folder);
+    if result.is_err() && clean_up {
+        if let Err(e) = run.remove_if_nothing_trained(existed) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    result
+}
+
+/// `train` once the run folder and config are known.
+fn train_into(req: &TrainRequest, cfg: Config, run: RunDir, resume: bool, has_folder: bool) -> Result<TrainEnd> {
     // A rank of a data-parallel run joins the others here (None when started alone).
     let timeout = std::time::Duration::from_secs(cfg.train.dist_timeout);
     let dist = crate::dist::Dist::init(cfg.train.dist_backend, cfg.train.device.resolve()?, timeout)?;

@@ -280,6 +280,34 @@ impl RunDir {
         Ok(TrainingFolder { lock, resume })
     }
 
+    /// Removes what a run wrote here when that is nothing trained (only its config, lock, and a
+    /// k-fold run's folds.json and dataset.json), and the folder itself unless `keep_folder`: a
+    /// command that failed before training anything leaves nothing behind that looks like a
+    /// run. Anything else in the folder, or another process holding its lock, keeps it all.
+    /// Returns whether anything was removed.
+    pub fn remove_if_nothing_trained(&self, keep_folder: bool) -> Result<bool> {
+        const SETUP_ONLY: [&str; 4] = [CONFIG_FILE, lock::LOCK_FILE, FOLDS_FILE, DATASET_FILE];
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Ok(false) };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry.with_context(|| format!("cannot list {}", self.root.display()))?.file_name();
+            match name.to_str() {
+                Some(n) if SETUP_ONLY.contains(&n) => names.push(n.to_string()),
+                _ => return Ok(false),
+            }
+        }
+        let Ok(Ok(lock)) = RunLock::try_acquire(self, "cleanup") else { return Ok(false) };
+        for name in names.iter().filter(|n| *n != lock::LOCK_FILE) {
+            std::fs::remove_file(self.root.join(name)).with_context(|| format!("cannot remove {}", self.root.join(name).display()))?;
+        }
+        std::fs::remove_file(self.lock_file()).with_context(|| format!("cannot remove {}", self.lock_file().display()))?;
+        drop(lock);
+        if !keep_folder {
+            std::fs::remove_dir(&self.root).with_context(|| format!("cannot remove {}", self.root.display()))?;
+        }
+        Ok(true)
+    }
+
     /// The run's resolved config (config.toml) as a table of sections, each read by the module
     /// that owns it (`util::section`); a folder without one is not a run.
     pub fn config_table(&self) -> Result<toml::Table> {
