@@ -47,6 +47,26 @@ put("relabel_csv", "fields", csv_bytes([["id", "field", "true_value"], ["000001"
                                          ["000008_male_Asian_60", "age", "70"], ['a,"b"', "age", "1"]]))
 put("info_csv", "info", csv_bytes([["ImageID", "ans"], ["cbc5c6e168e63498590db46022617123f1fe1268.jpg", "0"], ["a,b.jpg", "0"]]))
 
+# faces.csv: a photo with two faces (one reaching past the edge, as MTCNN's boxes do), one
+# without, and a file from before min_face existed.
+landmarks = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+face_cols = ["face", "score", "x1", "y1", "x2", "y2"] + [f"{n}_{a}" for n in landmarks for a in "xy"]
+head = ["image", "bytes", "modified_ns", "width", "height"]
+marks = ["40.0", "50.0", "60.0", "50.0", "50.0", "62.0", "42.0", "75.0", "58.0", "75.0"]
+put("faces_csv", "faces", csv_bytes([head + ["min_face"] + face_cols,
+                                     ["a/mask1.jpg", "1234", "1700000000000000000", "384", "512", "20", "0", "0.99", "20.5", "30", "90", "110"] + marks,
+                                     ["a/mask1.jpg", "1234", "1700000000000000000", "384", "512", "20", "1", "0.7", "-10", "400", "60", "560"] + marks,
+                                     ["b/normal.png", "99", "1", "43", "64", "20"] + [""] * len(face_cols)]))
+put("faces_csv", "old", csv_bytes([head + face_cols, ["c.jpg", "5", "6", "100", "100", "0", "0.9", "10", "10", "50", "60"] + marks]))
+
+# Held-out predictions (val_predictions.csv, oof_predictions.csv).
+probs = [f"{1 / 18:.6f}"] * 18
+top = ["0.01"] * 18
+top[7] = "0.83"
+put("predictions_csv", "oof", csv_bytes([["path", "person", "fold", "true", "pred", "confidence"] + [f"p{c}" for c in range(18)],
+                                         ["train/images/000001_male_Asian_45/mask1.jpg", "000001_male_Asian_45", "2", "7", "7", "0.83"] + top,
+                                         ['odd, "path".png', "p,q", "0", "3", "0", "0.055556"] + probs]))
+
 # Images: baseline and progressive JPEG, grey and CMYK JPEG, EXIF orientations, PNG colour types.
 img = Image.new("RGB", (24, 16))
 img.putdata([((x * 10) % 256, (y * 16) % 256, (x * y) % 256) for y in range(16) for x in range(24)])

@@ -1,5 +1,8 @@
-//! `masklab::util`'s input errors, panic catching and skip warnings (paths are relative to this
-//! file's folder).
+//! `masklab::util`'s atomic writes, input errors, panic catching and skip warnings (paths are
+//! relative to this file's folder).
+#[path = "../../src/util/atomic_file.rs"]
+mod atomic_file;
+pub use atomic_file::write_atomic;
 #[path = "../../src/util/data_error.rs"]
 pub mod data_error;
 #[path = "../../src/util/panic.rs"]

@@ -24,6 +24,7 @@ pub mod framing;
 pub mod heldout;
 pub mod lock;
 pub mod metrics_log;
+pub mod predictions_csv;
 
 pub use lock::RunLock;
 
