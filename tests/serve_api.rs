@@ -343,6 +343,22 @@ fn every_limit_is_answered_with_its_status_and_a_json_error() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // Requests hyper cannot parse are answered before any route sees them (400, 414, 431) and
+    // still counted.
+    let many_headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let unparsed = [
+        ("GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n".to_string(), 400),
+        (format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)), 414),
+        (format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"), 431),
+    ];
+    for (request, status) in &unparsed {
+        let mut raw = TcpStream::connect(addr).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        raw.write_all(request.as_bytes()).unwrap();
+        assert_eq!(read_answer(&mut raw).unwrap().status, *status);
+    }
+    std::thread::sleep(Duration::from_millis(200)); // the connections' ends are counted after the answer
+
     // After all of that, a valid request is answered; the refusals are in the metrics.
     let r = post_raw(addr, "/v1/predict", "image/png", &small).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -353,6 +369,10 @@ fn every_limit_is_answered_with_its_status_and_a_json_error() {
     }
     let line = format!("masklab_http_requests_total{{route=\"connection_limit\",status=\"503\"}} {connection_refusals}");
     assert!(text.contains(&line), "missing `{line}` in\n{text}");
+    for (_, status) in &unparsed {
+        let line = format!("masklab_http_requests_total{{route=\"unparsed\",status=\"{status}\"}} 1");
+        assert!(text.contains(&line), "missing `{line}` in\n{text}");
+    }
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
 

@@ -28,7 +28,7 @@ pub struct ServerLimits {
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn run(listener: TcpListener, app: Router, metrics: Arc<Metrics>, limits: ServerLimits, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let busy = busy_router(metrics, limits.max_connections);
+    let busy = busy_router(metrics.clone(), limits.max_connections);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -55,10 +55,20 @@ pub async fn run(listener: TcpListener, app: Router, metrics: Arc<Metrics>, limi
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(admitted);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = permit;
+            let start = std::time::Instant::now();
             if let Err(e) = connection.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                match rejected_status(&e) {
+                    // hyper answered a request it could not parse before any route saw it:
+                    // counted and logged like every other answer.
+                    Some(status) => {
+                        metrics.request("unparsed", status, start.elapsed());
+                        tracing::info!(target: "masklab::serve::access", peer = %peer, route = "unparsed", status, error = %e, "request");
+                    }
+                    None => tracing::debug!(peer = %peer, error = %e, "connection ended with an error"),
+                }
             }
         });
     }
@@ -66,6 +76,20 @@ pub async fn run(listener: TcpListener, app: Router, metrics: Arc<Metrics>, limi
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!("requests still in progress after {:?}: stopping anyway", limits.drain_timeout);
     }
+}
+
+/// The status hyper answered a request with when it could not parse it (its automatic 400, 414
+/// or 431, see hyper's `Server::on_error`); None for errors without an answer (a closed or
+/// timed-out connection, an HTTP/2 preface).
+fn rejected_status(e: &hyper::Error) -> Option<u16> {
+    if !e.is_parse() || e.is_parse_version_h2() || e.is_parse_status() {
+        return None;
+    }
+    if e.is_parse_too_large() {
+        // hyper tells its two "too large" errors apart only in their text.
+        return Some(if e.to_string().contains("URI too long") { 414 } else { 431 });
+    }
+    Some(400)
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
