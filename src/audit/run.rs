@@ -108,11 +108,7 @@ pub fn audit_run(run: &RunDir, opts: &RunAuditOptions, observers: &mut [&mut dyn
     let mut data_read = None;
     match &data {
         Some(data) => {
-            let mut read = ReadOptions {
-                relabel: (!data_section.relabel.is_empty()).then(|| PathBuf::from(&data_section.relabel)),
-                no_relabel: data_section.no_relabel,
-                skip_bad: true,
-            };
+            let mut read = ReadOptions { skip_bad: true, ..data_section.read_options() };
             // data.relabel is a path as training was given it, perhaps from another folder.
             if let Some(missing) = read.relabel.clone().filter(|p| !p.is_file()) {
                 warnings.push(format!("the run's relabel list {} is not found from here: ages come from train.csv as filed, and a draft will not repeat its rows", missing.display()));

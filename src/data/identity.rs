@@ -2,21 +2,16 @@
 //! it, with which labels (after relabelling), and which image files, so that a fold job started
 //! on other data, or on the same folder after its people or labels changed, is refused instead
 //! of mixing two datasets into one cross-validation.
-use crate::data::dataset::{read_train, ReadOptions, TrainSet};
+use crate::data::dataset::{read_train, TrainSet};
 use crate::data::prepared::PrepareSettings;
 use crate::run_dir::DatasetIdentity;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Reads the training set as `cfg` says (relabel list, skipped rows) and returns its identity.
 pub fn dataset_identity(data: &Path, cfg: &PrepareSettings) -> Result<DatasetIdentity> {
-    let opts = ReadOptions {
-        relabel: (!cfg.data.relabel.is_empty()).then(|| PathBuf::from(&cfg.data.relabel)),
-        no_relabel: cfg.data.no_relabel,
-        skip_bad: cfg.data.skip_bad,
-    };
-    let set = read_train(data, &opts)?;
+    let set = read_train(data, &cfg.data.read_options())?;
     identity_of(&set, data)
 }
 
@@ -46,6 +41,7 @@ pub fn identity_of(set: &TrainSet, data: &Path) -> Result<DatasetIdentity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::dataset::ReadOptions;
     use crate::demo::{write_demo, DemoOptions};
 
     fn demo(dir: &Path, seed: u64) {

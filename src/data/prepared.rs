@@ -3,7 +3,7 @@
 //! (or k-fold), with the preprocessing and the loader that decodes them. Also the eval layout
 //! with its answer key as a labelled set, for `masklab eval --split eval`.
 use crate::data::settings::{DataConfig, FaceCrop};
-use crate::data::dataset::{read_eval, read_train, ReadOptions, Sample, TrainSet};
+use crate::data::dataset::{read_eval, read_train, Sample, TrainSet};
 use crate::image::decode::Preprocess;
 use crate::data::loader::{Loader, OnBadImage};
 use crate::data::split::{kfold_assign, train_val_split};
@@ -92,12 +92,7 @@ impl Prepared {
 
 /// Reads the dataset as the settings say and splits it by person.
 pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
-    let opts = ReadOptions {
-        relabel: (!cfg.data.relabel.is_empty()).then(|| PathBuf::from(&cfg.data.relabel)),
-        no_relabel: cfg.data.no_relabel,
-        skip_bad: cfg.data.skip_bad,
-    };
-    let set = read_train(data, &opts)?;
+    let set = read_train(data, &cfg.data.read_options())?;
     for p in &set.problems {
         crate::util::skips::warn_skipped(p);
     }

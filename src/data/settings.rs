@@ -1,9 +1,11 @@
 //! The `[data]` section of the config: input size and crop, validation split and folds, age
 //! bounds, relabelling, bad input, decoding and caching, face crops.
+use crate::data::dataset::ReadOptions;
 use crate::image::decode::{Crop, Preprocess};
 use crate::labels::AgeBounds;
 use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -77,6 +79,16 @@ impl crate::util::section::Section for DataConfig {
 }
 
 impl DataConfig {
+    /// How to read the training set: the run's relabel list (or none), and whether bad rows
+    /// are skipped.
+    pub fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            relabel: (!self.relabel.is_empty()).then(|| PathBuf::from(&self.relabel)),
+            no_relabel: self.no_relabel,
+            skip_bad: self.skip_bad,
+        }
+    }
+
     /// The face box margin, checked.
     pub fn margin(&self) -> Result<f32> {
         if !(self.face_margin.is_finite() && (0.0..=2.0).contains(&self.face_margin)) {
