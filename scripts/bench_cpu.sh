@@ -10,8 +10,8 @@
 # in separate processes, alternating, REPS times. One JSON line per run goes to OUT; summarise
 # with `python3 scripts/bench_cpu_summary.py OUT`. Run it on a quiet machine: nothing else busy.
 #
-# Training: EfficientNet-B0 from scratch at SIZE px, batch BATCH, AdamW at 1e-3, on the first
-# PEOPLE people of DATA's train.csv (a linked subset, made once; 80% of them train, as both
+# Training: EfficientNet-B0 from scratch at SIZE px, batch BATCH, AdamW at 1e-3, on PEOPLE
+# evenly spaced people of DATA's train.csv (a linked subset, made once; 80% of them train, as both
 # pipelines split 20% of the people off for validation). Each side's own epoch timing is used
 # (masklab: metrics.jsonl's train_images_per_s of epoch 1; the references: their epoch loop).
 # Prediction: every image of DATA/eval, B0 at SIZE px. masklab's time is its whole process
@@ -45,7 +45,7 @@ done
 if [ -n "${WORK:-}" ]; then work=$WORK; mkdir -p "$work"; else work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
 eval_images=$(($(wc -l < "$data/eval/info.csv") - 1))
 
-# The first PEOPLE people of train.csv, their folders linked (no relabel list: labels do not
+# PEOPLE evenly spaced people of train.csv, their folders linked (no relabel list: labels do not
 # change the speed, and both sides then read the same labels).
 subset=$work/subset-$people
 if [ ! -f "$subset/train/train.csv" ]; then
@@ -55,10 +55,13 @@ data, subset, people = sys.argv[1], sys.argv[2], int(sys.argv[3])
 os.makedirs(os.path.join(subset, "train", "images"), exist_ok=True)
 with open(os.path.join(data, "train", "train.csv"), newline="") as f:
     reader = csv.DictReader(f)
-    rows = [r for _, r in zip(range(people), reader)]
+    rows = list(reader)
     fields = reader.fieldnames
 if len(rows) < people:
     sys.exit(f"{data}/train/train.csv has {len(rows)} people, fewer than PEOPLE={people}")
+# Evenly spaced rows, not the first ones: a train.csv may be ordered by age or gender, and a
+# subset of one age band cannot be trained on.
+rows = [rows[i * len(rows) // people] for i in range(people)]
 for r in rows:
     link = os.path.join(subset, "train", "images", r["path"])
     if not os.path.lexists(link):
