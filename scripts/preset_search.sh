@@ -7,7 +7,7 @@
 # and its time is added to every such candidate's total by the summary. Candidates and seeds
 # alternate: seed 1 of every candidate, then seed 2, ... A candidate with biases is also scored
 # without them (`predict --no-tune`, not timed). One JSON line per run goes to OUT;
-# `python3 scripts/preset_search_summary.py OUT [BUDGET_SECONDS]` gives the table.
+# `python3 scripts/preset_search_summary.py OUT [--budget SECONDS] [--against NAME]` gives the table.
 #
 # Usage: scripts/preset_search.sh DATA CANDIDATES [MASKLAB_BINARY]
 #   DATA: a stand-in of ../shared/data/make_maskset.py (it writes eval/answers.csv)
@@ -16,7 +16,8 @@
 #           mnv2-96-e8-t configs/cpu-quick.toml tune=class train.epochs=8 loss.label_smoothing=0.1
 #     (blank lines and lines starting with # are skipped; CONFIG is relative to the current folder)
 #   env: SEEDS ("1"), OUT (preset-search.jsonl, appended to), WORK (the run folders and
-#        submissions; default: a temporary folder), SCORE (../shared/bench/score.py)
+#        submissions; default: a temporary folder), SCORE (../shared/bench/score.py), PYTHON (python3:
+#        runs the scorer and writes the records)
 set -euo pipefail
 data=${1:?usage: preset_search.sh DATA CANDIDATES [MASKLAB_BINARY]}
 candidates=${2:?usage: preset_search.sh DATA CANDIDATES [MASKLAB_BINARY]}
