@@ -40,6 +40,8 @@ def main():
             runs.setdefault(r["candidate"], []).append(r)
     if not runs:
         sys.exit("no preset_search.sh results in " + ", ".join(args))
+    if against is not None and against not in runs:
+        sys.exit(f"--against {against}: no such candidate (have {', '.join(sorted(runs))})")
 
     def spread(values):
         med = statistics.median(values)
@@ -61,8 +63,6 @@ def main():
     for _, name, rs, _, _ in rows:
         print(f"{name}: {rs[0]['recipe']}")
     if against:
-        if against not in runs:
-            sys.exit(f"--against {against}: no such candidate (have {', '.join(sorted(runs))})")
         print(f"\n| candidate | seed | eval F1 - {against} [95% bootstrap over eval photos] |")
         print("|---|---:|---|")
         base = {r["seed"]: r for r in runs[against]}
