@@ -10,7 +10,8 @@
 //! `predict` applies the biases only when that held-out F1 rose; otherwise tune.json records
 //! them (and why they are not used) and predict keeps the argmax, unless `tune --force` asked
 //! for them anyway.
-use crate::run_dir::heldout::{argmax, read_rows, score_pairs, score_rows, HeldOutRow};
+use crate::util::argmax::argmax;
+use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Scores;
 use crate::run_dir::{checkpoint, RunDir, RunLock, BEST};

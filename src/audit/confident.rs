@@ -15,6 +15,8 @@
 //!
 //! The module knows nothing about masks or people: rows are a label and K probabilities.
 
+use crate::util::argmax::argmax;
+
 /// A class no row is labelled with can never be a row's confident class (cleanlab: BIG_VALUE).
 const ABSENT_CLASS_THRESHOLD: f64 = 2.0;
 /// Probabilities within this of a threshold count as reaching it (cleanlab's tolerance).
@@ -130,16 +132,6 @@ fn round_preserving_sum(floats: &[f64]) -> Vec<f64> {
     ints
 }
 
-/// The index of the largest value (the first of equals).
-pub fn argmax(values: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best
-}
 
 #[cfg(test)]
 mod tests {

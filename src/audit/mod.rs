@@ -28,6 +28,7 @@ pub mod run;
 
 use crate::labels::{AgeBand, AgeBounds, Class, Gender, Mask, NUM_CLASSES, STEMS};
 use crate::run_dir::heldout::HeldOutRow;
+use crate::util::argmax::argmax;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -415,7 +416,7 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
     let mut out = Vec::new();
     // The class confident learning suggests for a flagged photo: its argmax (never its label).
     let suggested_class = |i: usize, r: &HeldOutRow| -> Option<Class> {
-        cl.issue[i].then(|| Class::decode(crate::run_dir::heldout::argmax(&r.probs)).expect("18 probabilities"))
+        cl.issue[i].then(|| Class::decode(argmax(&r.probs)).expect("18 probabilities"))
     };
     let photos = |p_of: &dyn Fn(&Marginals) -> f64, says: &dyn Fn(&Marginals) -> bool, flagged: &dyn Fn(usize, &HeldOutRow) -> bool| -> Vec<PhotoEvidence> {
         p.rows
@@ -479,12 +480,12 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
 
     // Age band: the photos pooled.
     let pooled_age = p.pooled_age();
-    let best = AgeBand::from_index(confident::argmax(&pooled_age)).expect("three bands");
+    let best = AgeBand::from_index(argmax(&pooled_age)).expect("three bands");
     if best != p.band {
         let b = &opts.bounds;
         let ev = photos(
             &|m| m.age[best.index()],
-            &|m| confident::argmax(&m.age) == best.index(),
+            &|m| argmax(&m.age) == best.index(),
             &|i, r| suggested_class(i, r).is_some_and(|c| c.age == best),
         );
         let k = ev.iter().filter(|e| e.disagrees).count();
@@ -561,7 +562,7 @@ fn person_suspects(p: &PersonRows, info: &PersonInfo, cl: &confident::ConfidentL
     // confident than its true class's average photo.
     for (k, (i, r, m)) in p.rows.iter().enumerate() {
         let given = Class::decode(r.truth).expect("checked").mask;
-        let best = Mask::from_index(confident::argmax(&m.mask)).expect("three states");
+        let best = Mask::from_index(argmax(&m.mask)).expect("three states");
         if best == given || swapped.contains(&k) {
             continue;
         }

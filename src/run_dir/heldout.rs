@@ -2,7 +2,7 @@
 //! probabilities. Training writes the validation split's rows at each new best
 //! (`RUN/val_predictions.csv`); a k-fold run gathers its folds' rows into out-of-fold
 //! predictions (`RUN/oof_predictions.csv`). Tuning, reports and cross-validated scores read them.
-pub use super::predictions_csv::{argmax, parse_rows, read_rows, write_rows, HeldOutRow};
+pub use super::predictions_csv::{parse_rows, read_rows, write_rows, HeldOutRow};
 use crate::labels::NUM_CLASSES;
 use crate::metrics::bootstrap::{ImageOutcome, Resampling, ScoreIntervals};
 use crate::metrics::{scores, Confusion, Scores};

@@ -2,6 +2,7 @@
 //! `path,person,fold,true,pred,confidence,p0..p17`, one image a row. Reading checks every value
 //! (a hostile or hand-edited file is an error naming its line); `heldout` scores the rows.
 use crate::labels::NUM_CLASSES;
+use crate::util::argmax::argmax;
 use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
@@ -24,15 +25,6 @@ impl HeldOutRow {
     }
 }
 
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best
-}
 
 const FIXED_COLUMNS: [&str; 6] = ["path", "person", "fold", "true", "pred", "confidence"];
 

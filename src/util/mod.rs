@@ -1,6 +1,7 @@
-//! Helpers every part of masklab shares: atomic file writes, input errors with file and line,
+//! Helpers every part of masklab shares: argmax, atomic file writes, input errors with file and line,
 //! panics caught as errors, skip warnings, folder walks, output folders, command-line values,
 //! run provenance and config sections.
+pub mod argmax;
 pub mod data_error;
 pub mod openmp;
 pub mod out_folder;
