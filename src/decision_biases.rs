@@ -10,11 +10,11 @@
 //! `predict` applies the biases only when that held-out F1 rose; otherwise tune.json records
 //! them (and why they are not used) and predict keeps the argmax, unless `tune --force` asked
 //! for them anyway.
-use crate::util::argmax::argmax;
-use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::labels::NUM_CLASSES;
+use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::metrics::Scores;
 use crate::run_dir::{checkpoint, RunDir, RunLock, BEST};
+use crate::util::argmax::argmax;
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

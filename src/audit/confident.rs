@@ -132,7 +132,6 @@ fn round_preserving_sum(floats: &[f64]) -> Vec<f64> {
     ints
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
