@@ -6,12 +6,13 @@ framed two ways, in the eval layout `masklab eval RUN DATA --split eval` reads.
   OUT/small/eval/{images/,info.csv,answers.csv}   the same face, small, somewhere in a larger photo
 
 Each face gets a mask state drawn evenly (worn, incorrect, none) and masks painted with the
-generator's own draw_mask, so the labels are known (class = mask*6 + gender*3 + age band).
+generator's own draw_mask, so the labels are known (class = mask*6 + gender*3 + age band);
+`--masks none` leaves every face bare (gender and age on real, unmasked faces).
 Deterministic for a seed. Nothing here is committed data: it writes under OUT only.
 
 Usage: python3 scripts/make_framing_shift.py PATH/make_maskset.py OUT
          --train-people N --eval-people M --seed S   (the stand-in's own arguments: its faces are left out)
-         [--people 80] [--size 384x512] [--face 0.22,0.4]
+         [--people 80] [--size 384x512] [--face 0.22,0.4] [--masks even|none]
 """
 import argparse, csv, hashlib, importlib.util, os, random
 from PIL import Image, ImageFilter
@@ -27,6 +28,8 @@ def main():
     ap.add_argument("--people", type=int, default=80)
     ap.add_argument("--size", default="384x512")
     ap.add_argument("--face", default="0.22,0.4", help="face side as a share of the photo's width (range)")
+    ap.add_argument("--masks", choices=["even", "none"], default="even",
+                    help="even: worn, incorrect and none in equal shares; none: every face bare")
     a = ap.parse_args()
     spec = importlib.util.spec_from_file_location("make_maskset", a.generator)
     gen = importlib.util.module_from_spec(spec)
@@ -52,7 +55,7 @@ def main():
     for i, p in enumerate(chosen):
         r = random.Random(f"{a.seed}/framing/{p['file']}")
         face = Image.open(os.path.join(gen.FACES, p["file"])).convert("RGB")
-        state = i % 3  # 0 worn, 1 incorrect, 2 none: even
+        state = i % 3 if a.masks == "even" else 2  # 0 worn, 1 incorrect, 2 none
         if state == 0:
             face = gen.draw_mask(face, r, 0.47 + r.uniform(-0.03, 0.02), r.choice(["surgical", "cloth", "kn95", "pattern"]))
         elif state == 1:
@@ -75,7 +78,8 @@ def main():
                 w = csv.writer(fh)
                 w.writerow(["ImageID", "ans"])
                 w.writerows((n, value(c)) for n, c in rs)
-    print(f"{len(chosen)} faces not used by the stand-in (seed {a.seed}), framed tight and small -> {a.out}")
+    masks = "masks worn, incorrect and none in equal shares" if a.masks == "even" else "no masks"
+    print(f"{len(chosen)} faces not used by the stand-in (seed {a.seed}), {masks}, framed tight and small -> {a.out}")
 
 
 if __name__ == "__main__":
