@@ -25,7 +25,6 @@ impl HeldOutRow {
     }
 }
 
-
 const FIXED_COLUMNS: [&str; 6] = ["path", "person", "fold", "true", "pred", "confidence"];
 
 /// `path,person,fold,true,pred,confidence,p0..p17`; pred and confidence are for people reading it.
