@@ -11,8 +11,8 @@
 //! them (and why they are not used) and predict keeps the argmax, unless `tune --force` asked
 //! for them anyway.
 use crate::labels::NUM_CLASSES;
-use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::metrics::Scores;
+use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::run_dir::{checkpoint, RunDir, RunLock, BEST};
 use crate::util::argmax::argmax;
 use crate::util::write_atomic;
