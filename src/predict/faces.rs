@@ -18,6 +18,7 @@ use crate::image::decode::RgbImage;
 use crate::labels::{Class, NUM_CLASSES};
 use crate::model::net::Tta;
 use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
+use crate::util::argmax::argmax;
 use crate::util::write_atomic;
 use anyhow::{anyhow, Context, Result};
 use rayon::prelude::*;
@@ -129,7 +130,8 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
                 let values = Vec::<f32>::try_from(probs.contiguous().view([-1])).context("probabilities")?;
                 for (i, item) in items[start..end].iter().enumerate() {
                     let p = &values[i * NUM_CLASSES..(i + 1) * NUM_CLASSES];
-                    let class = (0..NUM_CLASSES).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap_or(0);
+                    // The first of equal probabilities, as the submission's tensor argmax decides.
+                    let class = argmax(p);
                     let label = Class::decode(class).expect("class in range").label(&bounds);
                     let mut row = vec![item.image.clone(), item.face.map(|k| k.to_string()).unwrap_or_default()];
                     row.extend(item.bbox.iter().map(|v| format!("{v:.1}")));

@@ -3,6 +3,7 @@
 //! the 18 probabilities themselves.
 use super::image_input::FaceRegion;
 use crate::labels::{AgeBand, AgeBounds, Class, Gender, Mask, NUM_CLASSES};
+use crate::util::argmax::argmax;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +57,7 @@ pub struct LabelProbability {
 }
 
 fn task(labels: Vec<String>, probs: Vec<f32>) -> TaskAnswer {
-    let best = (0..probs.len()).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap_or(0);
+    let best = argmax(&probs);
     TaskAnswer {
         label: labels[best].clone(),
         probability: probs[best],
@@ -66,7 +67,8 @@ fn task(labels: Vec<String>, probs: Vec<f32>) -> TaskAnswer {
 
 /// The answer for one face from its 18 probabilities (biases already applied by the ensemble).
 pub fn face_answer(face: &FaceRegion, probs: &[f32; NUM_CLASSES], bounds: &AgeBounds) -> FaceAnswer {
-    let class = (0..NUM_CLASSES).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap_or(0);
+    // The first of equal probabilities, as the submission's tensor argmax decides.
+    let class = argmax(probs);
     let decided = Class::decode(class).expect("class index in range");
     let (mut mask, mut gender, mut age) = ([0f32; 3], [0f32; 2], [0f32; 3]);
     for (c, p) in Class::all().zip(probs) {
@@ -117,5 +119,23 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["box"], serde_json::json!([0.0, 0.0, 10.0, 20.0]));
         assert_eq!(json["probabilities"].as_array().unwrap().len(), 18);
+    }
+
+    #[test]
+    fn a_tie_is_decided_as_the_submission_decides_it() {
+        // Classes 3 and 7 equal and largest: predict's submission takes the tensor argmax (the
+        // first of equals); the service must answer the same class, and each task likewise.
+        let mut probs = [0.02f32; NUM_CLASSES];
+        probs[3] = 0.34;
+        probs[7] = 0.34;
+        let tensor_choice = tch::Tensor::from_slice(&probs).view([1, -1]).argmax(1, false).int64_value(&[0]);
+        let face = FaceRegion { bbox: [0.0, 0.0, 10.0, 20.0], whole_image: true, score: None, landmarks: None };
+        let a = face_answer(&face, &probs, &AgeBounds::default());
+        assert_eq!(a.class as i64, tensor_choice);
+        assert_eq!(a.class, 3);
+        let tie = task(vec!["a".into(), "b".into(), "c".into()], vec![0.2, 0.4, 0.4]);
+        assert_eq!(tie.label, "b", "the first of equal task probabilities");
+        let with_nan = task(vec!["a".into(), "b".into()], vec![f32::NAN, 0.1]);
+        assert_eq!(with_nan.label, "b", "a NaN never wins");
     }
 }
