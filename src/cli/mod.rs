@@ -8,6 +8,7 @@ mod demo_data;
 mod eda;
 mod eval;
 mod export;
+mod face_attributes;
 mod faces;
 mod mask_faces;
 mod predict;
@@ -68,6 +69,9 @@ enum Command {
     /// Detect faces (box, score, five landmarks) in every photo of a dataset into its faces.csv;
     /// photos already there and unchanged are not detected again.
     Faces(faces::FacesArgs),
+    /// Gender and age of every face in a folder of photos as a face-trained network's own heads
+    /// read them (HSE FaceRes, untrained on the task): one row per face, its faces from faces.csv.
+    FaceAttributes(face_attributes::FaceAttributesArgs),
     /// Masked copies of a folder of unmasked faces (rendered masks, worn or worn wrongly, with a
     /// CSV of what was painted), or a preview strip of them (--preview FILE.png).
     MaskFaces(mask_faces::MaskFacesArgs),
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare(a) => compare::run(a),
         Command::Sweep(a) => sweep::run(a),
         Command::Faces(a) => faces::run(a),
+        Command::FaceAttributes(a) => face_attributes::run(a),
         Command::MaskFaces(a) => mask_faces::run(a),
         Command::Bench(a) => bench::run(a),
     }

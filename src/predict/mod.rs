@@ -1,6 +1,7 @@
 //! `masklab predict`: the submission. Reads `EVAL/info.csv` and `EVAL/images/`, runs one or
 //! more trained runs (a soft-vote ensemble with optional weights, each with optional
 //! horizontal-flip TTA), and writes `ImageID,ans` for every row of info.csv in its order.
+pub mod attributes;
 pub mod ensemble;
 pub mod faces;
 

@@ -1,0 +1,167 @@
+//! `masklab face-attributes PHOTOS --out attributes.csv`: gender and age of every face as
+//! FaceRes's own heads read them (HSE FaceRes: trained on VGGFace2, then IMDB-Wiki age and gender;
+//! never on this task). A reader that needs no training, and a second opinion to set beside a
+//! trained model's answers: on bare UTKFace faces it reads gender and age better than the CPU
+//! preset learns to (README, Presets).
+//!
+//! The faces come from the folder's `faces.csv`, brought up to date first exactly as `masklab
+//! faces PHOTOS` does. Each face is framed as the FaceRes parity test frames faces (the MTCNN box
+//! grown by `margin` on every side, made square, resized to 224 x 224) and scaled as the network
+//! was trained ([`faceres::normalise`]). Photos without a face get no row; they are counted.
+//! Rows name photos by their path below the folder given (`train/images/...` and
+//! `eval/images/...` for a dataset).
+use crate::data::face_crop::face_region;
+use crate::data::face_detection::{detect_set, find_sets, FacesOptions};
+use crate::data::dataset::ReadOptions;
+use crate::device::DeviceChoice;
+use crate::faces::cache::FacesCache;
+use crate::image::decode::{read_upright, resize_region, Crop, Preprocess, RgbImage};
+use crate::labels::AgeBounds;
+use crate::model::faceres::{self, FaceRes, INPUT_SIZE};
+use crate::predict::ensemble::batch_u8;
+use crate::util::write_atomic;
+use anyhow::{anyhow, Context, Result};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// The columns of the file written: the face, then P(male), the authors' age estimate in years,
+/// and the age distribution summed over masklab's three bands (young, middle, old).
+pub const COLUMNS: [&str; 12] = ["image", "face", "x1", "y1", "x2", "y2", "score", "male", "age", "young", "middle", "old"];
+
+/// The margin the parity test frames FaceRes's faces with (the authors grow the box by 10 pixels).
+pub const DEFAULT_MARGIN: f32 = 0.1;
+
+#[derive(Clone, Debug)]
+pub struct AttributeOptions {
+    /// A dataset, its train or eval folder, or any folder of photos.
+    pub photos: PathBuf,
+    pub out: PathBuf,
+    /// `faceres` or `faceres-deep` (fetched into the weights cache when missing).
+    pub weights: String,
+    pub device: DeviceChoice,
+    /// Faces per network step.
+    pub batch_size: usize,
+    /// MTCNN's weight folder (needed only when some photo is not in faces.csv yet).
+    pub face_weights: PathBuf,
+    pub min_face: f64,
+    pub skip_bad: bool,
+    /// One row per photo: its largest face.
+    pub largest_only: bool,
+    /// The face box grown by this share of its size on every side before it is squared.
+    pub margin: f32,
+    /// Where the three age bands start and end.
+    pub bounds: AgeBounds,
+    /// Also the 1,024 pooled features (`f0..f1023`: the face descriptor Human matches faces by).
+    pub features: bool,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AttributeSummary {
+    pub images: usize,
+    pub faces: usize,
+    /// Photos in which the detector found no face (no row).
+    pub without_face: usize,
+    pub skipped: Vec<String>,
+    pub seconds: f64,
+}
+
+/// One face to read.
+struct Item {
+    image: String,
+    face: usize,
+    bbox: [f32; 4],
+    score: f32,
+}
+
+/// What the network says about a batch of `[N, 224, 224, 3]` RGB crops: per face P(male), age in
+/// years and the three band probabilities, then (with `features`) the 1,024 pooled features.
+fn read_batch(net: &FaceRes, crops: &Tensor, bounds: &AgeBounds, features: bool) -> Result<Vec<Vec<f32>>> {
+    let device = net.vs.device();
+    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
+    let out = tch::no_grad(|| net.model.forward(&faceres::normalise(&x)));
+    let mut parts = vec![out.male.unsqueeze(1), out.age_years().unsqueeze(1), out.age_band_probabilities(bounds)];
+    if features {
+        parts.push(out.features.shallow_clone());
+    }
+    let columns = Tensor::cat(&parts, 1);
+    let width = columns.size()[1] as usize;
+    let values = Vec::<f32>::try_from(columns.to_device(tch::Device::Cpu).contiguous().view([-1])).context("FaceRes outputs")?;
+    Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
+}
+
+pub fn read_attributes(o: &AttributeOptions) -> Result<AttributeSummary> {
+    let start = std::time::Instant::now();
+    let device = o.device.resolve()?;
+    let (json, _) = faceres::fetch(&o.weights, None, None)?;
+    let net = FaceRes::load(&json, device)?;
+    let prep = Preprocess { crop: Crop::None, width: INPUT_SIZE as u32, height: INPUT_SIZE as u32 };
+    let step = o.batch_size.max(1);
+
+    let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
+    let faces_options = FacesOptions { weights: o.face_weights.clone(), device, batch: 16, skip_bad: o.skip_bad, progress: false, min_face: o.min_face };
+    let mut summary = AttributeSummary { images: 0, faces: 0, without_face: 0, skipped: Vec::new(), seconds: 0.0 };
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let feature_columns = (0..if o.features { faceres::FEATURES } else { 0 }).map(|k| format!("f{k}"));
+    csv.write_record(COLUMNS.iter().map(|c| c.to_string()).chain(feature_columns))?;
+    // A photo's path relative to the folder given, so that rows of a dataset's train and eval
+    // sets never share a name.
+    let key_of = |path: &Path| {
+        let rel = path.strip_prefix(&o.photos).unwrap_or(path);
+        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    };
+    for set in find_sets(&o.photos, &read)? {
+        let detected = detect_set(&set, None, &faces_options)?;
+        summary.skipped.extend(detected.skipped);
+        let cache = FacesCache::read(&set.cache_path)?;
+        // Photos in the file (unreadable ones were skipped and are not), in file order.
+        let photos: Vec<PathBuf> = set.images.iter().filter(|p| cache.get(p).is_some()).cloned().collect();
+        summary.images += photos.len();
+        for chunk in photos.chunks(step) {
+            // Each photo decoded once, its faces cropped from it.
+            let read: Vec<Result<Vec<(Item, RgbImage)>>> = chunk
+                .par_iter()
+                .map(|path| -> Result<Vec<(Item, RgbImage)>> {
+                    let entry = cache.get(path).expect("listed above");
+                    if entry.faces.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let img = read_upright(path)?;
+                    // faces.csv lists a photo's faces largest first.
+                    let take = if o.largest_only { 1 } else { entry.faces.len() };
+                    entry.faces.iter().enumerate().take(take).map(|(k, f)| {
+                        let region = face_region(&f.bbox, o.margin, img.width, img.height);
+                        let crop = resize_region(&img, Some(region), &prep).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                        Ok((Item { image: key_of(path), face: k, bbox: f.bbox, score: f.score }, crop))
+                    }).collect()
+                })
+                .collect();
+            let mut per_photo = Vec::new();
+            for (path, faces) in chunk.iter().zip(read) {
+                match faces {
+                    Ok(faces) => per_photo.push(faces),
+                    // Readable when its faces were detected, not now (changed or removed since).
+                    Err(e) if o.skip_bad => summary.skipped.push(format!("{}: {e:#}", path.display())),
+                    Err(e) => return Err(e),
+                }
+            }
+            summary.without_face += per_photo.iter().filter(|faces| faces.is_empty()).count();
+            let (items, crops): (Vec<Item>, Vec<RgbImage>) = per_photo.into_iter().flatten().unzip();
+            for start in (0..items.len()).step_by(step) {
+                let end = (start + step).min(items.len());
+                let batch = batch_u8(&crops[start..end].iter().collect::<Vec<_>>())?;
+                for (item, values) in items[start..end].iter().zip(read_batch(&net, &batch, &o.bounds, o.features)?) {
+                    let mut row = vec![item.image.clone(), item.face.to_string()];
+                    row.extend(item.bbox.iter().map(|v| format!("{v:.1}")));
+                    row.push(format!("{:.4}", item.score));
+                    row.extend(values.iter().map(|v| v.to_string()));
+                    csv.write_record(&row)?;
+                }
+                summary.faces += end - start;
+            }
+        }
+    }
+    write_atomic(&o.out, &csv.into_inner().context("attributes CSV")?)?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
