@@ -1,8 +1,9 @@
 //! `masklab face-attributes PHOTOS --out attributes.csv`: gender and age of every face as
 //! FaceRes's own heads read them (HSE FaceRes: trained on VGGFace2, then IMDB-Wiki age and gender;
 //! never on this task). A reader that needs no training, and a second opinion to set beside a
-//! trained model's answers: on bare UTKFace faces it reads gender and age better than the CPU
-//! preset learns to (README, Presets).
+//! trained model's answers: on bare, tightly cropped UTKFace faces it reads gender and age better
+//! than the CPU preset learns to; under masks, and on the stand-in's photos, it reads age worse
+//! (README, Presets). `--features` adds the pooled features, for heads of one's own.
 //!
 //! The faces come from the folder's `faces.csv`, brought up to date first exactly as `masklab
 //! faces PHOTOS` does. Each face is framed as the FaceRes parity test frames faces (the MTCNN box
