@@ -281,6 +281,25 @@ fn detect_chunk<'a>(detector: &Mtcnn, mut photos: Vec<Decoded<'a>>, skip_bad: bo
     }
 }
 
+/// A set's photos with their faces, as the commands that work per face read them.
+pub struct SetFaces {
+    /// The set's faces.csv, up to date.
+    pub cache: FacesCache,
+    /// The set's photos that the file holds (unreadable ones were skipped and are not), in order.
+    pub photos: Vec<PathBuf>,
+    /// Photos reported and skipped while detecting (`skip_bad`).
+    pub skipped: Vec<String>,
+}
+
+/// Brings `set`'s faces.csv up to date (only new and changed photos are detected), then reads it
+/// back with the photos it holds.
+pub fn set_faces(set: &FaceSet, opts: &FacesOptions) -> Result<SetFaces> {
+    let detected = detect_set(set, None, opts)?;
+    let cache = FacesCache::read(&set.cache_path)?;
+    let photos = set.images.iter().filter(|p| cache.get(p).is_some()).cloned().collect();
+    Ok(SetFaces { cache, photos, skipped: detected.skipped })
+}
+
 /// `masklab faces PATH [--out FILE]`: every dataset under `path`.
 pub fn run(path: &Path, out: Option<&Path>, read: &ReadOptions, opts: &FacesOptions) -> Result<Vec<FacesSummary>> {
     let sets = find_sets(path, read)?;

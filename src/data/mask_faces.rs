@@ -15,8 +15,7 @@
 use crate::data::augment::mask_render::strip::{preview_strip, write_png, StripCell, StripFace};
 use crate::data::augment::mask_render::{render, DetectedFace, MaskDesign, WearStyle};
 use crate::data::dataset::ReadOptions;
-use crate::data::face_detection::{decode_photo, detect_set, find_sets, FacesOptions};
-use crate::faces::cache::FacesCache;
+use crate::data::face_detection::{decode_photo, find_sets, set_faces, FacesOptions};
 use crate::image::decode::RgbImage;
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
@@ -96,12 +95,11 @@ fn photos(o: &MaskFacesOptions, skipped: &mut Vec<String>) -> Result<Vec<Photo>>
     let read = ReadOptions { skip_bad: o.detector.skip_bad, ..Default::default() };
     let mut out = Vec::new();
     for set in find_sets(&o.input, &read)? {
-        let summary = detect_set(&set, None, &o.detector)?;
-        skipped.extend(summary.skipped);
-        let cache = FacesCache::read(&set.cache_path)?;
-        let listed: Vec<&PathBuf> = set.images.iter().filter(|p| cache.get(p).is_some()).collect();
-        let decoded: Vec<_> = listed.par_iter().map(|p| decode_photo(p)).collect();
-        for (path, image) in listed.into_iter().zip(decoded) {
+        let found = set_faces(&set, &o.detector)?;
+        skipped.extend(found.skipped);
+        let cache = found.cache;
+        let decoded: Vec<_> = found.photos.par_iter().map(|p| decode_photo(p)).collect();
+        for (path, image) in found.photos.iter().zip(decoded) {
             let image = match image {
                 Ok(i) => i,
                 Err(e) if o.detector.skip_bad => {

@@ -50,6 +50,12 @@ pub struct ImageFaces {
     pub faces: Vec<Face>,
 }
 
+/// `image`'s path below `base`, `/`-separated (the whole path when it is not below `base`).
+pub fn relative_key(base: &Path, image: &Path) -> String {
+    let rel = image.strip_prefix(base).unwrap_or(image);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
 /// A dataset's `faces.csv`.
 #[derive(Clone, Debug)]
 pub struct FacesCache {
@@ -88,8 +94,7 @@ impl FacesCache {
 
     /// The key of a photo: its path relative to the file's folder, `/`-separated.
     pub fn key(&self, image: &Path) -> String {
-        let rel = image.strip_prefix(self.base()).unwrap_or(image);
-        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+        relative_key(self.base(), image)
     }
 
     pub fn get(&self, image: &Path) -> Option<&ImageFaces> {

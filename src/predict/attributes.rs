@@ -12,10 +12,10 @@
 //! Rows name photos by their path below the folder given (`train/images/...` and
 //! `eval/images/...` for a dataset).
 use crate::data::face_crop::face_region;
-use crate::data::face_detection::{detect_set, find_sets, FacesOptions};
+use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::dataset::ReadOptions;
 use crate::device::DeviceChoice;
-use crate::faces::cache::FacesCache;
+use crate::faces::cache::relative_key;
 use crate::image::decode::{read_upright, resize_region, Crop, Preprocess, RgbImage};
 use crate::labels::AgeBounds;
 use crate::model::faceres::{self, FaceRes, INPUT_SIZE};
@@ -107,16 +107,10 @@ pub fn read_attributes(o: &AttributeOptions) -> Result<AttributeSummary> {
     csv.write_record(COLUMNS.iter().map(|c| c.to_string()).chain(feature_columns))?;
     // A photo's path relative to the folder given, so that rows of a dataset's train and eval
     // sets never share a name.
-    let key_of = |path: &Path| {
-        let rel = path.strip_prefix(&o.photos).unwrap_or(path);
-        rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
-    };
+    let key_of = |path: &Path| relative_key(&o.photos, path);
     for set in find_sets(&o.photos, &read)? {
-        let detected = detect_set(&set, None, &faces_options)?;
-        summary.skipped.extend(detected.skipped);
-        let cache = FacesCache::read(&set.cache_path)?;
-        // Photos in the file (unreadable ones were skipped and are not), in file order.
-        let photos: Vec<PathBuf> = set.images.iter().filter(|p| cache.get(p).is_some()).cloned().collect();
+        let SetFaces { cache, photos, skipped } = set_faces(&set, &faces_options)?;
+        summary.skipped.extend(skipped);
         summary.images += photos.len();
         for chunk in photos.chunks(step) {
             // Each photo decoded once, its faces cropped from it.

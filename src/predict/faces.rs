@@ -8,10 +8,9 @@
 //! without a face gets one row for the whole image (`face` empty), as the service flags it. With
 //! `largest_only`, one row per photo: its largest face (a folder of single-face photos framed
 //! unlike the training photos). The same ensemble, TTA, votes and decision biases as `predict`.
-use crate::data::face_detection::{detect_set, find_sets, FacesOptions};
+use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::framing::{face_inputs, WholeInputs};
 use crate::image::decode::read_upright_keeping_bytes;
-use crate::faces::cache::FacesCache;
 use crate::device::DeviceChoice;
 use crate::data::dataset::ReadOptions;
 use crate::image::decode::RgbImage;
@@ -84,11 +83,8 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
     let header = ["image", "face", "x1", "y1", "x2", "y2", "score", "label", "class"].map(String::from);
     csv.write_record(header.into_iter().chain((0..NUM_CLASSES).map(|c| format!("p{c}"))))?;
     for set in find_sets(&o.photos, &read)? {
-        let detected = detect_set(&set, None, &faces_options)?;
-        summary.skipped.extend(detected.skipped);
-        let cache = FacesCache::read(&set.cache_path)?;
-        // Photos in the file (unreadable ones were skipped and are not), in file order.
-        let photos: Vec<PathBuf> = set.images.iter().filter(|p| cache.get(p).is_some()).cloned().collect();
+        let SetFaces { cache, photos, skipped } = set_faces(&set, &faces_options)?;
+        summary.skipped.extend(skipped);
         for chunk in photos.chunks(step.max(1)) {
             let decoded: Vec<Result<(Vec<u8>, RgbImage), _>> = chunk.par_iter().map(|p| read_upright_keeping_bytes(p)).collect();
             let mut items = Vec::new();
