@@ -10,6 +10,8 @@
 //! `predict` applies the biases only when that held-out F1 rose; otherwise tune.json records
 //! them (and why they are not used) and predict keeps the argmax, unless `tune --force` asked
 //! for them anyway.
+use crate::face_heads::fit::{fit_for_run, FitRequest};
+use crate::face_heads::FaceHeadsReport;
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Scores;
 use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
@@ -179,6 +181,10 @@ pub struct TuneReport {
     /// other tools; masklab decides again from the scores when it reads the file).
     #[serde(default)]
     pub applied: bool,
+    /// The face heads (`tune --face-heads`) the rows were fused with before the biases were
+    /// fitted: predict and serve fuse with them, then apply the biases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_heads: Option<FaceHeadsReport>,
 }
 
 impl TuneReport {
@@ -237,6 +243,7 @@ pub fn tune_rows(rows: &[HeldOutRow], by: TuneBy, search: &Search, source: &str,
         biases,
         forced: false,
         applied: false,
+        face_heads: None,
     };
     report.applied = report.applies();
     Ok(report)
@@ -244,8 +251,10 @@ pub fn tune_rows(rows: &[HeldOutRow], by: TuneBy, search: &Search, source: &str,
 
 /// `masklab tune RUN`: fits on the run's out-of-fold (k-fold) or validation predictions and
 /// writes `RUN/tune.json` (holding the run's lock). `force`: apply the biases in predict even
-/// when the held-out F1 does not rise. A run whose checkpoint holds non-finite values is refused.
-pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize, force: bool) -> Result<TuneReport> {
+/// when the held-out F1 does not rise. With `face_heads`, first fits the run's face heads
+/// (`RUN/face_heads.safetensors`) and fits the biases on the fused rows. A run whose checkpoint
+/// holds non-finite values is refused.
+pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize, force: bool, face_heads: Option<&FitRequest>) -> Result<TuneReport> {
     let path = if run.is_kfold() { run.oof_predictions() } else { run.val_predictions() };
     if !path.is_file() {
         bail!("{} not found: tune needs a trained run with a validation split (or a finished k-fold run)", path.display());
@@ -259,9 +268,16 @@ pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize, force:
     }
     let rows = read_rows(&path)?;
     let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let fitted = face_heads.map(|req| fit_for_run(run, &rows, req)).transpose()?;
+    let rows = fitted.as_ref().map_or(rows, |f| f.fused_rows.clone());
     let mut report = tune_rows(&rows, by, search, &source, groups)?;
     report.forced = force;
     report.applied = report.applies();
+    if let Some(f) = fitted {
+        // The heads first: tune.json names them only once they are on disk.
+        f.heads.save(&run.face_heads_file())?;
+        report.face_heads = Some(f.report);
+    }
     write_atomic(&run.tune_file(), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(report)
 }
@@ -303,6 +319,14 @@ pub fn render(r: &TuneReport) -> String {
         format!("  {name:<28} f1 {:.4}  accuracy {:.4}  (mask {:.4} gender {:.4} age {:.4})\n", s.f1, s.accuracy, s.f1_mask, s.f1_gender, s.f1_age)
     };
     let mut s = format!("tuned by {:?} on {} ({} images)\n", r.by, r.source, r.images).to_lowercase();
+    if let Some(h) = &r.face_heads {
+        s.push_str(&format!(
+            "face heads on {} features (margin {}), fitted on {} training photos with a face: validation f1 {:.4} -> {:.4} fused \
+             (weights: gender {}, age {}; heads alone on the {} of {} validation photos with a face: gender {:.4}, age {:.4}); the rows below are fused\n",
+            h.reading.network, h.reading.margin, h.train_photos, h.val_f1_run, h.val_f1_fused, h.weights.gender, h.weights.age,
+            h.val_with_face, h.val_photos, h.val_f1_heads[0], h.val_f1_heads[1]
+        ));
+    }
     s.push_str(&line("fitted rows, argmax", &r.fitted_before));
     s.push_str(&line("fitted rows, tuned", &r.fitted_after));
     s.push_str(&format!("held out ({} groups, each decided by biases fitted on the others):\n", r.held_out_groups));

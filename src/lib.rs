@@ -16,6 +16,7 @@ pub mod device;
 pub mod dist;
 pub mod eda;
 pub mod evaluate;
+pub mod face_heads;
 pub mod faces;
 pub mod image;
 pub mod labels;
@@ -33,8 +34,8 @@ pub mod weights;
 
 /// The layers of the library, bottom to top: the label types, scores and small helpers; the run
 /// folder; images, weight files and the distributed engine; the face detector; datasets; models;
-/// the engines (training, evaluation, prediction, the label audit, decision biases, EDA); the
-/// outputs and services (the HTTP service, reports, trackers, the console, benchmarks); the config,
+/// the engines (training, evaluation, prediction, the label audit, decision biases, face heads,
+/// EDA); the outputs and services (the HTTP service, reports, trackers, the console, benchmarks); the config,
 /// which assembles the sections every module below it defines; what to run; the command line.
 pub const LAYERS: &[&[&str]] = &[
     &["labels", "metrics", "util", "device"],
@@ -43,7 +44,7 @@ pub const LAYERS: &[&[&str]] = &[
     &["faces"],
     &["data", "demo"],
     &["model"],
-    &["train", "evaluate", "predict", "audit", "decision_biases", "eda"],
+    &["train", "evaluate", "predict", "audit", "decision_biases", "face_heads", "eda"],
     &["serve", "report", "tracking", "console", "bench"],
     &["config"],
     &["app", "sweep"],

@@ -167,6 +167,7 @@ fn only_the_run_folder_module_spells_the_run_files() {
     let names = [
         "config.toml", "metrics.jsonl", "best.json", "last.json", "best.safetensors", "last.safetensors", "val_predictions.csv",
         "oof_predictions.csv", "cv.json", "folds.json", "tune.json", "pretrained.json", "mlflow.json", "report.html", "audit.json",
+        "face_heads.safetensors",
     ];
     for (module, code) in sources() {
         if module == "run_dir" || module.starts_with("run_dir::") {

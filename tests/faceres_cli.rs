@@ -4,7 +4,7 @@
 //! predicts. Parity with TensorFlow.js is faceres_parity.rs's.
 mod common;
 
-use common::faces::assets;
+use common::faces::faceres_tarball;
 use common::{demo, masklab_env, stderr, tiny_recipe};
 use std::fs;
 
@@ -13,8 +13,7 @@ fn a_run_starts_from_the_face_trained_weights_by_name_and_predicts() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let env = [("MASKLAB_CACHE", cache.to_str().unwrap())];
-    let tarball = assets().join("npm/vladmandic-human-3.3.6.tgz");
-    assert!(tarball.is_file(), "{} is missing: run scripts/setup.sh --test", tarball.display());
+    let tarball = faceres_tarball();
 
     let data = dir.path().join("data");
     demo(&data, 10, 8);

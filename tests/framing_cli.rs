@@ -5,12 +5,12 @@
 //! The faces.csv files are written here with known boxes (detection is tested in faces_cli.rs).
 mod common;
 
+use common::faces::record_faces;
 use common::{demo, masklab, read_probs, stderr, train_tiny};
 use masklab::data::dataset::{read_train, ReadOptions};
 use masklab::faces::boxes::{iou, Face};
-use masklab::faces::cache::{FacesCache, ImageFaces, Stamp, FACES_FILE};
+use masklab::faces::cache::{FacesCache, FACES_FILE};
 use std::fs;
-use std::path::Path;
 
 /// The face of every photo here: the same place in each, as in a competition set.
 fn face_in(x: f32, y: f32, w: f32, h: f32) -> Face {
@@ -19,11 +19,6 @@ fn face_in(x: f32, y: f32, w: f32, h: f32) -> Face {
     Face { bbox, score: 0.99, landmarks }
 }
 
-fn record(cache: &mut FacesCache, path: &Path, faces: Vec<Face>) {
-    let (w, h) = image::image_dimensions(path).unwrap();
-    let key = cache.key(path);
-    cache.images.insert(key, ImageFaces { stamp: Stamp::of(path).unwrap(), width: w, height: h, min_face: masklab::faces::boxes::DEFAULT_MIN_FACE, faces });
-}
 
 fn resized(img: &image::RgbImage, scale: f32) -> image::RgbImage {
     let (w, h) = ((img.width() as f32 * scale).round() as u32, (img.height() as f32 * scale).round() as u32);
@@ -46,7 +41,7 @@ fn faces_of_a_composed_photo_are_answered_as_each_photo_alone() {
     for person in &set.people {
         for img in &person.images {
             let (w, h) = image::image_dimensions(&img.path).unwrap();
-            record(&mut cache, &img.path, vec![face_in(0.0, 0.0, w as f32, h as f32)]);
+            record_faces(&mut cache, &img.path, vec![face_in(0.0, 0.0, w as f32, h as f32)]);
         }
     }
     cache.write().unwrap();
@@ -90,7 +85,7 @@ fn faces_of_a_composed_photo_are_answered_as_each_photo_alone() {
     let scene = scenes.join("group.png");
     canvas.save(&scene).unwrap();
     let mut scene_faces = FacesCache::empty(&scenes.join(FACES_FILE));
-    record(&mut scene_faces, &scene, boxes.iter().rev().cloned().collect());
+    record_faces(&mut scene_faces, &scene, boxes.iter().rev().cloned().collect());
     scene_faces.write().unwrap();
 
     let per_face = dir.path().join("faces.csv");

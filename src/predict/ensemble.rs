@@ -1,14 +1,15 @@
 //! The one inference path from trained runs to 18-way probabilities, shared by `predict` and
 //! `serve`: which models a run argument names (a run's best checkpoint, a k-fold run's folds, or
 //! one checkpoint file), each model's own preprocessing and test-time augmentation, the equal-weight
-//! soft vote of a run's models, the run's tuned decision biases, and the weighted soft vote of
-//! several runs.
+//! soft vote of a run's models, the run's face heads (`tune --face-heads`), its tuned decision
+//! biases, and the weighted soft vote of several runs.
 use crate::data::settings::{DataConfig, FaceCrop};
 use crate::data::face_crop::sample_faces;
 use crate::data::framing::{FramedInput, Framing};
-use crate::image::decode::{Preprocess, RgbImage};
+use crate::image::decode::Preprocess;
 use crate::data::loader::{Loader, OnBadImage};
-use crate::decision_biases::{load_biases, not_applied_reason, Biases};
+use crate::decision_biases::{load_biases, load_tuning, not_applied_reason, Biases};
+use crate::face_heads::{self, FaceEvidence, FaceHeads, FaceReading};
 use crate::labels::NUM_CLASSES;
 use crate::model::net::{check_finite_outputs, forward_batch, infer, Net, RunOptions, Tta};
 use crate::model::settings::ModelConfig;
@@ -26,7 +27,8 @@ use tch::{Device, Kind, Tensor};
 pub struct InferenceOptions {
     pub device: Device,
     pub tta: Tta,
-    /// Apply each run's tuned decision biases (`RUN/tune.json`).
+    /// Apply each run's tuning (`RUN/tune.json`): its decision biases, and the face heads they
+    /// were fitted after.
     pub use_biases: bool,
     /// Images per step (0: each run's train.eval_batch_size).
     pub batch_size: usize,
@@ -116,6 +118,8 @@ pub struct EnsembleMember {
     pub biases: Option<Biases>,
     /// Why the run's tune.json is not applied (its held-out F1 did not rise), to tell the user.
     pub biases_refused: Option<String>,
+    /// The second opinion on gender and age its tune.json names, fused before the biases.
+    pub face_heads: Option<FaceHeads>,
     pub weight: f64,
 }
 
@@ -142,8 +146,13 @@ impl Ensemble {
         for (source, weight) in sources.iter().zip(weights) {
             let (run, models) = models_of(source)?;
             let models = models.iter().map(|(r, which)| TrainedModel::load(r, which, o)).collect::<Result<Vec<_>>>()?;
-            let (biases, biases_refused) = if o.use_biases { (load_biases(&run)?, not_applied_reason(&run)?) } else { (None, None) };
-            members.push(EnsembleMember { source: source.clone(), models, biases, biases_refused, weight });
+            let (biases, biases_refused, face_heads) = if o.use_biases {
+                let tuning = load_tuning(&run)?;
+                (load_biases(&run)?, not_applied_reason(&run)?, face_heads::load_for_run(&run, tuning.as_ref().and_then(|t| t.face_heads.as_ref()))?)
+            } else {
+                (None, None, None)
+            };
+            members.push(EnsembleMember { source: source.clone(), models, biases, biases_refused, face_heads, weight });
         }
         Ok(Ensemble { members })
     }
@@ -152,20 +161,41 @@ impl Ensemble {
         self.members.iter().flat_map(|m| m.models.iter())
     }
 
+    /// The face readings the runs' face heads need (none when no run has them), each once.
+    pub fn face_readings(&self) -> Vec<FaceReading> {
+        let mut out: Vec<FaceReading> = Vec::new();
+        for h in self.members.iter().filter_map(|m| m.face_heads.as_ref()) {
+            if !out.contains(&h.meta.reading) {
+                out.push(h.meta.reading.clone());
+            }
+        }
+        out
+    }
+
     /// The ensemble's `[N, 18]` probabilities from each model's, given in `models()` order: the
-    /// equal-weight vote within a run, its decision biases, then the weighted vote of the runs.
-    pub fn combine(&self, model_probs: &[Tensor]) -> Tensor {
+    /// equal-weight vote within a run, its face heads' opinion of each image's face (`faces`:
+    /// the features of every reading [`Ensemble::face_readings`] lists), its decision biases,
+    /// then the weighted vote of the runs.
+    pub fn combine(&self, model_probs: &[Tensor], faces: &FaceEvidence) -> Result<Tensor> {
         let mut next = model_probs.iter();
         let mut run_probs = Vec::with_capacity(self.members.len());
         for m in &self.members {
             let own: Vec<Tensor> = next.by_ref().take(m.models.len()).map(|t| t.shallow_clone()).collect();
             let mut p = soft_vote(&own, &vec![1.0; own.len()]);
+            if let Some(h) = &m.face_heads {
+                let reading = &h.meta.reading;
+                let f = faces.get(&reading.key()).ok_or_else(|| anyhow::anyhow!("{}: no {} face features to fuse its face heads with", m.source.display(), reading.network))?;
+                if f.len() as i64 != p.size()[0] {
+                    bail!("{} images but face features of {}", p.size()[0], f.len());
+                }
+                p = h.fuse(&p, f);
+            }
             if let Some(b) = &m.biases {
                 p = b.adjust(&p);
             }
             run_probs.push(p);
         }
-        soft_vote(&run_probs, &self.members.iter().map(|m| m.weight).collect::<Vec<_>>())
+        Ok(soft_vote(&run_probs, &self.members.iter().map(|m| m.weight).collect::<Vec<_>>()))
     }
 
     /// The distinct input pipelines of the models, in the order they first appear: how an image
@@ -182,9 +212,10 @@ impl Ensemble {
     }
 
     /// The ensemble's `[B, 18]` probabilities (CPU) of B images that arrived already decoded
-    /// (`serve`): `inputs[i]` is their uint8 NHWC batch decoded and resized by `pipelines()[i]`.
-    /// The same models, TTA, votes and biases as [`Ensemble::probs_of_files`].
-    pub fn probs_of_decoded(&self, inputs: &[Tensor]) -> Result<Tensor> {
+    /// (`serve`): `inputs[i]` is their uint8 NHWC batch decoded and resized by `pipelines()[i]`;
+    /// `faces`, their faces' features for the runs' face heads. The same models, TTA, votes, face
+    /// heads and biases as [`Ensemble::probs_of_files`].
+    pub fn probs_of_decoded(&self, inputs: &[Tensor], faces: &FaceEvidence) -> Result<Tensor> {
         let pipelines = self.pipelines();
         if inputs.len() != pipelines.len() {
             bail!("{} input batches for {} input pipelines", inputs.len(), pipelines.len());
@@ -198,11 +229,12 @@ impl Ensemble {
             }
             all.push(model.probs(&inputs[i]));
         }
-        Ok(self.combine(&all))
+        self.combine(&all, faces)
     }
 
-    /// The ensemble's `[N, 18]` probabilities of image files, and which images every model read.
-    pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage) -> Result<(Tensor, Vec<bool>)> {
+    /// The ensemble's `[N, 18]` probabilities of image files, and which images every model read;
+    /// `faces`: the files' largest faces' features for the runs' face heads.
+    pub fn probs_of_files(&self, paths: &[PathBuf], on_bad: OnBadImage, faces: &FaceEvidence) -> Result<(Tensor, Vec<bool>)> {
         let mut all = Vec::new();
         let mut read = vec![true; paths.len()];
         for model in self.models() {
@@ -212,22 +244,8 @@ impl Ensemble {
             }
             all.push(p);
         }
-        Ok((self.combine(&all), read))
+        Ok((self.combine(&all, faces)?, read))
     }
-}
-
-/// A uint8 NHWC batch `[B, H, W, 3]` of decoded images, which must all have one size.
-pub fn batch_u8(images: &[&RgbImage]) -> Result<Tensor> {
-    let Some(first) = images.first() else { bail!("an empty batch") };
-    let (w, h) = (first.width, first.height);
-    let mut buf = Vec::with_capacity(images.len() * (w * h * 3) as usize);
-    for img in images {
-        if (img.width, img.height) != (w, h) || img.data.len() != (w * h * 3) as usize {
-            bail!("images of different sizes in one batch: {}x{} and {}x{}", w, h, img.width, img.height);
-        }
-        buf.extend_from_slice(&img.data);
-    }
-    Ok(Tensor::from_slice(&buf).view([images.len() as i64, h as i64, w as i64, 3]))
 }
 
 /// Soft vote: the weighted mean of `[N, 18]` probabilities.

@@ -7,16 +7,20 @@
 //! region of the photo that places the face as the training photos placed theirs); a photo
 //! without a face gets one row for the whole image (`face` empty), as the service flags it. With
 //! `largest_only`, one row per photo: its largest face (a folder of single-face photos framed
-//! unlike the training photos). The same ensemble, TTA, votes and decision biases as `predict`.
+//! unlike the training photos). The same ensemble, TTA, votes, face heads (each face read by
+//! FaceRes) and decision biases as `predict`.
 use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::framing::{face_inputs, WholeInputs};
 use crate::image::decode::read_upright_keeping_bytes;
 use crate::device::DeviceChoice;
+use crate::face_heads::features::FaceReader;
+use crate::face_heads::FaceEvidence;
 use crate::data::dataset::ReadOptions;
 use crate::image::decode::RgbImage;
 use crate::labels::{Class, NUM_CLASSES};
 use crate::model::net::Tta;
-use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
+use crate::image::batch::batch_u8;
+use crate::predict::ensemble::{Ensemble, InferenceOptions};
 use crate::util::argmax::argmax;
 use crate::util::write_atomic;
 use anyhow::{anyhow, Context, Result};
@@ -75,6 +79,8 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
     for m in ensemble.models() {
         eprintln!("{}: {}", m.run.path().display(), m.framing.describe());
     }
+    // The runs' face heads read each face as FaceRes does.
+    let readers = ensemble.face_readings().iter().map(|r| FaceReader::open(r, device)).collect::<Result<Vec<_>>>()?;
 
     let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
     let faces_options = FacesOptions { weights: o.face_weights.clone(), device, batch: 16, skip_bad: o.skip_bad, progress: false, min_face: o.min_face };
@@ -89,6 +95,7 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
             let decoded: Vec<Result<(Vec<u8>, RgbImage), _>> = chunk.par_iter().map(|p| read_upright_keeping_bytes(p)).collect();
             let mut items = Vec::new();
             let mut views: Vec<Vec<RgbImage>> = vec![Vec::new(); pipelines.len()];
+            let mut face_crops: Vec<Vec<Option<RgbImage>>> = vec![Vec::new(); readers.len()];
             for (path, img) in chunk.iter().zip(decoded) {
                 let (bytes, img) = img?;
                 // A view of the whole photo is predict's input for this file, exactly.
@@ -103,6 +110,9 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
                     for (v, input) in views.iter_mut().zip(inputs) {
                         v.push(input);
                     }
+                    for c in face_crops.iter_mut() {
+                        c.push(None);
+                    }
                     continue;
                 }
                 let largest = (0..entry.faces.len()).max_by(|&a, &b| entry.faces[a].area().total_cmp(&entry.faces[b].area()));
@@ -113,6 +123,9 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
                     for (v, input) in views.iter_mut().zip(inputs) {
                         v.push(input);
                     }
+                    for (c, reader) in face_crops.iter_mut().zip(&readers) {
+                        c.push(Some(reader.crop(&img, &f.bbox).map_err(|e| anyhow!("{}: {e}", path.display()))?));
+                    }
                 }
             }
             if items.is_empty() {
@@ -122,7 +135,11 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
             for start in (0..items.len()).step_by(step.max(1)) {
                 let end = (start + step.max(1)).min(items.len());
                 let inputs = views.iter().map(|v| batch_u8(&v[start..end].iter().collect::<Vec<_>>())).collect::<Result<Vec<_>>>()?;
-                let probs = tch::no_grad(|| ensemble.probs_of_decoded(&inputs))?;
+                let mut faces = FaceEvidence::new();
+                for (reader, crops) in readers.iter().zip(&face_crops) {
+                    faces.insert(reader.reading.key(), reader.features_where_found(&crops[start..end])?);
+                }
+                let probs = tch::no_grad(|| ensemble.probs_of_decoded(&inputs, &faces))?;
                 let values = Vec::<f32>::try_from(probs.contiguous().view([-1])).context("probabilities")?;
                 for (i, item) in items[start..end].iter().enumerate() {
                     let p = &values[i * NUM_CLASSES..(i + 1) * NUM_CLASSES];

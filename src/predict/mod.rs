@@ -5,7 +5,12 @@ pub mod attributes;
 pub mod ensemble;
 pub mod faces;
 
+use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
+use crate::data::dataset::ReadOptions;
 use crate::device::DeviceChoice;
+use crate::face_heads::features::FaceReader;
+use crate::face_heads::{FaceEvidence, FaceReading};
+use crate::faces::args::FaceDetectorArgs;
 use crate::data::dataset::read_eval;
 use crate::data::loader::OnBadImage;
 use crate::labels::NUM_CLASSES;
@@ -38,6 +43,8 @@ pub struct PredictOptions {
     pub device: DeviceChoice,
     /// Images per step (0: each run's train.eval_batch_size, by default twice its training batch).
     pub batch_size: usize,
+    /// The face detector, for runs with face heads (eval photos not yet in the folder's faces.csv).
+    pub detector: FaceDetectorArgs,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -53,16 +60,25 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     let options = InferenceOptions { device: o.device.resolve()?, tta: o.tta, use_biases: !o.no_tune, batch_size: o.batch_size };
     let ensemble = Ensemble::load(&o.runs, o.weights.as_deref(), &options)?;
     for m in &ensemble.members {
+        if let Some(h) = &m.face_heads {
+            let w = h.meta.weights;
+            eprintln!("{}: fusing its face heads ({}: gender weight {}, age weight {}; --no-tune to switch off)", m.source.display(), h.meta.reading.network, w.gender, w.age);
+        }
         if m.biases.is_some() {
             eprintln!("{}: applying its tuned decision biases (tune.json; --no-tune to switch off)", m.source.display());
         } else if let Some(reason) = &m.biases_refused {
             eprintln!("{}: {reason}", m.source.display());
         }
     }
+    let readings = ensemble.face_readings();
+    if readings.is_empty() && o.detector.given() {
+        bail!("--face-weights and --min-face go with --faces, --largest-face, or runs tuned with --face-heads");
+    }
     let eval = read_eval(&o.eval_dir, o.skip_bad)?;
     let n = eval.image_ids.len();
     let on_bad = if o.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
-    let (probs, present) = ensemble.probs_of_files(&eval.paths, on_bad)?;
+    let faces = eval_faces(o, &readings, &eval.paths)?;
+    let (probs, present) = ensemble.probs_of_files(&eval.paths, on_bad, &faces)?;
     let mut answers: Vec<i64> = Vec::<i64>::try_from(probs.argmax(1, false)).context("predictions")?;
     let skipped: Vec<String> = eval.image_ids.iter().zip(&present).filter(|(_, p)| !**p).map(|(id, _)| id.clone()).collect();
     if !skipped.is_empty() {
@@ -95,6 +111,34 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(PredictSummary { images: n, skipped, seconds, images_per_s: n as f64 / seconds.max(1e-9) })
+}
+
+/// The largest face's features of each eval photo for every reading the runs' face heads need;
+/// the photos' faces come from the eval folder's faces.csv, detected first where missing.
+fn eval_faces(o: &PredictOptions, readings: &[FaceReading], paths: &[PathBuf]) -> Result<FaceEvidence> {
+    let mut evidence = FaceEvidence::new();
+    if readings.is_empty() {
+        return Ok(evidence);
+    }
+    let device = o.device.resolve()?;
+    let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
+    let set = find_sets(&o.eval_dir, &read)?.into_iter().find(|s| s.kind == "eval").context("the eval folder's photos")?;
+    let options = FacesOptions { weights: o.detector.weights_dir(), device, batch: 16, skip_bad: o.skip_bad, progress: false, min_face: o.detector.min_face.get() };
+    let SetFaces { cache, skipped, .. } = set_faces(&set, &options)?;
+    for s in &skipped {
+        crate::util::skips::warn_skipped(s);
+    }
+    for reading in readings {
+        let reader = FaceReader::open(reading, device)?;
+        let (features, skipped) = reader.largest_faces(paths, &cache, 64, o.skip_bad)?;
+        for s in &skipped {
+            crate::util::skips::warn_skipped(s);
+        }
+        let found = features.found.iter().filter(|f| **f).count();
+        eprintln!("{}: a face in {found} of {} photos ({}); the others keep the runs' own answers", set.cache_path.display(), paths.len(), reading.network);
+        evidence.insert(reading.key(), features);
+    }
+    Ok(evidence)
 }
 
 /// How many unreadable images `predict --skip-bad` tolerates (`--max-skipped`): a count

@@ -46,6 +46,7 @@ const VAL_PREDICTIONS: &str = "val_predictions.csv";
 const PRETRAINED_FILE: &str = "pretrained.json";
 const FRAMING_FILE: &str = "framing.json";
 const TUNE_FILE: &str = "tune.json";
+const FACE_HEADS_FILE: &str = "face_heads.safetensors";
 const REPORT_FILE: &str = "report.html";
 const FIGURE_DIR: &str = "report";
 const TENSORBOARD_DIR: &str = "tensorboard";
@@ -124,6 +125,10 @@ impl RunDir {
 
     pub fn tune_file(&self) -> PathBuf {
         self.root.join(TUNE_FILE)
+    }
+    /// The face heads `tune --face-heads` fitted (`face_heads`).
+    pub fn face_heads_file(&self) -> PathBuf {
+        self.root.join(FACE_HEADS_FILE)
     }
     pub fn report_page(&self) -> PathBuf {
         self.root.join(REPORT_FILE)

@@ -6,6 +6,7 @@ use super::classifier::{Classifier, ModelIdentity};
 use super::image_input::{decode_upload, decode_upload_inputs, face_views, FaceLocator, FaceRegion, InputError};
 use super::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use crate::data::framing::WholeInputs;
+use crate::face_heads::features::crop_face;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
@@ -267,6 +268,8 @@ struct Prepared {
     height: u32,
     faces: Vec<FaceRegion>,
     views: Vec<Vec<crate::image::decode::RgbImage>>,
+    /// Per face, its FaceRes crop per reading of the runs' face heads (None: not a detected face).
+    face_crops: Vec<Vec<Option<crate::image::decode::RgbImage>>>,
 }
 
 async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
@@ -286,18 +289,19 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
 
     // Decode, find the faces and resize each face once per pipeline, on the decoding threads.
     let pipelines = Arc::new(info.pipelines.clone());
+    let margins: Arc<Vec<f32>> = Arc::new(info.face_readings.iter().map(|r| r.margin).collect());
     let (max_pixels, locator) = (s.limits.max_pixels, s.faces.clone());
     let decoding: Vec<_> = uploads
         .iter()
         .map(|u| {
-            let (bytes, pipelines, locator) = (u.bytes.clone(), pipelines.clone(), locator.clone());
+            let (bytes, pipelines, locator, margins) = (u.bytes.clone(), pipelines.clone(), locator.clone(), margins.clone());
             on_pool(&s.decode_pool, &s.metrics, move || -> Result<Prepared, ApiError> {
                 if let FaceLocator::WholeImage = locator {
                     // No detector needs the photo's pixels: decode straight to the model inputs
                     // (a whole photo is resized alike whatever a pipeline's framing of faces).
                     let preps: Vec<_> = pipelines.iter().map(|p| p.prep).collect();
                     let (width, height, inputs) = decode_upload_inputs(&bytes, max_pixels, &preps).map_err(input_error)?;
-                    return Ok(Prepared { width, height, faces: vec![FaceRegion::whole_of(width, height)], views: vec![inputs] });
+                    return Ok(Prepared { width, height, faces: vec![FaceRegion::whole_of(width, height)], views: vec![inputs], face_crops: vec![vec![None; margins.len()]] });
                 }
                 let image = decode_upload(&bytes, max_pixels).map_err(input_error)?;
                 let faces = locator.locate(&image).map_err(input_error)?;
@@ -307,7 +311,12 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
                     .map(|f| face_views(&image, f, faces.len(), &pipelines, &whole))
                     .collect::<Result<Vec<_>, String>>()
                     .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable", e))?;
-                Ok(Prepared { width: image.width, height: image.height, faces, views })
+                let face_crops = faces
+                    .iter()
+                    .map(|f| margins.iter().map(|&m| (!f.whole_image).then(|| crop_face(&image, &f.bbox, m)).transpose()).collect::<Result<Vec<_>, String>>())
+                    .collect::<Result<Vec<_>, String>>()
+                    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "undecodable", e))?;
+                Ok(Prepared { width: image.width, height: image.height, faces, views, face_crops })
             })
         })
         .collect();
@@ -327,7 +336,7 @@ async fn predict(State(s): State<Arc<AppState>>, req: Request) -> Result<Respons
     let mut meta = Vec::with_capacity(prepared.len());
     for p in prepared {
         let faces = p.views.len();
-        let input = super::classifier::ClassifyInput { faces: p.views };
+        let input = super::classifier::ClassifyInput { faces: p.views, face_crops: p.face_crops };
         let answer = queue
             .submit(&mut admission, input, faces)
             .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down").retry())?;

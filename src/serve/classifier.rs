@@ -4,10 +4,14 @@
 use super::batcher::{serve_batches, BatchPolicy, Inbox, Queue};
 use super::metrics::Metrics;
 use crate::data::framing::FramedInput;
+use crate::face_heads::features::FaceReader;
+use crate::face_heads::{FaceEvidence, FaceReading};
+use crate::model::faceres::INPUT_SIZE;
 use crate::image::decode::RgbImage;
 use crate::labels::{AgeBounds, NUM_CLASSES};
 use crate::model::net::Tta;
-use crate::predict::ensemble::{batch_u8, Ensemble, InferenceOptions};
+use crate::image::batch::batch_u8;
+use crate::predict::ensemble::{Ensemble, InferenceOptions};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,9 +20,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use tch::{Device, Tensor};
 
-/// One image's faces, each as one view per input pipeline of the ensemble.
+/// One image's faces, each as one view per input pipeline of the ensemble, and each as FaceRes
+/// reads it for every reading of the runs' face heads (None: no detected face, the whole image).
 pub struct ClassifyInput {
     pub faces: Vec<Vec<RgbImage>>,
+    pub face_crops: Vec<Vec<Option<RgbImage>>>,
 }
 
 /// The 18-way probabilities of each face, or why the batch failed.
@@ -46,6 +52,9 @@ pub struct RunIdentity {
     pub weight: f64,
     /// Whether its tuned decision biases (tune.json) are applied.
     pub tuned: bool,
+    /// The face network its face heads read (`tune --face-heads`), when it has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face_heads: Option<String>,
     pub checkpoints: Vec<CheckpointIdentity>,
 }
 
@@ -63,6 +72,8 @@ pub struct CheckpointIdentity {
 pub struct ModelInfo {
     /// Each face is resized once per pipeline, in this order.
     pub pipelines: Vec<FramedInput>,
+    /// Each detected face is also framed once per reading of the runs' face heads, in this order.
+    pub face_readings: Vec<FaceReading>,
     pub bounds: AgeBounds,
     pub identity: ModelIdentity,
 }
@@ -82,8 +93,20 @@ pub struct ClassifierOptions {
 /// What a device thread reports once its ensemble is loaded and warmed up.
 struct Loaded {
     pipelines: Vec<FramedInput>,
+    face_readings: Vec<FaceReading>,
     bounds: AgeBounds,
-    runs: Vec<(String, f64, bool, Vec<(PathBuf, String, String, [u32; 2])>)>,
+    runs: Vec<LoadedRun>,
+}
+
+/// A run argument as loaded: what the service's identity names and hashes.
+struct LoadedRun {
+    source: String,
+    weight: f64,
+    tuned: bool,
+    /// The face network and heads file, with face heads.
+    face_heads: Option<(String, PathBuf)>,
+    /// (file, backbone, layout, input size) per checkpoint.
+    checkpoints: Vec<(PathBuf, String, String, [u32; 2])>,
 }
 
 /// The device threads and what they have loaded.
@@ -129,7 +152,7 @@ impl Classifier {
                 }
                 let loaded = first.context("no device to run on")?;
                 let identity = identify(&loaded, &o)?;
-                let _ = c.info.set(ModelInfo { pipelines: loaded.pipelines, bounds: loaded.bounds, identity });
+                let _ = c.info.set(ModelInfo { pipelines: loaded.pipelines, face_readings: loaded.face_readings, bounds: loaded.bounds, identity });
                 Ok(())
             })();
             let _ = done_tx.send(outcome);
@@ -163,10 +186,10 @@ pub fn device_name(device: Device) -> String {
 fn device_thread(o: &ClassifierOptions, device: Device, inbox: Inbox<ClassifyInput, ClassifyOutput>, report: std::sync::mpsc::Sender<Result<Loaded>>, metrics: &Metrics) {
     // Inference only: no autograd graph on this thread, ever.
     let _no_grad = tch::no_grad_guard();
-    let ensemble = match load(o, device) {
-        Ok((ensemble, loaded)) => {
+    let (ensemble, readers) = match load(o, device) {
+        Ok((ensemble, readers, loaded)) => {
             let _ = report.send(Ok(loaded));
-            ensemble
+            (ensemble, readers)
         }
         Err(e) => {
             let _ = report.send(Err(e.context(format!("loading the models on {}", device_name(device)))));
@@ -174,10 +197,10 @@ fn device_thread(o: &ClassifierOptions, device: Device, inbox: Inbox<ClassifyInp
         }
     };
     let pipelines = ensemble.pipelines();
-    serve_batches(inbox, o.policy, |batch| classify(&ensemble, &pipelines, batch), |faces, took| metrics.batch(faces, took));
+    serve_batches(inbox, o.policy, |batch| classify(&ensemble, &pipelines, &readers, batch), |faces, took| metrics.batch(faces, took));
 }
 
-fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
+fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Vec<FaceReader>, Loaded)> {
     let options = InferenceOptions { device, tta: o.tta, use_biases: o.use_biases, batch_size: o.policy.max_batch };
     let ensemble = Ensemble::load(&o.runs, o.weights.as_deref(), &options)?;
     let mut bounds: Option<(AgeBounds, String)> = None;
@@ -196,9 +219,12 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
             }
             checkpoints.push((model.checkpoint_file(), model.backbone.clone(), model.layout.to_string(), [model.prep.width, model.prep.height]));
         }
-        runs.push((m.source.display().to_string(), m.weight, m.biases.is_some(), checkpoints));
+        let face_heads = m.face_heads.as_ref().map(|h| (h.meta.reading.network.clone(), m.models[0].run.face_heads_file()));
+        runs.push(LoadedRun { source: m.source.display().to_string(), weight: m.weight, tuned: m.biases.is_some(), face_heads, checkpoints });
     }
     let pipelines = ensemble.pipelines();
+    let face_readings = ensemble.face_readings();
+    let readers = face_readings.iter().map(|r| FaceReader::open(r, device)).collect::<Result<Vec<_>>>()?;
     // Warm-up: the first batches pay for allocations (and cuDNN's choices on CUDA).
     let mut warm: Vec<i64> = vec![1];
     if device.is_cuda() && o.policy.max_batch > 1 {
@@ -206,20 +232,27 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Loaded)> {
     }
     for n in warm {
         let inputs: Vec<Tensor> = pipelines.iter().map(|p| Tensor::zeros([n, p.prep.height as i64, p.prep.width as i64, 3], (tch::Kind::Uint8, tch::Device::Cpu))).collect();
-        let _ = ensemble.probs_of_decoded(&inputs).context("warming up the models")?;
+        let crops: Vec<Option<RgbImage>> = (0..n).map(|_| Some(RgbImage { width: INPUT_SIZE as u32, height: INPUT_SIZE as u32, data: vec![0; (INPUT_SIZE * INPUT_SIZE * 3) as usize] })).collect();
+        let faces = readers.iter().map(|r| Ok((r.reading.key(), r.features_where_found(&crops)?))).collect::<Result<FaceEvidence>>()?;
+        let _ = ensemble.probs_of_decoded(&inputs, &faces).context("warming up the models")?;
     }
-    Ok((ensemble, Loaded { pipelines, bounds: bounds.context("no model loaded")?.0, runs }))
+    Ok((ensemble, readers, Loaded { pipelines, face_readings, bounds: bounds.context("no model loaded")?.0, runs }))
 }
 
 /// One batch of images (each with its faces) -> each image's faces' probabilities. A failure
 /// (even a panic inside libtorch) fails this batch's requests, never the thread.
-fn classify(ensemble: &Ensemble, pipelines: &[FramedInput], batch: Vec<ClassifyInput>) -> Vec<ClassifyOutput> {
+fn classify(ensemble: &Ensemble, pipelines: &[FramedInput], readers: &[FaceReader], batch: Vec<ClassifyInput>) -> Vec<ClassifyOutput> {
     let counts: Vec<usize> = batch.iter().map(|b| b.faces.len()).collect();
     let run = || -> Result<Vec<[f32; NUM_CLASSES]>> {
         let inputs: Vec<Tensor> = (0..pipelines.len())
             .map(|p| batch_u8(&batch.iter().flat_map(|b| b.faces.iter().map(|views| &views[p])).collect::<Vec<_>>()))
             .collect::<Result<_>>()?;
-        let probs = ensemble.probs_of_decoded(&inputs)?;
+        let mut faces = FaceEvidence::new();
+        for (k, reader) in readers.iter().enumerate() {
+            let crops: Vec<Option<RgbImage>> = batch.iter().flat_map(|b| b.face_crops.iter().map(|c| c[k].clone())).collect();
+            faces.insert(reader.reading.key(), reader.features_where_found(&crops)?);
+        }
+        let probs = ensemble.probs_of_decoded(&inputs, &faces)?;
         let flat = Vec::<f32>::try_from(probs.contiguous().view([-1]))?;
         Ok(flat.chunks(NUM_CLASSES).map(|c| c.try_into().expect("18 probabilities per row")).collect())
     };
@@ -251,14 +284,17 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn identify(loaded: &Loaded, o: &ClassifierOptions) -> Result<ModelIdentity> {
     let mut all = Sha256::new();
     let mut runs = Vec::new();
-    for (run, weight, tuned, checkpoints) in &loaded.runs {
+    for r in &loaded.runs {
         let mut cps = Vec::new();
-        for (file, backbone, layout, input) in checkpoints {
+        for (file, backbone, layout, input) in &r.checkpoints {
             let sha256 = sha256_file(file)?;
-            all.update(format!("{sha256} {weight} {tuned};"));
+            all.update(format!("{sha256} {} {};", r.weight, r.tuned));
             cps.push(CheckpointIdentity { file: file.display().to_string(), sha256, backbone: backbone.clone(), layout: layout.clone(), input: *input });
         }
-        runs.push(RunIdentity { run: run.clone(), weight: *weight, tuned: *tuned, checkpoints: cps });
+        if let Some((network, file)) = &r.face_heads {
+            all.update(format!("face heads {network} {};", sha256_file(file)?));
+        }
+        runs.push(RunIdentity { run: r.source.clone(), weight: r.weight, tuned: r.tuned, face_heads: r.face_heads.as_ref().map(|(n, _)| n.clone()), checkpoints: cps });
     }
     let tta = match (o.tta.flip, o.tta.crops) {
         (false, false) => "none",

@@ -101,11 +101,13 @@ pub struct ServeOptions {
 }
 
 /// How the service finds faces: MTCNN whenever its weights are in `--face-weights`' folder
-/// (required with `--faces`, or when a served run trained on face crops), else the whole image;
+/// (required with `--faces`, when a served run trained on face crops, or has face heads that
+/// read faces: `tune --face-heads`), else the whole image;
 /// `--whole-image` asks for the whole image. The detector runs on `device`. Each face is then
 /// framed for each model as its training framed faces (printed per run).
 fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
     let mut face_crop_run = None;
+    let mut face_heads_run = None;
     let mut framings = Vec::new();
     for run in &o.runs {
         let dir = if run.is_file() { run.parent().unwrap_or(std::path::Path::new(".")).to_path_buf() } else { run.clone() };
@@ -117,6 +119,9 @@ fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
             if data.face_crop == crate::data::settings::FaceCrop::Mtcnn {
                 face_crop_run.get_or_insert_with(|| run.clone());
             }
+            if !o.no_tune && crate::decision_biases::load_tuning(member).ok().flatten().is_some_and(|t| t.face_heads.is_some()) {
+                face_heads_run.get_or_insert_with(|| run.clone());
+            }
             framings.push((run.clone(), crate::data::framing::Framing::of_run(member, &data)?));
         }
     }
@@ -125,9 +130,12 @@ fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
         if let Some(run) = face_crop_run {
             bail!("{} trained on face crops (data.face_crop = \"mtcnn\"): --whole-image would show it whole photos; leave --whole-image out", run.display());
         }
+        if let Some(run) = &face_heads_run {
+            eprintln!("masklab serve: {}: its face heads read detected faces only; with --whole-image they are not used", run.display());
+        }
         return Ok(FaceLocator::WholeImage);
     }
-    let required = o.faces || face_crop_run.is_some();
+    let required = o.faces || face_crop_run.is_some() || face_heads_run.is_some();
     if !required && crate::faces::mtcnn::weight_paths(&weights).is_err() {
         eprintln!(
             "masklab serve: answering for whole photos (no MTCNN weights in {}; `masklab weights fetch mtcnn` puts them there for an answer per face)",
@@ -136,7 +144,7 @@ fn face_locator(o: &ServeOptions, device: tch::Device) -> Result<FaceLocator> {
         return Ok(FaceLocator::WholeImage);
     }
     let detector = crate::faces::mtcnn::Mtcnn::load(&weights, device)
-        .context("--faces (or a run trained on face crops) needs MTCNN's weights")?
+        .context("--faces (or a run trained on face crops, or tuned with --face-heads) needs MTCNN's weights")?
         .with_min_face(o.detector.min_face.get())?;
     eprintln!("masklab serve: answering per face (MTCNN on {}, faces of {} px and more; --whole-image for whole photos)", device_name(device), o.detector.min_face.get());
     for (run, framing) in &framings {

@@ -169,3 +169,19 @@ pub fn compose(sources: &[SourceFace], o: &SceneOptions, seed: u64) -> (RgbImage
 pub fn save_png(img: &RgbImage, path: &Path) {
     image::RgbImage::from_raw(img.width, img.height, img.data.clone()).unwrap().save(path).unwrap();
 }
+
+/// Records `faces` for the photo at `path` in `cache`, as the detector would have (fresh stamp,
+/// the default smallest face), so that no detection runs for it.
+pub fn record_faces(cache: &mut masklab::faces::cache::FacesCache, path: &Path, faces: Vec<masklab::faces::boxes::Face>) {
+    let (w, h) = image::image_dimensions(path).unwrap();
+    let key = cache.key(path);
+    let stamp = masklab::faces::cache::Stamp::of(path).unwrap();
+    cache.images.insert(key, masklab::faces::cache::ImageFaces { stamp, width: w, height: h, min_face: masklab::faces::boxes::DEFAULT_MIN_FACE, faces });
+}
+
+/// The npm tarball of the `faceres` weights that scripts/setup.sh --test packs.
+pub fn faceres_tarball() -> PathBuf {
+    let tarball = assets().join("npm/vladmandic-human-3.3.6.tgz");
+    assert!(tarball.is_file(), "{} is missing: run scripts/setup.sh --test", tarball.display());
+    tarball
+}

@@ -18,16 +18,21 @@ pub struct Server {
 impl Server {
     /// Starts `masklab serve RUNS --addr 127.0.0.1:0 --device cpu EXTRA` and waits until /readyz says ready.
     pub fn start(runs: &[&Path], extra: &[&str]) -> Server {
+        // The service answers per face whenever MTCNN's weights are in the cache: tests see an
+        // empty cache, so that whole-photo answers do not depend on what this machine fetched
+        // (tests of faces pass --face-weights).
+        Server::start_with_cache(runs, extra, &std::env::temp_dir().join(format!("masklab-test-empty-cache-{}", std::process::id())))
+    }
+
+    /// [`Server::start`] with `cache` as masklab's cache (`MASKLAB_CACHE`: weights fetched there).
+    pub fn start_with_cache(runs: &[&Path], extra: &[&str], cache: &Path) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_masklab"));
         cmd.arg("serve");
         for r in runs {
             cmd.arg(r);
         }
         cmd.args(["--addr", "127.0.0.1:0", "--device", "cpu", "--threads", "1"]).args(extra);
-        // The service answers per face whenever MTCNN's weights are in the cache: tests see an
-        // empty cache, so that whole-photo answers do not depend on what this machine fetched
-        // (tests of faces pass --face-weights).
-        cmd.env("MASKLAB_CACHE", std::env::temp_dir().join(format!("masklab-test-empty-cache-{}", std::process::id())));
+        cmd.env("MASKLAB_CACHE", cache);
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("start masklab serve");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
