@@ -3,17 +3,21 @@
 # start to submission: `masklab train` on DATA, `masklab tune` when the candidate asks for decision
 # biases, `masklab predict` of DATA/eval, then the submission scored against DATA/eval/answers.csv
 # by ../shared/bench/score.py (the competition's macro F1 and each task's). When a candidate crops
-# faces (data.face_crop=mtcnn), `masklab faces` of DATA (train and eval) runs once first, timed,
-# and its time is added to every such candidate's total by the summary. Candidates and seeds
+# faces (data.face_crop=mtcnn) or reads them with face heads (heads=NETWORK: `tune --face-heads`),
+# `masklab faces` of DATA (train and eval) runs once first, timed, and its time is added to every
+# such candidate's total by the summary. Candidates and seeds
 # alternate: seed 1 of every candidate, then seed 2, ... A candidate with biases is also scored
 # without them (`predict --no-tune`, not timed). One JSON line per run goes to OUT;
 # `python3 scripts/preset_search_summary.py OUT [--budget SECONDS] [--against NAME]` gives the table.
 #
 # Usage: scripts/preset_search.sh DATA CANDIDATES [MASKLAB_BINARY]
 #   DATA: a stand-in of ../shared/data/make_maskset.py (it writes eval/answers.csv)
-#   CANDIDATES: a text file, one candidate per line:  NAME CONFIG [tune=class|task] [key=value ...]
+#   CANDIDATES: a text file, one candidate per line:
+#     NAME CONFIG [tune=class|task] [heads=faceres|faceres-deep] [key=value ...]
 #     e.g.  mnv2-96-e3   configs/cpu-quick.toml
 #           mnv2-96-e8-t configs/cpu-quick.toml tune=class train.epochs=8 loss.label_smoothing=0.1
+#           mnv2-heads   configs/cpu-quick.toml heads=faceres-deep
+#     (heads= tunes with face heads: `masklab tune RUN --face-heads NETWORK`, by class unless tune= says)
 #     (blank lines and lines starting with # are skipped; CONFIG is relative to the current folder)
 #   env: SEEDS ("1"), OUT (preset-search.jsonl, appended to), WORK (the run folders and
 #        submissions; default: a temporary folder), SCORE (../shared/bench/score.py), PYTHON (python3:
@@ -42,7 +46,7 @@ while IFS= read -r line || [ -n "$line" ]; do
   line=${line%%$'\r'}
   [[ -z "${line// /}" || "$line" =~ ^[[:space:]]*# ]] && continue
   read -r -a words <<< "$line"
-  [ ${#words[@]} -ge 2 ] || { echo "$candidates:$n: expected NAME CONFIG [tune=class|task] [key=value ...]" >&2; exit 2; }
+  [ ${#words[@]} -ge 2 ] || { echo "$candidates:$n: expected NAME CONFIG [tune=class|task] [heads=NETWORK] [key=value ...]" >&2; exit 2; }
   [[ "${words[0]}" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "$candidates:$n: name \`${words[0]}\` may hold only letters, digits, . _ -" >&2; exit 2; }
   [ -f "${words[1]}" ] || { echo "$candidates:$n: config ${words[1]} is missing" >&2; exit 2; }
   for name in "${names[@]}"; do
@@ -52,8 +56,10 @@ while IFS= read -r line || [ -n "$line" ]; do
     case $word in
       tune=class|tune=task) ;;
       tune=*) echo "$candidates:$n: $word: tune is class or task" >&2; exit 2 ;;
+      heads=faceres|heads=faceres-deep) ;;
+      heads=*) echo "$candidates:$n: $word: heads is faceres or faceres-deep" >&2; exit 2 ;;
       *.*=*) ;;
-      *) echo "$candidates:$n: $word is not tune=class|task nor a section.key=value override" >&2; exit 2 ;;
+      *) echo "$candidates:$n: $word is not tune=class|task, heads=NETWORK nor a section.key=value override" >&2; exit 2 ;;
     esac
   done
   names+=("${words[0]}")
@@ -65,8 +71,8 @@ machine=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc; }
 
-# Face boxes once, timed: only when a candidate crops faces and the caches are missing.
-if printf '%s\n' "${lines[@]}" | grep -q 'data.face_crop=mtcnn'; then
+# Face boxes once, timed: only when a candidate crops or reads faces and the caches are missing.
+if printf '%s\n' "${lines[@]}" | grep -q -e 'data.face_crop=mtcnn' -e 'heads='; then
   if [ ! -f "$data/train/faces.csv" ] || [ ! -f "$data/eval/faces.csv" ]; then
     echo "preset_search.sh: faces of $data" >&2
     t0=$(now)
@@ -80,10 +86,15 @@ fi
 for seed in $seeds; do
   for line in "${lines[@]}"; do
     read -r -a words <<< "$line"
-    name=${words[0]} config=${words[1]} tune=none overrides=()
+    name=${words[0]} config=${words[1]} tune=none heads=none overrides=()
     for word in "${words[@]:2}"; do
-      case $word in tune=*) tune=${word#tune=} ;; *) overrides+=("$word") ;; esac
+      case $word in tune=*) tune=${word#tune=} ;; heads=*) heads=${word#heads=} ;; *) overrides+=("$word") ;; esac
     done
+    heads_args=()
+    if [ "$heads" != none ]; then
+      heads_args=(--face-heads "$heads" --device cpu)
+      [ "$tune" != none ] || tune=class
+    fi
     run=$work/$name-$seed
     rm -rf "$run"
     echo "preset_search.sh: seed $seed, $name" >&2
@@ -94,7 +105,7 @@ for seed in $seeds; do
     tune_seconds=0
     if [ "$tune" != none ]; then
       t0=$(now)
-      "$bin" tune "$run" --by "$tune" > "$work/tune.log" 2>&1 || { cat "$work/tune.log" >&2; exit 1; }
+      "$bin" tune "$run" --by "$tune" "${heads_args[@]}" > "$work/tune.log" 2>&1 || { cat "$work/tune.log" >&2; exit 1; }
       tune_seconds=$(since "$t0")
     fi
     t0=$(now)
@@ -102,7 +113,7 @@ for seed in $seeds; do
       || { cat "$work/predict.log" >&2; exit 1; }
     predict_seconds=$(since "$t0")
     "$py" "$score" "$work/$name-$seed.csv" "$data/eval/answers.csv" > "$work/score.json"
-    # With biases, the same run without them too (not timed): what the biases alone changed.
+    # With biases (and face heads), the same run without them too (not timed): what they changed.
     echo '{}' > "$work/score-untuned.json"
     if [ "$tune" != none ]; then
       "$bin" predict "$run" "$data/eval" --no-tune --out "$work/$name-$seed-untuned.csv" --device cpu > "$work/predict.log" 2>&1 \

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Summary of scripts/preset_search.sh: per candidate, the number of runs, the eval macro F1's
 median and range over seeds, each task's median F1, and the median time from start to submission
-(train + tune + predict, plus `masklab faces` of the data for candidates that crop faces), and
-whether that time is within the budget (default 2100 s). Sorted by median F1, best first.
+(train + tune + predict, plus `masklab faces` of the data for candidates that crop faces or read
+them with face heads), and whether that time is within the budget (default 2100 s). Sorted by
+median F1, best first.
 With --against NAME, each candidate's eval F1 minus NAME's, paired by seed, with a 95% bootstrap
 interval over the eval photos (the stand-in's eval photos carry no person key; 2,000 resamples
 of the photos, both submissions scored on the same draw), from the submissions the runs wrote.
@@ -49,7 +50,8 @@ def main():
 
     rows = []
     for name, rs in runs.items():
-        faces = faces_seconds if "data.face_crop=mtcnn" in rs[0]["recipe"] else 0.0
+        recipe = rs[0]["recipe"]
+        faces = faces_seconds if "data.face_crop=mtcnn" in recipe or " heads=" in recipe else 0.0
         total = statistics.median(r["total_seconds"] for r in rs) + faces
         rows.append((statistics.median(r["f1"] for r in rs), name, rs, total, faces))
     rows.sort(key=lambda row: -row[0])
