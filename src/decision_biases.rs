@@ -301,17 +301,24 @@ pub fn load_tuning(run: &RunDir) -> Result<Option<TuneReport>> {
 /// The biases stored in `RUN/tune.json` that predict applies: None when the run was not tuned,
 /// or when its biases did not raise the held-out F1 and were not forced.
 pub fn load_biases(run: &RunDir) -> Result<Option<Biases>> {
-    Ok(load_tuning(run)?.filter(TuneReport::applies).map(|r| r.biases))
+    Ok(load_tuning(run)?.as_ref().and_then(TuneReport::applied_biases))
 }
 
-/// Why a run's tune.json is not applied, for predict to say (None when it is, or there is none).
-pub fn not_applied_reason(run: &RunDir) -> Result<Option<String>> {
-    Ok(load_tuning(run)?.filter(|r| !r.applies()).map(|r| {
-        format!(
-            "its tune.json biases do not raise the held-out macro F1 ({:.4} -> {:.4}), so they are not applied (argmax); `masklab tune --force` applies them anyway",
-            r.held_out_before.f1, r.held_out_after.f1
-        )
-    }))
+impl TuneReport {
+    /// The biases predict applies ([`TuneReport::applies`]), or None.
+    pub fn applied_biases(&self) -> Option<Biases> {
+        self.applies().then(|| self.biases.clone())
+    }
+
+    /// Why the biases are not applied, for predict to say (None when they are).
+    pub fn not_applied_reason(&self) -> Option<String> {
+        (!self.applies()).then(|| {
+            format!(
+                "its tune.json biases do not raise the held-out macro F1 ({:.4} -> {:.4}), so they are not applied (argmax); `masklab tune --force` applies them anyway",
+                self.held_out_before.f1, self.held_out_after.f1
+            )
+        })
+    }
 }
 
 pub fn render(r: &TuneReport) -> String {
@@ -419,7 +426,7 @@ mod tests {
         for (report, applied) in [(&r, true), (&flat, false), (&forced, true)] {
             write_atomic(&run.tune_file(), serde_json::to_string(report).unwrap().as_bytes()).unwrap();
             assert_eq!(load_biases(&run).unwrap().is_some(), applied);
-            assert_eq!(not_applied_reason(&run).unwrap().is_none(), applied);
+            assert_eq!(load_tuning(&run).unwrap().unwrap().not_applied_reason().is_none(), applied);
         }
         // A tune.json from before `forced` existed is decided by its scores alone.
         let mut old = serde_json::to_value(&flat).unwrap();

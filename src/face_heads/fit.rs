@@ -72,12 +72,7 @@ pub fn fit_for_run(run: &RunDir, rows: &[HeldOutRow], req: &FitRequest) -> Resul
         bail!("{}: --face-heads fits on one validation split; for a k-fold run, tune each fold's run folder instead", run.path().display());
     }
     let data = data_folder(run, req.data.as_deref())?;
-    let config_file = run.config_file();
-    let table: toml::Table = std::fs::read_to_string(&config_file)
-        .with_context(|| format!("cannot read {}", config_file.display()))?
-        .parse()
-        .with_context(|| format!("{} is not TOML", config_file.display()))?;
-    let config = read::<DataConfig>(&table).with_context(|| format!("{}", config_file.display()))?;
+    let config = read::<DataConfig>(&run.config_table()?).with_context(|| format!("{}", run.config_file().display()))?;
     let bounds = config.bounds()?;
     let sets = find_sets(&data, &config.read_options())?;
     let set = sets.into_iter().find(|s| s.kind == "train").ok_or_else(|| anyhow!("{}: no train/train.csv: --face-heads fits on the run's training set", data.display()))?;

@@ -8,7 +8,7 @@ use crate::data::face_crop::sample_faces;
 use crate::data::framing::{FramedInput, Framing};
 use crate::image::decode::Preprocess;
 use crate::data::loader::{Loader, OnBadImage};
-use crate::decision_biases::{load_biases, load_tuning, not_applied_reason, Biases};
+use crate::decision_biases::{load_tuning, Biases, TuneReport};
 use crate::face_heads::{self, FaceEvidence, FaceHeads, FaceReading};
 use crate::labels::NUM_CLASSES;
 use crate::model::net::{check_finite_outputs, forward_batch, infer, Net, RunOptions, Tta};
@@ -146,12 +146,11 @@ impl Ensemble {
         for (source, weight) in sources.iter().zip(weights) {
             let (run, models) = models_of(source)?;
             let models = models.iter().map(|(r, which)| TrainedModel::load(r, which, o)).collect::<Result<Vec<_>>>()?;
-            let (biases, biases_refused, face_heads) = if o.use_biases {
-                let tuning = load_tuning(&run)?;
-                (load_biases(&run)?, not_applied_reason(&run)?, face_heads::load_for_run(&run, tuning.as_ref().and_then(|t| t.face_heads.as_ref()))?)
-            } else {
-                (None, None, None)
-            };
+            // tune.json, read once: its biases, why they are not applied, and its face heads.
+            let tuning = if o.use_biases { load_tuning(&run)? } else { None };
+            let biases = tuning.as_ref().and_then(TuneReport::applied_biases);
+            let biases_refused = tuning.as_ref().and_then(TuneReport::not_applied_reason);
+            let face_heads = face_heads::load_for_run(&run, tuning.as_ref().and_then(|t| t.face_heads.as_ref()))?;
             members.push(EnsembleMember { source: source.clone(), models, biases, biases_refused, face_heads, weight });
         }
         Ok(Ensemble { members })
