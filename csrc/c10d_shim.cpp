@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 #include <string>
 
@@ -59,6 +60,23 @@ char* guarded(F&& body) {
 
 at::Tensor& as_tensor(void* tensor) {
   return *static_cast<at::Tensor*>(tensor);
+}
+
+// Starts a collective. libtorch's flight recorder (one per process) adds a group to its table on
+// the group's first collective without holding its own lock (FlightRecorderDetail.hpp,
+// recordWithResetEnabled), so two groups of one process starting collectives at once can corrupt
+// that table: the tests, which run each rank as a thread of one process, crashed there about once
+// in a hundred runs. Gloo only queues the work here, so starting its collectives one at a time
+// costs nothing. NCCL's first collective blocks until every rank has built its communicator, so
+// its groups (one per process, never threads of one) are not serialised.
+template <class F>
+c10::intrusive_ptr<c10d::Work> start(masklab_pg* pg, F&& collective) {
+  if (pg->nccl) {
+    return collective();
+  }
+  static std::mutex gloo_start_mutex;
+  std::lock_guard<std::mutex> lock(gloo_start_mutex);
+  return collective();
 }
 
 // Waits for a collective; a timeout or a peer's failure surfaces here as an exception.
@@ -235,7 +253,7 @@ char* masklab_pg_allreduce(masklab_pg* pg, void* tensor, int op) {
     if (divide && !at::isFloatingType(t.scalar_type())) {
       throw std::invalid_argument("averaging needs a floating-point tensor");
     }
-    finish(pg, pg->backend->allreduce(tensors, options), "all-reduce");
+    finish(pg, start(pg, [&] { return pg->backend->allreduce(tensors, options); }), "all-reduce");
     if (divide) {
       t.div_(pg->world_size);
     }
@@ -249,7 +267,7 @@ char* masklab_pg_broadcast(masklab_pg* pg, void* tensor, int root) {
     options.rootRank = root;
     options.rootTensor = 0;
     options.timeout = pg->timeout;
-    finish(pg, pg->backend->broadcast(tensors, options), "broadcast");
+    finish(pg, start(pg, [&] { return pg->backend->broadcast(tensors, options); }), "broadcast");
   });
 }
 
@@ -265,7 +283,7 @@ char* masklab_pg_allgather(masklab_pg* pg, void* input, void* const* outputs, si
     }
     c10d::AllgatherOptions options;
     options.timeout = pg->timeout;
-    finish(pg, pg->backend->allgather(gathered, inputs, options), "all-gather");
+    finish(pg, start(pg, [&] { return pg->backend->allgather(gathered, inputs, options); }), "all-gather");
   });
 }
 
@@ -285,7 +303,7 @@ char* masklab_pg_barrier(masklab_pg* pg) {
     }
     c10d::BarrierOptions options;
     options.timeout = pg->timeout;
-    finish(pg, pg->backend->barrier(options), "barrier");
+    finish(pg, start(pg, [&] { return pg->backend->barrier(options); }), "barrier");
   });
 }
 
