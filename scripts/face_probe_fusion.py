@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Measures FaceRes's face features as a second opinion on gender and age beside a trained run.
 
-Linear gender and age heads (softmax regression, L2 chosen on the run's validation rows) are
-trained on FaceRes's pooled features (`masklab face-attributes DATA --largest-face --features`) of
+Gender and age heads (softmax regression with L2 chosen on the run's validation rows, or with
+--heads neighbours the votes of the k most similar training faces, k chosen alike) are built on
+FaceRes's pooled features (`masklab face-attributes DATA --largest-face --features`) of
 the training photos of the people the run trained on (its validation people left out); their
 log-probabilities are added to the run's 18-way log-probabilities with one weight per task,
 chosen on the run's validation rows; then, as `predict` would, decision biases are fitted by
@@ -13,7 +14,7 @@ This is a measurement, not a product path: it reads the CSV files the CLI writes
 submission (ImageID,ans) to score with ../shared/bench/score.py; with --key it prints the scores
 and the paired difference from --against (a bootstrap over eval photos).
 
-usage: face_probe_fusion.py RUN DATA TRAIN_FEATURES.csv EVAL_FEATURES.csv EVAL_PROBS.csv --out SUB.csv
+usage: face_probe_fusion.py RUN DATA TRAIN_FEATURES.csv EVAL_FEATURES.csv EVAL_PROBS.csv --out SUB.csv [--heads neighbours]
          [--masklab target/release/masklab] [--key ANSWERS.csv --against SUB.csv]
   EVAL_PROBS.csv: `masklab predict RUN DATA/eval --no-tune --probs EVAL_PROBS.csv --out ...`.
 Needs numpy and torch (the project's .venv after `scripts/setup.sh --bench`).
@@ -27,6 +28,8 @@ CLASSES = np.arange(18)
 MASK, GENDER, AGE = CLASSES // 6, (CLASSES // 3) % 2, CLASSES % 3
 MIN_PROB = 1e-7  # as decision_biases.rs
 L2_GRID = [1e-3, 1e-2, 3e-2, 1e-1]
+K_GRID = [10, 25, 50, 100]  # neighbours tried (--heads neighbours), as face_heads/fit.rs
+SHARPNESS = 10.0  # a neighbour's vote weighs exp(SHARPNESS * cosine), as face_heads/mod.rs
 WEIGHT_GRID = [0, 0.5, 1, 1.5, 2, 3, 4, 6]
 
 
@@ -102,6 +105,23 @@ def training_labels(data, bounds=(30, 60)):
     return label
 
 
+class Neighbours:
+    """Votes of the k most similar training faces (cosine of the standardised features)."""
+
+    def __init__(self, x, y, n, k, mean, std):
+        self.mean, self.std, self.k, self.n = mean, std, k, n
+        z = torch.nn.functional.normalize((torch.from_numpy(x) - mean) / std, dim=1)
+        self.bank = z.half().float()  # as the heads file stores it
+        self.y = torch.from_numpy(y)
+
+    def probs(self, x):
+        with torch.no_grad():
+            z = torch.nn.functional.normalize((torch.from_numpy(x) - self.mean) / self.std, dim=1)
+            top, idx = (z @ self.bank.T).topk(self.k, dim=1)
+            votes = torch.zeros(len(z), self.n, dtype=torch.float32).scatter_add_(1, self.y[idx], torch.exp(top * SHARPNESS)) + 1e-3
+            return (votes / votes.sum(1, keepdim=True)).numpy()
+
+
 class Probe:
     """Softmax regression on standardised features."""
 
@@ -142,6 +162,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--masklab", default="target/release/masklab")
     ap.add_argument("--key"); ap.add_argument("--against")
+    ap.add_argument("--heads", choices=["linear", "neighbours"], default="linear", help="softmax regression, or the votes of the k nearest training faces (tune's default)")
     a = ap.parse_args()
 
     val = list(csv.DictReader(open(os.path.join(a.run, "val_predictions.csv"), newline="")))
@@ -165,13 +186,17 @@ def main():
     probes = {}
     for task, n, of in [("gender", 2, GENDER), ("age", 3, AGE)]:
         best = None
-        for l2 in L2_GRID:
-            probe = Probe(train_x, of[train_y], n, l2, mean, std)
+        # The L2 penalty or the number of neighbours, chosen by validation F1.
+        for setting in (L2_GRID if a.heads == "linear" else K_GRID):
+            if a.heads == "linear":
+                probe = Probe(train_x, of[train_y], n, setting, mean, std)
+            else:
+                probe = Neighbours(train_x, of[train_y], n, min(setting, len(train_y)), mean, std)
             f1 = macro_f1(of[val_t[seen]], probe.probs(val_x[seen]).argmax(1), n)
             if best is None or f1 > best[0]:
-                best = (f1, l2, probe)
+                best = (f1, setting, probe)
         probes[task] = best[2]
-        report[f"{task}_l2"], report[f"{task}_val_f1_probe"] = best[1], round(best[0], 4)
+        report[f"{task}_{'l2' if a.heads == 'linear' else 'k'}"], report[f"{task}_val_f1_probe"] = best[1], round(best[0], 4)
     val_g, val_a = probes["gender"].probs(val_x), probes["age"].probs(val_x)
     scores = {(wg, wa): macro_f1(val_t, fuse(val_p, val_has, val_g, val_a, wg, wa).argmax(1)) for wg, wa in itertools.product(WEIGHT_GRID, WEIGHT_GRID)}
     weights = max(scores, key=scores.get)

@@ -11,7 +11,7 @@
 //! them (and why they are not used) and predict keeps the argmax, unless `tune --force` asked
 //! for them anyway.
 use crate::face_heads::fit::{fit_for_run, FitRequest};
-use crate::face_heads::FaceHeadsReport;
+use crate::face_heads::{FaceHeadsReport, HeadForm};
 use crate::labels::NUM_CLASSES;
 use crate::metrics::Scores;
 use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
@@ -327,8 +327,12 @@ pub fn render(r: &TuneReport) -> String {
     };
     let mut s = format!("tuned by {:?} on {} ({} images)\n", r.by, r.source, r.images).to_lowercase();
     if let Some(h) = &r.face_heads {
+        let form = match h.heads {
+            HeadForm::Linear { l2 } => format!("linear heads (L2 {} and {})", l2[0], l2[1]),
+            HeadForm::Neighbours { k } => format!("neighbour heads (k {} and {})", k[0], k[1]),
+        };
         s.push_str(&format!(
-            "face heads on {} features (margin {}), fitted on {} training photos with a face: validation f1 {:.4} -> {:.4} fused \
+            "face heads on {} features (margin {}), {form} over {} training photos with a face: validation f1 {:.4} -> {:.4} fused \
              (weights: gender {}, age {}; heads alone on the {} of {} validation photos with a face: gender {:.4}, age {:.4}); the rows below are fused\n",
             h.reading.network, h.reading.margin, h.train_photos, h.val_f1_run, h.val_f1_fused, h.weights.gender, h.weights.age,
             h.val_with_face, h.val_photos, h.val_f1_heads[0], h.val_f1_heads[1]

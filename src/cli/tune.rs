@@ -2,7 +2,7 @@
 use crate::data::face_detection::FacesOptions;
 use crate::decision_biases::{render, tune_run, Search, TuneBy};
 use crate::device::DeviceArg;
-use crate::face_heads::fit::FitRequest;
+use crate::face_heads::fit::{FitRequest, HeadKind};
 use crate::face_heads::FaceReading;
 use crate::faces::args::FaceDetectorArgs;
 use crate::predict::attributes::DEFAULT_MARGIN;
@@ -33,12 +33,16 @@ pub struct TuneArgs {
     /// higher than the argmax's (by default they are then recorded but not applied).
     #[arg(long)]
     force: bool,
-    /// A second opinion on gender and age: fit linear heads on this face network's features
+    /// A second opinion on gender and age: build heads on this face network's features
     /// (faceres or faceres-deep, fetched when missing) of the largest face of each training
     /// photo of the run's training people, choose on the validation rows how much they weigh,
     /// and fit the biases on the fused rows; predict and serve then read each face with it.
     #[arg(long, value_name = "NETWORK", value_parser = ["faceres", "faceres-deep"])]
     face_heads: Option<String>,
+    /// With --face-heads: the heads' form: the votes of the most similar training faces, or
+    /// softmax regression.
+    #[arg(long, value_enum, default_value = "neighbours", requires = "face_heads")]
+    face_head_kind: HeadKind,
     /// With --face-heads: the dataset the run trained on (default: the one its metrics.jsonl names).
     #[arg(long, requires = "face_heads")]
     data: Option<PathBuf>,
@@ -75,6 +79,7 @@ pub fn run(a: TuneArgs) -> Result<()> {
             let device = a.device.device.resolve()?;
             Some(FitRequest {
                 reading: FaceReading { network, margin: a.face_margin },
+                kind: a.face_head_kind,
                 data: a.data,
                 faces: FacesOptions { weights: a.detector.weights_dir(), device, batch: 16, skip_bad: a.skip_bad, progress: true, min_face: a.detector.min_face.get() },
                 batch: a.batch.max(1),

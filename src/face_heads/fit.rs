@@ -1,14 +1,16 @@
-//! Fitting a run's face heads (`masklab tune RUN --face-heads NETWORK`): linear gender and age
-//! heads on FaceRes features of the run's training people, fusion weights on its validation rows.
+//! Fitting a run's face heads (`masklab tune RUN --face-heads NETWORK`): gender and age heads on
+//! FaceRes features of the run's training people (nearest neighbours or linear), fusion weights
+//! on its validation rows.
 //!
 //! Nothing here sees a validation person's label while fitting the heads: they learn from the
-//! training split only (the validation people are the run's, read from its held-out rows); the
-//! L2 penalty of each head and the two fusion weights are then chosen by validation macro F1, as
-//! the decision biases are afterwards. The softmax regression is written here (full-batch Adam on
-//! standardised features, a cosine-decayed rate): a dozen lines where a solver crate would add a
-//! linear-algebra stack for one use.
+//! training split only (the validation people are the run's, read from its held-out rows); each
+//! head's `k` (or L2 penalty) and the two fusion weights are then chosen by validation macro F1,
+//! as the decision biases are afterwards. The softmax regression is written here (full-batch
+//! Adam on standardised features, a cosine-decayed rate): a dozen lines where a solver crate
+//! would add a linear-algebra stack for one use; the neighbour vote is one matrix product and a
+//! top-k.
 use super::features::FaceReader;
-use super::{FaceHeads, FaceHeadsMeta, FaceHeadsReport, FaceReading, FusionWeights};
+use super::{neighbour_votes, unit_rows, FaceHeads, FaceHeadsMeta, FaceHeadsReport, FaceReading, FusionWeights, HeadForm, HeadTensors};
 use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::settings::DataConfig;
 use crate::labels::NUM_CLASSES;
@@ -23,18 +25,30 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
-/// L2 penalties tried for each head (on the sum of squared weights of standardised features).
+/// L2 penalties tried for each linear head (on the sum of squared weights of standardised features).
 const L2_GRID: [f64; 4] = [1e-3, 1e-2, 3e-2, 1e-1];
+/// Neighbours tried for each neighbour head (those up to the number of training faces).
+const K_GRID: [i64; 4] = [10, 25, 50, 100];
 /// Fusion weights tried for each head.
 const WEIGHT_GRID: [f64; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 /// Full-batch optimiser steps per head.
 const STEPS: i64 = 400;
 const LEARNING_RATE: f64 = 0.05;
 
+/// Which heads `tune --face-heads` builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HeadKind {
+    /// The votes of the most similar training faces.
+    Neighbours,
+    /// Softmax regression.
+    Linear,
+}
+
 /// What `tune --face-heads` needs besides the run.
 #[derive(Clone, Debug)]
 pub struct FitRequest {
     pub reading: FaceReading,
+    pub kind: HeadKind,
     /// The dataset the run trained on (default: the one its metrics.jsonl names).
     pub data: Option<PathBuf>,
     /// How missing faces are detected into the training set's faces.csv.
@@ -121,28 +135,13 @@ pub fn fit_for_run(run: &RunDir, rows: &[HeldOutRow], req: &FitRequest) -> Resul
     let val_x = (val_faces.select(&val_seen).features - &mean) / &std;
     let val_truth: Vec<usize> = val_seen.iter().map(|&i| rows[i].truth).collect();
 
-    let gender_of = |c: usize| (c / 3) % 2;
-    let age_of = |c: usize| c % 3;
-    let mut chosen = Vec::new();
-    for (n, of) in [(2i64, &gender_of as &dyn Fn(usize) -> usize), (3, &age_of)] {
-        let y = Tensor::from_slice(&classes.iter().map(|&c| of(c) as i64).collect::<Vec<_>>());
-        let truth: Vec<usize> = val_truth.iter().map(|&c| of(c)).collect();
-        let mut best: Option<(f64, f64, (Tensor, Tensor))> = None;
-        for l2 in L2_GRID {
-            let (w, b) = fit_softmax(&x, &y, n, l2)?;
-            let probs = (val_x.matmul(&w) + &b).softmax(1, Kind::Float);
-            let f1 = macro_f1(n as usize, &truth, &decisions(&probs)?);
-            if best.as_ref().is_none_or(|(f, _, _)| f1 > *f) {
-                best = Some((f1, l2, (w, b)));
-            }
-        }
-        chosen.push(best.expect("the grid is not empty"));
-    }
-    let age = chosen.pop().expect("two heads");
-    let gender = chosen.pop().expect("two heads");
+    let (form, tensors, val_f1_heads) = match req.kind {
+        HeadKind::Linear => fit_linear(&x, &classes, &val_x, &val_truth)?,
+        HeadKind::Neighbours => fit_neighbours(&x, &classes, &val_x, &val_truth)?,
+    };
 
     let reading = req.reading.clone();
-    let mut heads = FaceHeads::new(FaceHeadsMeta { reading: reading.clone(), weights: FusionWeights { gender: 0.0, age: 0.0 } }, mean, std, gender.2, age.2);
+    let mut heads = FaceHeads::new(FaceHeadsMeta { reading: reading.clone(), weights: FusionWeights { gender: 0.0, age: 0.0 }, heads: form }, mean, std, tensors)?;
     let val_probs = Tensor::from_slice(&rows.iter().flat_map(|r| r.probs).collect::<Vec<f32>>()).view([rows.len() as i64, NUM_CLASSES as i64]);
     let truths: Vec<usize> = rows.iter().map(|r| r.truth).collect();
     let mut scored = Vec::new();
@@ -164,15 +163,71 @@ pub fn fit_for_run(run: &RunDir, rows: &[HeldOutRow], req: &FitRequest) -> Resul
     let report = FaceHeadsReport {
         reading,
         weights,
-        l2: [gender.1, age.1],
+        heads: form,
         train_photos: with_face.len(),
         val_photos: rows.len(),
         val_with_face: val_seen.len(),
-        val_f1_heads: [gender.0, age.0],
+        val_f1_heads,
         val_f1_run: scored[0].1,
         val_f1_fused: fused_f1,
     };
     Ok(Fitted { heads, report, fused_rows })
+}
+
+/// A head's task: its number of classes, and each 18-way class's class of the task.
+type Task = (i64, fn(usize) -> usize);
+
+/// The two tasks of the heads: gender, age band.
+fn tasks() -> [Task; 2] {
+    [(2, |c| (c / 3) % 2), (3, |c| c % 3)]
+}
+
+/// Linear heads on standardised `x` (training faces of `classes`), each head's L2 penalty chosen
+/// by macro F1 on `val_x` (validation faces of `val_truth`).
+fn fit_linear(x: &Tensor, classes: &[usize], val_x: &Tensor, val_truth: &[usize]) -> Result<(HeadForm, HeadTensors, [f64; 2])> {
+    let mut heads = Vec::new();
+    for (n, of) in tasks() {
+        let y = Tensor::from_slice(&classes.iter().map(|&c| of(c) as i64).collect::<Vec<_>>());
+        let truth: Vec<usize> = val_truth.iter().map(|&c| of(c)).collect();
+        let mut best: Option<(f64, f64, (Tensor, Tensor))> = None;
+        for l2 in L2_GRID {
+            let (w, b) = fit_softmax(x, &y, n, l2)?;
+            let f1 = macro_f1(n as usize, &truth, &decisions(&(val_x.matmul(&w) + &b).softmax(1, Kind::Float))?);
+            if best.as_ref().is_none_or(|(f, _, _)| f1 > *f) {
+                best = Some((f1, l2, (w, b)));
+            }
+        }
+        heads.push(best.expect("the grid is not empty"));
+    }
+    let (age_f1, age_l2, age) = heads.pop().expect("two heads");
+    let (gender_f1, gender_l2, gender) = heads.pop().expect("two heads");
+    Ok((HeadForm::Linear { l2: [gender_l2, age_l2] }, HeadTensors::Linear { gender, age }, [gender_f1, age_f1]))
+}
+
+/// Neighbour heads over the training faces `x` (standardised) of `classes`, each head's `k` chosen
+/// by macro F1 on `val_x` (validation faces of `val_truth`).
+fn fit_neighbours(x: &Tensor, classes: &[usize], val_x: &Tensor, val_truth: &[usize]) -> Result<(HeadForm, HeadTensors, [f64; 2])> {
+    // Rounded as the heads file stores it, so that fitting and predicting see the same bank.
+    let bank = unit_rows(x).to_kind(Kind::Half).to_kind(Kind::Float);
+    let sims = unit_rows(val_x).matmul(&bank.tr());
+    let rows = bank.size()[0];
+    let grid: BTreeSet<i64> = K_GRID.iter().map(|&k| k.min(rows)).collect();
+    let mut chosen = [(0.0, 0i64); 2];
+    for ((n, of), slot) in tasks().into_iter().zip(&mut chosen) {
+        let labels = Tensor::from_slice(&classes.iter().map(|&c| of(c) as i64).collect::<Vec<_>>());
+        let truth: Vec<usize> = val_truth.iter().map(|&c| of(c)).collect();
+        let mut best: Option<(f64, i64)> = None;
+        for &k in &grid {
+            let f1 = macro_f1(n as usize, &truth, &decisions(&neighbour_votes(&sims, &labels, n, k))?);
+            if best.is_none_or(|(f, _)| f1 > f) {
+                best = Some((f1, k));
+            }
+        }
+        *slot = best.expect("the grid is not empty");
+    }
+    let k = [chosen[0].1, chosen[1].1];
+    let classes = Tensor::from_slice(&classes.iter().map(|&c| c as i64).collect::<Vec<_>>());
+    Ok((HeadForm::Neighbours { k }, HeadTensors::Neighbours { bank, classes, k }, [chosen[0].0, chosen[1].0]))
 }
 
 /// Softmax regression of `y` (`[N]` class indices) on standardised `x` (`[N, D]`) with an L2
