@@ -26,7 +26,7 @@ import torch
 csv.field_size_limit(1 << 30)
 CLASSES = np.arange(18)
 MASK, GENDER, AGE = CLASSES // 6, (CLASSES // 3) % 2, CLASSES % 3
-MIN_PROB = 1e-7  # as decision_biases.rs
+MIN_PROB = 1e-7  # as labels.rs
 L2_GRID = [1e-3, 1e-2, 3e-2, 1e-1]
 K_GRID = [10, 25, 50, 100]  # neighbours tried (--heads neighbours), as face_heads/fit.rs
 SHARPNESS = 10.0  # a neighbour's vote weighs exp(SHARPNESS * cosine), as face_heads/mod.rs

@@ -12,7 +12,7 @@
 //! for them anyway.
 use crate::face_heads::fit::{fit_for_run, FitRequest};
 use crate::face_heads::{FaceHeadsReport, HeadForm};
-use crate::labels::NUM_CLASSES;
+use crate::labels::{MIN_PROB, NUM_CLASSES};
 use crate::metrics::Scores;
 use crate::run_dir::heldout::{read_rows, score_pairs, score_rows, HeldOutRow};
 use crate::run_dir::{checkpoint, RunDir, RunLock, BEST};
@@ -22,9 +22,6 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::Tensor;
-
-/// Probabilities below this are treated as this (log 0 would make a class unreachable).
-const MIN_PROB: f64 = 1e-7;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]

@@ -5,6 +5,10 @@ use std::fmt;
 
 pub const NUM_CLASSES: usize = 18;
 
+/// Class probabilities below this count as this wherever their logarithm is taken (the decision
+/// biases, the face heads' fusion): log 0 would make a class unreachable whatever is added to it.
+pub const MIN_PROB: f64 = 1e-7;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Mask {
     Wear,

@@ -12,7 +12,7 @@ use crate::image::shrink::{chunks_within, decode_within, header_pixels, Shrunk, 
 use crate::util::data_error::DataError;
 use crate::util::skips::warn_skipped;
 use crate::util::walk::{walk_files, MAX_DEPTH};
-use crate::data::dataset::{read_eval, read_train, ReadOptions, TrainSet, IMAGE_EXTENSIONS};
+use crate::data::dataset::{read_eval, read_train, EvalSet, ReadOptions, TrainSet, IMAGE_EXTENSIONS};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -57,9 +57,13 @@ fn train_set(data: &Path, read: &ReadOptions) -> Result<FaceSet> {
 }
 
 fn eval_set(dir: &Path, skip_bad: bool) -> Result<FaceSet> {
-    let set = read_eval(dir, skip_bad)?;
-    let images = set.paths.iter().filter(|p| p.is_file()).cloned().collect();
-    Ok(FaceSet { kind: "eval", cache_path: dir.join(FACES_FILE), images, train: None, problems: set.problems })
+    Ok(eval_face_set(dir, &read_eval(dir, skip_bad)?))
+}
+
+/// The photos of the eval folder `dir` whose info.csv has been read into `eval`.
+pub fn eval_face_set(dir: &Path, eval: &EvalSet) -> FaceSet {
+    let images = eval.paths.iter().filter(|p| p.is_file()).cloned().collect();
+    FaceSet { kind: "eval", cache_path: dir.join(FACES_FILE), images, train: None, problems: eval.problems.clone() }
 }
 
 /// The datasets under `path`: `train/` and `eval/` of a competition dataset, a `train` folder

@@ -2,7 +2,7 @@
 //! box grown by the reading's margin on every side, made square, resized to 224 x 224), scaled as
 //! the network was trained, and run through it. One framing for `face-attributes`, the heads'
 //! fitting in `tune`, and the fusion in `predict`, `predict --faces` and `serve`.
-use super::{FaceFeatures, FaceReading};
+use super::{FaceEvidence, FaceFeatures, FaceReading};
 use crate::data::face_crop::face_region;
 use crate::faces::cache::FacesCache;
 use crate::image::decode::{read_upright, resize_region, Crop, Preprocess, RgbImage};
@@ -17,6 +17,12 @@ use tch::{Device, Kind, Tensor};
 pub struct FaceReader {
     pub reading: FaceReading,
     net: FaceRes,
+}
+
+/// The evidence the face heads fuse for one batch of images: each reader's features of its own
+/// crops (`crops[k]`, made by `readers[k]`; None where the image has no face).
+pub fn read_evidence(readers: &[FaceReader], crops: &[&[Option<RgbImage>]]) -> Result<FaceEvidence> {
+    readers.iter().zip(crops).map(|(reader, crops)| Ok((reader.reading.key(), reader.features_where_found(crops)?))).collect()
 }
 
 /// FaceRes's input size, with no crop of its own (the region is the crop).

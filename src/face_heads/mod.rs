@@ -16,16 +16,13 @@
 pub mod features;
 pub mod fit;
 
-use crate::labels::NUM_CLASSES;
+use crate::labels::{MIN_PROB, NUM_CLASSES};
 use crate::run_dir::{checkpoint, RunDir};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-/// Probabilities below this count as this (as `decision_biases` floors them).
-const MIN_PROB: f64 = 1e-7;
 
 /// How much each head's log-probabilities weigh beside the run's (0: not at all).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

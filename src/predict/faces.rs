@@ -13,8 +13,7 @@ use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::framing::{face_inputs, WholeInputs};
 use crate::image::decode::read_upright_keeping_bytes;
 use crate::device::DeviceChoice;
-use crate::face_heads::features::FaceReader;
-use crate::face_heads::FaceEvidence;
+use crate::face_heads::features::{read_evidence, FaceReader};
 use crate::data::dataset::ReadOptions;
 use crate::image::decode::RgbImage;
 use crate::labels::{Class, NUM_CLASSES};
@@ -135,10 +134,7 @@ pub fn predict_faces(o: &FacePredictOptions) -> Result<FacePredictSummary> {
             for start in (0..items.len()).step_by(step.max(1)) {
                 let end = (start + step.max(1)).min(items.len());
                 let inputs = views.iter().map(|v| batch_u8(&v[start..end].iter().collect::<Vec<_>>())).collect::<Result<Vec<_>>>()?;
-                let mut faces = FaceEvidence::new();
-                for (reader, crops) in readers.iter().zip(&face_crops) {
-                    faces.insert(reader.reading.key(), reader.features_where_found(&crops[start..end])?);
-                }
+                let faces = read_evidence(&readers, &face_crops.iter().map(|c| &c[start..end]).collect::<Vec<_>>())?;
                 let probs = tch::no_grad(|| ensemble.probs_of_decoded(&inputs, &faces))?;
                 let values = Vec::<f32>::try_from(probs.contiguous().view([-1])).context("probabilities")?;
                 for (i, item) in items[start..end].iter().enumerate() {

@@ -5,13 +5,12 @@ pub mod attributes;
 pub mod ensemble;
 pub mod faces;
 
-use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
-use crate::data::dataset::ReadOptions;
+use crate::data::face_detection::{eval_face_set, set_faces, FacesOptions, SetFaces};
 use crate::device::DeviceChoice;
 use crate::face_heads::features::FaceReader;
 use crate::face_heads::{FaceEvidence, FaceReading};
 use crate::faces::args::FaceDetectorArgs;
-use crate::data::dataset::read_eval;
+use crate::data::dataset::{read_eval, EvalSet};
 use crate::data::loader::OnBadImage;
 use crate::labels::NUM_CLASSES;
 use crate::model::net::Tta;
@@ -77,7 +76,7 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
     let eval = read_eval(&o.eval_dir, o.skip_bad)?;
     let n = eval.image_ids.len();
     let on_bad = if o.skip_bad { OnBadImage::Skip } else { OnBadImage::Fail };
-    let faces = eval_faces(o, &readings, &eval.paths)?;
+    let faces = eval_faces(o, &readings, &eval)?;
     let (probs, present) = ensemble.probs_of_files(&eval.paths, on_bad, &faces)?;
     let mut answers: Vec<i64> = Vec::<i64>::try_from(probs.argmax(1, false)).context("predictions")?;
     let skipped: Vec<String> = eval.image_ids.iter().zip(&present).filter(|(_, p)| !**p).map(|(id, _)| id.clone()).collect();
@@ -115,14 +114,14 @@ pub fn predict(o: &PredictOptions) -> Result<PredictSummary> {
 
 /// The largest face's features of each eval photo for every reading the runs' face heads need;
 /// the photos' faces come from the eval folder's faces.csv, detected first where missing.
-fn eval_faces(o: &PredictOptions, readings: &[FaceReading], paths: &[PathBuf]) -> Result<FaceEvidence> {
+fn eval_faces(o: &PredictOptions, readings: &[FaceReading], eval: &EvalSet) -> Result<FaceEvidence> {
     let mut evidence = FaceEvidence::new();
     if readings.is_empty() {
         return Ok(evidence);
     }
     let device = o.device.resolve()?;
-    let read = ReadOptions { skip_bad: o.skip_bad, ..Default::default() };
-    let set = find_sets(&o.eval_dir, &read)?.into_iter().find(|s| s.kind == "eval").context("the eval folder's photos")?;
+    let set = eval_face_set(&o.eval_dir, eval);
+    let paths = &eval.paths;
     let options = FacesOptions { weights: o.detector.weights_dir(), device, batch: 16, skip_bad: o.skip_bad, progress: false, min_face: o.detector.min_face.get() };
     let SetFaces { cache, skipped, .. } = set_faces(&set, &options)?;
     for s in &skipped {

@@ -4,8 +4,8 @@
 use super::batcher::{serve_batches, BatchPolicy, Inbox, Queue};
 use super::metrics::Metrics;
 use crate::data::framing::FramedInput;
-use crate::face_heads::features::FaceReader;
-use crate::face_heads::{FaceEvidence, FaceReading};
+use crate::face_heads::features::{read_evidence, FaceReader};
+use crate::face_heads::FaceReading;
 use crate::model::faceres::INPUT_SIZE;
 use crate::image::decode::RgbImage;
 use crate::labels::{AgeBounds, NUM_CLASSES};
@@ -233,7 +233,7 @@ fn load(o: &ClassifierOptions, device: Device) -> Result<(Ensemble, Vec<FaceRead
     for n in warm {
         let inputs: Vec<Tensor> = pipelines.iter().map(|p| Tensor::zeros([n, p.prep.height as i64, p.prep.width as i64, 3], (tch::Kind::Uint8, tch::Device::Cpu))).collect();
         let crops: Vec<Option<RgbImage>> = (0..n).map(|_| Some(RgbImage { width: INPUT_SIZE as u32, height: INPUT_SIZE as u32, data: vec![0; (INPUT_SIZE * INPUT_SIZE * 3) as usize] })).collect();
-        let faces = readers.iter().map(|r| Ok((r.reading.key(), r.features_where_found(&crops)?))).collect::<Result<FaceEvidence>>()?;
+        let faces = read_evidence(&readers, &vec![crops.as_slice(); readers.len()])?;
         let _ = ensemble.probs_of_decoded(&inputs, &faces).context("warming up the models")?;
     }
     Ok((ensemble, readers, Loaded { pipelines, face_readings, bounds: bounds.context("no model loaded")?.0, runs }))
@@ -247,11 +247,9 @@ fn classify(ensemble: &Ensemble, pipelines: &[FramedInput], readers: &[FaceReade
         let inputs: Vec<Tensor> = (0..pipelines.len())
             .map(|p| batch_u8(&batch.iter().flat_map(|b| b.faces.iter().map(|views| &views[p])).collect::<Vec<_>>()))
             .collect::<Result<_>>()?;
-        let mut faces = FaceEvidence::new();
-        for (k, reader) in readers.iter().enumerate() {
-            let crops: Vec<Option<RgbImage>> = batch.iter().flat_map(|b| b.face_crops.iter().map(|c| c[k].clone())).collect();
-            faces.insert(reader.reading.key(), reader.features_where_found(&crops)?);
-        }
+        // Each reading's crops of every face of the batch.
+        let crops: Vec<Vec<Option<RgbImage>>> = (0..readers.len()).map(|k| batch.iter().flat_map(|b| b.face_crops.iter().map(|c| c[k].clone())).collect()).collect();
+        let faces = read_evidence(readers, &crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
         let probs = ensemble.probs_of_decoded(&inputs, &faces)?;
         let flat = Vec::<f32>::try_from(probs.contiguous().view([-1]))?;
         Ok(flat.chunks(NUM_CLASSES).map(|c| c.try_into().expect("18 probabilities per row")).collect())
