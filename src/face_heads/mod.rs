@@ -192,8 +192,9 @@ impl FaceHeads {
         (probs.clamp_min(MIN_PROB).log() + opinion * found).softmax(1, Kind::Float)
     }
 
-    /// Writes the heads; a neighbour bank is stored in half precision (about 2 KB per training
-    /// face: 25 MB for the full stand-in's 12,000 faces), which moves a cosine by under 1e-3.
+    /// Writes the heads; a neighbour bank is stored in half precision (2 KB per training face: 20
+    /// MB for a cpu-quick run's 9,833 faces on the full stand-in), which moves a cosine of unit
+    /// rows by under 1e-3.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors = vec![("mean", self.mean.shallow_clone()), ("std", self.std.shallow_clone())];
         match &self.tensors {
