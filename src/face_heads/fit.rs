@@ -10,7 +10,7 @@
 //! would add a linear-algebra stack for one use; the neighbour vote is one matrix product and a
 //! top-k.
 use super::features::FaceReader;
-use super::{neighbour_votes, unit_rows, FaceHeads, FaceHeadsMeta, FaceHeadsReport, FaceReading, FusionWeights, HeadForm, HeadTensors};
+use super::{neighbour_votes, unit_rows, FaceHeads, FaceHeadsMeta, FaceHeadsReport, FaceReading, FusionWeights, HeadForm, HeadTensors, TASKS};
 use crate::data::face_detection::{find_sets, set_faces, FacesOptions, SetFaces};
 use crate::data::settings::DataConfig;
 use crate::labels::NUM_CLASSES;
@@ -174,33 +174,37 @@ pub fn fit_for_run(run: &RunDir, rows: &[HeldOutRow], req: &FitRequest) -> Resul
     Ok(Fitted { heads, report, fused_rows })
 }
 
-/// A head's task: its number of classes, and each 18-way class's class of the task.
-type Task = (i64, fn(usize) -> usize);
+/// The setting of `grid` whose head decides `truth` (classes of an `n`-way task) best by macro
+/// F1 (the first of equals), with that F1 and what `head` kept of it; `head` gives a setting's
+/// `[N, n]` probabilities of the validation faces and what to keep.
+fn best_setting<S: Copy, T>(grid: impl IntoIterator<Item = S>, n: i64, truth: &[usize], mut head: impl FnMut(S) -> Result<(Tensor, T)>) -> Result<(f64, S, T)> {
+    let mut best: Option<(f64, S, T)> = None;
+    for setting in grid {
+        let (probs, kept) = head(setting)?;
+        let f1 = macro_f1(n as usize, truth, &decisions(&probs)?);
+        if best.as_ref().is_none_or(|(f, _, _)| f1 > *f) {
+            best = Some((f1, setting, kept));
+        }
+    }
+    best.ok_or_else(|| anyhow!("no setting to choose a face head from"))
+}
 
-/// The two tasks of the heads: gender, age band.
-fn tasks() -> [Task; 2] {
-    [(2, |c| (c / 3) % 2), (3, |c| c % 3)]
+/// Each training face's (`classes`) and validation face's (`val_truth`) class of the task `of`.
+fn task_labels(of: fn(usize) -> usize, classes: &[usize], val_truth: &[usize]) -> (Tensor, Vec<usize>) {
+    (Tensor::from_slice(&classes.iter().map(|&c| of(c) as i64).collect::<Vec<_>>()), val_truth.iter().map(|&c| of(c)).collect())
 }
 
 /// Linear heads on standardised `x` (training faces of `classes`), each head's L2 penalty chosen
 /// by macro F1 on `val_x` (validation faces of `val_truth`).
 fn fit_linear(x: &Tensor, classes: &[usize], val_x: &Tensor, val_truth: &[usize]) -> Result<(HeadForm, HeadTensors, [f64; 2])> {
-    let mut heads = Vec::new();
-    for (n, of) in tasks() {
-        let y = Tensor::from_slice(&classes.iter().map(|&c| of(c) as i64).collect::<Vec<_>>());
-        let truth: Vec<usize> = val_truth.iter().map(|&c| of(c)).collect();
-        let mut best: Option<(f64, f64, (Tensor, Tensor))> = None;
-        for l2 in L2_GRID {
+    let [gender, age] = TASKS.map(|(n, of)| {
+        let (y, truth) = task_labels(of, classes, val_truth);
+        best_setting(L2_GRID, n, &truth, |l2| {
             let (w, b) = fit_softmax(x, &y, n, l2)?;
-            let f1 = macro_f1(n as usize, &truth, &decisions(&(val_x.matmul(&w) + &b).softmax(1, Kind::Float))?);
-            if best.as_ref().is_none_or(|(f, _, _)| f1 > *f) {
-                best = Some((f1, l2, (w, b)));
-            }
-        }
-        heads.push(best.expect("the grid is not empty"));
-    }
-    let (age_f1, age_l2, age) = heads.pop().expect("two heads");
-    let (gender_f1, gender_l2, gender) = heads.pop().expect("two heads");
+            Ok(((val_x.matmul(&w) + &b).softmax(1, Kind::Float), (w, b)))
+        })
+    });
+    let ((gender_f1, gender_l2, gender), (age_f1, age_l2, age)) = (gender?, age?);
     Ok((HeadForm::Linear { l2: [gender_l2, age_l2] }, HeadTensors::Linear { gender, age }, [gender_f1, age_f1]))
 }
 
@@ -212,22 +216,14 @@ fn fit_neighbours(x: &Tensor, classes: &[usize], val_x: &Tensor, val_truth: &[us
     let sims = unit_rows(val_x).matmul(&bank.tr());
     let rows = bank.size()[0];
     let grid: BTreeSet<i64> = K_GRID.iter().map(|&k| k.min(rows)).collect();
-    let mut chosen = [(0.0, 0i64); 2];
-    for ((n, of), slot) in tasks().into_iter().zip(&mut chosen) {
-        let labels = Tensor::from_slice(&classes.iter().map(|&c| of(c) as i64).collect::<Vec<_>>());
-        let truth: Vec<usize> = val_truth.iter().map(|&c| of(c)).collect();
-        let mut best: Option<(f64, i64)> = None;
-        for &k in &grid {
-            let f1 = macro_f1(n as usize, &truth, &decisions(&neighbour_votes(&sims, &labels, n, k))?);
-            if best.is_none_or(|(f, _)| f1 > f) {
-                best = Some((f1, k));
-            }
-        }
-        *slot = best.expect("the grid is not empty");
-    }
-    let k = [chosen[0].1, chosen[1].1];
+    let [gender, age] = TASKS.map(|(n, of)| {
+        let (labels, truth) = task_labels(of, classes, val_truth);
+        best_setting(grid.iter().copied(), n, &truth, |k| Ok((neighbour_votes(&sims, &labels, n, k), ())))
+    });
+    let ((gender_f1, gender_k, ()), (age_f1, age_k, ())) = (gender?, age?);
+    let k = [gender_k, age_k];
     let classes = Tensor::from_slice(&classes.iter().map(|&c| c as i64).collect::<Vec<_>>());
-    Ok((HeadForm::Neighbours { k }, HeadTensors::Neighbours { bank, classes, k }, [chosen[0].0, chosen[1].0]))
+    Ok((HeadForm::Neighbours { k }, HeadTensors::Neighbours { bank, classes, k }, [gender_f1, age_f1]))
 }
 
 /// Softmax regression of `y` (`[N]` class indices) on standardised `x` (`[N, D]`) with an L2

@@ -123,12 +123,16 @@ impl FaceFeatures {
 /// Face features of a batch, by reading: what the ensemble's heads fuse.
 pub type FaceEvidence = BTreeMap<(String, u32), FaceFeatures>;
 
-/// Each class's gender (0 male, 1 female) and age band (0..3), as `[18]` index tensors.
+/// A head's task: its number of classes, and the class of the task each 18-way class belongs to.
+pub(crate) type Task = (i64, fn(usize) -> usize);
+
+/// The heads' two tasks: gender (0 male, 1 female) and age band (0..3).
+pub(crate) const TASKS: [Task; 2] = [(2, |c| (c / 3) % 2), (3, |c| c % 3)];
+
+/// Each class's gender and age band, as `[18]` index tensors.
 fn task_index() -> (Tensor, Tensor) {
-    let classes: Vec<i64> = (0..NUM_CLASSES as i64).collect();
-    let gender: Vec<i64> = classes.iter().map(|c| (c / 3) % 2).collect();
-    let age: Vec<i64> = classes.iter().map(|c| c % 3).collect();
-    (Tensor::from_slice(&gender), Tensor::from_slice(&age))
+    let index = |(_, of): Task| Tensor::from_slice(&(0..NUM_CLASSES).map(|c| of(c) as i64).collect::<Vec<_>>());
+    (index(TASKS[0]), index(TASKS[1]))
 }
 
 /// Standardised features scaled to unit length: what neighbours are compared by.
