@@ -88,6 +88,7 @@ enum Command {
 pub fn main() {
     // Before anything else: a restart must come before any thread or output.
     let not_restarted = crate::util::openmp::reexec_with_passive_wait();
+    crate::util::malloc::keep_freed_memory();
     tracing_subscriber::fmt()
         // The service's request log (target masklab::serve::access) is on by default.
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("MASKLAB_LOG").unwrap_or_else(|_| "warn,masklab::serve=info".into()))

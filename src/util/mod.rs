@@ -1,8 +1,9 @@
 //! Helpers every part of masklab shares: argmax, atomic file writes, input errors with file and line,
-//! panics caught as errors, skip warnings, folder walks, output folders, command-line values,
+//! the allocator's settings, panics caught as errors, skip warnings, folder walks, output folders, command-line values,
 //! run provenance and config sections.
 pub mod argmax;
 pub mod data_error;
+pub mod malloc;
 pub mod openmp;
 pub mod out_folder;
 pub mod panic;
