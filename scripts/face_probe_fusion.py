@@ -10,11 +10,18 @@ chosen on the run's validation rows; then, as `predict` would, decision biases a
 `masklab tune` on the fused validation rows (in a scratch copy of the run) and applied when its
 cross-fitted F1 rises. Photos where no face was found keep the run's own probabilities.
 
+With --pool-people, before the biases, each photo's gender and age log-marginals move towards the
+weighted mean of those of the photos whose faces look alike (cosine of the standardised features
+>= t; a photo weighs 1 + b * P(no mask)), by a share per task; t, b and the shares are chosen on
+the validation rows, which are grouped by their faces as the eval photos are, never by their
+known people. It also reports the cosine between a validation person's own photos and between
+different people's, and the validation F1 of grouping by the known people (an upper bound).
+
 This is a measurement, not a product path: it reads the CSV files the CLI writes and writes a
 submission (ImageID,ans) to score with ../shared/bench/score.py; with --key it prints the scores
 and the paired difference from --against (a bootstrap over eval photos).
 
-usage: face_probe_fusion.py RUN DATA TRAIN_FEATURES.csv EVAL_FEATURES.csv EVAL_PROBS.csv --out SUB.csv [--heads neighbours]
+usage: face_probe_fusion.py RUN DATA TRAIN_FEATURES.csv EVAL_FEATURES.csv EVAL_PROBS.csv --out SUB.csv [--heads neighbours] [--pool-people]
          [--masklab target/release/masklab] [--key ANSWERS.csv --against SUB.csv]
   EVAL_PROBS.csv: `masklab predict RUN DATA/eval --no-tune --probs EVAL_PROBS.csv --out ...`.
 Needs numpy and torch (the project's .venv after `scripts/setup.sh --bench`).
@@ -151,6 +158,24 @@ def fuse(p, has, gender, age, wg, wa):
         wg * np.log(np.maximum(gender[:, GENDER], MIN_PROB)) + wa * np.log(np.maximum(age[:, AGE], MIN_PROB)))
 
 
+POOL_THRESHOLDS = [0.5, 0.6, 0.7, 0.8]  # --pool-people: look-alike cosines tried
+POOL_BARE_WEIGHTS = [0, 2, 6]  # a bare face's extra say in its group's mean
+POOL_SHARES = [0, 0.25, 0.5, 0.75, 1, 2]  # how far a task moves to its group's mean
+
+
+def pool_people(logits, has, same, bare_weight, share_gender, share_age):
+    """Each photo's gender and age log-marginals moved by the shares towards its group's weighted
+    mean (`same`: which photos are one person's; a photo alone or without a face is unchanged)."""
+    q = softmax(logits)
+    gender = np.log(np.maximum(np.stack([q[:, GENDER == g].sum(1) for g in range(2)], 1), MIN_PROB))
+    age = np.log(np.maximum(np.stack([q[:, AGE == g].sum(1) for g in range(3)], 1), MIN_PROB))
+    say = 1 + bare_weight * q[:, MASK == 2].sum(1)
+    group = (same & ((has[:, None] * has[None, :]) > 0)) | np.eye(len(q), dtype=bool)
+    w = group * say[None, :]
+    w = w / w.sum(1, keepdims=True)
+    return logits + share_gender * (w @ gender - gender)[:, GENDER] + share_age * (w @ age - age)[:, AGE]
+
+
 def softmax(logits):
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
@@ -163,6 +188,7 @@ def main():
     ap.add_argument("--masklab", default="target/release/masklab")
     ap.add_argument("--key"); ap.add_argument("--against")
     ap.add_argument("--heads", choices=["linear", "neighbours"], default="linear", help="softmax regression, or the votes of the k nearest training faces (tune's default)")
+    ap.add_argument("--pool-people", action="store_true", help="share gender and age among look-alike faces (see above)")
     a = ap.parse_args()
 
     val = list(csv.DictReader(open(os.path.join(a.run, "val_predictions.csv"), newline="")))
@@ -203,7 +229,24 @@ def main():
     report.update(weights=weights, val_f1_run=round(scores[(0, 0)], 4), val_f1_fused=round(scores[weights], 4))
 
     # Decision biases on the fused validation rows, by masklab tune, in a scratch copy of the run.
-    fused_val = softmax(fuse(val_p, val_has, val_g, val_a, *weights))
+    val_logits = fuse(val_p, val_has, val_g, val_a, *weights)
+    unit = lambda x: torch.nn.functional.normalize((torch.from_numpy(x) - mean) / std, dim=1).numpy()
+    pooling = None
+    if a.pool_people:
+        sims = unit(val_x) @ unit(val_x).T
+        person = np.array([r["person"] for r in val])
+        known = person[:, None] == person[None, :]
+        both = (val_has[:, None] * val_has[None, :]) > 0
+        report.update(cosine_same_person_p1_p5_p50=[round(float(np.percentile(sims[known & both & ~np.eye(len(val), dtype=bool)], q)), 3) for q in (1, 5, 50)],
+                      cosine_other_people_p50_p99_p999=[round(float(np.percentile(sims[~known & both], q)), 3) for q in (50, 99, 99.9)])
+        scored = {(t, b, g, s_): macro_f1(val_t, pool_people(val_logits, val_has, sims >= t, b, g, s_).argmax(1))
+                  for t, b, g, s_ in itertools.product(POOL_THRESHOLDS, POOL_BARE_WEIGHTS, POOL_SHARES, POOL_SHARES)}
+        pooling = max(scored, key=scored.get)
+        known_best = max(macro_f1(val_t, pool_people(val_logits, val_has, known, b, g, s_).argmax(1))
+                         for b, g, s_ in itertools.product(POOL_BARE_WEIGHTS, POOL_SHARES, POOL_SHARES))
+        report.update(pooling=pooling, val_f1_pooled=round(scored[pooling], 4), val_f1_pooled_by_known_people=round(known_best, 4))
+        val_logits = pool_people(val_logits, val_has, sims >= pooling[0], *pooling[1:])
+    fused_val = softmax(val_logits)
     with tempfile.TemporaryDirectory() as scratch:
         run = os.path.join(scratch, "run")
         os.makedirs(run)
@@ -229,6 +272,8 @@ def main():
     eval_x = np.stack([eval_features.get(k, np.zeros(1024, np.float32)) for k in eval_keys])
     eval_g, eval_a = probes["gender"].probs(eval_x), probes["age"].probs(eval_x)
     logits = fuse(eval_p, eval_has, eval_g, eval_a, *weights)
+    if pooling is not None:
+        logits = pool_people(logits, eval_has, unit(eval_x) @ unit(eval_x).T >= pooling[0], *pooling[1:])
     answers = (np.log(np.maximum(softmax(logits), MIN_PROB)) + biases).argmax(1)
     with open(a.out, "w", newline="") as f:
         f.write("ImageID,ans\n" + "".join(f"{i},{c}\n" for i, c in zip(ids, answers)))
