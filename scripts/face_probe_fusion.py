@@ -233,7 +233,8 @@ def main():
     unit = lambda x: torch.nn.functional.normalize((torch.from_numpy(x) - mean) / std, dim=1).numpy()
     pooling = None
     if a.pool_people:
-        sims = unit(val_x) @ unit(val_x).T
+        val_z = unit(val_x)
+        sims = val_z @ val_z.T
         person = np.array([r["person"] for r in val])
         known = person[:, None] == person[None, :]
         both = (val_has[:, None] * val_has[None, :]) > 0
@@ -273,7 +274,8 @@ def main():
     eval_g, eval_a = probes["gender"].probs(eval_x), probes["age"].probs(eval_x)
     logits = fuse(eval_p, eval_has, eval_g, eval_a, *weights)
     if pooling is not None:
-        logits = pool_people(logits, eval_has, unit(eval_x) @ unit(eval_x).T >= pooling[0], *pooling[1:])
+        eval_z = unit(eval_x)
+        logits = pool_people(logits, eval_has, eval_z @ eval_z.T >= pooling[0], *pooling[1:])
     answers = (np.log(np.maximum(softmax(logits), MIN_PROB)) + biases).argmax(1)
     with open(a.out, "w", newline="") as f:
         f.write("ImageID,ans\n" + "".join(f"{i},{c}\n" for i, c in zip(ids, answers)))

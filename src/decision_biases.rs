@@ -260,7 +260,7 @@ pub fn tune_run(run: &RunDir, by: TuneBy, search: &Search, groups: usize, force:
     for member in run.member_runs()? {
         let best = member.checkpoint(BEST);
         if best.is_file() {
-            checkpoint::load_finite(&best)?;
+            checkpoint::load_finite(&best, checkpoint::DIVERGED_RUN)?;
         }
     }
     let rows = read_rows(&path)?;

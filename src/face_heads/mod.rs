@@ -216,11 +216,7 @@ impl FaceHeads {
 
     /// Reads a heads file, checking every tensor's shape and that the values are finite.
     pub fn load(path: &Path) -> Result<FaceHeads> {
-        let (tensors, meta) = checkpoint::load(path)?;
-        let bad = checkpoint::non_finite_tensors(&tensors);
-        if !bad.is_empty() {
-            bail!("{} cannot be used: {}; fit the heads again with `masklab tune RUN --face-heads NETWORK`", path.display(), checkpoint::describe_non_finite(&bad));
-        }
+        let (tensors, meta) = checkpoint::load_finite(path, "fit the heads again with `masklab tune RUN --face-heads NETWORK`")?;
         let meta: FaceHeadsMeta = serde_json::from_value(meta).with_context(|| format!("{}: not a face-heads file (no reading and weights in its metadata)", path.display()))?;
         let mut by_name: BTreeMap<String, Tensor> = tensors.into_iter().collect();
         let features = crate::model::faceres::FEATURES;
@@ -369,14 +365,15 @@ mod tests {
         let err = format!("{:#}", FaceHeads::load(&path).unwrap_err());
         assert!(err.contains("heads.safetensors") && err.contains("age.weight"), "{err}");
         // A NaN in the heads is refused with what to do about it (fit them again), not a training hint.
-        // (The writer refuses non-finite tensors, so the NaN is written into a saved file's bytes.)
+        // (The writer refuses non-finite tensors, so the file is written from its raw bytes.)
         h.save(&path).unwrap();
-        let mut bytes = std::fs::read(&path).unwrap();
-        let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-        let start = 8 + header_len + header["mean"]["data_offsets"][0].as_u64().unwrap() as usize;
-        bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-        std::fs::write(&path, &bytes).unwrap();
+        let (mut tensors, meta) = checkpoint::load(&path).unwrap();
+        for (name, t) in tensors.iter_mut() {
+            if name == "mean" {
+                *t = t.full_like(f64::NAN);
+            }
+        }
+        std::fs::write(&path, checkpoint::to_bytes(&tensors, &meta).unwrap()).unwrap();
         let err = format!("{:#}", FaceHeads::load(&path).unwrap_err());
         assert!(err.contains("heads.safetensors") && err.contains("mean") && err.contains("--face-heads") && !err.contains("optim.lr"), "{err}");
         std::fs::write(&path, b"not safetensors").unwrap();

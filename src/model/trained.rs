@@ -47,7 +47,7 @@ pub fn load_trained(run: &RunDir, which: &str, device: Device) -> Result<Trained
     let data: DataConfig = read(&config).with_context(context)?;
     let settings: Vec<NetSettings> = layout.models().iter().map(|(name, _)| NetSettings::of_model(&config, name)).collect::<Result<_>>().with_context(context)?;
     let path = run.checkpoint(which);
-    let (tensors, _) = checkpoint::load_finite(&path)?;
+    let (tensors, _) = checkpoint::load_finite(&path, checkpoint::DIVERGED_RUN)?;
     let mut nets = build_nets(layout, &settings.iter().collect::<Vec<_>>(), device)?;
     for net in &mut nets {
         net.load_tensors(&tensors).with_context(|| format!("{}", path.display()))?;

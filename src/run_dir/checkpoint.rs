@@ -90,16 +90,16 @@ pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
     Ok((out, meta))
 }
 
-/// [`load`], refusing a checkpoint that holds a NaN or an infinity (a diverged run), by name.
-pub fn load_finite(path: &Path) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
+/// What to do about a model checkpoint that holds a NaN or an infinity, for [`load_finite`].
+pub const DIVERGED_RUN: &str = "the training run diverged before this checkpoint was written (retrain with a lower optim.lr)";
+
+/// [`load`], refusing a file that holds a NaN or an infinity by name, with `remedy` (what to do
+/// about it: [`DIVERGED_RUN`] for a model checkpoint).
+pub fn load_finite(path: &Path, remedy: &str) -> Result<(Vec<(String, Tensor)>, serde_json::Value)> {
     let (tensors, meta) = load(path)?;
     let bad = non_finite_tensors(&tensors);
     if !bad.is_empty() {
-        bail!(
-            "{} cannot be used: {}; the training run diverged before this checkpoint was written (retrain with a lower optim.lr)",
-            path.display(),
-            describe_non_finite(&bad)
-        );
+        bail!("{} cannot be used: {}; {remedy}", path.display(), describe_non_finite(&bad));
     }
     Ok((tensors, meta))
 }
@@ -230,7 +230,7 @@ pub fn save_run_checkpoint(path: &Path, side_file: &Path, tensors: &[(String, Te
 
 /// A training checkpoint's tensors (refusing NaN and infinity) and its metadata, read strictly.
 pub fn load_run_checkpoint(path: &Path) -> Result<(Vec<(String, Tensor)>, CheckpointMeta)> {
-    let (tensors, meta) = load_finite(path)?;
+    let (tensors, meta) = load_finite(path, DIVERGED_RUN)?;
     Ok((tensors, CheckpointMeta::from_json(meta, path)?))
 }
 
@@ -291,7 +291,7 @@ mod tests {
         // Written by an older version: readable with `load`, refused by `load_finite`, by name.
         write_atomic(&path, &to_bytes(&nan, &serde_json::Value::Null).unwrap()).unwrap();
         assert!(load(&path).is_ok());
-        let err = format!("{:#}", load_finite(&path).unwrap_err());
+        let err = format!("{:#}", load_finite(&path, DIVERGED_RUN).unwrap_err());
         assert!(err.contains("best.safetensors") && err.contains("diverged"), "{err}");
     }
 
