@@ -19,6 +19,8 @@ use tch::{Device, Kind, Tensor};
 
 const NUM_CLASSES: i64 = 5;
 const TOLERANCE: f64 = 1e-4;
+/// The same comparison made in float64 on both sides.
+const TOLERANCE_FLOAT64: f64 = 1e-9;
 
 /// (backbone, how torch.save writes its file, input side): two of them in the legacy format.
 /// 64 px wherever the architecture allows (Swin pads its 16x16 map to 21x21 windows there, so
@@ -193,23 +195,35 @@ fn every_torchvision_backbone_loads_and_exports_with_matching_outputs() {
 /// uses 1e-3; with the eps aligned, outputs must match exactly, which tests the name mapping.
 /// Swin and ViT at 224 px: timm shrinks Swin's windows on smaller maps where torchvision pads.
 /// (EfficientNetV2-M maps through the same code as -S and is left out for time.)
-const TIMM_MODELS: [(&str, &str, i64, Option<f64>); 9] = [
-    ("efficientnet_b0", "efficientnet_b0", 64, None),
-    ("tf_efficientnet_lite0", "efficientnet_lite0", 64, None),
-    ("convnext_tiny", "convnext_tiny", 64, None),
-    ("efficientnetv2_s", "efficientnet_v2_s", 64, Some(1e-3)),
-    ("mobilenetv2_100", "mobilenet_v2", 64, None),
-    ("mobilenetv3_large_100", "mobilenet_v3_large", 64, Some(1e-3)),
-    ("regnety_016", "regnet_y_1_6gf", 64, None),
-    ("swin_tiny_patch4_window7_224", "swin_t", 224, None),
-    ("vit_base_patch16_224", "vit_b_16", 224, None),
+/// The convolutional networks are compared in float64 (see [`Compare`]); Swin and ViT, which
+/// build float32 constants of their own and have no BatchNorm to fold, in float32.
+const TIMM_MODELS: [(&str, &str, i64, Option<f64>, Compare); 9] = [
+    ("efficientnet_b0", "efficientnet_b0", 64, None, Compare::Float64),
+    ("tf_efficientnet_lite0", "efficientnet_lite0", 64, None, Compare::Float64),
+    ("convnext_tiny", "convnext_tiny", 64, None, Compare::Float64),
+    ("efficientnetv2_s", "efficientnet_v2_s", 64, Some(1e-3), Compare::Float64),
+    ("mobilenetv2_100", "mobilenet_v2", 64, None, Compare::Float64),
+    ("mobilenetv3_large_100", "mobilenet_v3_large", 64, Some(1e-3), Compare::Float64),
+    ("regnety_016", "regnet_y_1_6gf", 64, None, Compare::Float64),
+    ("swin_tiny_patch4_window7_224", "swin_t", 224, None, Compare::Float32),
+    ("vit_base_patch16_224", "vit_b_16", 224, None, Compare::Float32),
 ];
+
+/// The precision a timm model's output is compared in. In float32 a randomised deep network
+/// amplifies rounding: EfficientNetV2-S differs from itself in float64 by 3e-4, and masklab's
+/// BatchNorm folded into the convolutions (the same function, rounded differently) by 6e-3. In
+/// float64 the same network gives the same numbers to 1e-11, which still tests every name.
+#[derive(Clone, Copy, PartialEq)]
+enum Compare {
+    Float32,
+    Float64,
+}
 
 #[test]
 fn timm_state_dicts_load_under_timm_names_with_matching_outputs() {
     let mut worker = Worker::start();
     let mut table = Vec::new();
-    for (timm_name, backbone, size, eps) in TIMM_MODELS {
+    for (timm_name, backbone, size, eps, compare) in TIMM_MODELS {
         let dir = tempfile::tempdir().unwrap();
         let eps = eps.map(|e| format!(" {e}")).unwrap_or_default();
         worker.ask(&format!("timm {timm_name} {NUM_CLASSES} {} {size}{eps}", dir.path().display()));
@@ -225,12 +239,21 @@ fn timm_state_dicts_load_under_timm_names_with_matching_outputs() {
         );
         let io = torchfile::read(&dir.path().join(format!("{timm_name}.io.pth"))).unwrap();
         let get = |k: &str| io.tensors.iter().find(|(n, _)| n == k).unwrap().1.shallow_clone();
-        let error = relative_error(&tch::no_grad(|| model.forward_t(&get("input"), false)), &get("output"));
-        eprintln!("{timm_name:<30} -> {backbone:<20} relative error {error:.2e}");
-        table.push((timm_name, error));
+        let float32 = relative_error(&tch::no_grad(|| model.forward_t(&get("input"), false)), &get("output"));
+        let (error, tolerance) = match compare {
+            Compare::Float32 => (float32, TOLERANCE),
+            Compare::Float64 => {
+                let mut vs = vs;
+                vs.double();
+                let input = get("input").to_kind(Kind::Double);
+                (relative_error(&tch::no_grad(|| model.forward_t(&input, false)), &get("output64")), TOLERANCE_FLOAT64)
+            }
+        };
+        eprintln!("{timm_name:<30} -> {backbone:<20} relative error {error:.2e} (float32: {float32:.2e})");
+        table.push((timm_name, error, tolerance));
     }
-    for (name, error) in table {
-        assert!(error < TOLERANCE, "{name}: timm -> masklab relative error {error:.3e}");
+    for (name, error, tolerance) in table {
+        assert!(error < tolerance, "{name}: timm -> masklab relative error {error:.3e} (tolerance {tolerance:.0e})");
     }
 }
 

@@ -112,7 +112,7 @@ impl ConvSpec {
 pub fn conv2d(p: nn::Path, spec: ConvSpec, weight_init: Init) -> nn::Conv2D {
     let config = nn::ConvConfig {
         stride: spec.stride,
-        padding: if spec.pads_dynamically() || spec.padding == Padding::Zero { 0 } else { spec.kernel / 2 },
+        padding: conv_padding(&spec),
         groups: spec.groups,
         bias: spec.bias,
         ws_init: weight_init,
@@ -155,8 +155,8 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the activation in place, as torchvision does (`inplace=True`): the input is
-    /// always a fresh batch-norm output that nothing else reads, and BatchNorm's backward does
-    /// not need its own output, so overwriting it saves an allocation per layer.
+    /// always a fresh batch-norm (or folded convolution) output that nothing else reads, and
+    /// neither backward needs its own output, so overwriting it saves an allocation per layer.
     pub fn apply_in_place(self, mut xs: Tensor) -> Tensor {
         match self {
             Activation::Identity => xs,
@@ -168,12 +168,84 @@ impl Activation {
     }
 }
 
+/// A convolution and the BatchNorm that follows it, under their own paths (torchvision's
+/// `convN`/`bnN`, `0`/`1` of a `Conv2dNormActivation`, ...).
+///
+/// In training the two run as written: the batch's statistics normalise it and update the
+/// running ones. In evaluation BatchNorm is an affine map per channel, so it is folded into the
+/// convolution: the kernel scaled by `gamma / sqrt(var + eps)`, the shift `beta - mean * scale`
+/// (plus the conv's own bias, scaled) added as the conv's bias. That removes a full pass over
+/// each activation (a tenth of a CPU predict). The fold is recomputed at every call from the
+/// current variables (a few small ops on the weights), so it can never go stale while a model
+/// trains and is validated between epochs, and gradients still flow through it.
+#[derive(Debug)]
+pub struct ConvBn {
+    conv: nn::Conv2D,
+    norm: nn::BatchNorm,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+    eps: f64,
+}
+
+impl ConvBn {
+    pub fn new(conv_path: nn::Path, norm_path: nn::Path, spec: ConvSpec, weight_init: Init, norm: NormConfig) -> Self {
+        ConvBn {
+            conv: conv2d(conv_path, spec, weight_init),
+            norm: batch_norm(norm_path, spec.out_channels, norm),
+            stride: spec.stride,
+            padding: conv_padding(&spec),
+            groups: spec.groups,
+            eps: norm.eps,
+        }
+    }
+
+    /// The convolution's kernel and bias with the BatchNorm's evaluation-mode affine map folded in.
+    pub fn folded(&self) -> (Tensor, Tensor) {
+        let norm = &self.norm;
+        let inv_std = (&norm.running_var + self.eps).rsqrt();
+        let scale = match &norm.ws {
+            Some(gamma) => gamma * inv_std,
+            None => inv_std,
+        };
+        let weight = &self.conv.ws * scale.view([-1, 1, 1, 1]);
+        let centred = match &self.conv.bs {
+            Some(bias) => bias - &norm.running_mean,
+            None => -&norm.running_mean,
+        };
+        let shifted = centred * scale;
+        let bias = match &norm.bs {
+            Some(beta) => shifted + beta,
+            None => shifted,
+        };
+        (weight, bias)
+    }
+}
+
+impl ModuleT for ConvBn {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train {
+            return xs.apply(&self.conv).apply_t(&self.norm, true);
+        }
+        let (weight, bias) = self.folded();
+        xs.conv2d(&weight, Some(&bias), [self.stride, self.stride], [self.padding, self.padding], [1, 1], self.groups)
+    }
+}
+
+/// The padding `conv2d` gives a convolution of `spec` (what is padded in `forward` is not in it).
+fn conv_padding(spec: &ConvSpec) -> i64 {
+    if spec.pads_dynamically() || spec.padding == Padding::Zero {
+        0
+    } else {
+        spec.kernel / 2
+    }
+}
+
 /// torchvision's `Conv2dNormActivation`: conv (no bias) at index 0, BatchNorm at index 1,
 /// activation (no parameters) at index 2.
 #[derive(Debug)]
 pub struct ConvNormActivation {
-    conv: nn::Conv2D,
-    norm: nn::BatchNorm,
+    conv_norm: ConvBn,
     activation: Activation,
     /// (kernel, stride) when TensorFlow "SAME" padding is added per input size.
     tf_same: Option<(i64, i64)>,
@@ -181,10 +253,9 @@ pub struct ConvNormActivation {
 
 impl ConvNormActivation {
     pub fn new(p: nn::Path, spec: ConvSpec, norm: NormConfig, activation: Activation) -> Self {
-        let conv = conv2d(&p / 0, spec.bias(false), KAIMING_NORMAL_FAN_OUT);
-        let norm = batch_norm(&p / 1, spec.out_channels, norm);
+        let conv_norm = ConvBn::new(&p / 0, &p / 1, spec.bias(false), KAIMING_NORMAL_FAN_OUT, norm);
         let tf_same = spec.pads_dynamically().then_some((spec.kernel, spec.stride));
-        ConvNormActivation { conv, norm, activation, tf_same }
+        ConvNormActivation { conv_norm, activation, tf_same }
     }
 }
 
@@ -205,11 +276,10 @@ pub fn pad_tf_same(xs: &Tensor, kernel: i64, stride: i64) -> Tensor {
 
 impl ModuleT for ConvNormActivation {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let conv_out = match self.tf_same {
-            Some((kernel, stride)) => pad_tf_same(xs, kernel, stride).apply(&self.conv),
-            None => xs.apply(&self.conv),
+        let normed = match self.tf_same {
+            Some((kernel, stride)) => self.conv_norm.forward_t(&pad_tf_same(xs, kernel, stride), train),
+            None => self.conv_norm.forward_t(xs, train),
         };
-        let normed = conv_out.apply_t(&self.norm, train);
         self.activation.apply_in_place(normed)
     }
 }
@@ -248,8 +318,8 @@ impl SqueezeExcitation {
 }
 
 impl ModuleT for SqueezeExcitation {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let squeezed = xs.adaptive_avg_pool2d([1, 1]).apply(&self.fc1);
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let squeezed = spatial_mean(xs, train).apply(&self.fc1);
         let excited = self.activation.apply_in_place(squeezed).apply(&self.fc2);
         let scale = match self.gate {
             Gate::Sigmoid => excited.sigmoid(),
@@ -290,8 +360,38 @@ pub fn classifier_dropout(xs: Tensor, p: f64, train: bool) -> Tensor {
 
 /// `AdaptiveAvgPool2d(1)` followed by `torch.flatten(x, 1)`: [N, C, H, W] -> [N, C].
 /// The pooled tensor has unit spatial dims, so the flatten is a view in any memory format.
-pub fn global_average_pool(xs: &Tensor) -> Tensor {
-    xs.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+pub fn global_average_pool(xs: &Tensor, train: bool) -> Tensor {
+    spatial_mean(xs, train).flatten(1, -1)
+}
+
+/// The mean over height and width, `[N, C, H, W] -> [N, C, 1, 1]` (`AdaptiveAvgPool2d(1)`).
+///
+/// In evaluation, on a channels-last tensor, it is taken as an average pool whose window is the
+/// whole image: libtorch's adaptive pool (a `mean`) of a channels-last bfloat16 tensor first
+/// copies it to float32, which made EfficientNet's squeeze-excitation cost more than its SiLUs
+/// (CPU predict profile); the pooling kernel reads the channels-last layout in place and
+/// accumulates in float32. Training keeps the adaptive pool, whose backward libtorch knows best.
+pub fn spatial_mean(xs: &Tensor, train: bool) -> Tensor {
+    let size = xs.size();
+    if train || size.len() != 4 || !is_channels_last(xs) {
+        return xs.adaptive_avg_pool2d([1, 1]);
+    }
+    let window = [size[2], size[3]];
+    xs.avg_pool2d(window, window, [0, 0], false, true, None)
+}
+
+/// Whether a 4-D tensor has the strides PyTorch's `channels_last` memory format gives (NHWC
+/// memory order). A tensor whose contiguous and channels-last strides coincide (every size 1 but
+/// one) counts as not.
+pub fn is_channels_last(x: &Tensor) -> bool {
+    let size = x.size();
+    if size.len() != 4 {
+        return false;
+    }
+    let (c, h, w) = (size[1], size[2], size[3]);
+    let channels_last = [h * w * c, 1, w * c, c];
+    let contiguous = [c * h * w, h * w, w, 1];
+    x.stride() == channels_last && channels_last != contiguous
 }
 
 /// A LayerNorm over the last dimension (weight 1, bias 0, as PyTorch initialises it).
@@ -392,6 +492,91 @@ mod tests {
         assert_eq!(make_divisible(3.0, 8), 8);
         // 10% rule: 20 would round to 16 (< 0.9 * 20 = 18), so it is bumped to 24.
         assert_eq!(make_divisible(20.0, 16), 32);
+    }
+
+    /// A ConvBn whose BatchNorm has non-trivial statistics and affine parameters.
+    fn conv_bn_with_statistics(vs: &VarStore, spec: ConvSpec) -> ConvBn {
+        let root = vs.root();
+        let block = ConvBn::new(&root / "conv", &root / "bn", spec, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM);
+        let c = spec.out_channels;
+        let set = |variable: &Tensor, value: Tensor| tch::no_grad(|| variable.shallow_clone().copy_(&value));
+        set(&block.norm.running_mean, Tensor::randn([c], (Kind::Float, Device::Cpu)));
+        set(&block.norm.running_var, Tensor::rand([c], (Kind::Float, Device::Cpu)) + 0.1);
+        set(block.norm.ws.as_ref().unwrap(), Tensor::randn([c], (Kind::Float, Device::Cpu)));
+        set(block.norm.bs.as_ref().unwrap(), Tensor::randn([c], (Kind::Float, Device::Cpu)));
+        if let Some(bias) = &block.conv.bs {
+            set(bias, Tensor::randn([c], (Kind::Float, Device::Cpu)));
+        }
+        block
+    }
+
+    #[test]
+    fn folded_batch_norm_evaluates_like_conv_then_batch_norm() {
+        tch::manual_seed(3);
+        let specs = [
+            ConvSpec::new(4, 6, 3),
+            ConvSpec::new(6, 6, 3).stride(2).groups(6),
+            ConvSpec::new(4, 8, 1).bias(true),
+            ConvSpec::new(3, 5, 4).stride(4).padding(Padding::Zero),
+        ];
+        for spec in specs {
+            let vs = VarStore::new(Device::Cpu);
+            let block = conv_bn_with_statistics(&vs, spec);
+            let xs = Tensor::randn([2, spec.in_channels, 9, 9], (Kind::Float, Device::Cpu));
+            let unfolded = xs.apply(&block.conv).apply_t(&block.norm, false);
+            let folded = block.forward_t(&xs, false);
+            assert_eq!(folded.size(), unfolded.size(), "{spec:?}");
+            let gap = (&folded - &unfolded).abs().max().double_value(&[]);
+            assert!(gap < 1e-4, "{spec:?}: folded and unfolded differ by {gap}");
+        }
+    }
+
+    #[test]
+    fn folded_batch_norm_follows_the_weights_and_leaves_training_as_it_was() {
+        tch::manual_seed(4);
+        let spec = ConvSpec::new(3, 4, 3);
+        let vs = VarStore::new(Device::Cpu);
+        let block = conv_bn_with_statistics(&vs, spec);
+        let xs = Tensor::randn([8, 3, 6, 6], (Kind::Float, Device::Cpu));
+        // Training normalises by the batch and moves the running statistics, as BatchNorm does.
+        let mean_before = block.norm.running_mean.copy();
+        let trained = block.forward_t(&xs, true);
+        let per_channel_mean = trained.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Float);
+        let beta = block.norm.bs.as_ref().unwrap();
+        assert!(per_channel_mean.allclose(beta, 1e-4, 1e-4, false));
+        assert!(!block.norm.running_mean.allclose(&mean_before, 1e-6, 1e-6, false));
+        // Evaluation reads the variables as they are now: nothing is cached from an earlier call.
+        let before = block.forward_t(&xs, false);
+        tch::no_grad(|| {
+            let _ = block.norm.running_var.shallow_clone().g_mul_scalar_(4.0);
+        });
+        let after = block.forward_t(&xs, false);
+        let expected = xs.apply(&block.conv).apply_t(&block.norm, false);
+        assert!(after.allclose(&expected, 1e-4, 1e-4, false));
+        assert!(!after.allclose(&before, 1e-3, 1e-3, false));
+        // Gradients reach the conv's kernel through the fold.
+        block.forward_t(&xs, false).sum(Kind::Float).backward();
+        assert!(block.conv.ws.grad().defined());
+    }
+
+    #[test]
+    fn spatial_mean_is_the_adaptive_pool_in_every_layout_and_precision() {
+        tch::manual_seed(5);
+        let nchw = Tensor::randn([3, 6, 7, 9], (Kind::Float, Device::Cpu));
+        let expected = nchw.adaptive_avg_pool2d([1, 1]);
+        let nhwc = nchw.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+        assert!(is_channels_last(&nhwc) && !is_channels_last(&nchw));
+        for (xs, train) in [(&nchw, false), (&nhwc, false), (&nhwc, true)] {
+            let pooled = spatial_mean(xs, train);
+            assert_eq!(pooled.size(), [3, 6, 1, 1]);
+            assert!(pooled.allclose(&expected, 1e-5, 1e-6, false));
+        }
+        // bfloat16 channels-last (the CPU autocast case) accumulates in float32 like the adaptive pool.
+        let bf16 = nhwc.to_kind(Kind::BFloat16);
+        let pooled = spatial_mean(&bf16, false).to_kind(Kind::Float);
+        let adaptive = bf16.adaptive_avg_pool2d([1, 1]).to_kind(Kind::Float);
+        assert!(pooled.allclose(&adaptive, 1e-2, 1e-2, false));
+        assert_eq!(global_average_pool(&nhwc, false).size(), [3, 6]);
     }
 
     #[test]

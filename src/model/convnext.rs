@@ -129,7 +129,7 @@ impl ModuleT for ConvNext {
             }
         }
         // LayerNorm2d of the pooled [N, C, 1, 1] map is a LayerNorm of the [N, C] vector.
-        let pooled = global_average_pool(&x).apply(&self.head_norm);
+        let pooled = global_average_pool(&x, train).apply(&self.head_norm);
         classifier_dropout(pooled, self.dropout, train).apply(&self.classifier)
     }
 }

@@ -130,7 +130,7 @@ impl ModuleT for DenseNet {
             }
         }
         let features = features.apply_t(&self.norm5, train).relu_();
-        classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.classifier)
+        classifier_dropout(global_average_pool(&features, train), self.dropout, train).apply(&self.classifier)
     }
 }
 

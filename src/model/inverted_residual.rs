@@ -167,7 +167,7 @@ impl<B: ModuleT> ModuleT for InvertedResidualNet<B> {
             features = block.forward_t(&features, train);
         }
         let features = self.head.forward_t(&features, train);
-        classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.classifier)
+        classifier_dropout(global_average_pool(&features, train), self.dropout, train).apply(&self.classifier)
     }
 }
 

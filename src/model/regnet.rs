@@ -113,7 +113,7 @@ impl ModuleT for RegNet {
         for block in &self.blocks {
             x = block.forward_t(&x, train);
         }
-        classifier_dropout(global_average_pool(&x), self.dropout, train).apply(&self.fc)
+        classifier_dropout(global_average_pool(&x, train), self.dropout, train).apply(&self.fc)
     }
 }
 

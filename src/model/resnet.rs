@@ -4,8 +4,8 @@
 //! Also the `resnet` family: its backbones and their torchvision and timm weights (timm uses
 //! torchvision's names).
 use super::blocks::{
-    batch_norm, classifier_dropout, conv2d, global_average_pool, torch_default_linear, ConvSpec, NormConfig,
-    KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
+    classifier_dropout, global_average_pool, torch_default_linear, ConvBn, ConvSpec, NormConfig, KAIMING_NORMAL_FAN_OUT,
+    TORCH_BATCH_NORM,
 };
 use super::family::{timm, tv, Family, FamilyInfo, Pretrained, Variant};
 use tch::nn::{self, ModuleT};
@@ -46,32 +46,12 @@ pub const RESNET50: ResNetConfig =
 pub const RESNEXT50_32X4D: ResNetConfig =
     ResNetConfig { block: BlockKind::Bottleneck, layers: [3, 4, 6, 3], groups: 32, width_per_group: 4 };
 
-/// A conv followed by its batch norm (the pair `convN`/`bnN`, or `downsample.0`/`downsample.1`).
-#[derive(Debug)]
-struct ConvNorm {
-    conv: nn::Conv2D,
-    norm: nn::BatchNorm,
-}
-
-impl ConvNorm {
-    fn new(conv_path: nn::Path, norm_path: nn::Path, spec: ConvSpec, norm: NormConfig) -> Self {
-        ConvNorm {
-            conv: conv2d(conv_path, spec, KAIMING_NORMAL_FAN_OUT),
-            norm: batch_norm(norm_path, spec.out_channels, norm),
-        }
-    }
-
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.conv).apply_t(&self.norm, train)
-    }
-}
-
 /// A BasicBlock or Bottleneck: a chain of conv/bn pairs with ReLU between them, then the
 /// (possibly downsampled) shortcut is added and a final ReLU applied.
 #[derive(Debug)]
 struct ResidualBlock {
-    branch: Vec<ConvNorm>,
-    downsample: Option<ConvNorm>,
+    branch: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
 }
 
 impl ResidualBlock {
@@ -94,11 +74,11 @@ impl ResidualBlock {
         let branch = specs
             .into_iter()
             .enumerate()
-            .map(|(i, spec)| ConvNorm::new(&p / format!("conv{}", i + 1), &p / format!("bn{}", i + 1), spec, norm))
+            .map(|(i, spec)| ConvBn::new(&p / format!("conv{}", i + 1), &p / format!("bn{}", i + 1), spec, KAIMING_NORMAL_FAN_OUT, norm))
             .collect();
         let downsample = (stride != 1 || in_channels != out_channels).then(|| {
             let path = &p / "downsample";
-            ConvNorm::new(&path / 0, &path / 1, ConvSpec::new(in_channels, out_channels, 1).stride(stride), norm)
+            ConvBn::new(&path / 0, &path / 1, ConvSpec::new(in_channels, out_channels, 1).stride(stride), KAIMING_NORMAL_FAN_OUT, norm)
         });
         ResidualBlock { branch, downsample }
     }
@@ -111,7 +91,7 @@ impl ModuleT for ResidualBlock {
         for (i, layer) in self.branch.iter().enumerate() {
             out = layer.forward_t(&out, train);
             if i < last {
-                // In place on a fresh batch-norm output, as torchvision's ReLU(inplace=True).
+                // In place on a fresh batch-norm (or folded conv) output, as torchvision's ReLU(inplace=True).
                 out = out.relu_();
             }
         }
@@ -126,7 +106,7 @@ impl ModuleT for ResidualBlock {
 /// torchvision's `ResNet` (no dilation, no zero-init of the last BN, as its defaults).
 #[derive(Debug)]
 pub struct ResNet {
-    stem: ConvNorm,
+    stem: ConvBn,
     blocks: Vec<ResidualBlock>,
     dropout: f64,
     fc: nn::Linear,
@@ -138,7 +118,7 @@ impl ResNet {
     /// `bn_momentum` replaces PyTorch's batch-norm momentum when given.
     pub fn new(p: &nn::Path, cfg: ResNetConfig, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
         let norm = TORCH_BATCH_NORM.with_momentum(bn_momentum);
-        let stem = ConvNorm::new(p / "conv1", p / "bn1", ConvSpec::new(3, 64, 7).stride(2), norm);
+        let stem = ConvBn::new(p / "conv1", p / "bn1", ConvSpec::new(3, 64, 7).stride(2), KAIMING_NORMAL_FAN_OUT, norm);
         let mut blocks = Vec::new();
         let mut in_channels = 64;
         for (stage, (&depth, planes)) in cfg.layers.iter().zip([64, 128, 256, 512]).enumerate() {
@@ -160,7 +140,7 @@ impl ModuleT for ResNet {
         for block in &self.blocks {
             features = block.forward_t(&features, train);
         }
-        classifier_dropout(global_average_pool(&features), self.dropout, train).apply(&self.fc)
+        classifier_dropout(global_average_pool(&features, train), self.dropout, train).apply(&self.fc)
     }
 }
 
@@ -238,8 +218,8 @@ mod tests {
         // strides to 8x8 (v1 would stride in conv1).
         let block = &model.blocks[3];
         let xs = Tensor::zeros([1, 256, 16, 16], (tch::Kind::Float, Device::Cpu));
-        let after_conv1 = xs.apply(&block.branch[0].conv);
-        let after_conv2 = after_conv1.apply(&block.branch[1].conv);
+        let after_conv1 = block.branch[0].forward_t(&xs, false);
+        let after_conv2 = block.branch[1].forward_t(&after_conv1, false);
         assert_eq!(after_conv1.size(), [1, 128, 16, 16]);
         assert_eq!(after_conv2.size(), [1, 128, 8, 8]);
     }

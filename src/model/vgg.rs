@@ -3,7 +3,7 @@
 //! `classifier.{0,3,6}` Linear layers with dropout at indices 2 and 5.
 //! Also the `vgg` family: its torchvision and timm weights and the map of timm's names.
 use super::blocks::{
-    batch_norm, classifier_dropout, conv2d, linear_zero_bias, ConvSpec, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
+    classifier_dropout, linear_zero_bias, ConvBn, ConvSpec, KAIMING_NORMAL_FAN_OUT, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
@@ -22,16 +22,10 @@ const VGG19_STAGES: [(usize, i64); 5] = [(2, 64), (2, 128), (4, 256), (4, 512), 
 const POOLED_SIZE: i64 = 7;
 const HIDDEN: i64 = 4096;
 
-/// A 3x3 conv (with bias), its BatchNorm, then ReLU.
-#[derive(Debug)]
-struct ConvNormRelu {
-    conv: nn::Conv2D,
-    norm: nn::BatchNorm,
-}
-
 #[derive(Debug)]
 pub struct Vgg {
-    stages: Vec<Vec<ConvNormRelu>>,
+    /// Each a 3x3 conv (with bias) and its BatchNorm; ReLU follows.
+    stages: Vec<Vec<ConvBn>>,
     fc1: nn::Linear,
     fc2: nn::Linear,
     fc3: nn::Linear,
@@ -53,13 +47,13 @@ impl Vgg {
             let mut stage = Vec::with_capacity(convs);
             for _ in 0..convs {
                 // torchvision's VGG convs keep their bias even though a BatchNorm follows.
-                let conv = conv2d(
+                stage.push(ConvBn::new(
                     &features / index,
+                    &features / (index + 1),
                     ConvSpec::new(in_channels, out_channels, 3).bias(true),
                     KAIMING_NORMAL_FAN_OUT,
-                );
-                let norm = batch_norm(&features / (index + 1), out_channels, norm_config);
-                stage.push(ConvNormRelu { conv, norm });
+                    norm_config,
+                ));
                 in_channels = out_channels;
                 index += 3;
             }
@@ -80,7 +74,7 @@ impl ModuleT for Vgg {
         let mut hidden = xs.shallow_clone();
         for stage in &self.stages {
             for layer in stage {
-                hidden = hidden.apply(&layer.conv).apply_t(&layer.norm, train).relu_();
+                hidden = layer.forward_t(&hidden, train).relu_();
             }
             hidden = hidden.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false);
         }
