@@ -30,6 +30,7 @@ is imported once for all backbones while only one model's files exist at a time.
 ARCH efficientnet_lite0..2 uses the EfficientNet-Lite PyTorch port (`efficientnet_lite_pytorch`,
 dynamic "SAME" padding) when it is importable, and answers "skip" otherwise.
 """
+import copy
 import sys
 
 import torch
@@ -109,7 +110,7 @@ def make_timm(name, num_classes, out_dir, size, bn_eps=None):
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         # Randomised deep networks amplify float32 rounding (EfficientNetV2-S: 3e-4 between
         # float32 and float64 here), so the exact comparison is made in float64.
-        y64 = model.double()(x.double())
+        y64 = copy.deepcopy(model).double()(x.double())
     save_file(state, f"{out_dir}/{name}.safetensors")
     torch.save({"input": x, "output": y, "output64": y64}, f"{out_dir}/{name}.io.pth")
     return "ok"

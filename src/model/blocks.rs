@@ -201,7 +201,7 @@ impl ConvBn {
     }
 
     /// The convolution's kernel and bias with the BatchNorm's evaluation-mode affine map folded in.
-    pub fn folded(&self) -> (Tensor, Tensor) {
+    fn folded(&self) -> (Tensor, Tensor) {
         let norm = &self.norm;
         let inv_std = (&norm.running_var + self.eps).rsqrt();
         let scale = match &norm.ws {
@@ -372,10 +372,10 @@ pub fn global_average_pool(xs: &Tensor, train: bool) -> Tensor {
 /// (CPU predict profile); the pooling kernel reads the channels-last layout in place and
 /// accumulates in float32. Training keeps the adaptive pool, whose backward libtorch knows best.
 pub fn spatial_mean(xs: &Tensor, train: bool) -> Tensor {
-    let size = xs.size();
-    if train || size.len() != 4 || !is_channels_last(xs) {
+    if train || !is_channels_last(xs) {
         return xs.adaptive_avg_pool2d([1, 1]);
     }
+    let size = xs.size();
     let window = [size[2], size[3]];
     xs.avg_pool2d(window, window, [0, 0], false, true, None)
 }

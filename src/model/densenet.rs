@@ -4,7 +4,7 @@
 //! Also the `densenet` family: its torchvision and timm weights, and the renaming of torchvision's
 //! pre-0.3 names.
 use super::blocks::{
-    batch_norm, classifier_dropout, conv2d, global_average_pool, linear_zero_bias, ConvSpec, NormConfig,
+    batch_norm, classifier_dropout, conv2d, global_average_pool, linear_zero_bias, ConvBn, ConvSpec, NormConfig,
     KAIMING_NORMAL_FAN_IN, TORCH_BATCH_NORM,
 };
 use tch::nn::{self, Init, ModuleT};
@@ -56,8 +56,9 @@ struct Transition {
 
 #[derive(Debug)]
 pub struct DenseNet {
-    conv0: nn::Conv2D,
-    norm0: nn::BatchNorm,
+    /// `conv0` and `norm0` (the only conv followed by its BatchNorm: the dense layers and
+    /// transitions normalise before they convolve).
+    stem: ConvBn,
     /// Dense blocks, each followed by its transition except the last.
     blocks: Vec<(Vec<DenseLayer>, Option<Transition>)>,
     norm5: nn::BatchNorm,
@@ -73,9 +74,13 @@ impl DenseNet {
     pub fn densenet121(p: &nn::Path, num_classes: i64, dropout: f64, bn_momentum: Option<f64>) -> Self {
         let norm = TORCH_BATCH_NORM.with_momentum(bn_momentum);
         let features = p / "features";
-        let conv0 =
-            conv2d(&features / "conv0", ConvSpec::new(3, NUM_INIT_FEATURES, 7).stride(2), KAIMING_NORMAL_FAN_IN);
-        let norm0 = batch_norm(&features / "norm0", NUM_INIT_FEATURES, norm);
+        let stem = ConvBn::new(
+            &features / "conv0",
+            &features / "norm0",
+            ConvSpec::new(3, NUM_INIT_FEATURES, 7).stride(2),
+            KAIMING_NORMAL_FAN_IN,
+            norm,
+        );
         let mut channels = NUM_INIT_FEATURES;
         let mut blocks = Vec::with_capacity(BLOCK_CONFIG.len());
         for (b, &num_layers) in BLOCK_CONFIG.iter().enumerate() {
@@ -102,14 +107,13 @@ impl DenseNet {
         let bound = 1.0 / (channels as f64).sqrt();
         let classifier =
             linear_zero_bias(p / "classifier", channels, num_classes, Init::Uniform { lo: -bound, up: bound });
-        DenseNet { conv0, norm0, blocks, norm5, dropout, classifier }
+        DenseNet { stem, blocks, norm5, dropout, classifier }
     }
 }
 
 impl ModuleT for DenseNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut features =
-            xs.apply(&self.conv0).apply_t(&self.norm0, train).relu_().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut features = self.stem.forward_t(xs, train).relu_().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for (layers, transition) in &self.blocks {
             let mut maps = Vec::with_capacity(layers.len() + 1);
             maps.push(features);
