@@ -97,6 +97,17 @@ fn a_face_cropped_run_trains_predicts_and_counts_its_crops() {
     let section = &page[at..];
     assert!(section.contains("data:image/jpeg") && (section.contains(">worn<") || section.contains(">incorrect")), "no painted samples shown");
 
+    // Tight crops of the faces (detected or reused boxes): every training sample with a box is eligible.
+    let tight_run = dir.path().join("tight");
+    let o = train_tiny(&data, &tight_run, &["augment.tight_crop=1", "train.epochs=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history = History::read(&RunDir::new(&tight_run).metrics_file()).unwrap();
+    let eligible = history.start.tight_crop_eligible.expect("eligible samples counted");
+    let train_images = history.start.train_images.unwrap();
+    // Person 0 (no box anywhere, 7 photos) is in the training split or not.
+    assert!(eligible == train_images || eligible + 7 == train_images, "{eligible} of {train_images}");
+    assert_eq!(History::read(&RunDir::new(&synth_run).metrics_file()).unwrap().start.tight_crop_eligible, None);
+
     // Prediction crops the eval photos to their faces, and says how many it found.
     let sub = dir.path().join("sub.csv");
     let o = masklab(&["predict", run.to_str().unwrap(), eval_dir.to_str().unwrap(), "--out", sub.to_str().unwrap(), "--device", "cpu"]);

@@ -7,6 +7,7 @@
 use crate::image::decode::{decode_file_region, Preprocess};
 use crate::util::data_error::DataError;
 use crate::data::augment::mask_plan::{SynthMask, SynthPlan};
+use crate::data::augment::tight_crop::TightCropPlan;
 use rayon::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,6 +75,8 @@ pub struct Loader {
     regions: Arc<Vec<Option<[f32; 4]>>>,
     /// Synthetic masks, painted only in batches of an epoch ([`Loader::for_epoch`]).
     synth: Option<Arc<SynthPlan>>,
+    /// Tight crops of faces, cut only in batches of an epoch, after any synthetic mask.
+    tight: Option<Arc<TightCropPlan>>,
     epoch: Option<usize>,
     cache: Arc<ImageCache>,
     prefetch: usize,
@@ -89,6 +92,7 @@ impl Loader {
             prep,
             regions: Arc::new(Vec::new()),
             synth: None,
+            tight: None,
             epoch: None,
             cache: Arc::new(ImageCache::new(n, cache_mib << 20)),
             prefetch: prefetch.max(1),
@@ -107,6 +111,13 @@ impl Loader {
     pub fn with_synth(mut self, plan: SynthPlan) -> Loader {
         assert_eq!(plan.faces.len(), self.paths.len(), "one plan entry per sample");
         self.synth = Some(Arc::new(plan));
+        self
+    }
+
+    /// Cuts samples to tight crops of their faces as `plan` says in the batches of [`Loader::for_epoch`].
+    pub fn with_tight_crop(mut self, plan: TightCropPlan) -> Loader {
+        assert_eq!(plan.boxes.len(), self.paths.len(), "one plan entry per sample");
+        self.tight = Some(Arc::new(plan));
         self
     }
 
@@ -145,12 +156,14 @@ impl Loader {
     /// Decodes one batch now, in parallel.
     pub fn load(&self, indices: &[usize]) -> Result<Batch, DataError> {
         let paint = |i: usize, p: Arc<[u8]>| -> (Arc<[u8]>, Option<SynthMask>) {
-            match (&self.synth, self.epoch) {
-                (Some(plan), Some(epoch)) => match plan.paint(epoch, i, &p, &self.prep) {
-                    Some((pixels, mask)) => (pixels.into(), Some(mask)),
-                    None => (p, None),
-                },
-                _ => (p, None),
+            let Some(epoch) = self.epoch else { return (p, None) };
+            let (p, mask) = match self.synth.as_ref().and_then(|plan| plan.paint(epoch, i, &p, &self.prep)) {
+                Some((pixels, mask)) => (pixels.into(), Some(mask)),
+                None => (p, None),
+            };
+            match self.tight.as_ref().and_then(|plan| plan.apply(epoch, i, &p, &self.prep, mask.map(|m| m.label))) {
+                Some(pixels) => (pixels.into(), mask),
+                None => (p, mask),
             }
         };
         // A panic while decoding or painting one image is that image's error (skipped and
@@ -282,6 +295,32 @@ mod tests {
         assert_eq!(loader.batches(order, 3, true).count(), 2);
         // Everything fit in the 1 MiB cache.
         assert_eq!(loader.cached_images(), 7);
+    }
+
+    #[test]
+    fn tight_crops_are_cut_in_epoch_batches_only() {
+        let dir = tempfile::tempdir().unwrap();
+        // A horizontal ramp: each column its own red.
+        let paths: Vec<PathBuf> = (0..2)
+            .map(|i| {
+                let p = dir.path().join(format!("{i}.png"));
+                image::RgbImage::from_fn(20, 20, |x, _| image::Rgb([x as u8 * 10, 0, 0])).save(&p).unwrap();
+                p
+            })
+            .collect();
+        let prep = Preprocess { crop: Crop::None, width: 20, height: 20 };
+        let plan = TightCropPlan { p: 1.0, seed: 1, boxes: vec![Some([6.0, 6.0, 14.0, 14.0]), None], masks: vec![crate::labels::Mask::NotWear; 2] };
+        let loader = Loader::new(paths, prep, 1, 1, OnBadImage::Fail).with_tight_crop(plan.clone());
+        let red = |b: &Batch, row: i64, x: i64| b.images.int64_value(&[row, 10, x, 0]);
+        let plain = loader.load(&[0, 1]).unwrap();
+        assert_eq!((red(&plain, 0, 0), red(&plain, 0, 19)), (0, 190), "validation and prediction loads are never cut");
+        let cut = loader.for_epoch(1).load(&[0, 1]).unwrap();
+        let [x1, _, x2, _] = plan.window(1, 0, crate::labels::Mask::NotWear, 20, 20).unwrap();
+        assert_eq!(red(&cut, 0, 0), x1 as i64 * 10, "left of the window repeats its left column");
+        assert_eq!(red(&cut, 0, 19), (x2 as i64 - 1) * 10, "right of it repeats its right column");
+        assert_eq!(red(&cut, 0, 10), 100, "inside is unchanged");
+        assert_eq!((red(&cut, 1, 0), red(&cut, 1, 19)), (0, 190), "a sample without a face box is left alone");
+        assert_eq!(red(&loader.load(&[0]).unwrap(), 0, 0), 0, "the cache keeps the uncut image");
     }
 
     #[test]

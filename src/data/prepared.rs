@@ -9,6 +9,7 @@ use crate::data::loader::{Loader, OnBadImage};
 use crate::data::split::{kfold_assign, train_val_split};
 use crate::data::face_crop::{sample_faces, SampleFaces};
 use crate::data::augment::mask_plan::SynthPlan;
+use crate::data::augment::tight_crop::TightCropPlan;
 use crate::data::augment::SynthMaskStyle;
 use crate::labels::{Class, NUM_CLASSES};
 use crate::util::data_error::{csv_error, csv_line};
@@ -16,8 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// What reading and splitting a dataset takes from the config: the `[data]` section, the seed of
-/// the split (and of synthetic masks), and the share of unmasked photos painted with a mask
-/// (`augment.synth_mask`).
+/// the split (and of synthetic masks), the share of unmasked photos painted with a mask
+/// (`augment.synth_mask`) and of photos seen tightly cropped (`augment.tight_crop`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrepareSettings {
     pub data: DataConfig,
@@ -25,6 +26,8 @@ pub struct PrepareSettings {
     pub synth_mask: f64,
     /// `augment.synth_mask_style`: rendered or painted masks.
     pub synth_mask_style: SynthMaskStyle,
+    /// `augment.tight_crop`: the share of training samples seen as tightly cropped faces.
+    pub tight_crop: f64,
 }
 
 /// Everything the data side of a run needs: samples, the split, and preprocessing.
@@ -65,7 +68,24 @@ impl Prepared {
         if let Some(plan) = self.synth_plan(cfg) {
             loader = loader.with_synth(plan);
         }
+        if let Some(plan) = self.tight_crop_plan(cfg) {
+            loader = loader.with_tight_crop(plan);
+        }
         loader
+    }
+
+    /// With `augment.tight_crop > 0`: which training samples may be seen tightly cropped (their
+    /// face boxes in the model input). Only the training batches of an epoch are cropped.
+    pub fn tight_crop_plan(&self, cfg: &PrepareSettings) -> Option<TightCropPlan> {
+        let faces = self.faces.as_ref().filter(|_| cfg.tight_crop > 0.0)?;
+        let mut plan = TightCropPlan::new(cfg.tight_crop, cfg.seed, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
+        let train: std::collections::HashSet<usize> = self.train_idx.iter().copied().collect();
+        for (i, b) in plan.boxes.iter_mut().enumerate() {
+            if !train.contains(&i) {
+                *b = None;
+            }
+        }
+        Some(plan)
     }
 
     /// With `augment.synth_mask > 0`: which samples may get a synthetic mask (their landmarks in
@@ -126,7 +146,7 @@ pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
 
 /// The faces of the samples when the config crops to faces (`train`: for the reuse rule).
 fn faces_of(samples: &[Sample], train: Option<&TrainSet>, cfg: &PrepareSettings) -> Result<Option<SampleFaces>> {
-    if cfg.data.face_crop == FaceCrop::None && cfg.synth_mask <= 0.0 {
+    if cfg.data.face_crop == FaceCrop::None && cfg.synth_mask <= 0.0 && cfg.tight_crop <= 0.0 {
         return Ok(None);
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();

@@ -165,6 +165,9 @@ pub struct RunSettings {
     pub synth_mask: f64,
     /// `augment.synth_mask_style`.
     pub synth_mask_style: crate::data::augment::SynthMaskStyle,
+    /// `augment.tight_crop`: the share of training samples seen as tightly cropped faces (the
+    /// data side crops them, for every model).
+    pub tight_crop: f64,
     pub layout: Layout,
     /// The models of the layout, in its order.
     pub models: Vec<ModelSettings>,
@@ -185,6 +188,7 @@ impl RunSettings {
             data: read(&config)?,
             synth_mask: augment.synth_mask,
             synth_mask_style: augment.synth_mask_style,
+            tight_crop: augment.tight_crop,
             layout: model.layout,
             models,
             sampler: read(&config)?,
@@ -222,6 +226,6 @@ impl RunSettings {
 
     /// What reading and splitting the dataset needs.
     pub fn prepare_settings(&self) -> PrepareSettings {
-        PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask, synth_mask_style: self.synth_mask_style }
+        PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask, synth_mask_style: self.synth_mask_style, tight_crop: self.tight_crop }
     }
 }

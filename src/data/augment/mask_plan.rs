@@ -90,12 +90,18 @@ pub fn input_landmarks(landmarks: &[[f32; 2]; 5], region: Option<[f32; 4]>, widt
     landmarks.map(input_mapping(region, width, height, prep))
 }
 
+/// A box of a `width` x `height` photo carried into the model input that `region` (or `prep`'s
+/// centre crop) resized to `prep`'s size makes of it.
+pub fn input_box(bbox: &[f32; 4], region: Option<[f32; 4]>, width: u32, height: u32, prep: &Preprocess) -> [f32; 4] {
+    let map = input_mapping(region, width, height, prep);
+    let ([x1, y1], [x2, y2]) = (map([bbox[0], bbox[1]]), map([bbox[2], bbox[3]]));
+    [x1, y1, x2, y2]
+}
+
 /// A face of a `width` x `height` photo carried into the model input that `region` (or `prep`'s
 /// centre crop) resized to `prep`'s size makes of it.
 pub fn input_face(face: &DetectedFace, region: Option<[f32; 4]>, width: u32, height: u32, prep: &Preprocess) -> DetectedFace {
-    let map = input_mapping(region, width, height, prep);
-    let ([x1, y1], [x2, y2]) = (map([face.bbox[0], face.bbox[1]]), map([face.bbox[2], face.bbox[3]]));
-    DetectedFace { bbox: [x1, y1, x2, y2], landmarks: face.landmarks.map(map) }
+    DetectedFace { bbox: input_box(&face.bbox, region, width, height, prep), landmarks: face.landmarks.map(input_mapping(region, width, height, prep)) }
 }
 
 /// The class of a sample painted with a mask of label `mask`: its mask state becomes the painted one.

@@ -10,6 +10,7 @@ pub mod mask_examples;
 pub mod mask_paint;
 pub mod mask_plan;
 pub mod mask_render;
+pub mod tight_crop;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -80,6 +81,8 @@ pub struct AugmentConfig {
     pub synth_mask: f64,
     /// How synthetic masks are made: `rendered` (mask templates warped onto the face from its landmarks and lit like it: surgical, cloth, KN95, N95, prints; worn, nose out, mouth and nose out, on the chin) or `painted` (flat shapes drawn in the face's frame: the earlier method, kept to compare against).
     pub synth_mask_style: SynthMaskStyle,
+    /// Probability that a training sample with a face box (faces.csv) is cut to a tight window around its face and continued by the window's edge pixels, as `predict --largest-face`, `--faces` and `serve` continue a tightly cropped photo framed as in training (`augment::tight_crop`). The run's value applies to every model of a layout.
+    pub tight_crop: f64,
 }
 
 /// How `augment.synth_mask` makes its masks.
@@ -119,6 +122,7 @@ impl Default for AugmentConfig {
             std: PerChannel::Backbone,
             synth_mask: 0.0,
             synth_mask_style: SynthMaskStyle::Rendered,
+            tight_crop: 0.0,
         }
     }
 }
@@ -216,6 +220,7 @@ impl AugmentConfig {
     pub fn validate(&self) -> Result<()> {
         check_probability("hflip", self.hflip)?;
         check_probability("synth_mask", self.synth_mask)?;
+        check_probability("tight_crop", self.tight_crop)?;
         check_non_negative("brightness", self.brightness)?;
         check_non_negative("contrast", self.contrast)?;
         check_non_negative("saturation", self.saturation)?;
