@@ -121,7 +121,8 @@ impl Loader {
         self
     }
 
-    /// This loader for the training batches of `epoch`: synthetic masks painted (if planned).
+    /// This loader for the training batches of `epoch`: synthetic masks painted and tight crops
+    /// cut (if planned).
     pub fn for_epoch(&self, epoch: usize) -> Loader {
         Loader { epoch: Some(epoch), ..self.clone() }
     }

@@ -17,9 +17,9 @@
 //! (the detector's box then reaches beyond the photo: a median 14% of the box's height beyond it
 //! on those unmasked photos), except on incorrectly worn masks, which may sit on the chin: their
 //! window keeps the chin ([`INCORRECT_BOTTOM`]). The label is unchanged: the window keeps the
-//! face, and with it whatever mask is worn on it. It runs on the CPU decoding threads on the model-sized input,
-//! after any synthetic mask (a tightly cropped photo of a masked face), and is deterministic per
-//! (seed, epoch, sample), like the synthetic masks.
+//! face, and with it whatever mask is worn on it. It runs on the CPU decoding threads on the
+//! model-sized input, after any synthetic mask (a tightly cropped photo of a masked face), and is
+//! deterministic per (seed, epoch, sample), like the synthetic masks.
 use super::mask_plan::input_box;
 use crate::data::face_crop::SampleFaces;
 use crate::faces::boxes::BoxF;
@@ -178,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn share_drawn_follows_p_and_labels_never_change_shape() {
+    fn share_drawn_follows_p_and_an_incorrect_mask_keeps_the_chin() {
         let plan = plan_of(0.3);
         let prep = Preprocess { crop: Crop::None, width: 40, height: 40 };
         let pixels = input(40, 40);
