@@ -79,12 +79,7 @@ impl Prepared {
     pub fn tight_crop_plan(&self, cfg: &PrepareSettings) -> Option<TightCropPlan> {
         let faces = self.faces.as_ref().filter(|_| cfg.tight_crop > 0.0)?;
         let mut plan = TightCropPlan::new(cfg.tight_crop, cfg.seed, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
-        let train: std::collections::HashSet<usize> = self.train_idx.iter().copied().collect();
-        for (i, b) in plan.boxes.iter_mut().enumerate() {
-            if !train.contains(&i) {
-                *b = None;
-            }
-        }
+        self.keep_training_samples(&mut plan.boxes);
         Some(plan)
     }
 
@@ -93,14 +88,19 @@ impl Prepared {
     pub fn synth_plan(&self, cfg: &PrepareSettings) -> Option<SynthPlan> {
         let faces = self.faces.as_ref().filter(|_| cfg.synth_mask > 0.0)?;
         let mut plan = SynthPlan::new(cfg.synth_mask, cfg.seed, cfg.synth_mask_style, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
-        // Validation samples stay as they are, whatever the epoch.
+        self.keep_training_samples(&mut plan.faces);
+        Some(plan)
+    }
+
+    /// Clears the entries of `per_sample` (one per sample) outside the training split: validation
+    /// samples stay as they are, whatever the epoch.
+    fn keep_training_samples<T>(&self, per_sample: &mut [Option<T>]) {
         let train: std::collections::HashSet<usize> = self.train_idx.iter().copied().collect();
-        for (i, l) in plan.faces.iter_mut().enumerate() {
+        for (i, entry) in per_sample.iter_mut().enumerate() {
             if !train.contains(&i) {
-                *l = None;
+                *entry = None;
             }
         }
-        Some(plan)
     }
 
     /// The person folder a sample belongs to (its index for sets without people).

@@ -18,7 +18,7 @@ use super::SynthMaskStyle;
 use crate::data::face_crop::SampleFaces;
 use crate::image::decode::{Preprocess, RgbImage};
 use crate::labels::{Class, Mask};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// What to paint on which sample.
@@ -135,12 +135,7 @@ impl SynthPlan {
     }
 
     fn rng(&self, epoch: usize, index: usize) -> ChaCha8Rng {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
-        key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
-        key[24..].copy_from_slice(b"synthmsk");
-        ChaCha8Rng::from_seed(key)
+        super::sample_rng(self.seed, epoch, index, b"synthmsk")
     }
 
     /// Whether sample `index` is drawn for a mask in `epoch` (the first draw of its generator;

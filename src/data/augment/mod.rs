@@ -16,6 +16,20 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tch::{Device, Kind, Tensor};
 
+/// The random generator of training sample `index` in `epoch` for the per-sample augmentation
+/// named `tag` (synthetic masks, tight crops): keyed by (seed, epoch, sample, tag), so a run draws
+/// the same on every machine, a resumed run draws what an uninterrupted one would, and two
+/// augmentations of one sample draw independently.
+pub fn sample_rng(seed: u64, epoch: usize, index: usize, tag: &[u8; 8]) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
+    key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
+    key[24..].copy_from_slice(tag);
+    rand_chacha::ChaCha8Rng::from_seed(key)
+}
+
 /// Box proposals RandomResizedCrop and RandomErasing try per image before giving up, as torchvision.
 const BOX_ATTEMPTS: i64 = 10;
 

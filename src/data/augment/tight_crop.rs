@@ -25,7 +25,7 @@ use crate::data::face_crop::SampleFaces;
 use crate::faces::boxes::BoxF;
 use crate::image::decode::Preprocess;
 use crate::labels::{Class, Mask};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// Where each side of the tight window may lie (left, top, right, bottom), as shares of the face
@@ -70,12 +70,7 @@ impl TightCropPlan {
     }
 
     fn rng(&self, epoch: usize, index: usize) -> ChaCha8Rng {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&self.seed.to_le_bytes());
-        key[8..16].copy_from_slice(&(epoch as u64).to_le_bytes());
-        key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
-        key[24..].copy_from_slice(b"tightcrp");
-        ChaCha8Rng::from_seed(key)
+        super::sample_rng(self.seed, epoch, index, b"tightcrp")
     }
 
     /// The tight window `[x1, y1, x2, y2)` (whole pixels of the `width` x `height` input) sample
