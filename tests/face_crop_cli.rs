@@ -97,6 +97,26 @@ fn a_face_cropped_run_trains_predicts_and_counts_its_crops() {
     let section = &page[at..];
     assert!(section.contains("data:image/jpeg") && (section.contains(">worn<") || section.contains(">incorrect")), "no painted samples shown");
 
+    // Masks over the worn ones: only correctly masked photos with their own landmarks (mask1
+    // here) are eligible, and without augment.synth_mask no unmasked photo is.
+    let over_run = dir.path().join("over");
+    let o = train_tiny(&data, &over_run, &["augment.synth_mask_on_masked=0.9", "train.epochs=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let start = History::read(&RunDir::new(&over_run).metrics_file()).unwrap().start;
+    let over = start.synth_mask_on_masked_eligible.expect("masked samples counted");
+    assert!(over > 0 && over <= set.people.len() as u64 - 1, "{over}");
+    assert_eq!(start.synth_mask_eligible, Some(over));
+    assert_eq!(History::read(&RunDir::new(&synth_run).metrics_file()).unwrap().start.synth_mask_on_masked_eligible, None);
+    let o = masklab(&["report", over_run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(RunDir::new(&over_run).report_page()).unwrap();
+    let section = &page[page.find("Synthetic masks").expect("a synthetic masks section")..];
+    assert!(section.contains("augment.synth_mask_on_masked = 0.9") && section.contains(&format!("({over} eligible)")), "no masks over masks in the report");
+    assert!(!section.contains("augment.synth_mask = 0:") && section.contains(">worn<"), "the report shows masks over masks as worn");
+    // A flat painted mask would hide the worn one: refused, naming the key.
+    let o = train_tiny(&data, &dir.path().join("flat"), &["augment.synth_mask_on_masked=0.5", "augment.synth_mask_style=painted", "train.epochs=1"]);
+    assert!(!o.status.success() && stderr(&o).contains("augment.synth_mask_on_masked"), "{}", stderr(&o));
+
     // Tight crops of the faces (detected or reused boxes): every training sample with a box is eligible.
     let tight_run = dir.path().join("tight");
     let o = train_tiny(&data, &tight_run, &["augment.tight_crop=1", "train.epochs=1"]);

@@ -66,7 +66,7 @@ pub fn sample_faces(paths: &[PathBuf], train: Option<&TrainSet>, margin: f32, sk
     for p in paths {
         let Some(file) = faces_file_of(p, &mut files) else {
             bail!(
-                "{}: no {FACES_FILE} in its folder or above. data.face_crop = \"mtcnn\", augment.synth_mask and augment.tight_crop use the faces that `masklab faces DATA` detects and caches: run it on the dataset (or folder) first",
+                "{}: no {FACES_FILE} in its folder or above. data.face_crop = \"mtcnn\", augment.synth_mask, augment.synth_mask_on_masked and augment.tight_crop use the faces that `masklab faces DATA` detects and caches: run it on the dataset (or folder) first",
                 p.display()
             );
         };

@@ -8,7 +8,7 @@ use crate::image::decode::Preprocess;
 use crate::data::loader::{Loader, OnBadImage};
 use crate::data::split::{kfold_assign, train_val_split};
 use crate::data::face_crop::{sample_faces, SampleFaces};
-use crate::data::augment::mask_plan::SynthPlan;
+use crate::data::augment::mask_plan::{SynthPlan, SynthRates};
 use crate::data::augment::tight_crop::TightCropPlan;
 use crate::data::augment::SynthMaskStyle;
 use crate::labels::{Class, NUM_CLASSES};
@@ -26,6 +26,8 @@ pub struct PrepareSettings {
     pub synth_mask: f64,
     /// `augment.synth_mask_style`: rendered or painted masks.
     pub synth_mask_style: SynthMaskStyle,
+    /// `augment.synth_mask_on_masked`: the share of correctly masked photos given a rendered mask over theirs.
+    pub synth_mask_on_masked: f64,
     /// `augment.tight_crop`: the share of training samples seen as tightly cropped faces.
     pub tight_crop: f64,
 }
@@ -83,11 +85,13 @@ impl Prepared {
         Some(plan)
     }
 
-    /// With `augment.synth_mask > 0`: which samples may get a synthetic mask (their landmarks in
-    /// the model input). Only the training batches of an epoch are painted.
+    /// With `augment.synth_mask` or `augment.synth_mask_on_masked` above 0: which samples may get
+    /// a synthetic mask (their landmarks in the model input). Only the training batches of an
+    /// epoch are painted.
     pub fn synth_plan(&self, cfg: &PrepareSettings) -> Option<SynthPlan> {
-        let faces = self.faces.as_ref().filter(|_| cfg.synth_mask > 0.0)?;
-        let mut plan = SynthPlan::new(cfg.synth_mask, cfg.seed, cfg.synth_mask_style, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
+        let rates = SynthRates { unmasked: cfg.synth_mask, masked: cfg.synth_mask_on_masked };
+        let faces = self.faces.as_ref().filter(|_| rates.unmasked > 0.0 || rates.masked > 0.0)?;
+        let mut plan = SynthPlan::new(rates, cfg.seed, cfg.synth_mask_style, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
         self.keep_training_samples(&mut plan.faces);
         Some(plan)
     }
@@ -146,7 +150,7 @@ pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
 
 /// The faces of the samples when the config crops to faces (`train`: for the reuse rule).
 fn faces_of(samples: &[Sample], train: Option<&TrainSet>, cfg: &PrepareSettings) -> Result<Option<SampleFaces>> {
-    if cfg.data.face_crop == FaceCrop::None && cfg.synth_mask <= 0.0 && cfg.tight_crop <= 0.0 {
+    if cfg.data.face_crop == FaceCrop::None && cfg.synth_mask <= 0.0 && cfg.synth_mask_on_masked <= 0.0 && cfg.tight_crop <= 0.0 {
         return Ok(None);
     }
     let paths: Vec<PathBuf> = samples.iter().map(|s| s.path.clone()).collect();

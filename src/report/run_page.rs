@@ -325,19 +325,30 @@ pub fn mistakes_grid(found: &[Mistake], labels: &[String]) -> String {
     s
 }
 
-/// What `augment.synth_mask` painted: a row of training samples as the model saw them.
+/// What `augment.synth_mask` (and `synth_mask_on_masked`) painted: a row of training samples as
+/// the model saw them.
 fn synth_section(page: &mut Page, run: &RunRecord) {
     let cfg = run.settings.prepare_settings();
-    if cfg.synth_mask <= 0.0 {
+    if cfg.synth_mask <= 0.0 && cfg.synth_mask_on_masked <= 0.0 {
         return;
     }
     page.section("synthetic-masks", "Synthetic masks");
-    let eligible = run.start.synth_mask_eligible.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default();
-    let how = match cfg.synth_mask_style {
-        crate::data::augment::SynthMaskStyle::Rendered => "a rendered mask (augment.synth_mask_style = \"rendered\")",
-        crate::data::augment::SynthMaskStyle::Painted => "a painted mask (augment.synth_mask_style = \"painted\")",
-    };
-    page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets {how} with this probability{eligible}. Samples painted in epoch 1, as the model saw them:", cfg.synth_mask));
+    // The start line counts masked samples within synth_mask_eligible.
+    let over = run.start.synth_mask_on_masked_eligible;
+    if cfg.synth_mask > 0.0 {
+        let unmasked = run.start.synth_mask_eligible.map(|n| n.saturating_sub(over.unwrap_or(0)));
+        let eligible = unmasked.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default();
+        let how = match cfg.synth_mask_style {
+            crate::data::augment::SynthMaskStyle::Rendered => "a rendered mask (augment.synth_mask_style = \"rendered\")",
+            crate::data::augment::SynthMaskStyle::Painted => "a painted mask (augment.synth_mask_style = \"painted\")",
+        };
+        page.text(&format!("augment.synth_mask = {}: each epoch, an eligible training sample gets {how} with this probability{eligible}.", cfg.synth_mask));
+    }
+    if cfg.synth_mask_on_masked > 0.0 {
+        let eligible = over.map(|n| format!(" ({n} eligible)")).unwrap_or_default();
+        page.text(&format!("augment.synth_mask_on_masked = {}: each epoch, a training sample of a correctly masked photo with landmarks gets a worn rendered mask over its own with this probability{eligible}, its label unchanged.", cfg.synth_mask_on_masked));
+    }
+    page.text("Samples painted in epoch 1, as the model saw them:");
     let Some(data) = run.start.data.as_deref() else {
         page.html("<p class=\"note\">The run logged no dataset folder.</p>");
         return;

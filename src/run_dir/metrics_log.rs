@@ -49,6 +49,8 @@ pub struct StartLine {
     pub face_crop: Option<FaceCropCounts>,
     /// With `augment.synth_mask > 0`: training samples that may get a synthetic mask (unmasked, landmarks found).
     pub synth_mask_eligible: Option<u64>,
+    /// With `augment.synth_mask_on_masked > 0`: how many of those are correctly masked photos (a mask over theirs).
+    pub synth_mask_on_masked_eligible: Option<u64>,
     /// With `augment.tight_crop > 0`: training samples that may be seen tightly cropped (face box found).
     pub tight_crop_eligible: Option<u64>,
     /// Processes training data-parallel (1: a plain run; absent in runs before this was logged).

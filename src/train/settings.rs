@@ -165,6 +165,9 @@ pub struct RunSettings {
     pub synth_mask: f64,
     /// `augment.synth_mask_style`.
     pub synth_mask_style: crate::data::augment::SynthMaskStyle,
+    /// `augment.synth_mask_on_masked`: the share of correctly masked training photos given a
+    /// rendered mask over theirs.
+    pub synth_mask_on_masked: f64,
     /// `augment.tight_crop`: the share of training samples seen as tightly cropped faces (the
     /// data side crops them, for every model).
     pub tight_crop: f64,
@@ -188,6 +191,7 @@ impl RunSettings {
             data: read(&config)?,
             synth_mask: augment.synth_mask,
             synth_mask_style: augment.synth_mask_style,
+            synth_mask_on_masked: augment.synth_mask_on_masked,
             tight_crop: augment.tight_crop,
             layout: model.layout,
             models,
@@ -226,6 +230,7 @@ impl RunSettings {
 
     /// What reading and splitting the dataset needs.
     pub fn prepare_settings(&self) -> PrepareSettings {
-        PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask, synth_mask_style: self.synth_mask_style, tight_crop: self.tight_crop }
+        PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask, synth_mask_style: self.synth_mask_style,
+            synth_mask_on_masked: self.synth_mask_on_masked, tight_crop: self.tight_crop }
     }
 }

@@ -180,6 +180,7 @@ impl Trainer {
             val_classes: Some(data.class_counts(&data.val_idx)),
             face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::data::settings::FaceCrop::Mtcnn).map(|f| f.counts),
             synth_mask_eligible: data.synth_plan(&data_settings).map(|p| p.eligible() as u64),
+            synth_mask_on_masked_eligible: data.synth_plan(&data_settings).filter(|p| p.rates.masked > 0.0).map(|p| p.eligible_masked() as u64),
             tight_crop_eligible: data.tight_crop_plan(&data_settings).map(|p| p.eligible() as u64),
             world_size: Some(replicas.world_size() as u64),
             global_batch: Some((cfg.train.batch_size * cfg.train.accumulate * replicas.world_size()) as u64),

@@ -1,5 +1,6 @@
-//! Examples of what `augment.synth_mask` fed a run: the first training samples painted in its
-//! first epoch, as the model saw them (after the crop and the resize), for the run report.
+//! Examples of what `augment.synth_mask` (and `synth_mask_on_masked`) fed a run: the first training
+//! samples painted in its first epoch, as the model saw them (after the crop and the resize), for
+//! the run report.
 use crate::data::prepared::{prepare, PrepareSettings};
 use crate::data::settings::DataConfig;
 use anyhow::{Context, Result};

@@ -7,6 +7,10 @@
 //! landmarks: worn, nose out, mouth and nose out, on the chin) or painted by [`super::mask_paint`]
 //! (flat shapes: worn, below the nose, chin only). The label is the one the paint implies.
 //!
+//! `augment.synth_mask_on_masked = q`: a sample of a correctly masked photo (labelled `Wear`)
+//! whose face was detected gets a rendered mask worn over its own with probability `q`, its label
+//! unchanged: masked samples show real-looking masks too, while unmasked photos stay unmasked.
+//!
 //! The painting happens on the CPU decoding threads, on the model-sized input (after the face or
 //! centre crop and the resize; the box and landmarks are carried into it), so the cache of
 //! decoded images stays unpainted and a sample can be painted differently each epoch. The random
@@ -21,14 +25,27 @@ use crate::labels::{Class, Mask};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+/// How often each kind of training sample gets a synthetic mask.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SynthRates {
+    /// `augment.synth_mask`: samples of unmasked photos (worn or incorrectly worn masks).
+    pub unmasked: f64,
+    /// `augment.synth_mask_on_masked`: samples of correctly masked photos (a worn mask over
+    /// theirs; rendered style only).
+    pub masked: f64,
+}
+
 /// What to paint on which sample.
 #[derive(Clone, Debug)]
 pub struct SynthPlan {
-    pub p: f64,
+    pub rates: SynthRates,
     pub seed: u64,
     pub style: SynthMaskStyle,
     /// Per sample: its face (box and landmarks) in pixels of the model input; None: never painted.
     pub faces: Vec<Option<DetectedFace>>,
+    /// Per sample: whether its photo shows a correctly worn mask already (painted at
+    /// `rates.masked`, only with a worn mask).
+    pub masked: Vec<bool>,
     /// The wears the painted style draws.
     pub options: SynthOptions,
 }
@@ -112,26 +129,43 @@ pub fn painted_class(class: usize, mask: Mask) -> usize {
 }
 
 impl SynthPlan {
-    /// The plan for samples of `classes` with `faces`: unmasked samples with their own landmarks
-    /// are eligible. `use_regions`: the loader crops to `faces.regions` (face_crop = mtcnn).
-    pub fn new(p: f64, seed: u64, style: SynthMaskStyle, classes: &[usize], faces: &SampleFaces, use_regions: bool, prep: &Preprocess) -> SynthPlan {
+    /// The plan for samples of `classes` with `faces`: samples with their own landmarks whose
+    /// kind has a rate above 0 are eligible (unmasked ones; correctly masked ones for rendered
+    /// masks). `use_regions`: the loader crops to `faces.regions` (face_crop = mtcnn).
+    pub fn new(rates: SynthRates, seed: u64, style: SynthMaskStyle, classes: &[usize], faces: &SampleFaces, use_regions: bool, prep: &Preprocess) -> SynthPlan {
+        let masked: Vec<bool> = classes.iter().map(|&c| Class::decode(c).is_some_and(|c| c.mask == Mask::Wear)).collect();
         let faces = classes
             .iter()
             .enumerate()
             .map(|(i, &class)| {
-                let unmasked = Class::decode(class).is_some_and(|c| c.mask == Mask::NotWear);
+                let eligible = match Class::decode(class)?.mask {
+                    Mask::NotWear => rates.unmasked > 0.0,
+                    Mask::Wear => rates.masked > 0.0 && style == SynthMaskStyle::Rendered,
+                    Mask::Incorrect => false,
+                };
                 let (b, (w, h)) = (faces.boxes[i]?, faces.sizes[i]?);
-                let landmarks = b.landmarks.filter(|_| unmasked)?;
+                let landmarks = b.landmarks.filter(|_| eligible)?;
                 let region = if use_regions { faces.regions[i] } else { None };
                 Some(input_face(&DetectedFace { bbox: b.bbox, landmarks }, region, w, h, prep))
             })
             .collect();
-        SynthPlan { p, seed, style, faces, options: SynthOptions::default() }
+        SynthPlan { rates, seed, style, faces, masked, options: SynthOptions::default() }
     }
 
     /// Samples that may be painted.
     pub fn eligible(&self) -> usize {
         self.faces.iter().filter(|l| l.is_some()).count()
+    }
+
+    /// Samples of correctly masked photos that may get a mask over theirs.
+    pub fn eligible_masked(&self) -> usize {
+        self.faces.iter().zip(&self.masked).filter(|(f, &m)| f.is_some() && m).count()
+    }
+
+    /// The probability that sample `index` is painted in an epoch (if eligible).
+    fn rate(&self, index: usize) -> f64 {
+        let rate = if self.masked.get(index).copied().unwrap_or(false) { self.rates.masked } else { self.rates.unmasked };
+        rate.clamp(0.0, 1.0)
     }
 
     fn rng(&self, epoch: usize, index: usize) -> ChaCha8Rng {
@@ -141,7 +175,7 @@ impl SynthPlan {
     /// Whether sample `index` is drawn for a mask in `epoch` (the first draw of its generator;
     /// whether the paint then succeeds is [`SynthPlan::paint`]'s).
     pub fn drawn(&self, epoch: usize, index: usize) -> bool {
-        self.faces.get(index).is_some_and(|f| f.is_some()) && self.rng(epoch, index).gen_bool(self.p.clamp(0.0, 1.0))
+        self.faces.get(index).is_some_and(|f| f.is_some()) && self.rng(epoch, index).gen_bool(self.rate(index))
     }
 
     /// Whether sample `index` is painted in `epoch`, and then paints `pixels` (the model input of
@@ -149,7 +183,7 @@ impl SynthPlan {
     pub fn paint(&self, epoch: usize, index: usize, pixels: &[u8], prep: &Preprocess) -> Option<(Vec<u8>, SynthMask)> {
         let face = self.faces.get(index).copied().flatten()?;
         let mut rng = self.rng(epoch, index);
-        if !rng.gen_bool(self.p.clamp(0.0, 1.0)) {
+        if !rng.gen_bool(self.rate(index)) {
             return None;
         }
         let mut image = RgbImage { width: prep.width, height: prep.height, data: pixels.to_vec() };
@@ -163,12 +197,17 @@ impl SynthPlan {
                 };
                 Some((image.data, SynthMask { label: painted.state, wear }))
             }
-            SynthMaskStyle::Rendered => (0..RENDER_TRIES).find_map(|_| {
-                let wear = draw_rendered_wear(&mut rng);
-                let design = MaskDesign::random(&mut rng);
-                let r = render(&image, &face, &design, wear, &mut rng).ok()?;
-                Some((r.image.data, SynthMask { label: r.label, wear: r.wear.name() }))
-            }),
+            SynthMaskStyle::Rendered => {
+                // Over a mask already worn, only a worn mask whose paint reads as worn: the
+                // photo's label stays true.
+                let over_mask = self.masked[index];
+                (0..RENDER_TRIES).find_map(|_| {
+                    let wear = if over_mask { WearStyle::Worn } else { draw_rendered_wear(&mut rng) };
+                    let design = MaskDesign::random(&mut rng);
+                    let r = render(&image, &face, &design, wear, &mut rng).ok().filter(|r| !over_mask || r.label == Mask::Wear)?;
+                    Some((r.image.data, SynthMask { label: r.label, wear: r.wear.name() }))
+                })
+            }
         }
     }
 }
@@ -207,7 +246,7 @@ mod tests {
         let face = FaceBox { bbox: [12.0, 12.0, 52.0, 56.0], source: FaceSource::Detected, landmarks: Some(lm) };
         let mut faces = SampleFaces { boxes: vec![Some(face); n], regions: vec![None; n], sizes: vec![Some((64, 64)); n], ..Default::default() };
         faces.boxes[1] = None;
-        let plan = SynthPlan::new(0.5, 7, style, &classes, &faces, false, &prep);
+        let plan = SynthPlan::new(SynthRates { unmasked: 0.5, masked: 0.0 }, 7, style, &classes, &faces, false, &prep);
         assert_eq!(plan.eligible(), (0..n).filter(|i| i % 3 != 0 && *i != 1).count());
         let skin: Vec<u8> = (0..64 * 64).flat_map(|_| [200u8, 160, 140]).collect();
         let (mut painted, mut worn, mut incorrect) = (0, 0, 0);
@@ -265,5 +304,54 @@ mod tests {
     #[test]
     fn rendering_is_deterministic_and_the_label_follows_the_rendered_mask() {
         check_style(SynthMaskStyle::Rendered);
+    }
+
+    #[test]
+    fn masked_samples_get_a_worn_mask_over_theirs_only_at_their_own_rate() {
+        let prep = Preprocess { crop: Crop::None, width: 64, height: 64 };
+        let lm = [[22.0, 26.0], [42.0, 26.0], [32.0, 36.0], [24.0, 45.0], [40.0, 45.0]];
+        let n = 300;
+        // Worn, incorrect and unmasked photos in turn.
+        let masks = [Mask::Wear, Mask::Incorrect, Mask::NotWear];
+        let classes: Vec<usize> = (0..n).map(|i| class(masks[i % 3])).collect();
+        let face = FaceBox { bbox: [12.0, 12.0, 52.0, 56.0], source: FaceSource::Detected, landmarks: Some(lm) };
+        let faces = SampleFaces { boxes: vec![Some(face); n], regions: vec![None; n], sizes: vec![Some((64, 64)); n], ..Default::default() };
+        let skin: Vec<u8> = (0..64 * 64).flat_map(|_| [200u8, 160, 140]).collect();
+        let painted = |plan: &SynthPlan, i: usize| plan.paint(2, i, &skin, &prep);
+
+        // Masked samples only: unmasked and incorrect ones are never painted.
+        let plan = SynthPlan::new(SynthRates { unmasked: 0.0, masked: 0.6 }, 11, SynthMaskStyle::Rendered, &classes, &faces, false, &prep);
+        assert_eq!((plan.eligible(), plan.eligible_masked()), (n / 3, n / 3));
+        let mut over = 0;
+        for i in 0..n {
+            let a = painted(&plan, i);
+            assert_eq!(a, painted(&plan, i), "sample {i}: deterministic");
+            if i % 3 != 0 {
+                assert!(a.is_none(), "sample {i} ({:?}) painted", masks[i % 3]);
+                continue;
+            }
+            let Some((pixels, mask)) = a else { continue };
+            over += 1;
+            assert_eq!((mask.label, mask.wear), (Mask::Wear, "worn"), "sample {i}: only a worn mask goes over a worn one");
+            assert_eq!(painted_class(classes[i], mask.label), classes[i], "sample {i}: the label stays");
+            assert_ne!(pixels, skin);
+        }
+        let expected = 0.6 * (n / 3) as f64;
+        assert!((over as f64 - expected).abs() < 0.2 * expected, "{over} of {} masked samples painted at 0.6", n / 3);
+
+        // Both rates: unmasked samples are drawn at theirs, as without masked ones.
+        let both = SynthPlan::new(SynthRates { unmasked: 0.5, masked: 0.6 }, 11, SynthMaskStyle::Rendered, &classes, &faces, false, &prep);
+        let unmasked_only = SynthPlan::new(SynthRates { unmasked: 0.5, masked: 0.0 }, 11, SynthMaskStyle::Rendered, &classes, &faces, false, &prep);
+        assert_eq!((both.eligible(), both.eligible_masked(), unmasked_only.eligible_masked()), (2 * n / 3, n / 3, 0));
+        for i in (2..n).step_by(3) {
+            assert_eq!(painted(&both, i), painted(&unmasked_only, i), "unmasked sample {i}");
+        }
+        for i in (0..n).step_by(3) {
+            assert_eq!(painted(&both, i), painted(&plan, i), "masked sample {i}");
+        }
+
+        // Painted (flat) masks never go over masks.
+        let flat = SynthPlan::new(SynthRates { unmasked: 0.5, masked: 0.6 }, 11, SynthMaskStyle::Painted, &classes, &faces, false, &prep);
+        assert_eq!(flat.eligible_masked(), 0);
     }
 }

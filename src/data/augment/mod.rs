@@ -95,6 +95,8 @@ pub struct AugmentConfig {
     pub synth_mask: f64,
     /// How synthetic masks are made: `rendered` (mask templates warped onto the face from its landmarks and lit like it: surgical, cloth, KN95, N95, prints; worn, nose out, mouth and nose out, on the chin) or `painted` (flat shapes drawn in the face's frame: the earlier method, kept to compare against).
     pub synth_mask_style: SynthMaskStyle,
+    /// Probability that a training sample of a correctly masked photo (labelled worn) whose face was detected gets a rendered mask worn over its own, its label unchanged: real-looking masks on the masked photos too, without taking photos from the not-worn class as `synth_mask` does. Needs `synth_mask_style = "rendered"`.
+    pub synth_mask_on_masked: f64,
     /// Probability that a training sample with a face box (faces.csv) is cut to a tight window around its face and continued by the window's edge pixels, as `predict --largest-face`, `--faces` and `serve` continue a tightly cropped photo framed as in training (`augment::tight_crop`). The run's value applies to every model of a layout.
     pub tight_crop: f64,
 }
@@ -136,6 +138,7 @@ impl Default for AugmentConfig {
             std: PerChannel::Backbone,
             synth_mask: 0.0,
             synth_mask_style: SynthMaskStyle::Rendered,
+            synth_mask_on_masked: 0.0,
             tight_crop: 0.0,
         }
     }
@@ -234,6 +237,10 @@ impl AugmentConfig {
     pub fn validate(&self) -> Result<()> {
         check_probability("hflip", self.hflip)?;
         check_probability("synth_mask", self.synth_mask)?;
+        check_probability("synth_mask_on_masked", self.synth_mask_on_masked)?;
+        if self.synth_mask_on_masked > 0.0 && self.synth_mask_style != SynthMaskStyle::Rendered {
+            bail!("augment.synth_mask_on_masked = {} needs augment.synth_mask_style = \"rendered\" (a flat painted mask over a worn one would hide it)", self.synth_mask_on_masked);
+        }
         check_probability("tight_crop", self.tight_crop)?;
         check_non_negative("brightness", self.brightness)?;
         check_non_negative("contrast", self.contrast)?;
