@@ -385,6 +385,21 @@ mod tests {
     }
 
     #[test]
+    fn every_preset_loads_and_the_real_photo_preset_is_the_measured_recipe() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension() == Some("toml".as_ref()) {
+                Config::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            }
+        }
+        // README's real-photo measurements ran cpu-quick with these overrides.
+        let overrides = ["augment.synth_mask=0.6", "augment.synth_mask_on_masked=0.5", "augment.tight_crop=0.5", "augment.blur=0.3"].map(String::from);
+        let measured = Config::load(Some(&dir.join("cpu-quick.toml")), &overrides).unwrap();
+        assert_eq!(Config::load(Some(&dir.join("cpu-real-photos.toml")), &[]).unwrap(), measured);
+    }
+
+    #[test]
     fn default_toml_lists_every_key_with_its_default_and_a_comment() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/default.toml");
         let text = std::fs::read_to_string(&path).unwrap();

@@ -100,7 +100,7 @@ fn random_settings_never_panic_and_what_loads_round_trips() {
         }
     }
     // Damaged presets: bytes overwritten, lines dropped or repeated.
-    let presets: Vec<String> = ["default", "cpu-quick", "reference-two-b3"]
+    let presets: Vec<String> = ["default", "cpu-quick", "cpu-real-photos", "reference-two-b3"]
         .iter()
         .map(|p| std::fs::read_to_string(format!("{}/configs/{p}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap())
         .collect();
