@@ -168,6 +168,7 @@ impl Trainer {
             let n = epoch_indices(&cfg.sampler, &data.train_classes(), 0, cfg.train.seed)?.len();
             (replicas.train_shard_len(n) / (cfg.train.batch_size * cfg.train.accumulate)).max(1)
         };
+        let synth_plan = data.synth_plan(&data_settings);
         let start_line = StartLine {
             data: Some(data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf())),
             fold: Some(cfg.data.fold),
@@ -179,8 +180,8 @@ impl Trainer {
             train_classes: Some(data.class_counts(&data.train_idx)),
             val_classes: Some(data.class_counts(&data.val_idx)),
             face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::data::settings::FaceCrop::Mtcnn).map(|f| f.counts),
-            synth_mask_eligible: data.synth_plan(&data_settings).map(|p| p.eligible() as u64),
-            synth_mask_on_masked_eligible: data.synth_plan(&data_settings).filter(|p| p.rates.masked > 0.0).map(|p| p.eligible_masked() as u64),
+            synth_mask_eligible: synth_plan.as_ref().map(|p| p.eligible() as u64),
+            synth_mask_on_masked_eligible: synth_plan.as_ref().filter(|p| p.rates.masked > 0.0).map(|p| p.eligible_masked() as u64),
             tight_crop_eligible: data.tight_crop_plan(&data_settings).map(|p| p.eligible() as u64),
             world_size: Some(replicas.world_size() as u64),
             global_batch: Some((cfg.train.batch_size * cfg.train.accumulate * replicas.world_size()) as u64),
