@@ -123,7 +123,8 @@ pub fn eval_run(run: &RunDir, settings: &EvalSettings, data: &Path, split: EvalS
     };
     let order = match split {
         EvalSplit::Val => prepared.val_idx.clone(),
-        EvalSplit::All | EvalSplit::Eval => (0..prepared.samples.len()).collect(),
+        // Every photo once: not the copies a run with `augment.synth_mask_copies` trains on.
+        EvalSplit::All | EvalSplit::Eval => (0..prepared.photos).collect(),
     };
     if order.is_empty() {
         bail!("no images to evaluate in the {} split of {}", split_name(split), data.display());

@@ -117,6 +117,36 @@ fn a_face_cropped_run_trains_predicts_and_counts_its_crops() {
     let o = train_tiny(&data, &dir.path().join("flat"), &["augment.synth_mask_on_masked=0.5", "augment.synth_mask_style=painted", "train.epochs=1"]);
     assert!(!o.status.success() && stderr(&o).contains("augment.synth_mask_on_masked"), "{}", stderr(&o));
 
+    // Masks on copies: every eligible unmasked photo is kept as it is and a copy of it joins the
+    // training split, so an epoch has that many more samples; eval --split all still counts each
+    // photo once.
+    let copies_run = dir.path().join("copies");
+    let o = train_tiny(&data, &copies_run, &["augment.synth_mask=0.9", "augment.synth_mask_copies=true", "train.epochs=1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let start = History::read(&RunDir::new(&copies_run).metrics_file()).unwrap().start;
+    let plain = History::read(&RunDir::new(&synth_run).metrics_file()).unwrap().start;
+    let copies = start.synth_mask_copies.expect("copies counted");
+    assert_eq!(Some(copies), plain.synth_mask_eligible, "one copy per photo the plain run could paint");
+    assert_eq!(start.train_images, plain.train_images.map(|n| n + copies));
+    assert_eq!(start.val_images, plain.val_images);
+    assert_eq!(plain.synth_mask_copies, None);
+    let images_of_all = |run: &Path| {
+        let o = masklab(&["eval", run.to_str().unwrap(), data.to_str().unwrap(), "--split", "all", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["images"].as_u64().expect("images evaluated")
+    };
+    assert_eq!(images_of_all(&copies_run), images_of_all(&synth_run), "eval --split all: each photo once");
+    let photos_framed = |run: &Path| RunDir::new(run).framing().unwrap().map(|f| f.photos);
+    assert_eq!(photos_framed(&copies_run), photos_framed(&synth_run), "the framing counts each training photo once");
+    assert!(photos_framed(&copies_run).is_some());
+    let o = masklab(&["report", copies_run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = std::fs::read_to_string(RunDir::new(&copies_run).report_page()).unwrap();
+    assert!(page.contains(&format!("augment.synth_mask_copies: {copies} copies")), "no copies in the report");
+    // Copies with nothing to paint on them: refused, naming the keys.
+    let o = train_tiny(&data, &dir.path().join("no-copies"), &["augment.synth_mask_copies=true", "train.epochs=1"]);
+    assert!(!o.status.success() && stderr(&o).contains("augment.synth_mask_copies = true needs augment.synth_mask > 0"), "{}", stderr(&o));
+
     // Tight crops of the faces (detected or reused boxes): every training sample with a box is eligible.
     let tight_run = dir.path().join("tight");
     let o = train_tiny(&data, &tight_run, &["augment.tight_crop=1", "train.epochs=1"]);

@@ -11,7 +11,7 @@ use crate::data::face_crop::{sample_faces, SampleFaces};
 use crate::data::augment::mask_plan::{SynthPlan, SynthRates};
 use crate::data::augment::tight_crop::TightCropPlan;
 use crate::data::augment::SynthMaskStyle;
-use crate::labels::{Class, NUM_CLASSES};
+use crate::labels::{Class, Mask, NUM_CLASSES};
 use crate::util::data_error::{csv_error, csv_line};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,9 @@ pub struct PrepareSettings {
     pub synth_mask_style: SynthMaskStyle,
     /// `augment.synth_mask_on_masked`: the share of correctly masked photos given a rendered mask over theirs.
     pub synth_mask_on_masked: f64,
+    /// `augment.synth_mask_copies`: unmasked training photos stay as they are and copies of
+    /// them are painted instead.
+    pub synth_mask_copies: bool,
     /// `augment.tight_crop`: the share of training samples seen as tightly cropped faces.
     pub tight_crop: f64,
 }
@@ -43,6 +46,9 @@ pub struct Prepared {
     pub prep: Preprocess,
     /// With `data.face_crop = "mtcnn"`: each sample's face and crop region.
     pub faces: Option<SampleFaces>,
+    /// Samples `..photos` are the dataset's images; the ones after are copies of unmasked
+    /// training photos (`augment.synth_mask_copies`), in the training split, for synthetic masks.
+    pub photos: usize,
 }
 
 impl Prepared {
@@ -57,6 +63,32 @@ impl Prepared {
             n[self.classes[i]] += 1;
             n
         })
+    }
+
+    /// Appends a copy of each unmasked training photo that has landmarks (what a synthetic mask
+    /// needs) to the samples and the training split: `augment.synth_mask_copies` paints the
+    /// copies, so the photos themselves stay unmasked. Copies go in the training split's order,
+    /// so a run makes the same ones on every machine.
+    fn add_mask_copies(&mut self) {
+        let Some(faces) = self.faces.as_mut() else { return };
+        let originals = self.train_idx.clone();
+        for i in originals {
+            let unmasked = Class::decode(self.classes[i]).is_some_and(|c| c.mask == Mask::NotWear);
+            if !unmasked || !faces.boxes[i].is_some_and(|b| b.landmarks.is_some()) {
+                continue;
+            }
+            self.samples.push(self.samples[i].clone());
+            self.classes.push(self.classes[i]);
+            faces.boxes.push(faces.boxes[i]);
+            faces.regions.push(faces.regions[i]);
+            faces.sizes.push(faces.sizes[i]);
+            self.train_idx.push(self.samples.len() - 1);
+        }
+    }
+
+    /// How many samples are copies made for synthetic masks (`augment.synth_mask_copies`).
+    pub fn mask_copies(&self) -> usize {
+        self.samples.len() - self.photos
     }
 
     /// The decoding loader over every sample, as the settings ask (cache, prefetch, bad images).
@@ -93,6 +125,15 @@ impl Prepared {
         let faces = self.faces.as_ref().filter(|_| rates.unmasked > 0.0 || rates.masked > 0.0)?;
         let mut plan = SynthPlan::new(rates, cfg.seed, cfg.synth_mask_style, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
         self.keep_training_samples(&mut plan.faces);
+        if cfg.synth_mask_copies {
+            // The photos keep their own look; only their copies (after `photos`) are painted.
+            // Masks over masks (`synth_mask_on_masked`) still go on the masked photos.
+            for (face, &masked) in plan.faces.iter_mut().zip(&plan.masked).take(self.photos) {
+                if !masked {
+                    *face = None;
+                }
+            }
+        }
         Some(plan)
     }
 
@@ -145,7 +186,12 @@ pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
     let prep = cfg.data.preprocess()?;
     let classes = samples.iter().map(|s| s.class.encode()).collect();
     let faces = faces_of(&samples, Some(&set), cfg)?;
-    Ok(Prepared { set, samples, classes, train_idx, val_idx, prep, faces })
+    let photos = samples.len();
+    let mut prepared = Prepared { set, samples, classes, train_idx, val_idx, prep, faces, photos };
+    if cfg.synth_mask_copies {
+        prepared.add_mask_copies();
+    }
+    Ok(prepared)
 }
 
 /// The faces of the samples when the config crops to faces (`train`: for the reuse rule).
@@ -187,6 +233,7 @@ pub fn labelled_eval_set(data: &Path, cfg: &PrepareSettings) -> Result<Prepared>
     let faces = if cfg.data.face_crop == FaceCrop::Mtcnn { faces_of(&samples, None, cfg)? } else { None };
     Ok(Prepared {
         faces,
+        photos: samples.len(),
         classes: samples.iter().map(|s| s.class.encode()).collect(),
         train_idx: Vec::new(),
         val_idx: (0..samples.len()).collect(),
@@ -194,4 +241,67 @@ pub fn labelled_eval_set(data: &Path, cfg: &PrepareSettings) -> Result<Prepared>
         set,
         prep: cfg.data.preprocess()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::face_assign::{FaceBox, FaceSource};
+    use crate::image::decode::Crop;
+    use crate::labels::{AgeBand, Gender};
+
+    /// Person 0 trains: a bare photo with landmarks, a masked one, an incorrectly masked one, and
+    /// a bare photo whose face has no landmarks (a reused box). Person 1 validates: bare, masked.
+    fn two_people() -> Prepared {
+        let masks = [Mask::NotWear, Mask::Wear, Mask::Incorrect, Mask::NotWear, Mask::NotWear, Mask::Wear];
+        let samples: Vec<Sample> = masks
+            .iter()
+            .enumerate()
+            .map(|(i, &mask)| Sample { path: PathBuf::from(format!("p{}/{i}.jpg", i / 4)), person: i / 4, class: Class { mask, gender: Gender::Male, age: AgeBand::Young } })
+            .collect();
+        let landmarks = [[20.0, 25.0], [44.0, 25.0], [32.0, 36.0], [23.0, 46.0], [41.0, 46.0]];
+        let boxes = (0..samples.len())
+            .map(|i| Some(FaceBox { bbox: [8.0, 8.0, 56.0, 60.0], source: FaceSource::Detected, landmarks: (i != 3).then_some(landmarks) }))
+            .collect();
+        let n = samples.len();
+        let faces = SampleFaces { boxes, regions: vec![None; n], sizes: vec![Some((64, 64)); n], counts: Default::default() };
+        let set = TrainSet { root: PathBuf::from("."), people: Vec::new(), skipped_files: Vec::new(), relabel_file: None, relabeled: 0, problems: Vec::new() };
+        Prepared {
+            classes: samples.iter().map(|s| s.class.encode()).collect(),
+            samples,
+            set,
+            train_idx: vec![0, 1, 2, 3],
+            val_idx: vec![4, 5],
+            prep: Preprocess { crop: Crop::Fraction(1.0), width: 64, height: 64 },
+            faces: Some(faces),
+            photos: n,
+        }
+    }
+
+    fn settings(copies: bool) -> PrepareSettings {
+        PrepareSettings { data: DataConfig::default(), seed: 5, synth_mask: 1.0, synth_mask_style: SynthMaskStyle::Rendered, synth_mask_on_masked: 0.5, synth_mask_copies: copies, tight_crop: 0.0 }
+    }
+
+    #[test]
+    fn mask_copies_are_painted_and_the_photos_stay_bare() {
+        let mut p = two_people();
+        p.add_mask_copies();
+        // Only the bare training photo with landmarks is copied: not the masked ones, not the
+        // one without landmarks, nothing of the validation person.
+        assert_eq!((p.mask_copies(), p.samples.len(), p.photos), (1, 7, 6));
+        assert_eq!(p.train_idx, vec![0, 1, 2, 3, 6]);
+        assert_eq!(p.val_idx, vec![4, 5]);
+        assert_eq!((p.samples[6].path.clone(), p.classes[6]), (p.samples[0].path.clone(), p.classes[0]));
+        let plan = p.synth_plan(&settings(true)).expect("a plan");
+        let paintable: Vec<bool> = plan.faces.iter().map(Option::is_some).collect();
+        // The copy is painted, the bare photo never; masks over masks still go on the masked photo.
+        assert_eq!(paintable, vec![false, true, false, false, false, false, true]);
+        assert!((0..5).all(|epoch| plan.drawn(epoch, 6)), "at synth_mask = 1 the copy is drawn every epoch");
+
+        // Without copies the bare photo itself is the one painted.
+        let p = two_people();
+        let plan = p.synth_plan(&settings(false)).expect("a plan");
+        assert_eq!(plan.faces.iter().map(Option::is_some).collect::<Vec<_>>(), vec![true, true, false, false, false, false]);
+        assert_eq!(p.mask_copies(), 0);
+    }
 }

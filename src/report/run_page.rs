@@ -337,7 +337,10 @@ fn synth_section(page: &mut Page, run: &RunRecord) {
     let over = run.start.synth_mask_on_masked_eligible;
     if cfg.synth_mask > 0.0 {
         let unmasked = run.start.synth_mask_eligible.map(|n| n.saturating_sub(over.unwrap_or(0)));
-        let eligible = unmasked.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default();
+        let eligible = match run.start.synth_mask_copies {
+            Some(copies) => format!(" (augment.synth_mask_copies: {copies} copies of the unmasked training photos with landmarks, each epoch beside the photos, which stay unmasked)"),
+            None => unmasked.map(|n| format!(" ({n} training samples eligible: unmasked, with landmarks)")).unwrap_or_default(),
+        };
         let how = match cfg.synth_mask_style {
             crate::data::augment::SynthMaskStyle::Rendered => "a rendered mask (augment.synth_mask_style = \"rendered\")",
             crate::data::augment::SynthMaskStyle::Painted => "a painted mask (augment.synth_mask_style = \"painted\")",

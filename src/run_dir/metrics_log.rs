@@ -51,6 +51,9 @@ pub struct StartLine {
     pub synth_mask_eligible: Option<u64>,
     /// With `augment.synth_mask_on_masked > 0`: how many of those are correctly masked photos (a mask over theirs).
     pub synth_mask_on_masked_eligible: Option<u64>,
+    /// With `augment.synth_mask_copies`: copies of unmasked training photos added to each epoch
+    /// for synthetic masks (counted in `train_images` and `synth_mask_eligible`).
+    pub synth_mask_copies: Option<u64>,
     /// With `augment.tight_crop > 0`: training samples that may be seen tightly cropped (face box found).
     pub tight_crop_eligible: Option<u64>,
     /// Processes training data-parallel (1: a plain run; absent in runs before this was logged).

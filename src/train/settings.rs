@@ -168,6 +168,8 @@ pub struct RunSettings {
     /// `augment.synth_mask_on_masked`: the share of correctly masked training photos given a
     /// rendered mask over theirs.
     pub synth_mask_on_masked: f64,
+    /// `augment.synth_mask_copies`: masks painted on copies of the unmasked training photos.
+    pub synth_mask_copies: bool,
     /// `augment.tight_crop`: the share of training samples seen as tightly cropped faces (the
     /// data side crops them, for every model).
     pub tight_crop: f64,
@@ -192,6 +194,7 @@ impl RunSettings {
             synth_mask: augment.synth_mask,
             synth_mask_style: augment.synth_mask_style,
             synth_mask_on_masked: augment.synth_mask_on_masked,
+            synth_mask_copies: augment.synth_mask_copies,
             tight_crop: augment.tight_crop,
             layout: model.layout,
             models,
@@ -231,6 +234,6 @@ impl RunSettings {
     /// What reading and splitting the dataset needs.
     pub fn prepare_settings(&self) -> PrepareSettings {
         PrepareSettings { data: self.data.clone(), seed: self.train.seed, synth_mask: self.synth_mask, synth_mask_style: self.synth_mask_style,
-            synth_mask_on_masked: self.synth_mask_on_masked, tight_crop: self.tight_crop }
+            synth_mask_on_masked: self.synth_mask_on_masked, synth_mask_copies: self.synth_mask_copies, tight_crop: self.tight_crop }
     }
 }

@@ -93,7 +93,8 @@ fn record_framing(cfg: &RunSettings, data: &crate::data::prepared::Prepared) -> 
     if cfg.data.face_crop != crate::data::settings::FaceCrop::None {
         return None;
     }
-    let paths: Vec<std::path::PathBuf> = data.train_idx.iter().map(|&i| data.samples[i].path.clone()).collect();
+    // The photos only: copies made for synthetic masks would count the bare photos twice.
+    let paths: Vec<std::path::PathBuf> = data.train_idx.iter().filter(|&&i| i < data.photos).map(|&i| data.samples[i].path.clone()).collect();
     match crate::data::framing::measure(&paths, &data.prep.crop) {
         Ok(Some(f)) => {
             tracing::info!("framing of the training photos: {}", f.render());
@@ -182,6 +183,7 @@ impl Trainer {
             face_crop: data.faces.as_ref().filter(|_| cfg.data.face_crop == crate::data::settings::FaceCrop::Mtcnn).map(|f| f.counts),
             synth_mask_eligible: synth_plan.as_ref().map(|p| p.eligible() as u64),
             synth_mask_on_masked_eligible: synth_plan.as_ref().filter(|p| p.rates.masked > 0.0).map(|p| p.eligible_masked() as u64),
+            synth_mask_copies: cfg.synth_mask_copies.then(|| data.mask_copies() as u64),
             tight_crop_eligible: data.tight_crop_plan(&data_settings).map(|p| p.eligible() as u64),
             world_size: Some(replicas.world_size() as u64),
             global_batch: Some((cfg.train.batch_size * cfg.train.accumulate * replicas.world_size()) as u64),

@@ -97,6 +97,8 @@ pub struct AugmentConfig {
     pub synth_mask_style: SynthMaskStyle,
     /// Probability that a training sample of a correctly masked photo (labelled worn) whose face was detected gets a rendered mask worn over its own, its label unchanged: real-looking masks on the masked photos too, without taking photos from the not-worn class as `synth_mask` does. Needs `synth_mask_style = "rendered"`.
     pub synth_mask_on_masked: f64,
+    /// Whether `synth_mask` paints copies instead of the photos: each unmasked training photo with landmarks enters every epoch twice, as it is and as a copy that gets a synthetic mask with probability `synth_mask` (the photo itself is never painted), so the not-worn class keeps all its samples. Needs `synth_mask > 0`.
+    pub synth_mask_copies: bool,
     /// Probability that a training sample with a face box (faces.csv) is cut to a tight window around its face and continued by the window's edge pixels, as `predict --largest-face`, `--faces` and `serve` continue a tightly cropped photo framed as in training (`augment::tight_crop`). The run's value applies to every model of a layout.
     pub tight_crop: f64,
 }
@@ -139,6 +141,7 @@ impl Default for AugmentConfig {
             synth_mask: 0.0,
             synth_mask_style: SynthMaskStyle::Rendered,
             synth_mask_on_masked: 0.0,
+            synth_mask_copies: false,
             tight_crop: 0.0,
         }
     }
@@ -240,6 +243,9 @@ impl AugmentConfig {
         check_probability("synth_mask_on_masked", self.synth_mask_on_masked)?;
         if self.synth_mask_on_masked > 0.0 && self.synth_mask_style != SynthMaskStyle::Rendered {
             bail!("augment.synth_mask_on_masked = {} needs augment.synth_mask_style = \"rendered\" (a flat painted mask over a worn one would hide it)", self.synth_mask_on_masked);
+        }
+        if self.synth_mask_copies && self.synth_mask <= 0.0 {
+            bail!("augment.synth_mask_copies = true needs augment.synth_mask > 0 (the share of the copies that get a mask)");
         }
         check_probability("tight_crop", self.tight_crop)?;
         check_non_negative("brightness", self.brightness)?;
