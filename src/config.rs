@@ -394,7 +394,7 @@ mod tests {
             }
         }
         // README's real-photo measurements ran cpu-quick with these overrides.
-        let overrides = ["augment.synth_mask=0.6", "augment.synth_mask_on_masked=0.5", "augment.tight_crop=0.5", "augment.blur=0.3"].map(String::from);
+        let overrides = ["augment.synth_mask=1.0", "augment.synth_mask_copies=true", "augment.synth_mask_on_masked=0.8", "augment.tight_crop=0.5", "augment.blur=0.3"].map(String::from);
         let measured = Config::load(Some(&dir.join("cpu-quick.toml")), &overrides).unwrap();
         assert_eq!(Config::load(Some(&dir.join("cpu-real-photos.toml")), &[]).unwrap(), measured);
     }
