@@ -124,7 +124,7 @@ pub fn eval_run(run: &RunDir, settings: &EvalSettings, data: &Path, split: EvalS
     let order = match split {
         EvalSplit::Val => prepared.val_idx.clone(),
         // Every photo once: not the copies a run with `augment.synth_mask_copies` trains on.
-        EvalSplit::All | EvalSplit::Eval => (0..prepared.photos).collect(),
+        EvalSplit::All | EvalSplit::Eval => (0..prepared.photos()).collect(),
     };
     if order.is_empty() {
         bail!("no images to evaluate in the {} split of {}", split_name(split), data.display());

@@ -73,6 +73,8 @@ pub struct Loader {
     prep: Preprocess,
     /// Per sample, the region of the photo to crop instead of the centre crop (a face box); empty: none.
     regions: Arc<Vec<Option<[f32; 4]>>>,
+    /// Per sample, the sample whose decoded image it shares (a copy's photo); empty: itself.
+    sources: Arc<Vec<usize>>,
     /// Synthetic masks, painted only in batches of an epoch ([`Loader::for_epoch`]).
     synth: Option<Arc<SynthPlan>>,
     /// Tight crops of faces, cut only in batches of an epoch, after any synthetic mask.
@@ -91,6 +93,7 @@ impl Loader {
             paths: Arc::new(paths),
             prep,
             regions: Arc::new(Vec::new()),
+            sources: Arc::new(Vec::new()),
             synth: None,
             tight: None,
             epoch: None,
@@ -104,6 +107,14 @@ impl Loader {
     pub fn with_regions(mut self, regions: Vec<Option<[f32; 4]>>) -> Loader {
         assert_eq!(regions.len(), self.paths.len(), "one region per sample");
         self.regions = Arc::new(regions);
+        self
+    }
+
+    /// Samples that repeat another sample's photo (`sources[i]`, itself for the others): they are
+    /// decoded and cached once, and painted and cut on their own.
+    pub fn with_sources(mut self, sources: Vec<usize>) -> Loader {
+        assert_eq!(sources.len(), self.paths.len(), "one source per sample");
+        self.sources = Arc::new(sources);
         self
     }
 
@@ -144,6 +155,7 @@ impl Loader {
     }
 
     fn pixels(&self, i: usize) -> Result<Arc<[u8]>, DataError> {
+        let i = self.sources.get(i).copied().unwrap_or(i);
         if let Some(p) = self.cache.get(i) {
             return Ok(p);
         }
@@ -322,6 +334,23 @@ mod tests {
         assert_eq!(red(&cut, 0, 10), 100, "inside is unchanged");
         assert_eq!((red(&cut, 1, 0), red(&cut, 1, 19)), (0, 190), "a sample without a face box is left alone");
         assert_eq!(red(&loader.load(&[0]).unwrap(), 0, 0), 0, "the cache keeps the uncut image");
+    }
+
+    #[test]
+    fn a_sample_with_a_source_shares_its_decoded_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = write_images(dir.path(), 3);
+        let prep = Preprocess { crop: Crop::None, width: 8, height: 6 };
+        // Sample 2 repeats sample 0 (its file too, as a copy does).
+        let paths = vec![paths[0].clone(), paths[1].clone(), paths[0].clone()];
+        let loader = Loader::new(paths, prep, 1, 1, OnBadImage::Fail).with_sources(vec![0, 1, 0]);
+        let b = loader.load(&[2]).unwrap();
+        assert_eq!(b.indices, vec![2]);
+        assert_eq!(loader.cached_images(), 1, "cached under its source");
+        loader.load(&[0, 1, 2]).unwrap();
+        assert_eq!(loader.cached_images(), 2, "decoded once for the two samples");
+        let again = loader.load(&[0, 2]).unwrap();
+        assert!(again.images.get(0).equal(&again.images.get(1)));
     }
 
     #[test]

@@ -46,9 +46,10 @@ pub struct Prepared {
     pub prep: Preprocess,
     /// With `data.face_crop = "mtcnn"`: each sample's face and crop region.
     pub faces: Option<SampleFaces>,
-    /// Samples `..photos` are the dataset's images; the ones after are copies of unmasked
-    /// training photos (`augment.synth_mask_copies`), in the training split, for synthetic masks.
-    pub photos: usize,
+    /// The copies of unmasked training photos that `augment.synth_mask_copies` paints, after the
+    /// dataset's images in `samples` (and in the training split): sample `photos() + k` repeats
+    /// sample `copy_of[k]`.
+    pub copy_of: Vec<usize>,
 }
 
 impl Prepared {
@@ -83,12 +84,18 @@ impl Prepared {
             faces.regions.push(faces.regions[i]);
             faces.sizes.push(faces.sizes[i]);
             self.train_idx.push(self.samples.len() - 1);
+            self.copy_of.push(i);
         }
     }
 
     /// How many samples are copies made for synthetic masks (`augment.synth_mask_copies`).
     pub fn mask_copies(&self) -> usize {
-        self.samples.len() - self.photos
+        self.copy_of.len()
+    }
+
+    /// How many samples are the dataset's own images: the first ones, before any copies.
+    pub fn photos(&self) -> usize {
+        self.samples.len() - self.copy_of.len()
     }
 
     /// The decoding loader over every sample, as the settings ask (cache, prefetch, bad images).
@@ -98,6 +105,10 @@ impl Prepared {
         let crop_to_faces = cfg.data.face_crop == FaceCrop::Mtcnn;
         if let (Some(f), true) = (&self.faces, crop_to_faces) {
             loader = loader.with_regions(f.regions.clone());
+        }
+        if !self.copy_of.is_empty() {
+            // A copy is its photo decoded once: only its paint and crop are its own.
+            loader = loader.with_sources((0..self.photos()).chain(self.copy_of.iter().copied()).collect());
         }
         if let Some(plan) = self.synth_plan(cfg) {
             loader = loader.with_synth(plan);
@@ -126,9 +137,9 @@ impl Prepared {
         let mut plan = SynthPlan::new(rates, cfg.seed, cfg.synth_mask_style, &self.classes, faces, cfg.data.face_crop == FaceCrop::Mtcnn, &self.prep);
         self.keep_training_samples(&mut plan.faces);
         if cfg.synth_mask_copies {
-            // The photos keep their own look; only their copies (after `photos`) are painted.
+            // The photos keep their own look; only their copies (after `photos()`) are painted.
             // Masks over masks (`synth_mask_on_masked`) still go on the masked photos.
-            for (face, &masked) in plan.faces.iter_mut().zip(&plan.masked).take(self.photos) {
+            for (face, &masked) in plan.faces.iter_mut().zip(&plan.masked).take(self.photos()) {
                 if !masked {
                     *face = None;
                 }
@@ -186,8 +197,7 @@ pub fn prepare(data: &Path, cfg: &PrepareSettings) -> Result<Prepared> {
     let prep = cfg.data.preprocess()?;
     let classes = samples.iter().map(|s| s.class.encode()).collect();
     let faces = faces_of(&samples, Some(&set), cfg)?;
-    let photos = samples.len();
-    let mut prepared = Prepared { set, samples, classes, train_idx, val_idx, prep, faces, photos };
+    let mut prepared = Prepared { set, samples, classes, train_idx, val_idx, prep, faces, copy_of: Vec::new() };
     if cfg.synth_mask_copies {
         prepared.add_mask_copies();
     }
@@ -233,7 +243,7 @@ pub fn labelled_eval_set(data: &Path, cfg: &PrepareSettings) -> Result<Prepared>
     let faces = if cfg.data.face_crop == FaceCrop::Mtcnn { faces_of(&samples, None, cfg)? } else { None };
     Ok(Prepared {
         faces,
-        photos: samples.len(),
+        copy_of: Vec::new(),
         classes: samples.iter().map(|s| s.class.encode()).collect(),
         train_idx: Vec::new(),
         val_idx: (0..samples.len()).collect(),
@@ -274,7 +284,7 @@ mod tests {
             val_idx: vec![4, 5],
             prep: Preprocess { crop: Crop::Fraction(1.0), width: 64, height: 64 },
             faces: Some(faces),
-            photos: n,
+            copy_of: Vec::new(),
         }
     }
 
@@ -288,7 +298,8 @@ mod tests {
         p.add_mask_copies();
         // Only the bare training photo with landmarks is copied: not the masked ones, not the
         // one without landmarks, nothing of the validation person.
-        assert_eq!((p.mask_copies(), p.samples.len(), p.photos), (1, 7, 6));
+        assert_eq!((p.mask_copies(), p.samples.len(), p.photos()), (1, 7, 6));
+        assert_eq!(p.copy_of, vec![0]);
         assert_eq!(p.train_idx, vec![0, 1, 2, 3, 6]);
         assert_eq!(p.val_idx, vec![4, 5]);
         assert_eq!((p.samples[6].path.clone(), p.classes[6]), (p.samples[0].path.clone(), p.classes[0]));

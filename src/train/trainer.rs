@@ -94,7 +94,7 @@ fn record_framing(cfg: &RunSettings, data: &crate::data::prepared::Prepared) -> 
         return None;
     }
     // The photos only: copies made for synthetic masks would count the bare photos twice.
-    let paths: Vec<std::path::PathBuf> = data.train_idx.iter().filter(|&&i| i < data.photos).map(|&i| data.samples[i].path.clone()).collect();
+    let paths: Vec<std::path::PathBuf> = data.train_idx.iter().filter(|&&i| i < data.photos()).map(|&i| data.samples[i].path.clone()).collect();
     match crate::data::framing::measure(&paths, &data.prep.crop) {
         Ok(Some(f)) => {
             tracing::info!("framing of the training photos: {}", f.render());
